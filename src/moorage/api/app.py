@@ -1,0 +1,33 @@
+"""The FastAPI application for the control-plane routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from moorage import __version__
+from moorage.api.deps import Services
+from moorage.api.errors import install_error_handlers
+from moorage.api.routers import accounts, endpoints, flavors
+
+DESCRIPTION = """
+moorage runs dedicated inference endpoints on your own machines, with the
+NetMind Power Dedicated Endpoints API. Send `Authorization: Bearer <token>` on
+every call. An endpoint's replicas answer at
+`/inference-api/v1/inference_service/{service_id}/...` on this same host.
+"""
+
+
+def create_api(services: Services) -> FastAPI:
+    app = FastAPI(title="moorage", version=__version__, description=DESCRIPTION)
+    app.state.services = services
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # The flavor route goes first: it would otherwise match /{service_id}.
+    app.include_router(flavors.router)
+    app.include_router(endpoints.router)
+    app.include_router(accounts.router)
+    return app

@@ -1,0 +1,52 @@
+"""Request dependencies as ``Annotated`` aliases, so routes declare what they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from moorage.services.accounts import AccountService
+from moorage.services.endpoints import EndpointService
+from moorage.services.flavors import FlavorService
+from moorage.store.accounts import User
+
+
+@dataclass(frozen=True)
+class Services:
+    accounts: AccountService
+    endpoints: EndpointService
+    flavors: FlavorService
+    public_url: str | None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="Your moorage API token.")
+
+
+def current_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    return services.accounts.authenticate(credentials.credentials if credentials else None)
+
+
+def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user)]) -> User:
+    services.accounts.require_admin(user)
+    return user
+
+
+def base_url(request: Request, services: ServicesDep) -> str:
+    return services.public_url or str(request.base_url)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+AdminUser = Annotated[User, Depends(admin_user)]
+BaseUrl = Annotated[str, Depends(base_url)]

@@ -1,0 +1,119 @@
+"""Service results to the reference API's JSON shapes, field for field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moorage.services.endpoints import EndpointPage, EndpointView
+from moorage.services.flavors import FlavorAvailability
+from moorage.store.accounts import ApiToken, User
+from moorage.wire import format_timestamp
+
+GATEWAY_PATH = "/inference-api/v1/inference_service/"
+
+
+def flavor(item: FlavorAvailability) -> dict[str, Any]:
+    f = item.stored.flavor
+    return {
+        "flavor_id": f.flavor_id,
+        "display_name": f.display_name,
+        "cluster_id": f.cluster_id,
+        "cluster_flavor_id": f.cluster_flavor_id,
+        "meta_info": dict(f.meta_info),
+        "billing": f.billing(),
+        "created_at": format_timestamp(item.stored.created_at),
+        "updated_at": format_timestamp(item.stored.updated_at),
+        "deleted_at": format_timestamp(item.stored.deleted_at),
+        "is_deleted": item.stored.deleted_at is not None,
+        "available_num": item.available_num,
+        "node_max_gpu": f.node_max_gpu,
+    }
+
+
+def endpoint(view: EndpointView, base_url: str) -> dict[str, Any]:
+    e = view.endpoint
+    flavor_record = view.flavor.flavor if view.flavor else None
+    price = flavor_record.price_per_hour(e.payment_type) if flavor_record else 0.0
+    ready = [r for r in view.replicas if r.state.value == "ready"]
+    return {
+        "service_id": e.service_id,
+        "name": e.name,
+        "description": e.description,
+        "user_id": e.user_id,
+        "status": view.status.status.value,
+        "status_info": view.status.status_info,
+        "resource_metadata": {
+            "resource_display_name": flavor_record.display_name if flavor_record else None,
+            "scale_type": e.scale_type,
+            "flavor_id": e.flavor_id,
+            "target_instance_number": e.target_instance_number,
+            "scale_policy": None,
+            "VRAM": flavor_record.vram if flavor_record else None,
+            "image_size": None,
+        },
+        "billing_metadata": {
+            "payment_type": e.payment_type,
+            "price_per_instance_hour": price,
+            "instance_number": e.target_instance_number,
+            "price_per_hour": round(price * e.wanted_replicas, 6),
+        },
+        "endpoint_metadata": {
+            "endpoint_url": base_url.rstrip("/") + GATEWAY_PATH + e.service_id,
+            "ready_replicas": len(ready),
+            "replicas": [
+                {
+                    "replica_id": r.replica_id,
+                    "state": r.state.value,
+                    "address": r.address,
+                    "revision": r.revision,
+                    "since": format_timestamp(r.state_since),
+                    "last_failure": r.last_failure,
+                }
+                for r in view.replicas
+            ],
+        },
+        "deploy_metadata": {
+            "image_url": e.deploy.image_url,
+            "command": e.deploy.command,
+            "port": e.deploy.port,
+            "gpu_num": e.deploy.gpu_num,
+            "env": dict(e.deploy.env),
+            "revision": e.revision,
+        },
+        "service_type": e.service_type,
+        "created_at": format_timestamp(e.created_at),
+        "updated_at": format_timestamp(e.updated_at),
+        "deleted_at": format_timestamp(e.deleted_at),
+        "is_deleted": e.is_deleted,
+        "payment_type": e.payment_type,
+    }
+
+
+def endpoint_page(page: EndpointPage, base_url: str) -> dict[str, Any]:
+    return {
+        "service_list": [endpoint(v, base_url) for v in page.items],
+        "total": page.total,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
+
+
+def user(u: User) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id,
+        "name": u.name,
+        "is_admin": u.is_admin,
+        "created_at": format_timestamp(u.created_at),
+    }
+
+
+def token(t: ApiToken) -> dict[str, Any]:
+    return {
+        "token_id": t.token_id,
+        "user_id": t.user_id,
+        "name": t.name,
+        "prefix": t.prefix,
+        "created_at": format_timestamp(t.created_at),
+        "revoked_at": format_timestamp(t.revoked_at),
+        "is_revoked": t.revoked_at is not None,
+    }

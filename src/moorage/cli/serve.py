@@ -1,0 +1,59 @@
+"""``moorage serve``: API, controller and gateway in one process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from moorage.errors import MoorageError
+from moorage.server import MoorageServer
+from moorage.settings import Settings
+
+err = Console(stderr=True)
+
+
+def _describe_store(url: str) -> str:
+    return "SQLite" if url.startswith("sqlite") else url.split("://", 1)[0].split("+")[0]
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [MOORAGE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [MOORAGE_PORT].")] = None,
+) -> None:
+    """Run moorage: the API, the controller and the gateway, on one port."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        server = MoorageServer(settings)
+        generated = server.prepare()
+    except MoorageError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    base = f"http://{settings.host}:{settings.port}"
+    err.print(f"[bold]moorage[/bold] on {base}  (API /v1, gateway /inference-api, docs /docs)")
+    err.print(
+        f"  data: {settings.home.resolve()}  store: "
+        f"{_describe_store(settings.resolved_database_url)}  runtime: {server.runtime.name}"
+    )
+    if generated:
+        err.print(
+            "  admin token (shown once; also kept in "
+            f"{settings.admin_token_file.resolve()}, mode 0600):"
+        )
+        print(generated, flush=True)
+    elif settings.admin_token is None:
+        err.print(f"  admin token: in {settings.admin_token_file.resolve()}")
+    uvicorn.run(
+        server,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        log_level="info",
+        access_log=False,
+    )

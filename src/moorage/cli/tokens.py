@@ -1,0 +1,42 @@
+"""``moorage tokens``: issue tokens on the host moorage runs on, straight in its store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from moorage.clock import SystemClock
+from moorage.errors import MoorageError
+from moorage.services.accounts import AccountService
+from moorage.settings import Settings
+from moorage.store.db import Database
+
+app = typer.Typer(
+    help="Manage API tokens (run where moorage keeps its data).", no_args_is_help=True
+)
+err = Console(stderr=True)
+
+
+@app.command()
+def create(
+    user: Annotated[str, typer.Option("--user", help="User name; created if it does not exist.")],
+    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "cli",
+) -> None:
+    """Create a token for USER and print it on its own line (it is not shown again)."""
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        db.migrate()
+        issued = AccountService(db, SystemClock()).create_token(
+            user_name=user, name=name, create_user=True
+        )
+    except MoorageError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    err.print(f"token for user {issued.user.name} ({issued.user.user_id}):")
+    print(issued.token, flush=True)

@@ -1,0 +1,1 @@
+"""The controller: makes what runs match what users asked for."""

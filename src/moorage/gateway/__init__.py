@@ -1,0 +1,1 @@
+"""The gateway: the data plane between users and their replicas."""

@@ -1,0 +1,215 @@
+"""The gateway's ASGI app: ``/inference-api/v1/inference_service/{id}[/{path}]``.
+
+Bodies stream both ways (an SSE response reaches the client event by event);
+the caller's moorage token is checked against the route table (no store access
+on this path) and never forwarded to the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+
+from moorage.gateway.balancer import LeastOutstanding
+from moorage.gateway.routes import RouteTableHolder
+
+PREFIX = "/inference-api/v1/inference_service/"
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_DROPPED_REQUEST = _HOP_BY_HOP | {b"host", b"authorization"}
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
+class GatewayApp:
+    def __init__(self, routes: RouteTableHolder, balancer: LeastOutstanding | None = None) -> None:
+        self.routes = routes
+        self.balancer = balancer or LeastOutstanding()
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        service_id, _, suffix = scope["path"][len(PREFIX) :].partition("/")
+        token = _bearer(scope)
+        table = self.routes.current
+        if token is None:
+            await _send_error(
+                send,
+                401,
+                "unauthenticated",
+                "send your moorage token as 'Authorization: Bearer <token>'",
+            )
+            return
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if digest not in table.known_token_hashes:
+            await _send_error(
+                send,
+                401,
+                "unauthenticated",
+                "this token is unknown or revoked; ask your admin for a new one",
+            )
+            return
+        route = table.endpoints.get(service_id)
+        if route is None or digest not in route.owner_token_hashes:
+            await _send_error(
+                send,
+                404,
+                "not_found",
+                f"no endpoint {service_id!r}; GET /v1/inference-service lists yours",
+            )
+            return
+        if not route.replicas:
+            await _send_error(
+                send,
+                503,
+                "no_ready_replica",
+                f"endpoint {service_id} has no ready replica yet ({route.status_hint}); "
+                f"retry when GET /v1/inference-service/{service_id} says 'available'",
+                [(b"retry-after", b"2")],
+            )
+            return
+        with self.balancer.lease(route.replicas) as replica:
+            await self._forward(scope, receive, send, replica.address, suffix)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, address: str, suffix: str
+    ) -> None:
+        url = f"http://{address}/{suffix}"
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("latin-1")
+        headers = [(k, v) for k, v in scope["headers"] if k not in _DROPPED_REQUEST]
+        client_host = scope["client"][0] if scope.get("client") else ""
+        headers.append((b"x-forwarded-for", client_host.encode()))
+        headers.append((b"x-forwarded-proto", scope["scheme"].encode()))
+        for name, value in scope["headers"]:
+            if name == b"host":
+                headers.append((b"x-forwarded-host", value))
+        request = self.client.build_request(
+            scope["method"],
+            url,
+            headers=headers,
+            content=self._request_body(receive) if _has_body(scope) else None,
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except _ClientGone:
+            return
+        except httpx.HTTPError as exc:
+            await _send_error(
+                send,
+                502,
+                "replica_unreachable",
+                f"the replica did not answer ({type(exc).__name__}); retry the call",
+            )
+            return
+        try:
+            await self._stream_response(response, receive, send)
+        finally:
+            await response.aclose()
+
+    async def _request_body(self, receive: Receive) -> AsyncIterator[bytes]:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            body = message.get("body", b"")
+            if body:
+                yield body
+            if not message.get("more_body", False):
+                return
+
+    async def _stream_response(
+        self, response: httpx.Response, receive: Receive, send: Send
+    ) -> None:
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        relay = asyncio.ensure_future(self._relay(response, send))
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (relay, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if relay.done() and not relay.cancelled() and relay.exception() is not None:
+            raise relay.exception()  # type: ignore[misc]
+
+    async def _relay(self, response: httpx.Response, send: Send) -> None:
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return

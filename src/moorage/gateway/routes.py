@@ -1,0 +1,75 @@
+"""The gateway's route table: frozen values, built by the control plane and swapped whole.
+
+Request handlers read ``RouteTableHolder.current`` once per request, so a table
+swap mid-request can never show them half of an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from moorage.models.endpoints import Endpoint
+from moorage.models.replicas import Replica, ReplicaState
+
+
+@dataclass(frozen=True)
+class ReplicaRoute:
+    replica_id: str
+    address: str
+
+
+@dataclass(frozen=True)
+class EndpointRoute:
+    service_id: str
+    owner_token_hashes: frozenset[str]
+    replicas: tuple[ReplicaRoute, ...]
+    status_hint: str = "initializing"
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    endpoints: Mapping[str, EndpointRoute] = field(default_factory=lambda: MappingProxyType({}))
+    known_token_hashes: frozenset[str] = frozenset()
+
+    @classmethod
+    def empty(cls) -> RouteTable:
+        return cls()
+
+
+def build_route_table(
+    endpoints: Sequence[Endpoint],
+    replicas: Sequence[Replica],
+    token_hashes_by_user: Mapping[str, frozenset[str]],
+) -> RouteTable:
+    ready: dict[str, list[ReplicaRoute]] = {}
+    for replica in replicas:
+        if replica.state is ReplicaState.READY and replica.address:
+            ready.setdefault(replica.endpoint_id, []).append(
+                ReplicaRoute(replica.replica_id, replica.address)
+            )
+    routes = {
+        e.service_id: EndpointRoute(
+            service_id=e.service_id,
+            owner_token_hashes=token_hashes_by_user.get(e.user_id, frozenset()),
+            replicas=tuple(ready.get(e.service_id, ())),
+            status_hint=e.desired_state.value,
+        )
+        for e in endpoints
+        if not e.is_deleted
+    }
+    known = (
+        frozenset().union(*token_hashes_by_user.values()) if token_hashes_by_user else frozenset()
+    )
+    return RouteTable(MappingProxyType(routes), known)
+
+
+class RouteTableHolder:
+    """Where the current table lives; assignment is the atomic swap."""
+
+    def __init__(self) -> None:
+        self.current = RouteTable.empty()
+
+    def swap(self, table: RouteTable) -> None:
+        self.current = table

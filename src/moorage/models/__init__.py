@@ -1,0 +1,1 @@
+"""Domain models: plain, immutable values the services and the controller decide on."""

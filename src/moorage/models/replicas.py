@@ -1,0 +1,139 @@
+"""A replica's life as a list of events, and the view derived from them.
+
+Nothing about a replica's state is stored except its events, so status,
+routing and (later) billing all read the same facts and cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class ReplicaEventKind(enum.StrEnum):
+    REQUESTED = "requested"
+    STARTED = "started"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class FailureReason(enum.StrEnum):
+    """Why a replica failed; the first two mean retrying alone will not help."""
+
+    START_ERROR = "start_error"
+    NOT_READY = "not_ready"
+    EXITED = "exited"
+
+    @property
+    def needs_user(self) -> bool:
+        return self is not FailureReason.EXITED
+
+
+class ReplicaState(enum.StrEnum):
+    """The state the last event leaves a replica in."""
+
+    REQUESTED = "requested"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_live(self) -> bool:
+        """Still part of its endpoint: running, about to run, or waiting to restart."""
+        return self is not ReplicaState.STOPPED
+
+    @property
+    def has_process(self) -> bool:
+        """The runtime should have something running for it."""
+        return self in (ReplicaState.STARTING, ReplicaState.READY)
+
+
+_STATE_AFTER = {
+    ReplicaEventKind.REQUESTED: ReplicaState.REQUESTED,
+    ReplicaEventKind.STARTED: ReplicaState.STARTING,
+    ReplicaEventKind.READY: ReplicaState.READY,
+    ReplicaEventKind.FAILED: ReplicaState.FAILED,
+    ReplicaEventKind.STOPPED: ReplicaState.STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class ReplicaEvent:
+    replica_id: str
+    endpoint_id: str
+    kind: ReplicaEventKind
+    at: datetime
+    address: str | None = None
+    reason: FailureReason | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica of an endpoint, derived from its events (oldest first)."""
+
+    replica_id: str
+    endpoint_id: str
+    revision: int
+    state: ReplicaState
+    address: str | None
+    state_since: datetime
+    requested_at: datetime
+    consecutive_failures: int
+    last_failure: str | None
+    last_failure_reason: FailureReason | None = None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.address}" if self.address else None
+
+
+def derive_replica(
+    replica_id: str, endpoint_id: str, revision: int, events: Sequence[ReplicaEvent]
+) -> Replica:
+    """Folds events into the replica's current state.
+
+    Failures count since the replica was last ready, which is what tells a
+    replica that crashes on start (a broken command) from one that served for a
+    day and then crashed once.
+    """
+    if not events:
+        raise ValueError(f"replica {replica_id} has no events")
+    state = ReplicaState.REQUESTED
+    address: str | None = None
+    failures = 0
+    last_failure: str | None = None
+    last_reason: FailureReason | None = None
+    since = events[0].at
+    for event in events:
+        state = _STATE_AFTER[event.kind]
+        since = event.at
+        if event.kind is ReplicaEventKind.STARTED:
+            address = event.address
+        elif event.kind is ReplicaEventKind.READY:
+            failures = 0
+            last_failure = None
+            last_reason = None
+        elif event.kind is ReplicaEventKind.FAILED:
+            failures += 1
+            last_failure = event.detail
+            last_reason = event.reason
+            address = None
+        elif event.kind is ReplicaEventKind.STOPPED:
+            address = None
+    return Replica(
+        replica_id=replica_id,
+        endpoint_id=endpoint_id,
+        revision=revision,
+        state=state,
+        address=address,
+        state_since=since,
+        requested_at=events[0].at,
+        consecutive_failures=failures,
+        last_failure=last_failure,
+        last_failure_reason=last_reason,
+    )

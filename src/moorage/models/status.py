@@ -1,0 +1,55 @@
+"""An endpoint's status, derived from what it wants and what its replicas did.
+
+Pure: the same endpoint, replicas and policy always give the same answer, so
+the API can derive status on every read instead of keeping a copy that drifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from moorage.models.endpoints import DesiredState, Endpoint, EndpointStatus
+from moorage.models.replicas import Replica, ReplicaState
+
+
+@dataclass(frozen=True)
+class StatusPolicy:
+    crash_loop_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class DerivedStatus:
+    status: EndpointStatus
+    status_info: str | None = None
+
+
+def derive_status(
+    endpoint: Endpoint, replicas: Sequence[Replica], policy: StatusPolicy
+) -> DerivedStatus:
+    if endpoint.desired_state is DesiredState.STOPPED:
+        return DerivedStatus(EndpointStatus.STOPPED)
+    current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
+    ready = sum(1 for r in current if r.state is ReplicaState.READY)
+    if ready >= endpoint.target_instance_number:
+        return DerivedStatus(EndpointStatus.AVAILABLE)
+    failing = [r for r in current if _needs_user(r, policy)]
+    if failing:
+        worst = max(failing, key=lambda r: r.consecutive_failures)
+        return DerivedStatus(
+            EndpointStatus.UNAVAILABLE,
+            f"{len(failing)} of {endpoint.target_instance_number} replicas cannot run: "
+            f"replica {worst.replica_id} failed {worst.consecutive_failures} time(s) in a row, "
+            f"last: {worst.last_failure}. Check deploy_metadata (command, port) and the "
+            "replica logs, then PUT a fixed deploy_metadata; moorage keeps retrying "
+            "with backoff meanwhile.",
+        )
+    return DerivedStatus(EndpointStatus.INITIALIZING)
+
+
+def _needs_user(replica: Replica, policy: StatusPolicy) -> bool:
+    """A crash loop, or one failure that retrying alone will not fix."""
+    if replica.consecutive_failures >= policy.crash_loop_threshold:
+        return True
+    reason = replica.last_failure_reason
+    return replica.consecutive_failures > 0 and reason is not None and reason.needs_user

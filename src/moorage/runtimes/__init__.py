@@ -1,0 +1,1 @@
+"""Runtimes run replicas; the controller is their only caller."""

@@ -1,0 +1,59 @@
+"""The one small interface every runtime implements.
+
+A runtime knows nothing of endpoints' desired state: it starts what it is told,
+stops what it is told, and reports what runs, with enough identity on each
+replica (endpoint, replica, revision) that a restarted controller can adopt
+what an earlier one started and reap what nobody owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from moorage.models.endpoints import DeploySpec
+
+
+@dataclass(frozen=True)
+class Launch:
+    replica_id: str
+    endpoint_id: str
+    revision: int
+    deploy: DeploySpec
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the runtime sees of one replica it started (now or in an earlier life)."""
+
+    replica_id: str
+    endpoint_id: str
+    revision: int
+    address: str | None
+    running: bool
+    exit_code: int | None = None
+    output_tail: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class StartError(Exception):
+    """The runtime could not start a replica; the message says what the user can fix."""
+
+
+class Runtime(Protocol):
+    name: str
+
+    async def start(self, launch: Launch) -> str:
+        """Starts a replica and returns the ``host:port`` it will serve on."""
+        ...
+
+    async def stop(self, replica_id: str) -> None:
+        """Stops a replica and everything it spawned. Stopping a gone replica is a no-op."""
+        ...
+
+    async def observe(self) -> Mapping[str, Observed]:
+        """Every replica this runtime knows of, running or exited, by replica id."""
+        ...
+
+    async def close(self) -> None: ...

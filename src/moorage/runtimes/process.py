@@ -1,0 +1,210 @@
+"""The ``process`` runtime: each replica is ``sh -c COMMAND`` in its own directory.
+
+The app must listen on ``$PORT``, a free port this runtime picks per replica
+(``deploy_metadata.port`` names the port inside a container and has no meaning
+here). Each replica runs in its own session, so stopping it signals the whole
+process group: ``sh``, ``pip``, ``python`` and whatever they forked.
+
+What a restarted moorage needs to adopt a replica lives on disk, in
+``$MOORAGE_HOME/replicas/<replica_id>/replica.json``; the process's kernel
+start time is recorded beside its pid so a recycled pid is never mistaken for
+the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from moorage.runtimes.base import Launch, Observed, StartError
+
+RECORD_FILE = "replica.json"
+OUTPUT_FILE = "output.log"
+_TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class _Record:
+    replica_id: str
+    endpoint_id: str
+    revision: int
+    pid: int
+    start_ticks: int
+    port: int
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after it are plain.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited; only its exit status remains
+        return None
+    return int(fields[19])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 5) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - _TAIL_BYTES))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept) or None
+
+
+def replica_environment(launch: Launch, port: int) -> dict[str, str]:
+    """The host's environment minus moorage's own settings (the admin token among
+    them), plus what the replica needs to know."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+    env.update(launch.deploy.env)
+    env.update(
+        PORT=str(port),
+        MOORAGE_REPLICA_ID=launch.replica_id,
+        MOORAGE_ENDPOINT_ID=launch.endpoint_id,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def __init__(self, root: Path, *, stop_grace_s: float = 10.0) -> None:
+        self.root = root
+        self.stop_grace_s = stop_grace_s
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, replica_id: str) -> Path:
+        return self.root / replica_id
+
+    async def start(self, launch: Launch) -> str:
+        if launch.deploy.gpu_num > 0:
+            raise StartError(
+                f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
+                "cannot assign GPUs; use gpu_num 0 or run moorage with a container runtime"
+            )
+        await self.stop(launch.replica_id)  # never two processes for one replica
+        workdir = self._dir(launch.replica_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        with (workdir / OUTPUT_FILE).open("ab") as output:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    "/bin/sh",
+                    "-c",
+                    launch.deploy.command,
+                    cwd=workdir,
+                    env=replica_environment(launch, port),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise StartError(f"cannot run /bin/sh for the command: {exc}") from exc
+        ticks = _start_ticks(process.pid) or 0
+        record = _Record(
+            launch.replica_id, launch.endpoint_id, launch.revision, process.pid, ticks, port
+        )
+        temporary = workdir / (RECORD_FILE + ".tmp")
+        temporary.write_text(json.dumps(asdict(record)))
+        temporary.replace(workdir / RECORD_FILE)
+        self._children[launch.replica_id] = process
+        return f"127.0.0.1:{port}"
+
+    def _read_record(self, replica_id: str) -> _Record | None:
+        try:
+            data = json.loads((self._dir(replica_id) / RECORD_FILE).read_text())
+            return _Record(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _is_running(self, record: _Record) -> bool:
+        return _start_ticks(record.pid) == record.start_ticks
+
+    async def stop(self, replica_id: str) -> None:
+        record = self._read_record(replica_id)
+        child = self._children.pop(replica_id, None)
+        if record is not None:
+            if self._is_running(record) or _group_alive(record.pid):
+                await self._terminate_group(record.pid)
+            (self._dir(replica_id) / RECORD_FILE).unlink(missing_ok=True)
+        if child is not None and child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+
+    async def _terminate_group(self, pgid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_grace_s
+        while _group_alive(pgid) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if _group_alive(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            for _ in range(100):
+                if not _group_alive(pgid):
+                    break
+                await asyncio.sleep(0.02)
+
+    async def observe(self) -> Mapping[str, Observed]:
+        observed: dict[str, Observed] = {}
+        for record_path in self.root.glob(f"*/{RECORD_FILE}"):
+            record = self._read_record(record_path.parent.name)
+            if record is None:
+                continue
+            running = self._is_running(record)
+            child = self._children.get(record.replica_id)
+            exit_code = child.returncode if child is not None else None
+            observed[record.replica_id] = Observed(
+                replica_id=record.replica_id,
+                endpoint_id=record.endpoint_id,
+                revision=record.revision,
+                address=f"127.0.0.1:{record.port}",
+                running=running,
+                exit_code=exit_code,
+                output_tail=None if running else _tail(record_path.parent / OUTPUT_FILE),
+            )
+        return observed
+
+    def output_path(self, replica_id: str) -> Path:
+        return self._dir(replica_id) / OUTPUT_FILE
+
+    async def close(self) -> None:
+        for child in list(self._children.values()):
+            if child.returncode is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(child.wait(), timeout=0.1)

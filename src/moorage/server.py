@@ -1,0 +1,100 @@
+"""The composition root: one process serving API, controller and gateway on one port.
+
+The reference serves the control API and the data plane from one host, so
+moorage does too: paths under ``/inference-api/`` go to the gateway, the rest
+to the API. The controller runs as a task on the same event loop and is
+stopped (with every replica it runs) when the server shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import Receive, Scope, Send
+
+from moorage.api.app import create_api
+from moorage.api.deps import Services
+from moorage.clock import Clock, SystemClock
+from moorage.controller.plan import PlanPolicy
+from moorage.controller.reconciler import Reconciler
+from moorage.gateway.proxy import PREFIX, GatewayApp
+from moorage.gateway.routes import RouteTableHolder
+from moorage.models.status import StatusPolicy
+from moorage.runtimes.base import Runtime
+from moorage.runtimes.process import ProcessRuntime
+from moorage.services.accounts import AccountService
+from moorage.services.endpoints import EndpointService
+from moorage.services.flavors import FlavorService, configured_flavors
+from moorage.settings import Settings
+from moorage.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def make_runtime(settings: Settings) -> Runtime:
+    return ProcessRuntime(settings.replicas_dir, stop_grace_s=settings.stop_grace_s)
+
+
+class MoorageServer:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.resolved_database_url)
+        self.routes = RouteTableHolder()
+        self.runtime = make_runtime(settings)
+        self.reconciler = Reconciler(
+            self.db,
+            self.runtime,
+            self.clock,
+            PlanPolicy(ready_timeout_s=settings.ready_timeout_s),
+            self.routes.swap,
+            interval_s=settings.reconcile_interval_s,
+        )
+        status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
+        self.accounts = AccountService(self.db, self.clock, on_change=self.reconciler.wake)
+        self.flavors = FlavorService(self.db, self.clock)
+        self.endpoints = EndpointService(
+            self.db,
+            self.clock,
+            status_policy,
+            max_instances=settings.max_instances,
+            on_change=self.reconciler.wake,
+        )
+        self.api = create_api(
+            Services(self.accounts, self.endpoints, self.flavors, settings.public_url)
+        )
+        self.gateway = GatewayApp(self.routes)
+
+    def prepare(self) -> str | None:
+        """Migrates the store, syncs flavors, ensures the admin token. Returns the admin
+        token when it was generated just now."""
+        self.db.migrate()
+        self.flavors.sync(configured_flavors(self.settings))
+        return self.accounts.ensure_admin(self.settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["path"].startswith(PREFIX):
+            await self.gateway(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.reconciler.start()
+                except Exception as exc:
+                    log.exception("moorage failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.reconciler.shutdown()
+                await self.gateway.close()
+                self.db.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

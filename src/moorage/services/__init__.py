@@ -1,0 +1,1 @@
+"""Operations the API (and the CLI) call; each runs in one store transaction."""

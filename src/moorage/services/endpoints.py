@@ -1,0 +1,229 @@
+"""Endpoint operations: create, read, update, stop/start, delete.
+
+Every write validates against the flavor and capacity first and changes
+nothing when a check fails; the controller is woken after each commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from moorage.clock import Clock
+from moorage.errors import InvalidField, NotFound
+from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
+from moorage.models.replicas import Replica
+from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
+from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
+from moorage.store.accounts import User
+from moorage.store.db import Database
+from moorage.store.endpoints import EndpointRepository
+from moorage.store.flavors import FlavorRepository, StoredFlavor
+from moorage.store.replicas import ReplicaRepository
+from moorage.wire import new_id
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """An endpoint with what a response shows beside it."""
+
+    endpoint: Endpoint
+    flavor: StoredFlavor | None
+    replicas: Sequence[Replica]
+    status: DerivedStatus
+
+
+@dataclass(frozen=True)
+class EndpointPage:
+    items: Sequence[EndpointView]
+    total: int
+    page: int
+    page_size: int
+
+
+class EndpointService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        status_policy: StatusPolicy,
+        *,
+        max_instances: int,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.status_policy = status_policy
+        self.max_instances = max_instances
+        self.on_change = on_change
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, user: User, service_id: str) -> EndpointView:
+        with self.db.session() as session:
+            return self._view(session, self._owned(session, user, service_id))
+
+    def list(self, user: User, *, page: int, page_size: int) -> EndpointPage:
+        if page < 1:
+            raise InvalidField("page", f"must be 1 or more, got {page}")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidField(
+                "page_size", f"must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
+            )
+        with self.db.session() as session:
+            endpoints, total = EndpointRepository(session).list_for_user(
+                user.user_id, offset=(page - 1) * page_size, limit=page_size
+            )
+            views = [self._view(session, e) for e in endpoints]
+        return EndpointPage(views, total, page, page_size)
+
+    # -- writes --------------------------------------------------------------
+
+    def create(self, user: User, request: CreateEndpointRequest) -> EndpointView:
+        now = self.clock.now()
+        resource, deploy = request.resource_metadata, request.deploy_metadata
+        endpoint = Endpoint(
+            service_id=new_id(),
+            user_id=user.user_id,
+            name=request.name,
+            description=request.description,
+            payment_type=request.payment_type,
+            flavor_id=resource.flavor_id,
+            scale_type=resource.scale_type,
+            target_instance_number=resource.target_instance_number,
+            deploy=DeploySpec(
+                image_url=deploy.image_url,
+                command=deploy.command,
+                port=deploy.port,
+                gpu_num=deploy.gpu_num,
+                env=dict(deploy.env),
+            ),
+            revision=1,
+            desired_state=DesiredState.RUNNING,
+            service_type="normal",
+            created_at=now,
+            updated_at=now,
+        )
+        with self.db.session() as session:
+            self._check_fits(session, endpoint)
+            EndpointRepository(session).add(endpoint)
+            view = self._view(session, endpoint)
+        self.on_change()
+        return view
+
+    def update(self, user: User, service_id: str, request: UpdateEndpointRequest) -> EndpointView:
+        with self.db.session() as session:
+            current = self._owned(session, user, service_id)
+            updated = _apply_patch(current, request)
+            if updated != current:
+                if updated.deploy != current.deploy or updated.flavor_id != current.flavor_id:
+                    updated = dataclasses.replace(updated, revision=current.revision + 1)
+                updated = dataclasses.replace(updated, updated_at=self.clock.now())
+                self._check_fits(session, updated)
+                EndpointRepository(session).save(updated)
+            view = self._view(session, updated)
+        self.on_change()
+        return view
+
+    def set_running(self, user: User, service_id: str, running: bool) -> EndpointView:
+        with self.db.session() as session:
+            current = self._owned(session, user, service_id)
+            wanted = DesiredState.RUNNING if running else DesiredState.STOPPED
+            updated = current
+            if current.desired_state is not wanted:
+                updated = dataclasses.replace(
+                    current, desired_state=wanted, updated_at=self.clock.now()
+                )
+                if running:
+                    self._check_fits(session, updated)
+                EndpointRepository(session).save(updated)
+            view = self._view(session, updated)
+        self.on_change()
+        return view
+
+    def delete(self, user: User, service_id: str) -> EndpointView:
+        with self.db.session() as session:
+            current = self._owned(session, user, service_id)
+            now = self.clock.now()
+            deleted = dataclasses.replace(current, deleted_at=now, updated_at=now)
+            EndpointRepository(session).save(deleted)
+            view = self._view(session, deleted)
+        self.on_change()
+        return view
+
+    # -- helpers -------------------------------------------------------------
+
+    def _owned(self, session: Session, user: User, service_id: str) -> Endpoint:
+        endpoint = EndpointRepository(session).get_live(service_id)
+        # Another user's endpoint is reported exactly like a missing one.
+        if endpoint is None or endpoint.user_id != user.user_id:
+            raise NotFound(
+                f"no endpoint {service_id!r}; GET /v1/inference-service lists yours",
+            )
+        return endpoint
+
+    def _check_fits(self, session: Session, endpoint: Endpoint) -> None:
+        flavor = FlavorRepository(session).get(endpoint.flavor_id, for_update=True)
+        if flavor is None or flavor.deleted_at is not None:
+            raise InvalidField(
+                "resource_metadata.flavor_id",
+                f"no flavor {endpoint.flavor_id!r}; GET /v1/inference-service/flavor lists them",
+            )
+        if endpoint.deploy.gpu_num > flavor.flavor.node_max_gpu:
+            raise InvalidField(
+                "deploy_metadata.gpu_num",
+                f"must be at most {flavor.flavor.node_max_gpu} on flavor "
+                f"{flavor.flavor.display_name} (node_max_gpu), got {endpoint.deploy.gpu_num}",
+            )
+        count = endpoint.target_instance_number
+        free = flavor.flavor.capacity - EndpointRepository(session).held_instances(
+            endpoint.flavor_id, except_id=endpoint.service_id
+        )
+        limit = max(0, min(self.max_instances, free))
+        if not 1 <= count <= limit:
+            hint = (
+                " (the flavor has no free capacity now; stop or scale down another endpoint)"
+                if limit == 0
+                else f" ({flavor.flavor.display_name} has {free} free of {flavor.flavor.capacity})"
+                if limit == free
+                else ""
+            )
+            raise InvalidField(
+                "resource_metadata.target_instance_number",
+                f"must be between 1 and {limit}{hint}, got {count}; "
+                "use POST .../stop to run no replica",
+            )
+
+    def _view(self, session: Session, endpoint: Endpoint) -> EndpointView:
+        flavor = FlavorRepository(session).get(endpoint.flavor_id)
+        replicas = (
+            [] if endpoint.is_deleted else ReplicaRepository(session).live([endpoint.service_id])
+        )
+        return EndpointView(
+            endpoint, flavor, replicas, derive_status(endpoint, replicas, self.status_policy)
+        )
+
+
+def _apply_patch(current: Endpoint, request: UpdateEndpointRequest) -> Endpoint:
+    changes: dict[str, object] = {
+        k: v
+        for k, v in {
+            "name": request.name,
+            "description": request.description,
+            "payment_type": request.payment_type,
+        }.items()
+        if v is not None
+    }
+    if request.resource_metadata is not None:
+        resource = request.resource_metadata.model_dump(exclude_none=True, exclude={"scale_policy"})
+        changes.update(resource)
+    if request.deploy_metadata is not None:
+        deploy_changes = request.deploy_metadata.model_dump(exclude_none=True)
+        if deploy_changes:
+            changes["deploy"] = dataclasses.replace(current.deploy, **deploy_changes)
+    return dataclasses.replace(current, **changes)  # type: ignore[arg-type]

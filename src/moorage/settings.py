@@ -1,0 +1,80 @@
+"""Configuration: ``MOORAGE_*`` environment variables, then an optional TOML file.
+
+The TOML file is ``$MOORAGE_CONFIG`` (keys are the field names below, without
+the prefix); environment variables win over it, and command-line flags win over
+both because the CLI passes them as init arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+RuntimeName = Literal["process"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOORAGE_", extra="ignore")
+
+    home: Path = Field(default=Path(".moorage"), description="Where moorage keeps its data.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite in MOORAGE_HOME when unset."
+    )
+    admin_token: SecretStr | None = None
+    flavors: Path | None = Field(
+        default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
+    )
+    runtime: RuntimeName = "process"
+    public_url: str | None = Field(
+        default=None, description="Base URL users reach moorage at, for endpoint URLs."
+    )
+    reconcile_interval_s: float = Field(default=1.0, gt=0)
+    ready_timeout_s: float = Field(default=900.0, gt=0)
+    probe_interval_s: float = Field(default=1.0, gt=0)
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    max_instances: int = Field(default=64, ge=1)
+    crash_loop_threshold: int = Field(default=3, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("MOORAGE_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'moorage.db').resolve()}"
+
+    @property
+    def flavors_file(self) -> Path:
+        return self.flavors if self.flavors is not None else self.home / "flavors.toml"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.home / "admin-token"
+
+    @property
+    def replicas_dir(self) -> Path:
+        return self.home / "replicas"

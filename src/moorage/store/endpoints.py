@@ -1,0 +1,159 @@
+"""Endpoints as the store keeps them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from moorage.errors import Conflict
+from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
+from moorage.store.tables import EndpointRow
+
+
+def _deploy_to_json(deploy: DeploySpec) -> dict[str, object]:
+    return {
+        "image_url": deploy.image_url,
+        "command": deploy.command,
+        "port": deploy.port,
+        "gpu_num": deploy.gpu_num,
+        "env": dict(deploy.env),
+    }
+
+
+def _endpoint(row: EndpointRow) -> Endpoint:
+    deploy = row.deploy
+    return Endpoint(
+        service_id=row.service_id,
+        user_id=row.user_id,
+        name=row.name,
+        description=row.description,
+        payment_type=row.payment_type,
+        flavor_id=row.flavor_id,
+        scale_type=row.scale_type,
+        target_instance_number=row.target_instance_number,
+        deploy=DeploySpec(
+            image_url=str(deploy["image_url"]),
+            command=str(deploy["command"]),
+            port=int(deploy["port"]),
+            gpu_num=int(deploy.get("gpu_num", 0)),
+            env={str(k): str(v) for k, v in dict(deploy.get("env", {})).items()},
+        ),
+        revision=row.revision,
+        desired_state=DesiredState(row.desired_state),
+        service_type=row.service_type,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+class EndpointRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, endpoint: Endpoint) -> Endpoint:
+        row = EndpointRow(
+            service_id=endpoint.service_id,
+            user_id=endpoint.user_id,
+            name=endpoint.name,
+            description=endpoint.description,
+            payment_type=endpoint.payment_type,
+            flavor_id=endpoint.flavor_id,
+            scale_type=endpoint.scale_type,
+            target_instance_number=endpoint.target_instance_number,
+            deploy=_deploy_to_json(endpoint.deploy),
+            revision=endpoint.revision,
+            desired_state=endpoint.desired_state.value,
+            service_type=endpoint.service_type,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+            deleted_at=endpoint.deleted_at,
+        )
+        self.session.add(row)
+        self._flush_or_conflict(endpoint.name)
+        return endpoint
+
+    def save(self, endpoint: Endpoint) -> Endpoint:
+        row = self.session.get(EndpointRow, endpoint.service_id)
+        if row is None:
+            raise KeyError(endpoint.service_id)
+        row.name = endpoint.name
+        row.description = endpoint.description
+        row.payment_type = endpoint.payment_type
+        row.flavor_id = endpoint.flavor_id
+        row.scale_type = endpoint.scale_type
+        row.target_instance_number = endpoint.target_instance_number
+        row.deploy = _deploy_to_json(endpoint.deploy)
+        row.revision = endpoint.revision
+        row.desired_state = endpoint.desired_state.value
+        row.updated_at = endpoint.updated_at
+        row.deleted_at = endpoint.deleted_at
+        self._flush_or_conflict(endpoint.name)
+        return endpoint
+
+    def _flush_or_conflict(self, name: str) -> None:
+        try:
+            with self.session.begin_nested():
+                self.session.flush()
+        except IntegrityError as exc:
+            raise Conflict(
+                f"name: you already have an endpoint named {name!r}; "
+                "pick another name or delete that endpoint first",
+                code="name_in_use",
+            ) from exc
+
+    def get_live(self, service_id: str) -> Endpoint | None:
+        row = self.session.get(EndpointRow, service_id)
+        if row is None or row.deleted_at is not None:
+            return None
+        return _endpoint(row)
+
+    def name_in_use(self, user_id: str, name: str, *, except_id: str | None = None) -> bool:
+        query = select(EndpointRow.service_id).where(
+            EndpointRow.user_id == user_id,
+            EndpointRow.name == name,
+            EndpointRow.deleted_at.is_(None),
+        )
+        if except_id is not None:
+            query = query.where(EndpointRow.service_id != except_id)
+        return self.session.scalars(query).first() is not None
+
+    def list_for_user(
+        self, user_id: str, *, offset: int, limit: int
+    ) -> tuple[Sequence[Endpoint], int]:
+        live = (EndpointRow.user_id == user_id, EndpointRow.deleted_at.is_(None))
+        total = self.session.scalar(select(func.count()).select_from(EndpointRow).where(*live)) or 0
+        rows = self.session.scalars(
+            select(EndpointRow)
+            .where(*live)
+            .order_by(EndpointRow.created_at.desc(), EndpointRow.service_id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_endpoint(r) for r in rows], total
+
+    def list_all_live(self) -> Sequence[Endpoint]:
+        rows = self.session.scalars(select(EndpointRow).where(EndpointRow.deleted_at.is_(None)))
+        return [_endpoint(r) for r in rows]
+
+    def get_many(self, service_ids: Sequence[str]) -> Sequence[Endpoint]:
+        if not service_ids:
+            return []
+        rows = self.session.scalars(
+            select(EndpointRow).where(EndpointRow.service_id.in_(service_ids))
+        )
+        return [_endpoint(r) for r in rows]
+
+    def held_instances(self, flavor_id: str, *, except_id: str | None = None) -> int:
+        """Instances the running, undeleted endpoints on a flavor have reserved."""
+        query = select(func.coalesce(func.sum(EndpointRow.target_instance_number), 0)).where(
+            EndpointRow.flavor_id == flavor_id,
+            EndpointRow.deleted_at.is_(None),
+            EndpointRow.desired_state == DesiredState.RUNNING.value,
+        )
+        if except_id is not None:
+            query = query.where(EndpointRow.service_id != except_id)
+        return int(self.session.scalar(query) or 0)

@@ -1,0 +1,102 @@
+"""Replicas and their event log."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moorage.models.replicas import (
+    FailureReason,
+    Replica,
+    ReplicaEvent,
+    ReplicaEventKind,
+    derive_replica,
+)
+from moorage.store.tables import ReplicaEventRow, ReplicaRow
+
+
+def _event(row: ReplicaEventRow) -> ReplicaEvent:
+    return ReplicaEvent(
+        replica_id=row.replica_id,
+        endpoint_id=row.endpoint_id,
+        kind=ReplicaEventKind(row.kind),
+        at=row.at,
+        address=row.address,
+        reason=FailureReason(row.reason) if row.reason else None,
+        detail=row.detail,
+    )
+
+
+class ReplicaRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def create(self, replica_id: str, endpoint_id: str, revision: int, now: datetime) -> None:
+        """Creates the replica with its ``requested`` event, in the caller's transaction."""
+        self.session.add(
+            ReplicaRow(
+                replica_id=replica_id,
+                endpoint_id=endpoint_id,
+                revision=revision,
+                created_at=now,
+                finished=False,
+            )
+        )
+        self.session.flush()
+        self.record(ReplicaEvent(replica_id, endpoint_id, ReplicaEventKind.REQUESTED, now))
+
+    def record(self, event: ReplicaEvent) -> None:
+        self.session.add(
+            ReplicaEventRow(
+                replica_id=event.replica_id,
+                endpoint_id=event.endpoint_id,
+                kind=event.kind.value,
+                at=event.at,
+                address=event.address,
+                reason=event.reason.value if event.reason else None,
+                detail=event.detail,
+            )
+        )
+        if event.kind is ReplicaEventKind.STOPPED:
+            row = self.session.get(ReplicaRow, event.replica_id)
+            if row is not None:
+                row.finished = True
+        self.session.flush()
+
+    def live(self, endpoint_ids: Iterable[str] | None = None) -> Sequence[Replica]:
+        """Replicas not yet stopped, derived from their events."""
+        query = select(ReplicaRow).where(ReplicaRow.finished.is_(False))
+        if endpoint_ids is not None:
+            query = query.where(ReplicaRow.endpoint_id.in_(list(endpoint_ids)))
+        rows = list(
+            self.session.scalars(query.order_by(ReplicaRow.created_at, ReplicaRow.replica_id))
+        )
+        return self._derive(rows)
+
+    def _derive(self, rows: Sequence[ReplicaRow]) -> Sequence[Replica]:
+        if not rows:
+            return []
+        events: dict[str, list[ReplicaEvent]] = defaultdict(list)
+        event_rows = self.session.scalars(
+            select(ReplicaEventRow)
+            .where(ReplicaEventRow.replica_id.in_([r.replica_id for r in rows]))
+            .order_by(ReplicaEventRow.event_id)
+        )
+        for event_row in event_rows:
+            events[event_row.replica_id].append(_event(event_row))
+        return [
+            derive_replica(r.replica_id, r.endpoint_id, r.revision, events[r.replica_id])
+            for r in rows
+        ]
+
+    def events_for_endpoint(self, endpoint_id: str) -> Sequence[ReplicaEvent]:
+        rows = self.session.scalars(
+            select(ReplicaEventRow)
+            .where(ReplicaEventRow.endpoint_id == endpoint_id)
+            .order_by(ReplicaEventRow.event_id)
+        )
+        return [_event(r) for r in rows]

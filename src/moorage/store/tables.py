@@ -1,0 +1,139 @@
+"""ORM tables. Kept apart from the domain models so storage can change alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no time zone."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}  # noqa: RUF012
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class TokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class FlavorRow(Base):
+    __tablename__ = "flavors"
+
+    flavor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    cluster_id: Mapped[str] = mapped_column(String(64))
+    cluster_flavor_id: Mapped[str] = mapped_column(String(128))
+    meta_info: Mapped[dict[str, Any]]
+    prices: Mapped[dict[str, Any]]
+    capacity: Mapped[int] = mapped_column(Integer)
+    node_max_gpu: Mapped[int] = mapped_column(Integer)
+    vram: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class EndpointRow(Base):
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        # A name is unique among a user's live endpoints; deleting one frees it.
+        Index(
+            "uq_endpoints_user_live_name",
+            "user_id",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    service_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text)
+    payment_type: Mapped[str] = mapped_column(String(8))
+    flavor_id: Mapped[str] = mapped_column(String(32), index=True)
+    scale_type: Mapped[str] = mapped_column(String(16))
+    target_instance_number: Mapped[int] = mapped_column(Integer)
+    deploy: Mapped[dict[str, Any]]
+    revision: Mapped[int] = mapped_column(Integer)
+    desired_state: Mapped[str] = mapped_column(String(16))
+    service_type: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class ReplicaRow(Base):
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.service_id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    # Set once the replica's stopped event is written, so live replicas are one
+    # indexed lookup instead of a scan over every event ever recorded.
+    finished: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class ReplicaEventRow(Base):
+    __tablename__ = "replica_events"
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    replica_id: Mapped[str] = mapped_column(ForeignKey("replicas.replica_id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    address: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,22 @@
+"""Formats the reference API fixes on the wire: ids and timestamps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def new_id() -> str:
+    """A 32-character lowercase hex id, the shape the reference uses everywhere."""
+    return uuid.uuid4().hex
+
+
+def format_timestamp(moment: datetime | None) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, or ``None`` for an absent moment."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
