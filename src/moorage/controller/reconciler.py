@@ -142,10 +142,18 @@ class Reconciler:
             ReplicaRepository(session).record(event)
 
     async def _record_async(
-        self, replica: Replica | str, endpoint_id: str, kind: ReplicaEventKind, **fields: object
+        self,
+        replica_id: str,
+        endpoint_id: str,
+        kind: ReplicaEventKind,
+        *,
+        address: str | None = None,
+        reason: FailureReason | None = None,
+        detail: str | None = None,
     ) -> None:
-        replica_id = replica if isinstance(replica, str) else replica.replica_id
-        event = ReplicaEvent(replica_id, endpoint_id, kind, self.clock.now(), **fields)  # type: ignore[arg-type]
+        event = ReplicaEvent(
+            replica_id, endpoint_id, kind, self.clock.now(), address, reason, detail
+        )
         await asyncio.to_thread(self._record, event)
 
     async def _apply(self, action: Action) -> None:
@@ -158,18 +166,20 @@ class Reconciler:
                 await self._launch(endpoint, replica.replica_id)
             case AdoptReplica(replica, address):
                 await self._record_async(
-                    replica,
+                    replica.replica_id,
                     replica.endpoint_id,
                     ReplicaEventKind.STARTED,
                     address=address,
                     detail="adopted",
                 )
             case MarkReady(replica):
-                await self._record_async(replica, replica.endpoint_id, ReplicaEventKind.READY)
+                await self._record_async(
+                    replica.replica_id, replica.endpoint_id, ReplicaEventKind.READY
+                )
             case MarkFailed(replica, reason, detail):
                 await self.runtime.stop(replica.replica_id)
                 await self._record_async(
-                    replica,
+                    replica.replica_id,
                     replica.endpoint_id,
                     ReplicaEventKind.FAILED,
                     reason=reason,
@@ -178,7 +188,7 @@ class Reconciler:
             case StopReplica(replica, why):
                 await self.runtime.stop(replica.replica_id)
                 await self._record_async(
-                    replica, replica.endpoint_id, ReplicaEventKind.STOPPED, detail=why
+                    replica.replica_id, replica.endpoint_id, ReplicaEventKind.STOPPED, detail=why
                 )
             case ReapOrphan(replica_id):
                 log.info("stopping replica %s that no endpoint owns", replica_id)
@@ -224,5 +234,8 @@ class Reconciler:
     async def _stop_for_shutdown(self, replica: Replica) -> None:
         await self.runtime.stop(replica.replica_id)
         await self._record_async(
-            replica, replica.endpoint_id, ReplicaEventKind.STOPPED, detail="moorage stopped"
+            replica.replica_id,
+            replica.endpoint_id,
+            ReplicaEventKind.STOPPED,
+            detail="moorage stopped",
         )

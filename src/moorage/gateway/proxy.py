@@ -17,7 +17,7 @@ import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from moorage.gateway.balancer import LeastOutstanding
-from moorage.gateway.routes import RouteTableHolder
+from moorage.gateway.routes import EndpointRoute, RouteTableHolder
 
 PREFIX = "/inference-api/v1/inference_service/"
 _HOP_BY_HOP = frozenset(
@@ -60,6 +60,19 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _no_replica_message(route: EndpointRoute) -> str:
+    service_id = route.service_id
+    if route.status_hint == "stopped":
+        return (
+            f"endpoint {service_id} is stopped; "
+            f"POST /v1/inference-service/{service_id}/start to run it again"
+        )
+    return (
+        f"endpoint {service_id} has no ready replica yet; retry when "
+        f"GET /v1/inference-service/{service_id} says 'available'"
+    )
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -125,12 +138,7 @@ class GatewayApp:
             return
         if not route.replicas:
             await _send_error(
-                send,
-                503,
-                "no_ready_replica",
-                f"endpoint {service_id} has no ready replica yet ({route.status_hint}); "
-                f"retry when GET /v1/inference-service/{service_id} says 'available'",
-                [(b"retry-after", b"2")],
+                send, 503, "no_ready_replica", _no_replica_message(route), [(b"retry-after", b"2")]
             )
             return
         with self.balancer.lease(route.replicas) as replica:
