@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,9 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
-def _database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of ``kind`` ("sqlite" or "postgresql"), removed afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'moorage.db'}"
         return
@@ -33,4 +36,5 @@ def _database_url(kind: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: every store test runs once on each store."""
-    yield from _database_url(request.param, tmp_path)
+    with database(request.param, tmp_path) as url:
+        yield url

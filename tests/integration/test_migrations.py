@@ -13,6 +13,13 @@ def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> 
         db.migrate()
         db.migrate()  # a second start must find nothing to do
         tables = set(inspect(db.engine).get_table_names())
-        assert {"users", "api_tokens", "flavors", "endpoints", "replicas", "replica_events"} <= tables
+        assert {
+            "users",
+            "api_tokens",
+            "flavors",
+            "endpoints",
+            "replicas",
+            "replica_events",
+        } <= tables
     finally:
         db.dispose()

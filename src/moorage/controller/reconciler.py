@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 class _Snapshot:
     endpoints: Sequence[Endpoint]
     replicas: Sequence[Replica]
+    routes: RouteTable
 
 
 class Reconciler:
@@ -110,6 +111,11 @@ class Reconciler:
         actions = plan(
             snapshot.endpoints, snapshot.replicas, observed, probes, self.clock.now(), self.policy
         )
+        leaving = frozenset(
+            a.replica.replica_id for a in actions if isinstance(a, StopReplica | MarkFailed)
+        )
+        # Out of rotation first, so no request is sent to a replica being stopped.
+        self.publish_routes(snapshot.routes.without(leaving))
         for action in actions:
             try:
                 await self._apply(action)
@@ -118,24 +124,19 @@ class Reconciler:
         await self.publish()
 
     async def publish(self) -> None:
-        self.publish_routes(await asyncio.to_thread(self._routes))
+        self.publish_routes((await asyncio.to_thread(self._load)).routes)
 
     def _load(self) -> _Snapshot:
         with self.db.session() as session:
             replicas = ReplicaRepository(session).live()
             endpoints = {e.service_id: e for e in EndpointRepository(session).list_all_live()}
+            tokens = AccountRepository(session).active_token_hashes()
+            routes = build_route_table(list(endpoints.values()), replicas, tokens)
             # Deleted endpoints whose replicas still run need planning too.
             missing = {r.endpoint_id for r in replicas} - endpoints.keys()
             for endpoint in EndpointRepository(session).get_many(sorted(missing)):
                 endpoints[endpoint.service_id] = endpoint
-        return _Snapshot(list(endpoints.values()), replicas)
-
-    def _routes(self) -> RouteTable:
-        with self.db.session() as session:
-            endpoints = EndpointRepository(session).list_all_live()
-            replicas = ReplicaRepository(session).live()
-            tokens = AccountRepository(session).active_token_hashes()
-        return build_route_table(endpoints, replicas, tokens)
+        return _Snapshot(list(endpoints.values()), replicas, routes)
 
     def _record(self, event: ReplicaEvent) -> None:
         with self.db.session() as session:
@@ -223,11 +224,11 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.publish_routes(RouteTable.empty())
         snapshot = await asyncio.to_thread(self._load)
         await asyncio.gather(*(self._stop_for_shutdown(r) for r in snapshot.replicas))
         observed = await self.runtime.observe()
         await asyncio.gather(*(self.runtime.stop(rid) for rid in observed))
-        self.publish_routes(RouteTable.empty())
         await self.prober.close()
         await self.runtime.close()
 

@@ -20,6 +20,8 @@ from moorage.gateway.balancer import LeastOutstanding
 from moorage.gateway.routes import EndpointRoute, RouteTableHolder
 
 PREFIX = "/inference-api/v1/inference_service/"
+# The controller publishes a table at least every reconcile interval (1 s by default).
+ROUTE_WAIT_S = 2.0
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -128,6 +130,8 @@ class GatewayApp:
             )
             return
         route = table.endpoints.get(service_id)
+        if route is None:  # maybe created a moment ago: its route comes with a next table
+            route = await self.routes.wait_for_route(service_id, ROUTE_WAIT_S)
         if route is None or digest not in route.owner_token_hashes:
             await _send_error(
                 send,

@@ -6,8 +6,10 @@ swap mid-request can never show them half of an update.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from moorage.models.endpoints import Endpoint
@@ -36,6 +38,16 @@ class RouteTable:
     @classmethod
     def empty(cls) -> RouteTable:
         return cls()
+
+    def without(self, replica_ids: frozenset[str]) -> RouteTable:
+        """This table minus some replicas: taken out of rotation before they stop."""
+        routes = {
+            service_id: replace(
+                route, replicas=tuple(r for r in route.replicas if r.replica_id not in replica_ids)
+            )
+            for service_id, route in self.endpoints.items()
+        }
+        return RouteTable(MappingProxyType(routes), self.known_token_hashes)
 
 
 def build_route_table(
@@ -66,10 +78,32 @@ def build_route_table(
 
 
 class RouteTableHolder:
-    """Where the current table lives; assignment is the atomic swap."""
+    """Where the current table lives; assignment is the atomic swap.
+
+    ``swap`` must be called on the gateway's event loop; ``wait_for_route`` lets a
+    request for an endpoint the table does not know yet (created a moment ago)
+    wait for the next table instead of failing.
+    """
 
     def __init__(self) -> None:
         self.current = RouteTable.empty()
+        self._swapped: asyncio.Event | None = None
 
     def swap(self, table: RouteTable) -> None:
         self.current = table
+        if self._swapped is not None:
+            self._swapped.set()
+            self._swapped = None
+
+    async def wait_for_route(self, service_id: str, timeout_s: float) -> EndpointRoute | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (route := self.current.endpoints.get(service_id)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            if self._swapped is None:
+                self._swapped = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._swapped.wait(), remaining)
+        return route

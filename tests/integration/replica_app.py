@@ -1,0 +1,55 @@
+"""A tiny replica for the process runtime tests, run as a real subprocess.
+
+It serves ``GET /`` on 127.0.0.1:$PORT with its pid and environment as JSON.
+``--ignore-term`` makes it ignore SIGTERM (an app that will not shut down);
+``--term-note FILE`` makes it write FILE and exit 0 on SIGTERM (a polite app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"pid": os.getpid(), "env": dict(os.environ)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the runtime's output log is for the app's own lines."""
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--term-note")
+    args = parser.parse_args(argv)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif args.term_note:
+        note = Path(args.term_note)
+
+        def _on_term(_signum: int, _frame: FrameType | None) -> None:
+            note.write_text("terminated politely")
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, _on_term)
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), _Handler)
+    print(f"replica app {os.getpid()} listening on {os.environ['PORT']}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,196 @@
+"""A real ``moorage serve`` in a subprocess, driven over HTTP like a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+MOORAGE = str(Path(sys.executable).with_name("moorage"))
+FLASK_APP = Path(__file__).resolve().parent.parent / "e2e" / "apps" / "flask_app.py"
+FLASK_COMMAND = f"{sys.executable} {FLASK_APP}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> Any:
+    """Polls until ``condition`` returns something truthy; fails with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Pids of processes whose environment has ``name=value`` (replicas carry their ids)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@dataclass
+class MoorageServer:
+    home: Path
+    database_url: str
+    admin_token: str = "mrg_test_admin_token"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+        env.update(
+            MOORAGE_HOME=str(self.home),
+            MOORAGE_DATABASE_URL=self.database_url,
+            MOORAGE_ADMIN_TOKEN=self.admin_token,
+            MOORAGE_PORT=str(self.port),
+            MOORAGE_STOP_GRACE_S="3",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> MoorageServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / "serve.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [MOORAGE, "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for(self._healthy, timeout=30, what="moorage serve to answer /healthz")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"moorage serve exited early:\n{self.log()}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def log(self) -> str:
+        path = self.home / "serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"moorage serve ignored {sig.name}:\n{self.log()}") from None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MOORAGE, *args], env=self.env(), capture_output=True, text=True, timeout=60
+        )
+
+
+@dataclass
+class ApiClient:
+    """The calls a user makes with ``requests``, with their token."""
+
+    base: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def flavor_id(self) -> str:
+        flavors = self.call("GET", "/v1/inference-service/flavor").json()["flavor_list"]
+        return str(flavors[0]["flavor_id"])
+
+    def create(self, **overrides: Any) -> dict[str, Any]:
+        body = endpoint_body(self.flavor_id(), **overrides)
+        response = self.call("POST", "/v1/inference-service", json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def get(self, service_id: str) -> dict[str, Any]:
+        response = self.call("GET", f"/v1/inference-service/{service_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait_status(self, service_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            endpoint = self.get(service_id)
+            return endpoint if endpoint["status"] == status else None
+
+        result: dict[str, Any] = wait_for(reached, timeout=timeout, what=f"status {status!r}")
+        return result
+
+    def gateway(self, service_id: str, path: str = "", **kwargs: Any) -> requests.Response:
+        method = kwargs.pop("method", "GET")
+        suffix = f"/{path}" if path else ""
+        return self.call(
+            method, f"/inference-api/v1/inference_service/{service_id}{suffix}", **kwargs
+        )
+
+
+def endpoint_body(flavor_id: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "flask-server",
+        "description": "test",
+        "payment_type": "usd",
+        "resource_metadata": {
+            "flavor_id": flavor_id,
+            "scale_type": "manual",
+            "target_instance_number": 1,
+        },
+        "deploy_metadata": {
+            "image_url": "python:3.10-slim",
+            "command": FLASK_COMMAND,
+            "port": 8080,
+            "gpu_num": 0,
+        },
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return body
+
+
+def new_user_token(admin: ApiClient, name: str) -> str:
+    user = admin.call("POST", "/v1/users", json={"name": name})
+    assert user.status_code == 201, user.text
+    response = admin.call("POST", "/v1/tokens", json={"user_id": user.json()["user_id"]})
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
