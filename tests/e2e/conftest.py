@@ -31,6 +31,7 @@ def server(
 
 @pytest.fixture(scope="module")
 def admin(server: MoorageServer) -> ApiClient:
+    assert server.admin_token is not None
     return ApiClient(server.url, server.admin_token)
 
 

@@ -57,7 +57,7 @@ def processes_with_env(name: str, value: str) -> list[int]:
 class MoorageServer:
     home: Path
     database_url: str
-    admin_token: str = "mrg_test_admin_token"
+    admin_token: str | None = "mrg_test_admin_token"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -71,10 +71,11 @@ class MoorageServer:
         env.update(
             MOORAGE_HOME=str(self.home),
             MOORAGE_DATABASE_URL=self.database_url,
-            MOORAGE_ADMIN_TOKEN=self.admin_token,
             MOORAGE_PORT=str(self.port),
             MOORAGE_STOP_GRACE_S="3",
         )
+        if self.admin_token is not None:
+            env["MOORAGE_ADMIN_TOKEN"] = self.admin_token
         env.update(self.extra_env)
         return env
 
