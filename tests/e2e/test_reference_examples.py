@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -88,7 +89,7 @@ def test_reference_examples_work_unchanged(reference_server: MoorageServer) -> N
     # -- Get inference flavor -------------------------------------------------
     url = f"{base}/v1/inference-service/flavor"
 
-    payload = {}  # type: ignore[var-annotated]
+    payload: Any = {}
     headers = {"Authorization": f"Bearer {api_token}"}
 
     response = requests.request("GET", url, headers=headers, data=payload)
