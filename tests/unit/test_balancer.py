@@ -90,13 +90,18 @@ def test_count_returns_to_zero_after_the_request_completes() -> None:
 
 def test_count_returns_to_zero_when_the_request_fails() -> None:
     lb = balancer()
-    chosen: ReplicaRoute | None = None
+    leased: list[ReplicaRoute] = []
 
-    with pytest.raises(ConnectionResetError), lb.lease(ALL) as chosen:
-        raise ConnectionResetError("replica reset the connection")
+    def forward() -> None:
+        with lb.lease(ALL) as chosen:
+            leased.append(chosen)
+            assert lb.in_flight(chosen.replica_id) == 1
+            raise ConnectionResetError("replica reset the connection")
 
-    assert chosen is not None
-    assert lb.in_flight(chosen.replica_id) == 0
+    with pytest.raises(ConnectionResetError):
+        forward()
+
+    assert lb.in_flight(leased[0].replica_id) == 0
 
 
 def test_count_returns_to_zero_when_the_request_is_cancelled() -> None:

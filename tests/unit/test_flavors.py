@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from moorage.errors import MoorageError
-from moorage.models import builtin_flavors
+from moorage.models.builtin_flavors import (
+    CPU_FLAVOR_KEY,
+    builtin_flavors,
+    cpu_flavor,
+    detected_gpu_flavors,
+)
 from moorage.models.flavors import FlavorFileError, load_flavor_file, stable_flavor_id
 
 A100 = """
@@ -184,6 +189,9 @@ def test_missing_required_key_is_named_with_its_entry(tmp_path: Path, key: str) 
         ('node_max_gpu = "8"', "node_max_gpu"),
         ("billing = { usd_price_unit = -0.5 }", "billing.usd_price_unit"),
         ('billing = { cny_price_unit = "free" }', "billing.cny_price_unit"),
+        ("capacity = true", "capacity"),
+        ("node_max_gpu = false", "node_max_gpu"),
+        ("billing = { usd_price_unit = true }", "billing.usd_price_unit"),
     ],
 )
 def test_invalid_value_is_rejected_naming_the_key(tmp_path: Path, line: str, key: str) -> None:
@@ -206,7 +214,9 @@ def test_zero_capacity_is_allowed_to_take_a_flavor_out_of_service(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    "text", ["", "title = 'no flavors here'\n", "flavor = []\n"], ids=["empty", "none", "empty-list"]
+    "text",
+    ["", "title = 'no flavors here'\n", "flavor = []\n"],
+    ids=["empty", "none", "empty-list"],
 )
 def test_file_without_flavors_is_rejected(tmp_path: Path, text: str) -> None:
     assert "expected one or more [[flavor]] tables" in load_error(tmp_path, text)
@@ -232,12 +242,6 @@ def test_flavor_file_error_reaches_users_with_a_stable_code() -> None:
     assert error.code == "invalid_flavor_file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_flavor_from_entry calls dict() on meta_info and billing unchecked: a value "
-    "that is not a table escapes as a bare ValueError/TypeError instead of a "
-    "FlavorFileError naming the entry and the key",
-)
 @pytest.mark.parametrize(
     ("line", "key"),
     [('meta_info = "eu-west"', "meta_info"), ("billing = 5", "billing")],
@@ -297,7 +301,7 @@ def test_cpu_flavor_is_always_offered_even_without_nvidia_drivers(
 ) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(None))
 
-    flavors = builtin_flavors.builtin_flavors()
+    flavors = builtin_flavors()
 
     assert [f.display_name for f in flavors] == ["CPU"]
     assert flavors[0].node_max_gpu == 0
@@ -305,10 +309,8 @@ def test_cpu_flavor_is_always_offered_even_without_nvidia_drivers(
 
 
 def test_cpu_flavor_id_is_stable_across_restarts() -> None:
-    assert builtin_flavors.cpu_flavor().flavor_id == builtin_flavors.cpu_flavor().flavor_id
-    assert builtin_flavors.cpu_flavor().flavor_id == stable_flavor_id(
-        "local", builtin_flavors.CPU_FLAVOR_KEY, "local"
-    )
+    assert cpu_flavor().flavor_id == cpu_flavor().flavor_id
+    assert cpu_flavor().flavor_id == stable_flavor_id("local", CPU_FLAVOR_KEY, "local")
 
 
 def test_each_detected_gpu_model_becomes_one_flavor_sized_by_its_count(
@@ -324,7 +326,7 @@ def test_each_detected_gpu_model_becomes_one_flavor_sized_by_its_count(
     )
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
 
-    cpu, *gpus = builtin_flavors.builtin_flavors()
+    cpu, *gpus = builtin_flavors()
 
     assert cpu.display_name == "CPU"
     by_name = {f.display_name: f for f in gpus}
@@ -343,8 +345,8 @@ def test_detected_gpu_flavor_ids_do_not_depend_on_device_order(
 ) -> None:
     gpus: list[tuple[str | bytes, int]] = [("NVIDIA A10", 24 * 2**30), ("NVIDIA L4", 24 * 2**30)]
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(gpus))
-    first = {f.display_name: f.flavor_id for f in builtin_flavors.detected_gpu_flavors()}
+    first = {f.display_name: f.flavor_id for f in detected_gpu_flavors()}
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(list(reversed(gpus))))
-    second = {f.display_name: f.flavor_id for f in builtin_flavors.detected_gpu_flavors()}
+    second = {f.display_name: f.flavor_id for f in detected_gpu_flavors()}
 
     assert first == second

@@ -282,7 +282,9 @@ def test_crash_looping_replica_is_restarted_with_doubling_backoff(fake_clock: Fa
     for _ in range(400):  # 100 s in passes of 0.25 s
         now = fake_clock.now()
         replica = log.replica()
-        observed = observing(exited(replica, output_tail="boom")) if replica.state.has_process else {}
+        observed = (
+            observing(exited(replica, output_tail="boom")) if replica.state.has_process else {}
+        )
         for action in plan([endpoint], [replica], observed, {}, now, policy):
             if isinstance(action, StartReplica):
                 log.started(now)
@@ -294,17 +296,14 @@ def test_crash_looping_replica_is_restarted_with_doubling_backoff(fake_clock: Fa
                 pytest.fail(f"unexpected action {action}")
         fake_clock.advance(0.25)
 
-    waits = [(start - failure).total_seconds() for failure, start in zip(failures, starts[1:])]
+    waits = [
+        (start - failure).total_seconds()
+        for failure, start in zip(failures, starts[1:], strict=False)
+    ]
     assert waits[:7] == [1, 2, 4, 8, 8, 8, 8]
     assert log.replica().consecutive_failures == len(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="PlanPolicy.backoff computes base * 2**(n-1) as a float before capping it, "
-    "which overflows past 1024 consecutive failures and makes plan() raise",
-)
 def test_backoff_stays_capped_however_long_a_replica_has_crash_looped() -> None:
     endpoint = make_endpoint()
     failed = failing_replica("r-1", failures=1100, since=T0)
@@ -515,6 +514,26 @@ def test_replica_the_runtime_already_runs_is_adopted_not_started_twice(
     )
 
     assert actions == [AdoptReplica(replica, "10.0.0.7:41000")]
+
+
+def test_running_process_without_an_address_is_not_adopted() -> None:
+    endpoint = make_endpoint()
+    replica = make_replica("r-1", state=ReplicaState.REQUESTED, since=T0)
+
+    actions = run_plan(
+        [endpoint], [replica], observed=observing(running(replica, address=None)), now=at(1)
+    )
+
+    assert actions == [StartReplica(endpoint, replica)]
+
+
+def test_previous_revision_of_a_stopped_endpoint_is_stopped_for_that_reason() -> None:
+    endpoint = make_endpoint(revision=2, desired_state=DesiredState.STOPPED)
+    old = make_replica("r-old", revision=1)
+
+    actions = run_plan([endpoint], [old], observed=observing(running(old, old.address)))
+
+    assert actions == [StopReplica(old, "the endpoint was stopped or deleted")]
 
 
 def test_running_process_that_no_replica_owns_is_reaped() -> None:

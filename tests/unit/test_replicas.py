@@ -35,9 +35,7 @@ def test_started_replica_is_starting_at_the_address_the_runtime_gave() -> None:
 
 
 def test_ready_replica_keeps_the_address_it_started_on() -> None:
-    replica = (
-        ReplicaLog().requested(at(0)).started(at(1), "127.0.0.1:41234").ready(at(5)).replica()
-    )
+    replica = ReplicaLog().requested(at(0)).started(at(1), "127.0.0.1:41234").ready(at(5)).replica()
 
     assert replica.state is ReplicaState.READY
     assert replica.address == "127.0.0.1:41234"

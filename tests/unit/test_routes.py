@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from moorage.gateway.routes import ReplicaRoute, RouteTable, RouteTableHolder, build_route_table
+import asyncio
+
+from moorage.gateway.routes import (
+    EndpointRoute,
+    ReplicaRoute,
+    RouteTable,
+    RouteTableHolder,
+    build_route_table,
+)
 from moorage.models.endpoints import DesiredState
 from moorage.models.replicas import ReplicaState
 from tests.unit.builders import at, failing_replica, make_endpoint, make_replica
@@ -121,3 +129,96 @@ def test_holder_starts_empty_and_swaps_whole_tables() -> None:
     holder.swap(table)
 
     assert holder.current is table
+
+
+# -- taking replicas out of rotation ---------------------------------------------------
+
+
+def two_endpoint_table() -> RouteTable:
+    endpoints = [make_endpoint("ep-1"), make_endpoint("ep-2", user_id="user-2")]
+    replicas = [
+        make_replica("r-1a", endpoint_id="ep-1", address="127.0.0.1:9001"),
+        make_replica("r-1b", endpoint_id="ep-1", address="127.0.0.1:9002"),
+        make_replica("r-2", endpoint_id="ep-2", address="127.0.0.1:9003"),
+    ]
+    return build_route_table(endpoints, replicas, TOKENS)
+
+
+def test_replicas_about_to_stop_are_taken_out_of_rotation() -> None:
+    table = two_endpoint_table().without(frozenset({"r-1a", "r-2"}))
+
+    assert table.endpoints["ep-1"].replicas == (ReplicaRoute("r-1b", "127.0.0.1:9002"),)
+    assert table.endpoints["ep-2"].replicas == ()
+
+
+def test_taking_replicas_out_keeps_endpoints_owners_and_tokens() -> None:
+    before = two_endpoint_table()
+
+    after = before.without(frozenset({"r-1a", "r-1b", "r-2"}))
+
+    assert set(after.endpoints) == {"ep-1", "ep-2"}
+    assert after.endpoints["ep-1"].owner_token_hashes == before.endpoints["ep-1"].owner_token_hashes
+    assert after.endpoints["ep-1"].status_hint == before.endpoints["ep-1"].status_hint
+    assert after.known_token_hashes == before.known_token_hashes
+
+
+def test_taking_replicas_out_leaves_the_published_table_untouched() -> None:
+    """Requests in flight read the table they started with; it must not change under them."""
+    before = two_endpoint_table()
+
+    before.without(frozenset({"r-1a"}))
+
+    assert [r.replica_id for r in before.endpoints["ep-1"].replicas] == ["r-1a", "r-1b"]
+
+
+def test_taking_out_unknown_replicas_changes_nothing() -> None:
+    before = two_endpoint_table()
+
+    assert before.without(frozenset({"not-routed"})) == before
+
+
+# -- waiting for a new endpoint's route -------------------------------------------------
+
+
+def test_route_already_in_the_table_is_returned_without_waiting() -> None:
+    holder = RouteTableHolder()
+    holder.swap(build_route_table([make_endpoint()], [], TOKENS))
+
+    route = asyncio.run(holder.wait_for_route("ep-1", timeout_s=0))
+
+    assert route is not None
+    assert route.service_id == "ep-1"
+
+
+def test_request_for_a_just_created_endpoint_gets_the_route_of_the_next_table() -> None:
+    holder = RouteTableHolder()
+    unrelated = build_route_table([make_endpoint("ep-other")], [], TOKENS)
+    with_route = build_route_table([make_endpoint()], [make_replica("r-1")], TOKENS)
+
+    async def scenario() -> EndpointRoute | None:
+        waiting = asyncio.create_task(holder.wait_for_route("ep-1", timeout_s=30))
+        await asyncio.sleep(0)
+        holder.swap(unrelated)  # a table without it: keep waiting
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        holder.swap(with_route)
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    route = asyncio.run(scenario())
+
+    assert route is with_route.endpoints["ep-1"]
+
+
+def test_waiting_for_an_endpoint_that_never_appears_gives_up_after_the_timeout() -> None:
+    holder = RouteTableHolder()
+
+    async def scenario() -> tuple[EndpointRoute | None, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        route = await holder.wait_for_route("ep-missing", timeout_s=0.05)
+        return route, loop.time() - started
+
+    route, waited = asyncio.run(scenario())
+
+    assert route is None
+    assert 0.04 <= waited < 2

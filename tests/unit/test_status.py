@@ -20,6 +20,14 @@ def test_stopped_endpoint_is_stopped_even_while_replicas_still_serve() -> None:
     assert status == DerivedStatus(EndpointStatus.STOPPED)
 
 
+def test_deleted_endpoint_reports_stopped_not_initializing() -> None:
+    endpoint = make_endpoint(target=1, deleted_at=at(10))
+
+    status = derive_status(endpoint, [], POLICY)
+
+    assert status == DerivedStatus(EndpointStatus.STOPPED)
+
+
 def test_stopped_endpoint_is_stopped_even_when_its_replicas_crash_loop() -> None:
     endpoint = make_endpoint(target=1, desired_state=DesiredState.STOPPED)
 

@@ -24,7 +24,8 @@ class PlanPolicy:
     backoff_max_s: float = 60.0
 
     def backoff(self, consecutive_failures: int) -> timedelta:
-        exponent = max(0, consecutive_failures - 1)
+        # Capping the exponent first keeps a days-long crash loop from overflowing.
+        exponent = min(max(0, consecutive_failures - 1), 32)
         return timedelta(seconds=min(self.backoff_max_s, self.backoff_base_s * 2**exponent))
 
 
@@ -127,8 +128,9 @@ def _health(
                 f"no HTTP answer on the app's port within {policy.ready_timeout_s:g} s; "
                 "check that the command starts a server listening on $PORT",
             )
-    if replica.state in (ReplicaState.REQUESTED, ReplicaState.FAILED) and running and obs:
-        return ReplicaState.STARTING, AdoptReplica(replica, obs.address or "")
+    if replica.state in (ReplicaState.REQUESTED, ReplicaState.FAILED) and obs and obs.address:
+        if running:
+            return ReplicaState.STARTING, AdoptReplica(replica, obs.address)
     return replica.state, None
 
 
@@ -186,7 +188,8 @@ def _plan_endpoint(
 
     # Earlier revisions serve until the current one is fully ready, then go.
     current_ready = sum(1 for r in kept if state[r.replica_id] is ReplicaState.READY)
+    why = "replaced by a newer revision" if wanted else "the endpoint was stopped or deleted"
     for replica in previous:
         if current_ready >= wanted or state[replica.replica_id] is not ReplicaState.READY:
-            actions.append(StopReplica(replica, "replaced by a newer revision"))
+            actions.append(StopReplica(replica, why))
     return actions

@@ -77,18 +77,19 @@ def _flavor_from_entry(path: Path, index: int, entry: Any) -> Flavor:
     except KeyError as missing:
         raise FlavorFileError(f"{where}: missing key {missing}") from None
     cluster_id = str(entry.get("cluster_id", "1"))
-    meta_info = {str(k): str(v) for k, v in dict(entry.get("meta_info", {})).items()}
-    capacity = entry.get("capacity", 1)
-    node_max_gpu = entry.get("node_max_gpu", 0)
-    if not isinstance(capacity, int) or capacity < 0:
-        raise FlavorFileError(f"{where}: capacity must be a whole number >= 0")
-    if not isinstance(node_max_gpu, int) or node_max_gpu < 0:
-        raise FlavorFileError(f"{where}: node_max_gpu must be a whole number >= 0")
-    billing = dict(entry.get("billing", {}))
+    raw_meta = entry.get("meta_info", {})
+    if not isinstance(raw_meta, dict):
+        raise FlavorFileError(f'{where}: meta_info must be a table, e.g. {{ region = "eu" }}')
+    meta_info = {str(k): str(v) for k, v in raw_meta.items()}
+    capacity = _whole_number(where, "capacity", entry.get("capacity", 1))
+    node_max_gpu = _whole_number(where, "node_max_gpu", entry.get("node_max_gpu", 0))
+    billing = entry.get("billing", {})
+    if not isinstance(billing, dict):
+        raise FlavorFileError(f"{where}: billing must be a table of <currency>_price_unit keys")
     prices: dict[str, float] = {}
     for currency in CURRENCIES:
         value = billing.get(f"{currency}_price_unit", 0.0)
-        if not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise FlavorFileError(f"{where}: billing.{currency}_price_unit must be a number >= 0")
         prices[currency] = float(value)
     flavor_id = str(
@@ -109,3 +110,9 @@ def _flavor_from_entry(path: Path, index: int, entry: Any) -> Flavor:
         prices=prices,
         vram=str(vram) if vram is not None else None,
     )
+
+
+def _whole_number(where: str, key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FlavorFileError(f"{where}: {key} must be a whole number >= 0, got {value!r}")
+    return value

@@ -27,7 +27,7 @@ class DerivedStatus:
 def derive_status(
     endpoint: Endpoint, replicas: Sequence[Replica], policy: StatusPolicy
 ) -> DerivedStatus:
-    if endpoint.desired_state is DesiredState.STOPPED:
+    if endpoint.is_deleted or endpoint.desired_state is DesiredState.STOPPED:
         return DerivedStatus(EndpointStatus.STOPPED)
     current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
     ready = sum(1 for r in current if r.state is ReplicaState.READY)
