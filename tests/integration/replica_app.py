@@ -2,7 +2,9 @@
 
 It serves ``GET /`` on 127.0.0.1:$PORT with its pid and environment as JSON.
 ``--ignore-term`` makes it ignore SIGTERM (an app that will not shut down);
-``--term-note FILE`` makes it write FILE and exit 0 on SIGTERM (a polite app).
+``--term-note FILE`` makes it write FILE and exit 0 on SIGTERM (a polite app);
+``--pid-file FILE`` writes its pid to FILE once its signal handling is set up;
+``--worker`` serves nothing and just waits (a helper process the app started).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -35,6 +38,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--term-note")
+    parser.add_argument("--pid-file")
+    parser.add_argument("--worker", action="store_true")
     args = parser.parse_args(argv)
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -46,6 +51,11 @@ def main(argv: list[str]) -> None:
             os._exit(0)
 
         signal.signal(signal.SIGTERM, _on_term)
+    if args.pid_file:
+        Path(args.pid_file).write_text(str(os.getpid()))
+    if args.worker:
+        time.sleep(300)
+        return
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), _Handler)
     print(f"replica app {os.getpid()} listening on {os.environ['PORT']}", flush=True)
     server.serve_forever()

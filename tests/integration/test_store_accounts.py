@@ -141,11 +141,16 @@ def test_timestamps_come_back_as_the_same_instant_in_utc(db: Database) -> None:
 
 def test_failed_session_block_stores_no_user_and_no_token(db: Database) -> None:
     token = generate_token()
-    with pytest.raises(RuntimeError, match="boom"), db.session() as session:
-        accounts = AccountRepository(session)
-        user = accounts.create_user("alice", is_admin=False, now=T0)
-        accounts.add_token(user.user_id, token, name="t", now=T0)
-        raise RuntimeError("boom after the writes")
+
+    def sign_up_then_fail() -> None:
+        with db.session() as session:
+            accounts = AccountRepository(session)
+            user = accounts.create_user("alice", is_admin=False, now=T0)
+            accounts.add_token(user.user_id, token, name="t", now=T0)
+            raise RuntimeError("boom after the writes")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        sign_up_then_fail()
     with db.session() as session:
         accounts = AccountRepository(session)
         assert accounts.user_by_name("alice") is None

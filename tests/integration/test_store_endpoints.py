@@ -213,12 +213,21 @@ def test_a_conflict_rolls_back_the_whole_session_block(db: Database) -> None:
     user = _user(db, "alice")
     _add(db, _endpoint(user, "chat"))
 
-    with pytest.raises(Conflict), db.session() as session:
-        accounts, endpoints = AccountRepository(session), EndpointRepository(session)
-        bob = accounts.create_user("bob", is_admin=False, now=T0)
-        endpoints.add(_endpoint(bob.user_id, "bobs"))
-        endpoints.add(_endpoint(user, "fresh"))
-        endpoints.add(_endpoint(user, "chat"))  # the clash, after three good writes
+    written: list[str] = []
+
+    def three_good_writes_then_a_clash() -> None:
+        with db.session() as session:
+            accounts, endpoints = AccountRepository(session), EndpointRepository(session)
+            bob = accounts.create_user("bob", is_admin=False, now=T0)
+            endpoints.add(_endpoint(bob.user_id, "bobs"))
+            endpoints.add(_endpoint(user, "fresh"))
+            written.append("three good writes")
+            endpoints.add(_endpoint(user, "chat"))
+
+    with pytest.raises(Conflict):
+        three_good_writes_then_a_clash()
+
+    assert written == ["three good writes"]
 
     assert _names(db, user) == ["chat"]
     with db.session() as session:
@@ -230,10 +239,14 @@ def test_a_conflict_as_the_blocks_first_write_leaves_nothing(db: Database) -> No
     user = _user(db, "alice")
     _add(db, _endpoint(user, "chat"))
 
-    with pytest.raises(Conflict), db.session() as session:
-        endpoints = EndpointRepository(session)
-        endpoints.add(_endpoint(user, "chat"))
-        endpoints.add(_endpoint(user, "never"))
+    def clash_first() -> None:
+        with db.session() as session:
+            endpoints = EndpointRepository(session)
+            endpoints.add(_endpoint(user, "chat"))
+            endpoints.add(_endpoint(user, "never"))
+
+    with pytest.raises(Conflict):
+        clash_first()
 
     assert _names(db, user) == ["chat"]
 
@@ -260,8 +273,7 @@ def test_held_instances_counts_running_undeleted_endpoints_of_the_flavor(db: Dat
 def test_list_for_user_pages_newest_first_with_total(db: Database) -> None:
     alice, bob = _user(db, "alice"), _user(db, "bob")
     made = [
-        _add(db, _endpoint(alice, f"ep{i}", created_at=T0 + timedelta(minutes=i)))
-        for i in range(5)
+        _add(db, _endpoint(alice, f"ep{i}", created_at=T0 + timedelta(minutes=i))) for i in range(5)
     ]
     deleted = _add(db, _endpoint(alice, "deleted", created_at=T0 + timedelta(hours=1)))
     with db.session() as session:

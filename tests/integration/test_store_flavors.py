@@ -152,10 +152,14 @@ def test_list_live_is_ordered_by_creation(db: Database) -> None:
 def test_sync_in_a_failed_session_block_changes_nothing(db: Database) -> None:
     _sync(db, [SMALL, LARGE], T0)
 
-    with pytest.raises(RuntimeError, match="aborted"), db.session() as session:
-        FlavorRepository(session).sync([dataclasses.replace(SMALL, capacity=0)], T1)
-        session.flush()
-        raise RuntimeError("start aborted")
+    def sync_then_fail() -> None:
+        with db.session() as session:
+            FlavorRepository(session).sync([dataclasses.replace(SMALL, capacity=0)], T1)
+            session.flush()
+            raise RuntimeError("start aborted")
+
+    with pytest.raises(RuntimeError, match="aborted"):
+        sync_then_fail()
 
     live = _live(db)
     assert set(live) == {SMALL.flavor_id, LARGE.flavor_id}

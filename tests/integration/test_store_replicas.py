@@ -220,13 +220,15 @@ def test_a_failed_session_block_records_no_replica_and_no_event(db: Database) ->
     endpoint_id = _endpoint(db)
     kept = _create(db, endpoint_id)
 
-    with pytest.raises(RuntimeError, match="start failed"), db.session() as session:
-        repo = ReplicaRepository(session)
-        repo.create(new_id(), endpoint_id, 3, _at(1))
-        repo.record(
-            ReplicaEvent(kept, endpoint_id, ReplicaEventKind.STOPPED, _at(2)),
-        )
-        raise RuntimeError("start failed")
+    def create_and_stop_then_fail() -> None:
+        with db.session() as session:
+            repo = ReplicaRepository(session)
+            repo.create(new_id(), endpoint_id, 3, _at(1))
+            repo.record(ReplicaEvent(kept, endpoint_id, ReplicaEventKind.STOPPED, _at(2)))
+            raise RuntimeError("start failed")
+
+    with pytest.raises(RuntimeError, match="start failed"):
+        create_and_stop_then_fail()
 
     assert set(_live(db)) == {kept}, "the stop and the new replica must both be undone"
     assert _kinds(db, endpoint_id) == [ReplicaEventKind.REQUESTED]

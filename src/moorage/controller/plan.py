@@ -128,9 +128,9 @@ def _health(
                 f"no HTTP answer on the app's port within {policy.ready_timeout_s:g} s; "
                 "check that the command starts a server listening on $PORT",
             )
-    if replica.state in (ReplicaState.REQUESTED, ReplicaState.FAILED) and obs and obs.address:
-        if running:
-            return ReplicaState.STARTING, AdoptReplica(replica, obs.address)
+    adoptable = replica.state in (ReplicaState.REQUESTED, ReplicaState.FAILED)
+    if adoptable and running and obs is not None and obs.address:
+        return ReplicaState.STARTING, AdoptReplica(replica, obs.address)
     return replica.state, None
 
 
