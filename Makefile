@@ -23,13 +23,13 @@ serve: $(STAMP)
 	$(BIN)/moorage serve
 
 test: $(DEVSTAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(DEVSTAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy

@@ -104,36 +104,43 @@ def test_create_writes_a_requested_event(db: Database) -> None:
     assert replica.last_failure is None
 
 
-def test_record_appends_in_order_even_with_equal_timestamps(db: Database) -> None:
+def test_record_appends_in_recorded_order_whatever_the_clock_says(db: Database) -> None:
     endpoint_id = _endpoint(db)
-    replica_id = _create(db, endpoint_id)
+    replica_id = _create(db, endpoint_id, at=0)
     address = "127.0.0.1:40123"
 
-    # Everything in the same second: the log's order, not the clock, is what counts.
-    _record(db, replica_id, endpoint_id, ReplicaEventKind.STARTED, 0, address=address)
-    _record(db, replica_id, endpoint_id, ReplicaEventKind.READY, 0)
+    # Two events in one instant, then the host clock steps back a minute (NTP):
+    # the log's order, not the timestamps, is what happened.
+    _record(db, replica_id, endpoint_id, ReplicaEventKind.STARTED, 60, address=address)
     _record(
         db,
         replica_id,
         endpoint_id,
         ReplicaEventKind.FAILED,
-        0,
+        60,
         reason=FailureReason.EXITED,
         detail="exited with code 1",
     )
-    _record(db, replica_id, endpoint_id, ReplicaEventKind.STARTED, 0, address=address)
+    _record(db, replica_id, endpoint_id, ReplicaEventKind.STARTED, 1, address=address)
+    _record(db, replica_id, endpoint_id, ReplicaEventKind.READY, 2)
 
-    assert _kinds(db, endpoint_id) == [
+    with db.session() as session:
+        events = list(ReplicaRepository(session).events_for_endpoint(endpoint_id))
+    assert [e.kind for e in events] == [
         ReplicaEventKind.REQUESTED,
         ReplicaEventKind.STARTED,
-        ReplicaEventKind.READY,
         ReplicaEventKind.FAILED,
         ReplicaEventKind.STARTED,
+        ReplicaEventKind.READY,
     ]
+    assert [e.at for e in events] == [_at(0), _at(60), _at(60), _at(1), _at(2)]
+    assert events[2].reason is FailureReason.EXITED
+    assert events[2].detail == "exited with code 1"
+    assert events[1].address == address
     replica = _live(db)[replica_id]
-    assert replica.state is ReplicaState.STARTING
+    assert replica.state is ReplicaState.READY
     assert replica.address == address
-    assert replica.consecutive_failures == 1
+    assert replica.consecutive_failures == 0
 
 
 def test_live_derives_state_address_and_failures(db: Database) -> None:

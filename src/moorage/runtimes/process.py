@@ -60,13 +60,22 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Exited members nobody has reaped
+    yet (zombies, common when moorage is PID 1 of a container) do not count."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _tail(path: Path, lines: int = 5) -> str | None:
@@ -188,6 +197,10 @@ class ProcessRuntime:
                 continue
             running = self._is_running(record)
             child = self._children.get(record.replica_id)
+            if not running and child is not None and child.returncode is None:
+                # It has exited; give the event loop a moment to collect its status.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.wait(), timeout=1.0)
             exit_code = child.returncode if child is not None else None
             observed[record.replica_id] = Observed(
                 replica_id=record.replica_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -50,53 +50,51 @@ def _endpoint(row: EndpointRow) -> Endpoint:
     )
 
 
+def _row_fields(endpoint: Endpoint) -> dict[str, object]:
+    return {
+        "user_id": endpoint.user_id,
+        "name": endpoint.name,
+        "description": endpoint.description,
+        "payment_type": endpoint.payment_type,
+        "flavor_id": endpoint.flavor_id,
+        "scale_type": endpoint.scale_type,
+        "target_instance_number": endpoint.target_instance_number,
+        "deploy": _deploy_to_json(endpoint.deploy),
+        "revision": endpoint.revision,
+        "desired_state": endpoint.desired_state.value,
+        "service_type": endpoint.service_type,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+        "deleted_at": endpoint.deleted_at,
+    }
+
+
 class EndpointRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def add(self, endpoint: Endpoint) -> Endpoint:
-        row = EndpointRow(
-            service_id=endpoint.service_id,
-            user_id=endpoint.user_id,
-            name=endpoint.name,
-            description=endpoint.description,
-            payment_type=endpoint.payment_type,
-            flavor_id=endpoint.flavor_id,
-            scale_type=endpoint.scale_type,
-            target_instance_number=endpoint.target_instance_number,
-            deploy=_deploy_to_json(endpoint.deploy),
-            revision=endpoint.revision,
-            desired_state=endpoint.desired_state.value,
-            service_type=endpoint.service_type,
-            created_at=endpoint.created_at,
-            updated_at=endpoint.updated_at,
-            deleted_at=endpoint.deleted_at,
-        )
-        self.session.add(row)
-        self._flush_or_conflict(endpoint.name)
+        row = EndpointRow(service_id=endpoint.service_id, **_row_fields(endpoint))
+        self._write_or_conflict(endpoint.name, lambda: self.session.add(row))
         return endpoint
 
     def save(self, endpoint: Endpoint) -> Endpoint:
         row = self.session.get(EndpointRow, endpoint.service_id)
         if row is None:
             raise KeyError(endpoint.service_id)
-        row.name = endpoint.name
-        row.description = endpoint.description
-        row.payment_type = endpoint.payment_type
-        row.flavor_id = endpoint.flavor_id
-        row.scale_type = endpoint.scale_type
-        row.target_instance_number = endpoint.target_instance_number
-        row.deploy = _deploy_to_json(endpoint.deploy)
-        row.revision = endpoint.revision
-        row.desired_state = endpoint.desired_state.value
-        row.updated_at = endpoint.updated_at
-        row.deleted_at = endpoint.deleted_at
-        self._flush_or_conflict(endpoint.name)
+
+        def update() -> None:
+            for key, value in _row_fields(endpoint).items():
+                setattr(row, key, value)
+
+        self._write_or_conflict(endpoint.name, update)
         return endpoint
 
-    def _flush_or_conflict(self, name: str) -> None:
+    def _write_or_conflict(self, name: str, write: Callable[[], None]) -> None:
+        """Runs ``write`` in a savepoint, so a taken name rolls back only this write."""
         try:
             with self.session.begin_nested():
+                write()
                 self.session.flush()
         except IntegrityError as exc:
             raise Conflict(

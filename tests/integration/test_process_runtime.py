@@ -1,0 +1,409 @@
+"""The process runtime with real subprocesses: start, environment, exit, stop, adoption.
+
+Every wait here is bounded, and a fixture stops whatever a test started; it
+fails the test if a process the test knew of is still alive afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from moorage.models.endpoints import DeploySpec
+from moorage.runtimes.base import Launch, Observed, StartError
+from moorage.runtimes.process import ProcessRuntime
+from moorage.wire import new_id
+
+pytestmark = pytest.mark.anyio
+
+APP = Path(__file__).with_name("replica_app.py")
+PYTHON = shlex.quote(sys.executable)
+RUN_APP = f"{PYTHON} {shlex.quote(str(APP))}"
+SERVE = f"exec {RUN_APP}"
+WAIT_S = 10.0
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and has not exited (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class Harness:
+    root: Path
+    runtimes: list[ProcessRuntime] = field(default_factory=list)
+    pids: set[int] = field(default_factory=set)
+
+    def runtime(self, *, stop_grace_s: float = 5.0) -> ProcessRuntime:
+        """A runtime on the shared root, as each (re)start of moorage would make."""
+        runtime = ProcessRuntime(self.root, stop_grace_s=stop_grace_s)
+        self.runtimes.append(runtime)
+        return runtime
+
+    def workdir(self, replica_id: str) -> Path:
+        return self.root / replica_id
+
+    def watch(self, pid: int) -> int:
+        """Remembers a pid the test learned, so teardown can prove it is gone."""
+        self.pids.add(pid)
+        return pid
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = Harness(tmp_path / "replicas")
+    try:
+        yield harness
+    finally:
+        replica_ids = [d.name for d in harness.root.iterdir()] if harness.root.exists() else []
+        for runtime in harness.runtimes:
+            for replica_id in replica_ids:
+                await runtime.stop(replica_id)
+            await runtime.close()
+        leftovers = sorted(pid for pid in harness.pids if _alive(pid))
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+        assert not leftovers, f"processes left running after the test: {leftovers}"
+
+
+def _launch(
+    command: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    gpu_num: int = 0,
+) -> Launch:
+    return Launch(
+        replica_id=new_id(),
+        endpoint_id=new_id(),
+        revision=2,
+        deploy=DeploySpec(
+            image_url="ignored-by-the-process-runtime",
+            command=command,
+            port=8080,
+            gpu_num=gpu_num,
+            env=dict(env or {}),
+        ),
+    )
+
+
+async def _get(address: str, *, timeout_s: float = WAIT_S) -> dict[str, Any]:
+    """GET / on the replica, retrying until it answers; fails after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = await client.get(f"http://{address}/")
+                response.raise_for_status()
+                body: dict[str, Any] = response.json()
+                return body
+            except httpx.TransportError as exc:
+                last = exc
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing answered HTTP on {address} within {timeout_s} s: {last!r}")
+
+
+async def _refuses(address: str) -> bool:
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+        try:
+            await client.get(f"http://{address}/")
+        except httpx.TransportError:
+            return True
+    return False
+
+
+async def _observe_until(
+    runtime: ProcessRuntime,
+    replica_id: str,
+    done: Callable[[Observed | None], bool],
+    what: str,
+) -> Observed | None:
+    deadline = time.monotonic() + WAIT_S
+    seen: Observed | None = None
+    while time.monotonic() < deadline:
+        seen = (await runtime.observe()).get(replica_id)
+        if done(seen):
+            return seen
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"replica {replica_id} never {what}; last observed: {seen}")
+
+
+async def _wait_file(path: Path) -> str:
+    file = anyio.Path(path)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if await file.exists() and (text := (await file.read_text()).strip()):
+            return text
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+async def _timed(action: Awaitable[None]) -> float:
+    started = time.monotonic()
+    await action
+    return time.monotonic() - started
+
+
+async def test_start_returns_a_local_address_where_the_app_answers(harness: Harness) -> None:
+    runtime = harness.runtime()
+    launch = _launch(SERVE)
+
+    address = await runtime.start(launch)
+
+    match = re.fullmatch(r"127\.0\.0\.1:(\d+)", address)
+    assert match, f"unexpected address {address!r}"
+    body = await _get(address)
+    harness.watch(body["pid"])
+    assert body["env"]["PORT"] == match.group(1)
+    observed = (await runtime.observe())[launch.replica_id]
+    assert observed.running is True
+    assert observed.address == address
+    assert observed.endpoint_id == launch.endpoint_id
+    assert observed.revision == 2
+    assert observed.exit_code is None
+    output = runtime.output_path(launch.replica_id).read_text()
+    assert f"listening on {match.group(1)}" in output
+
+
+async def test_replica_gets_its_identity_and_deploy_env_but_not_moorages_settings(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOORAGE_ADMIN_TOKEN", "mrg_admin-secret-do-not-leak")
+    monkeypatch.setenv("MOORAGE_DATABASE_URL", "postgresql://moorage:hunter2@db/moorage")
+    monkeypatch.setenv("HOST_SETTING_FOR_REPLICAS", "from-the-host")
+    runtime = harness.runtime()
+    launch = _launch(
+        SERVE,
+        env={
+            "MODEL_NAME": "tiny-llm",
+            "GREETING": "hello 'quoted' world $HOME",
+            "PORT": "1",  # the runtime picks the port; a user's value cannot win
+        },
+    )
+
+    address = await runtime.start(launch)
+    body = await _get(address)
+    harness.watch(body["pid"])
+    env: dict[str, str] = body["env"]
+
+    assert env["PORT"] == address.rsplit(":", 1)[1]
+    assert env["MOORAGE_REPLICA_ID"] == launch.replica_id
+    assert env["MOORAGE_ENDPOINT_ID"] == launch.endpoint_id
+    assert env["MODEL_NAME"] == "tiny-llm"
+    assert env["GREETING"] == "hello 'quoted' world $HOME"
+    assert env["HOST_SETTING_FOR_REPLICAS"] == "from-the-host"
+    moorage_vars = {k for k in env if k.startswith("MOORAGE_")}
+    assert moorage_vars == {"MOORAGE_REPLICA_ID", "MOORAGE_ENDPOINT_ID"}
+    for key, value in env.items():
+        assert "mrg_admin-secret" not in value, f"the admin token leaked through {key}"
+        assert "hunter2" not in value, f"the database password leaked through {key}"
+
+
+async def test_observe_reports_an_exit_with_its_code_and_output_tail(harness: Harness) -> None:
+    runtime = harness.runtime()
+    script = (
+        "import os, sys, time\n"
+        "open('app.pid', 'w').write(str(os.getpid()))\n"
+        f"deadline = time.monotonic() + {WAIT_S}\n"
+        "while not os.path.exists('go') and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "for i in range(20):\n"
+        "    print(f'loading shard {i:02d}')\n"
+        "print('fatal: model weights not found', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    launch = _launch(f"exec {PYTHON} -c {shlex.quote(script)}")
+    await runtime.start(launch)
+    workdir = harness.workdir(launch.replica_id)
+    harness.watch(int(await _wait_file(workdir / "app.pid")))
+
+    running = (await runtime.observe())[launch.replica_id]
+    assert running.running is True
+    assert running.exit_code is None
+    assert running.output_tail is None
+
+    (workdir / "go").touch()
+    # The exit status reaches the runtime through the event loop a moment after
+    # the process is gone, so wait for both (bounded) rather than sleep.
+    exited = await _observe_until(
+        runtime,
+        launch.replica_id,
+        lambda o: o is not None and not o.running and o.exit_code is not None,
+        "exited with a status",
+    )
+
+    assert exited is not None
+    assert exited.running is False
+    assert exited.exit_code == 3
+    assert exited.output_tail is not None
+    lines = exited.output_tail.splitlines()
+    assert lines[-1] == "fatal: model weights not found"
+    assert "loading shard 19" in lines
+    assert "loading shard 00" not in lines, "the tail should be short, not the whole log"
+
+    await runtime.stop(launch.replica_id)
+    assert launch.replica_id not in await runtime.observe()
+
+
+async def test_stop_kills_the_whole_process_group_including_a_grandchild(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(stop_grace_s=0.3)
+    launch = _launch(f"sleep 300 & echo $! > grandchild.pid; {SERVE}")
+    address = await runtime.start(launch)
+    body = await _get(address)
+    app_pid = harness.watch(body["pid"])
+    grandchild = harness.watch(
+        int(await _wait_file(harness.workdir(launch.replica_id) / "grandchild.pid"))
+    )
+    assert _alive(grandchild)
+    assert os.getpgid(grandchild) == app_pid, "the replica should lead its own group"
+    assert os.getpgid(app_pid) != os.getpgid(0), "the replica must not share our group"
+
+    await runtime.stop(launch.replica_id)
+
+    assert not _alive(app_pid)
+    assert not _alive(grandchild), "a backgrounded grandchild outlived stop()"
+    assert await _refuses(address)
+    assert launch.replica_id not in await runtime.observe()
+
+
+async def test_a_replica_that_ignores_sigterm_gets_sigkill_after_the_grace(
+    harness: Harness,
+) -> None:
+    grace = 0.5
+    runtime = harness.runtime(stop_grace_s=grace)
+    # Both the app and a worker it started shrug off SIGTERM.
+    launch = _launch(
+        f"{RUN_APP} --worker --ignore-term --pid-file worker.pid & {SERVE} --ignore-term"
+    )
+    address = await runtime.start(launch)
+    app_pid = harness.watch((await _get(address))["pid"])
+    worker_pid = harness.watch(
+        int(await _wait_file(harness.workdir(launch.replica_id) / "worker.pid"))
+    )
+
+    elapsed = await _timed(runtime.stop(launch.replica_id))
+
+    assert not _alive(app_pid)
+    assert not _alive(worker_pid), "a worker ignoring SIGTERM outlived stop()"
+    assert elapsed >= grace, f"stop took {elapsed:.2f} s: SIGKILL came before the grace"
+    assert elapsed < grace + 5, f"stop took {elapsed:.2f} s"
+    assert await _refuses(address)
+
+
+async def test_stop_asks_politely_first_and_does_not_wait_out_the_grace(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(stop_grace_s=30.0)
+    launch = _launch(f"{SERVE} --term-note terminated.txt")
+    address = await runtime.start(launch)
+    app_pid = harness.watch((await _get(address))["pid"])
+
+    elapsed = await _timed(runtime.stop(launch.replica_id))
+
+    assert not _alive(app_pid)
+    note = harness.workdir(launch.replica_id) / "terminated.txt"
+    assert note.read_text() == "terminated politely", "the app never saw SIGTERM"
+    assert elapsed < 5, f"stop took {elapsed:.2f} s for an app that exits on SIGTERM"
+
+
+async def test_stop_sends_sigterm_to_every_process_of_the_replica(harness: Harness) -> None:
+    runtime = harness.runtime(stop_grace_s=1.0)
+    launch = _launch(
+        f"{RUN_APP} --worker --term-note worker-note.txt --pid-file worker.pid & "
+        f"{SERVE} --term-note app-note.txt"
+    )
+    address = await runtime.start(launch)
+    app_pid = harness.watch((await _get(address))["pid"])
+    workdir = harness.workdir(launch.replica_id)
+    worker_pid = harness.watch(int(await _wait_file(workdir / "worker.pid")))
+
+    await runtime.stop(launch.replica_id)
+
+    assert not _alive(app_pid)
+    assert not _alive(worker_pid)
+    assert (workdir / "app-note.txt").read_text() == "terminated politely"
+    assert (workdir / "worker-note.txt").read_text() == "terminated politely", (
+        "the worker was killed without being asked to shut down first"
+    )
+
+
+async def test_stopping_an_unknown_replica_is_a_no_op(harness: Harness) -> None:
+    runtime = harness.runtime()
+    launch = _launch(SERVE)
+    address = await runtime.start(launch)
+    app_pid = harness.watch((await _get(address))["pid"])
+
+    await runtime.stop(new_id())
+    await runtime.stop(new_id())
+
+    assert _alive(app_pid)
+    assert (await runtime.observe())[launch.replica_id].running is True
+    assert (await _get(address))["pid"] == app_pid
+
+
+async def test_a_restarted_runtime_adopts_and_stops_a_running_replica(harness: Harness) -> None:
+    before = harness.runtime()
+    launch = _launch(SERVE)
+    address = await before.start(launch)
+    app_pid = harness.watch((await _get(address))["pid"])
+
+    after = harness.runtime()  # a new moorage process on the same directory
+    adopted = (await after.observe()).get(launch.replica_id)
+
+    assert adopted is not None, "the new runtime does not see the running replica"
+    assert adopted.running is True
+    assert adopted.address == address
+    assert adopted.endpoint_id == launch.endpoint_id
+    assert adopted.revision == launch.revision
+
+    await after.stop(launch.replica_id)
+
+    assert not _alive(app_pid)
+    assert await _refuses(address)
+    assert launch.replica_id not in await after.observe()
+    assert launch.replica_id not in await before.observe()
+
+
+async def test_starting_a_replica_again_replaces_its_process(harness: Harness) -> None:
+    runtime = harness.runtime(stop_grace_s=2.0)
+    launch = _launch(SERVE)
+    first_address = await runtime.start(launch)
+    first_pid = harness.watch((await _get(first_address))["pid"])
+
+    second_address = await runtime.start(launch)
+    second_pid = harness.watch((await _get(second_address))["pid"])
+
+    assert second_pid != first_pid
+    assert not _alive(first_pid), "two processes ran for one replica"
+    observed = await runtime.observe()
+    assert list(observed) == [launch.replica_id]
+    assert observed[launch.replica_id].address == second_address
+
+
+async def test_a_gpu_request_is_refused_with_the_field_to_fix(harness: Harness) -> None:
+    runtime = harness.runtime()
+
+    with pytest.raises(StartError, match=r"deploy_metadata\.gpu_num") as caught:
+        await runtime.start(_launch(SERVE, gpu_num=1))
+
+    assert "gpu_num 0" in str(caught.value)
+    assert await runtime.observe() == {}
