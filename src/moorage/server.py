@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from docker.errors import DockerException
 from starlette.types import Receive, Scope, Send
 
 from moorage.api.app import create_api
@@ -17,9 +18,11 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
+from moorage.errors import MoorageError
 from moorage.gateway.proxy import PREFIX, GatewayApp
 from moorage.gateway.routes import RouteTableHolder
 from moorage.models.status import StatusPolicy
+from moorage.runtimes import docker as docker_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.process import ProcessRuntime
 from moorage.services.accounts import AccountService
@@ -32,6 +35,24 @@ log = logging.getLogger(__name__)
 
 
 def make_runtime(settings: Settings) -> Runtime:
+    """The runtime settings ask for; ``auto`` is docker where an engine answers."""
+    if settings.runtime in ("auto", "docker"):
+        try:
+            client = docker_runtime.connect(settings.docker_host, timeout_s=60)
+        except DockerException as exc:
+            if settings.runtime == "docker":
+                raise MoorageError(
+                    f"no container engine answers at {settings.docker_host} ({exc}); start "
+                    "Docker, or `podman system service --time=0 unix:///PATH` and set "
+                    "MOORAGE_DOCKER_HOST=unix:///PATH, or set MOORAGE_RUNTIME=process",
+                    code="runtime_unavailable",
+                ) from exc
+        else:
+            return docker_runtime.DockerRuntime(
+                client,
+                installation=docker_runtime.installation_id(settings.resolved_database_url),
+                stop_grace_s=settings.stop_grace_s,
+            )
     return ProcessRuntime(settings.replicas_dir, stop_grace_s=settings.stop_grace_s)
 
 

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-RuntimeName = Literal["process"]
+RuntimeName = Literal["auto", "process", "docker"]
 
 
 class Settings(BaseSettings):
@@ -35,7 +35,13 @@ class Settings(BaseSettings):
     flavors: Path | None = Field(
         default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
     )
-    runtime: RuntimeName = "process"
+    runtime: RuntimeName = Field(
+        default="auto", description="auto: docker where an engine answers, else process."
+    )
+    docker_host: str = Field(
+        default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        description="The Docker Engine API to use: Docker's socket, or Podman's.",
+    )
     public_url: str | None = Field(
         default=None, description="Base URL users reach moorage at, for endpoint URLs."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from moorage.services.endpoints import EndpointPage, EndpointView
@@ -78,6 +79,7 @@ def endpoint(view: EndpointView, base_url: str) -> dict[str, Any]:
             "port": e.deploy.port,
             "gpu_num": e.deploy.gpu_num,
             "env": dict(e.deploy.env),
+            "readiness_probe": asdict(e.deploy.readiness_probe),
             "revision": e.revision,
         },
         "service_type": e.service_type,

@@ -6,6 +6,7 @@ import logging
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 import uvicorn
 from rich.console import Console
 
@@ -23,10 +24,22 @@ def _describe_store(url: str) -> str:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [MOORAGE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [MOORAGE_PORT].")] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, process or docker [MOORAGE_RUNTIME]; auto picks docker "
+            "where an engine answers."
+        ),
+    ] = None,
 ) -> None:
     """Run moorage: the API, the controller and the gateway, on one port."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    given = {"host": host, "port": port, "runtime": runtime}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         server = MoorageServer(settings)
@@ -39,6 +52,7 @@ def serve(
     err.print(
         f"  data: {settings.home.resolve()}  store: "
         f"{_describe_store(settings.resolved_database_url)}  runtime: {server.runtime.name}"
+        + (f" ({settings.docker_host})" if server.runtime.name == "docker" else "")
     )
     if generated:
         err.print(

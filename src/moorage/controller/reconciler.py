@@ -37,7 +37,7 @@ from moorage.models.replicas import (
     ReplicaEventKind,
     ReplicaState,
 )
-from moorage.runtimes.base import Launch, Runtime, StartError
+from moorage.runtimes.base import Launch, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -195,6 +195,10 @@ class Reconciler:
                 log.info("stopping replica %s that no endpoint owns", replica_id)
                 await self.runtime.stop(replica_id)
 
+    def _set_progress(self, replica_id: str, progress: str | None) -> None:
+        with self.db.session() as session:
+            ReplicaRepository(session).set_progress(replica_id, progress)
+
     def _create(self, replica_id: str, endpoint: Endpoint) -> None:
         with self.db.session() as session:
             ReplicaRepository(session).create(
@@ -205,6 +209,9 @@ class Reconciler:
         launch = Launch(replica_id, endpoint.service_id, endpoint.revision, endpoint.deploy)
         try:
             address = await self.runtime.start(launch)
+        except StartPending as pending:
+            await asyncio.to_thread(self._set_progress, replica_id, pending.progress)
+            return
         except StartError as exc:
             await self._record_async(
                 replica_id,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class EndpointStatus(enum.StrEnum):
@@ -25,6 +26,22 @@ class DesiredState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ReadinessProbe:
+    """How moorage decides a replica may take traffic.
+
+    A starting replica is probed from ``initial_delay_s`` after it started; a ready
+    one every ``period_s``. One failed probe takes a ready replica out of rotation;
+    ``failure_threshold`` failures in a row replace it.
+    """
+
+    path: str = "/"
+    initial_delay_s: float = 0.0
+    period_s: float = 1.0
+    timeout_s: float = 2.0
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class DeploySpec:
     """What each replica runs; a change to it starts a new revision."""
 
@@ -33,6 +50,7 @@ class DeploySpec:
     port: int
     gpu_num: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
+    readiness_probe: ReadinessProbe = field(default_factory=ReadinessProbe)
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,8 @@ class Endpoint:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    # Set when moorage rolled a failed revision back; cleared by the next deploy change.
+    rollout_note: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -63,3 +83,26 @@ class Endpoint:
         if self.is_deleted or self.desired_state is DesiredState.STOPPED:
             return 0
         return self.target_instance_number
+
+
+def deploy_to_json(deploy: DeploySpec) -> dict[str, Any]:
+    return {
+        "image_url": deploy.image_url,
+        "command": deploy.command,
+        "port": deploy.port,
+        "gpu_num": deploy.gpu_num,
+        "env": dict(deploy.env),
+        "readiness_probe": asdict(deploy.readiness_probe),
+    }
+
+
+def deploy_from_json(data: Mapping[str, Any]) -> DeploySpec:
+    probe = data.get("readiness_probe") or {}
+    return DeploySpec(
+        image_url=str(data["image_url"]),
+        command=str(data["command"]),
+        port=int(data["port"]),
+        gpu_num=int(data.get("gpu_num", 0)),
+        env={str(k): str(v) for k, v in dict(data.get("env", {})).items()},
+        readiness_probe=ReadinessProbe(**probe),
+    )

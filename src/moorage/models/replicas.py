@@ -86,6 +86,7 @@ class Replica:
     consecutive_failures: int
     last_failure: str | None
     last_failure_reason: FailureReason | None = None
+    progress: str | None = None
 
     @property
     def url(self) -> str | None:
@@ -93,7 +94,11 @@ class Replica:
 
 
 def derive_replica(
-    replica_id: str, endpoint_id: str, revision: int, events: Sequence[ReplicaEvent]
+    replica_id: str,
+    endpoint_id: str,
+    revision: int,
+    events: Sequence[ReplicaEvent],
+    progress: str | None = None,
 ) -> Replica:
     """Folds events into the replica's current state.
 
@@ -136,4 +141,5 @@ def derive_replica(
         consecutive_failures=failures,
         last_failure=last_failure,
         last_failure_reason=last_reason,
+        progress=progress,
     )

@@ -7,10 +7,12 @@ fields are rejected so a typo is an error, not a silently ignored setting.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from moorage.models.endpoints import DeploySpec, ReadinessProbe
 from moorage.models.flavors import CURRENCIES
 
 PaymentType = Literal["usd", "cny", "nmt"]
@@ -45,12 +47,38 @@ class ResourceMetadataIn(_Strict):
     scale_policy: None = None
 
 
+Seconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=3600)]
+ProbePath = Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=1024)]
+
+
+class ReadinessProbeIn(_Strict):
+    path: ProbePath = "/"
+    initial_delay_s: Seconds = 0.0
+    period_s: Annotated[float, BeforeValidator(_no_bool), Field(ge=0.1, le=3600)] = 1.0
+    timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=600)] = 2.0
+    failure_threshold: Annotated[WholeNumber, Field(ge=1, le=100)] = 3
+
+    def to_probe(self) -> ReadinessProbe:
+        return ReadinessProbe(**self.model_dump())
+
+
 class DeployMetadataIn(_Strict):
     image_url: NonEmpty
     command: NonEmpty
     port: Port
     gpu_num: NonNegative = 0
     env: EnvVars = Field(default_factory=dict)
+    readiness_probe: ReadinessProbeIn = Field(default_factory=ReadinessProbeIn)
+
+    def to_spec(self) -> DeploySpec:
+        return DeploySpec(
+            image_url=self.image_url,
+            command=self.command,
+            port=self.port,
+            gpu_num=self.gpu_num,
+            env=dict(self.env),
+            readiness_probe=self.readiness_probe.to_probe(),
+        )
 
 
 class CreateEndpointRequest(_Strict):
@@ -74,6 +102,14 @@ class DeployMetadataPatch(_Strict):
     port: Port | None = None
     gpu_num: NonNegative | None = None
     env: EnvVars | None = None
+    readiness_probe: ReadinessProbeIn | None = None
+
+    def apply_to(self, current: DeploySpec) -> DeploySpec:
+        """The spec with the fields this patch sets; a probe is replaced as a whole."""
+        changes: dict[str, Any] = self.model_dump(exclude_none=True, exclude={"readiness_probe"})
+        if self.readiness_probe is not None:
+            changes["readiness_probe"] = self.readiness_probe.to_probe()
+        return dataclasses.replace(current, **changes)
 
 
 class UpdateEndpointRequest(_Strict):

@@ -32,7 +32,7 @@ def derive_status(
     current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
     ready = sum(1 for r in current if r.state is ReplicaState.READY)
     if ready >= endpoint.target_instance_number:
-        return DerivedStatus(EndpointStatus.AVAILABLE)
+        return DerivedStatus(EndpointStatus.AVAILABLE, endpoint.rollout_note)
     failing = [r for r in current if _needs_user(r, policy)]
     if failing:
         worst = max(failing, key=lambda r: r.consecutive_failures)
@@ -44,7 +44,8 @@ def derive_status(
             "replica logs, then PUT a fixed deploy_metadata; moorage keeps retrying "
             "with backoff meanwhile.",
         )
-    return DerivedStatus(EndpointStatus.INITIALIZING)
+    progress = next((r.progress for r in current if r.progress), None)
+    return DerivedStatus(EndpointStatus.INITIALIZING, progress)
 
 
 def _needs_user(replica: Replica, policy: StatusPolicy) -> bool:

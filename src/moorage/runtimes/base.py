@@ -8,7 +8,7 @@ what an earlier one started and reap what nobody owns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +41,17 @@ class StartError(Exception):
     """The runtime could not start a replica; the message says what the user can fix."""
 
 
+class StartPending(Exception):
+    """The replica cannot start yet (its image is being pulled); try again next pass.
+
+    ``progress`` is shown to users as the endpoint's ``status_info``.
+    """
+
+    def __init__(self, progress: str) -> None:
+        super().__init__(progress)
+        self.progress = progress
+
+
 class Runtime(Protocol):
     name: str
 
@@ -54,6 +65,11 @@ class Runtime(Protocol):
 
     async def observe(self) -> Mapping[str, Observed]:
         """Every replica this runtime knows of, running or exited, by replica id."""
+        ...
+
+    def logs(self, replica_id: str, *, tail: int | None, follow: bool) -> AsyncIterator[bytes]:
+        """The replica's stdout and stderr: the last ``tail`` lines (all when None),
+        then, with ``follow``, new output as it comes until the replica stops."""
         ...
 
     async def close(self) -> None: ...

@@ -18,12 +18,12 @@ import contextlib
 import json
 import os
 import signal
-import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from moorage.runtimes.base import Launch, Observed, StartError
+from moorage.runtimes.ports import free_port
 
 RECORD_FILE = "replica.json"
 OUTPUT_FILE = "output.log"
@@ -38,12 +38,6 @@ class _Record:
     pid: int
     start_ticks: int
     port: int
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -126,7 +120,7 @@ class ProcessRuntime:
         await self.stop(launch.replica_id)  # never two processes for one replica
         workdir = self._dir(launch.replica_id)
         workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         with (workdir / OUTPUT_FILE).open("ab") as output:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -215,6 +209,32 @@ class ProcessRuntime:
 
     def output_path(self, replica_id: str) -> Path:
         return self._dir(replica_id) / OUTPUT_FILE
+
+    async def logs(
+        self, replica_id: str, *, tail: int | None, follow: bool
+    ) -> AsyncIterator[bytes]:
+        path = self._dir(replica_id) / OUTPUT_FILE
+        if not path.exists():
+            return
+        with path.open("rb") as handle:
+            data = handle.read()
+            if tail is not None:
+                lines = data.splitlines(keepends=True)
+                data = b"".join(lines[-tail:]) if tail else b""
+            if data:
+                yield data
+            while follow:
+                chunk = handle.read()
+                if chunk:
+                    yield chunk
+                    continue
+                record = self._read_record(replica_id)
+                if record is None or not self._is_running(record):
+                    rest = handle.read()
+                    if rest:
+                        yield rest
+                    return
+                await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         for child in list(self._children.values()):

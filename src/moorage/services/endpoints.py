@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
-from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
+from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
@@ -96,13 +96,7 @@ class EndpointService:
             flavor_id=resource.flavor_id,
             scale_type=resource.scale_type,
             target_instance_number=resource.target_instance_number,
-            deploy=DeploySpec(
-                image_url=deploy.image_url,
-                command=deploy.command,
-                port=deploy.port,
-                gpu_num=deploy.gpu_num,
-                env=dict(deploy.env),
-            ),
+            deploy=deploy.to_spec(),
             revision=1,
             desired_state=DesiredState.RUNNING,
             service_type="normal",
@@ -112,6 +106,7 @@ class EndpointService:
         with self.db.session() as session:
             self._check_fits(session, endpoint)
             EndpointRepository(session).add(endpoint)
+            EndpointRepository(session).add_revision(endpoint)
             view = self._view(session, endpoint)
         self.on_change()
         return view
@@ -121,11 +116,21 @@ class EndpointService:
             current = self._owned(session, user, service_id)
             updated = _apply_patch(current, request)
             if updated != current:
-                if updated.deploy != current.deploy or updated.flavor_id != current.flavor_id:
-                    updated = dataclasses.replace(updated, revision=current.revision + 1)
+                repository = EndpointRepository(session)
                 updated = dataclasses.replace(updated, updated_at=self.clock.now())
+                new_revision = (
+                    updated.deploy != current.deploy or updated.flavor_id != current.flavor_id
+                )
+                if new_revision:
+                    updated = dataclasses.replace(
+                        updated,
+                        revision=repository.latest_revision(service_id) + 1,
+                        rollout_note=None,
+                    )
                 self._check_fits(session, updated)
-                EndpointRepository(session).save(updated)
+                repository.save(updated)
+                if new_revision:
+                    repository.add_revision(updated)
             view = self._view(session, updated)
         self.on_change()
         return view
@@ -223,7 +228,5 @@ def _apply_patch(current: Endpoint, request: UpdateEndpointRequest) -> Endpoint:
         resource = request.resource_metadata.model_dump(exclude_none=True, exclude={"scale_policy"})
         changes.update(resource)
     if request.deploy_metadata is not None:
-        deploy_changes = request.deploy_metadata.model_dump(exclude_none=True)
-        if deploy_changes:
-            changes["deploy"] = dataclasses.replace(current.deploy, **deploy_changes)
+        changes["deploy"] = request.deploy_metadata.apply_to(current.deploy)
     return dataclasses.replace(current, **changes)  # type: ignore[arg-type]

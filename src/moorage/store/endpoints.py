@@ -9,22 +9,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moorage.errors import Conflict
-from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
-from moorage.store.tables import EndpointRow
-
-
-def _deploy_to_json(deploy: DeploySpec) -> dict[str, object]:
-    return {
-        "image_url": deploy.image_url,
-        "command": deploy.command,
-        "port": deploy.port,
-        "gpu_num": deploy.gpu_num,
-        "env": dict(deploy.env),
-    }
+from moorage.models.endpoints import (
+    DeploySpec,
+    DesiredState,
+    Endpoint,
+    deploy_from_json,
+    deploy_to_json,
+)
+from moorage.store.tables import EndpointRevisionRow, EndpointRow
 
 
 def _endpoint(row: EndpointRow) -> Endpoint:
-    deploy = row.deploy
     return Endpoint(
         service_id=row.service_id,
         user_id=row.user_id,
@@ -34,19 +29,14 @@ def _endpoint(row: EndpointRow) -> Endpoint:
         flavor_id=row.flavor_id,
         scale_type=row.scale_type,
         target_instance_number=row.target_instance_number,
-        deploy=DeploySpec(
-            image_url=str(deploy["image_url"]),
-            command=str(deploy["command"]),
-            port=int(deploy["port"]),
-            gpu_num=int(deploy.get("gpu_num", 0)),
-            env={str(k): str(v) for k, v in dict(deploy.get("env", {})).items()},
-        ),
+        deploy=deploy_from_json(row.deploy),
         revision=row.revision,
         desired_state=DesiredState(row.desired_state),
         service_type=row.service_type,
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+        rollout_note=row.rollout_note,
     )
 
 
@@ -59,13 +49,14 @@ def _row_fields(endpoint: Endpoint) -> dict[str, object]:
         "flavor_id": endpoint.flavor_id,
         "scale_type": endpoint.scale_type,
         "target_instance_number": endpoint.target_instance_number,
-        "deploy": _deploy_to_json(endpoint.deploy),
+        "deploy": deploy_to_json(endpoint.deploy),
         "revision": endpoint.revision,
         "desired_state": endpoint.desired_state.value,
         "service_type": endpoint.service_type,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
         "deleted_at": endpoint.deleted_at,
+        "rollout_note": endpoint.rollout_note,
     }
 
 
@@ -144,6 +135,30 @@ class EndpointRepository:
             select(EndpointRow).where(EndpointRow.service_id.in_(service_ids))
         )
         return [_endpoint(r) for r in rows]
+
+    def add_revision(self, endpoint: Endpoint) -> None:
+        """Records the spec of the endpoint's current revision."""
+        self.session.add(
+            EndpointRevisionRow(
+                endpoint_id=endpoint.service_id,
+                revision=endpoint.revision,
+                flavor_id=endpoint.flavor_id,
+                deploy=deploy_to_json(endpoint.deploy),
+                created_at=endpoint.updated_at,
+            )
+        )
+        self.session.flush()
+
+    def latest_revision(self, service_id: str) -> int:
+        query = select(func.max(EndpointRevisionRow.revision)).where(
+            EndpointRevisionRow.endpoint_id == service_id
+        )
+        return int(self.session.scalar(query) or 0)
+
+    def revision(self, service_id: str, revision: int) -> tuple[str, DeploySpec] | None:
+        """The flavor and spec an endpoint ran at ``revision``."""
+        row = self.session.get(EndpointRevisionRow, (service_id, revision))
+        return (row.flavor_id, deploy_from_json(row.deploy)) if row else None
 
     def held_instances(self, flavor_id: str, *, except_id: str | None = None) -> int:
         """Instances the running, undeleted endpoints on a flavor have reserved."""

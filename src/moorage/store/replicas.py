@@ -61,11 +61,17 @@ class ReplicaRepository:
                 detail=event.detail,
             )
         )
-        if event.kind is ReplicaEventKind.STOPPED:
-            row = self.session.get(ReplicaRow, event.replica_id)
-            if row is not None:
-                row.finished = True
+        row = self.session.get(ReplicaRow, event.replica_id)
+        if row is not None and event.kind is ReplicaEventKind.STOPPED:
+            row.finished = True
+        if row is not None and event.kind is ReplicaEventKind.STARTED:
+            row.progress = None
         self.session.flush()
+
+    def set_progress(self, replica_id: str, progress: str | None) -> None:
+        row = self.session.get(ReplicaRow, replica_id)
+        if row is not None and row.progress != progress:
+            row.progress = progress
 
     def live(self, endpoint_ids: Iterable[str] | None = None) -> Sequence[Replica]:
         """Replicas not yet stopped, derived from their events."""
@@ -89,7 +95,9 @@ class ReplicaRepository:
         for event_row in event_rows:
             events[event_row.replica_id].append(_event(event_row))
         return [
-            derive_replica(r.replica_id, r.endpoint_id, r.revision, events[r.replica_id])
+            derive_replica(
+                r.replica_id, r.endpoint_id, r.revision, events[r.replica_id], r.progress
+            )
             for r in rows
         ]
 

@@ -110,6 +110,19 @@ class EndpointRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    rollout_note: Mapped[str | None] = mapped_column(Text)
+
+
+class EndpointRevisionRow(Base):
+    """Every spec an endpoint has run, so a failed rollout can go back to the last good one."""
+
+    __tablename__ = "endpoint_revisions"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.service_id"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flavor_id: Mapped[str] = mapped_column(String(32))
+    deploy: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
 
 
 class ReplicaRow(Base):
@@ -122,6 +135,9 @@ class ReplicaRow(Base):
     # Set once the replica's stopped event is written, so live replicas are one
     # indexed lookup instead of a scan over every event ever recorded.
     finished: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # What the runtime is doing before the replica can start (an image pull's
+    # progress): an observation shown to users, not a state.
+    progress: Mapped[str | None] = mapped_column(String(255))
 
 
 class ReplicaEventRow(Base):

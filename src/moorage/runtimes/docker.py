@@ -1,0 +1,282 @@
+"""The ``docker`` runtime: each replica is a container, over the Docker Engine API.
+
+Works against Docker and against Podman's Docker-compatible socket. A replica
+runs ``sh -c COMMAND`` in ``image_url``, with ``deploy_metadata.port`` published
+on a free 127.0.0.1 port the runtime picks. Everything moorage needs after a
+crash is on the container as labels (endpoint, replica, revision, host port,
+and the moorage installation it belongs to), so a restarted moorage adopts its
+containers and never touches another installation's.
+
+The Docker SDK is blocking; every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest
+
+from moorage.runtimes.base import Launch, Observed, StartError, StartPending
+from moorage.runtimes.ports import free_port
+
+LABEL = "io.moorage"
+_OUTPUT_TAIL_LINES = 5
+
+
+def installation_id(database_url: str) -> str:
+    """Names one moorage installation: containers of others on the engine are not ours."""
+    return hashlib.sha256(database_url.encode()).hexdigest()[:16]
+
+
+def connect(base_url: str, timeout_s: float = 30.0) -> docker.DockerClient:
+    """A client that has answered a ping; raises DockerException when the engine is absent."""
+    client = docker.DockerClient(base_url=base_url, timeout=int(timeout_s))
+    try:
+        client.ping()
+    except Exception:
+        client.close()
+        raise
+    return client
+
+
+@dataclass
+class _Pull:
+    """One image pull in the background, and how far it has come."""
+
+    image: str
+    layers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    done: bool = False
+    error: str | None = None
+
+    def percent(self) -> int:
+        current = sum(c for c, _ in self.layers.values())
+        total = sum(t for _, t in self.layers.values())
+        return int(100 * current / total) if total else 0
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(
+        self, client: docker.DockerClient, *, installation: str, stop_grace_s: float = 10.0
+    ) -> None:
+        self.client = client
+        self.installation = installation
+        self.stop_grace_s = stop_grace_s
+        self._pulls: dict[str, _Pull] = {}
+
+    def _container_name(self, replica_id: str) -> str:
+        return f"moorage-{replica_id}"
+
+    # -- images ----------------------------------------------------------------
+
+    async def _ensure_image(self, image: str) -> None:
+        pull = self._pulls.get(image)
+        if pull is None:
+            if await asyncio.to_thread(self._has_image, image):
+                return
+            pull = self._pulls[image] = _Pull(image)
+            threading.Thread(target=self._pull, args=(pull,), daemon=True).start()
+        if not pull.done:
+            raise StartPending(f"pulling {image}: {pull.percent()}%")
+        del self._pulls[image]  # a failed pull is retried on the replica's next start
+        if pull.error is not None:
+            raise StartError(
+                f"cannot pull image {image!r}: {pull.error}; check deploy_metadata.image_url "
+                "and that the engine can reach its registry"
+            )
+
+    def _has_image(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            return False
+        return True
+
+    def _pull(self, pull: _Pull) -> None:
+        repository, _, tag = pull.image.rpartition(":")
+        if not repository or "/" in tag:
+            repository, tag = pull.image, "latest"
+        try:
+            for message in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in message:
+                    pull.error = str(message["error"])
+                    break
+                detail = message.get("progressDetail") or {}
+                if message.get("id") and detail.get("total"):
+                    pull.layers[message["id"]] = (int(detail["current"]), int(detail["total"]))
+        except DockerException as exc:
+            pull.error = _explain(exc)
+        finally:
+            pull.done = True
+
+    # -- replicas --------------------------------------------------------------
+
+    async def start(self, launch: Launch) -> str:
+        await self._ensure_image(launch.deploy.image_url)
+        await self.stop(launch.replica_id)  # never two containers for one replica
+        host_port = free_port()
+        try:
+            await asyncio.to_thread(self._run, launch, host_port)
+        except StartError:
+            await self.stop(launch.replica_id)
+            raise
+        except DockerException as exc:
+            with contextlib.suppress(DockerException):
+                await self.stop(launch.replica_id)
+            raise StartError(self._start_failure(launch, exc)) from exc
+        return f"127.0.0.1:{host_port}"
+
+    def _start_failure(self, launch: Launch, exc: DockerException) -> str:
+        explanation = _explain(exc)
+        mentions_gpu = any(word in explanation.lower() for word in ("gpu", "device", "nvidia"))
+        if launch.deploy.gpu_num and mentions_gpu:
+            return (
+                f"the container engine cannot give this replica {launch.deploy.gpu_num} GPU(s): "
+                f"{explanation}; install the NVIDIA container toolkit on the host, or use "
+                "gpu_num 0"
+            )
+        return f"the container engine could not start the replica: {explanation}"
+
+    def _run(self, launch: Launch, host_port: int) -> None:
+        deploy = launch.deploy
+        environment = {
+            **deploy.env,
+            "PORT": str(deploy.port),
+            "MOORAGE_REPLICA_ID": launch.replica_id,
+            "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
+            "PYTHONUNBUFFERED": "1",
+        }
+        labels = {
+            f"{LABEL}.installation": self.installation,
+            f"{LABEL}.endpoint": launch.endpoint_id,
+            f"{LABEL}.replica": launch.replica_id,
+            f"{LABEL}.revision": str(launch.revision),
+            f"{LABEL}.host-port": str(host_port),
+        }
+        options: dict[str, Any] = {}
+        if deploy.gpu_num:
+            options["device_requests"] = [
+                DeviceRequest(count=deploy.gpu_num, capabilities=[["gpu"]])
+            ]
+        container = self.client.containers.create(
+            deploy.image_url,
+            entrypoint=["/bin/sh", "-c"],
+            command=[deploy.command],
+            name=self._container_name(launch.replica_id),
+            labels=labels,
+            environment=environment,
+            ports={f"{deploy.port}/tcp": ("127.0.0.1", host_port)},
+            init=True,  # a real PID 1, so SIGTERM reaches the app behind `sh -c`
+            **options,
+        )
+        if deploy.gpu_num and not container.attrs.get("HostConfig", {}).get("DeviceRequests"):
+            # Podman's Docker API accepts device requests and drops them silently.
+            raise StartError(
+                f"deploy_metadata.gpu_num is {deploy.gpu_num}, but this container engine "
+                "ignores GPU requests; use Docker with the NVIDIA container toolkit, or gpu_num 0"
+            )
+        container.start()
+
+    async def stop(self, replica_id: str) -> None:
+        await asyncio.to_thread(self._stop, replica_id)
+
+    def _stop(self, replica_id: str) -> None:
+        try:
+            container = self.client.containers.get(self._container_name(replica_id))
+        except NotFound:
+            return
+        with contextlib.suppress(NotFound):
+            if container.status == "running":
+                container.stop(timeout=max(1, int(self.stop_grace_s)))
+            container.remove(force=True)
+
+    async def observe(self) -> Mapping[str, Observed]:
+        return await asyncio.to_thread(self._observe)
+
+    def _mine(self) -> list[Container]:
+        return list(
+            self.client.containers.list(
+                all=True, filters={"label": f"{LABEL}.installation={self.installation}"}
+            )
+        )
+
+    def _observe(self) -> dict[str, Observed]:
+        observed: dict[str, Observed] = {}
+        for container in self._mine():
+            labels = container.labels
+            running = container.status == "running"
+            state = container.attrs.get("State", {})
+            tail = None
+            if not running:
+                with contextlib.suppress(DockerException):
+                    tail = container.logs(tail=_OUTPUT_TAIL_LINES).decode(errors="replace")
+            replica_id = labels[f"{LABEL}.replica"]
+            observed[replica_id] = Observed(
+                replica_id=replica_id,
+                endpoint_id=labels[f"{LABEL}.endpoint"],
+                revision=int(labels[f"{LABEL}.revision"]),
+                address=f"127.0.0.1:{labels[f'{LABEL}.host-port']}",
+                running=running,
+                exit_code=None if running else state.get("ExitCode"),
+                output_tail=(tail or "").strip() or None,
+                labels=dict(labels),
+            )
+        return observed
+
+    async def logs(
+        self, replica_id: str, *, tail: int | None, follow: bool
+    ) -> AsyncIterator[bytes]:
+        try:
+            container = await asyncio.to_thread(
+                self.client.containers.get, self._container_name(replica_id)
+            )
+        except NotFound:
+            return
+        stream = await asyncio.to_thread(
+            container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
+        )
+        try:
+            async for chunk in _iterate_in_thread(stream):
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)
+
+
+async def _iterate_in_thread(blocking: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Bridges a blocking iterator to async code without holding the event loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+
+    def pump() -> None:
+        try:
+            for item in blocking:
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except Exception:  # the stream was closed under us: the consumer has gone
+            pass
+        finally:
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    threading.Thread(target=pump, daemon=True).start()
+    while (item := await queue.get()) is not None:
+        yield item
+
+
+def _explain(exc: DockerException) -> str:
+    if isinstance(exc, APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
