@@ -6,8 +6,8 @@ import logging
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
 from moorage.errors import MoorageError
