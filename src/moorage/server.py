@@ -63,14 +63,20 @@ class MoorageServer:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url)
         self.routes = RouteTableHolder()
+        self.gateway = GatewayApp(self.routes)
         self.runtime = make_runtime(settings)
         self.reconciler = Reconciler(
             self.db,
             self.runtime,
             self.clock,
-            PlanPolicy(ready_timeout_s=settings.ready_timeout_s),
+            PlanPolicy(
+                ready_timeout_s=settings.ready_timeout_s,
+                crash_loop_threshold=settings.crash_loop_threshold,
+            ),
             self.routes.swap,
             interval_s=settings.reconcile_interval_s,
+            in_flight=self.gateway.balancer.in_flight,
+            drain_timeout_s=settings.drain_timeout_s,
         )
         status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
         self.accounts = AccountService(self.db, self.clock, on_change=self.reconciler.wake)
@@ -85,7 +91,6 @@ class MoorageServer:
         self.api = create_api(
             Services(self.accounts, self.endpoints, self.flavors, settings.public_url)
         )
-        self.gateway = GatewayApp(self.routes)
 
     def prepare(self) -> str | None:
         """Migrates the store, syncs flavors, ensures the admin token. Returns the admin

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(default=900.0, gt=0)
     probe_interval_s: float = Field(default=1.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="How long a replica being replaced may finish requests."
+    )
     max_instances: int = Field(default=64, ge=1)
     crash_loop_threshold: int = Field(default=3, ge=1)
 

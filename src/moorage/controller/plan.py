@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from moorage.models.endpoints import Endpoint
+from moorage.models.endpoints import Endpoint, ReadinessProbe
 from moorage.models.replicas import FailureReason, Replica, ReplicaState
 from moorage.runtimes.base import Observed
 
@@ -22,6 +22,7 @@ class PlanPolicy:
     ready_timeout_s: float = 900.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    crash_loop_threshold: int = 3
 
     def backoff(self, consecutive_failures: int) -> timedelta:
         # Capping the exponent first keeps a days-long crash loop from overflowing.
@@ -55,6 +56,22 @@ class MarkReady:
 
 
 @dataclass(frozen=True)
+class MarkUnready:
+    """A ready replica failed a probe: out of rotation until it passes again."""
+
+    replica: Replica
+
+
+@dataclass(frozen=True)
+class RollBack:
+    """The current revision cannot run while an earlier one still serves: go back to it."""
+
+    endpoint: Endpoint
+    to_revision: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class MarkFailed:
     replica: Replica
     reason: FailureReason
@@ -75,8 +92,29 @@ class ReapOrphan:
 
 
 Action = (
-    CreateReplica | StartReplica | AdoptReplica | MarkReady | MarkFailed | StopReplica | ReapOrphan
+    CreateReplica
+    | StartReplica
+    | AdoptReplica
+    | MarkReady
+    | MarkUnready
+    | MarkFailed
+    | StopReplica
+    | ReapOrphan
+    | RollBack
 )
+
+
+def due_for_probe(
+    replica: Replica, probe: ReadinessProbe, last_probe: datetime | None, now: datetime
+) -> bool:
+    """Whether a replica should be probed this pass, by its endpoint's probe settings."""
+    if not replica.state.has_process:
+        return False
+    if replica.state is ReplicaState.STARTING:
+        started = (now - replica.state_since).total_seconds()
+        if started < probe.initial_delay_s:
+            return False
+    return last_probe is None or (now - last_probe).total_seconds() >= probe.period_s
 
 
 def plan(
@@ -86,17 +124,17 @@ def plan(
     probes: Mapping[str, bool],
     now: datetime,
     policy: PlanPolicy,
+    probe_failures: Mapping[str, int] | None = None,
 ) -> list[Action]:
+    """Actions for every endpoint. ``probes`` holds this pass's probe results;
+    ``probe_failures`` how many probes in a row each replica has failed."""
+    facts = _Facts(observed, probes, probe_failures or {}, now, policy)
     actions: list[Action] = []
     by_endpoint: dict[str, list[Replica]] = {}
     for replica in replicas:
         by_endpoint.setdefault(replica.endpoint_id, []).append(replica)
     for endpoint in endpoints:
-        actions.extend(
-            _plan_endpoint(
-                endpoint, by_endpoint.pop(endpoint.service_id, []), observed, probes, now, policy
-            )
-        )
+        actions.extend(_plan_endpoint(endpoint, by_endpoint.pop(endpoint.service_id, []), facts))
     for orphaned in by_endpoint.values():  # replicas of endpoints not loaded: stop them
         actions.extend(StopReplica(r, "its endpoint is gone") for r in orphaned)
     known = {r.replica_id for r in replicas}
@@ -106,32 +144,53 @@ def plan(
     return actions
 
 
+@dataclass(frozen=True)
+class _Facts:
+    observed: Mapping[str, Observed]
+    probes: Mapping[str, bool]
+    probe_failures: Mapping[str, int]
+    now: datetime
+    policy: PlanPolicy
+
+
 def _health(
-    replica: Replica,
-    obs: Observed | None,
-    probe_ok: bool | None,
-    now: datetime,
-    policy: PlanPolicy,
+    replica: Replica, endpoint: Endpoint, facts: _Facts
 ) -> tuple[ReplicaState, Action | None]:
     """The replica's state after what was observed this pass, and the action recording it."""
+    obs = facts.observed.get(replica.replica_id)
+    probe_ok = facts.probes.get(replica.replica_id)
     running = obs is not None and obs.running
-    if replica.state.has_process and not running:
+    state = replica.state
+    if state.has_process and not running:
         return ReplicaState.FAILED, MarkFailed(replica, FailureReason.EXITED, _exit_detail(obs))
-    if replica.state is ReplicaState.STARTING:
+    if state is ReplicaState.STARTING:
         if probe_ok:
             return ReplicaState.READY, MarkReady(replica)
-        waited = (now - replica.state_since).total_seconds()
-        if waited > policy.ready_timeout_s:
+        waited = (facts.now - replica.state_since).total_seconds()
+        if waited > facts.policy.ready_timeout_s:
             return ReplicaState.FAILED, MarkFailed(
                 replica,
                 FailureReason.NOT_READY,
-                f"no HTTP answer on the app's port within {policy.ready_timeout_s:g} s; "
+                f"no HTTP answer on the app's port within {facts.policy.ready_timeout_s:g} s; "
                 "check that the command starts a server listening on $PORT",
             )
-    adoptable = replica.state in (ReplicaState.REQUESTED, ReplicaState.FAILED)
+    if state is ReplicaState.READY and probe_ok is False:
+        return ReplicaState.UNREADY, MarkUnready(replica)
+    if state is ReplicaState.UNREADY:
+        if probe_ok:
+            return ReplicaState.READY, MarkReady(replica)
+        probe = endpoint.deploy.readiness_probe
+        failed = facts.probe_failures.get(replica.replica_id, 0)
+        if failed >= probe.failure_threshold:
+            return ReplicaState.FAILED, MarkFailed(
+                replica,
+                FailureReason.UNHEALTHY,
+                f"failed {failed} readiness probes in a row (GET {probe.path}); replaced",
+            )
+    adoptable = state in (ReplicaState.REQUESTED, ReplicaState.FAILED)
     if adoptable and running and obs is not None and obs.address:
         return ReplicaState.STARTING, AdoptReplica(replica, obs.address)
-    return replica.state, None
+    return state, None
 
 
 def _exit_detail(obs: Observed | None) -> str:
@@ -141,20 +200,32 @@ def _exit_detail(obs: Observed | None) -> str:
     return f"{code}; last output: {obs.output_tail}" if obs.output_tail else code
 
 
-def _plan_endpoint(
+def _rollback(
     endpoint: Endpoint,
-    replicas: list[Replica],
-    observed: Mapping[str, Observed],
-    probes: Mapping[str, bool],
-    now: datetime,
+    current: Sequence[Replica],
+    previous: Sequence[Replica],
+    state: Mapping[str, ReplicaState],
     policy: PlanPolicy,
-) -> list[Action]:
+) -> RollBack | None:
+    """Goes back to the revision still serving when the new one cannot run."""
+    serving = [r for r in previous if state[r.replica_id] is ReplicaState.READY]
+    failing = [r for r in current if r.cannot_run(policy.crash_loop_threshold)]
+    if not serving or not failing or endpoint.wanted_replicas == 0:
+        return None
+    worst = max(failing, key=lambda r: r.consecutive_failures)
+    return RollBack(
+        endpoint,
+        to_revision=max(r.revision for r in serving),
+        reason=f"replica {worst.replica_id} failed {worst.consecutive_failures} time(s): "
+        f"{worst.last_failure}",
+    )
+
+
+def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -> list[Action]:
     actions: list[Action] = []
     state: dict[str, ReplicaState] = {}
     for replica in replicas:
-        new_state, action = _health(
-            replica, observed.get(replica.replica_id), probes.get(replica.replica_id), now, policy
-        )
+        new_state, action = _health(replica, endpoint, facts)
         state[replica.replica_id] = new_state
         if action is not None:
             actions.append(action)
@@ -162,6 +233,10 @@ def _plan_endpoint(
     wanted = endpoint.wanted_replicas
     current = [r for r in replicas if r.revision == endpoint.revision]
     previous = [r for r in replicas if r.revision != endpoint.revision]
+
+    rollback = _rollback(endpoint, current, previous, state, facts.policy)
+    if rollback is not None:  # the next pass, on the old revision, stops the failed ones
+        return [*actions, rollback]
 
     # Scale the current revision: stop the least useful extras first.
     if len(current) > wanted:
@@ -176,6 +251,7 @@ def _plan_endpoint(
         kept = current
         actions.extend(CreateReplica(endpoint) for _ in range(wanted - len(current)))
 
+    now, policy = facts.now, facts.policy
     for replica in kept:
         current_state = state[replica.replica_id]
         if current_state is ReplicaState.REQUESTED:

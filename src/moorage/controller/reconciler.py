@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from moorage.controller.plan import (
     CreateReplica,
     MarkFailed,
     MarkReady,
+    MarkUnready,
     PlanPolicy,
     ReapOrphan,
+    RollBack,
     StartReplica,
     StopReplica,
     plan,
@@ -35,7 +38,6 @@ from moorage.models.replicas import (
     Replica,
     ReplicaEvent,
     ReplicaEventKind,
-    ReplicaState,
 )
 from moorage.runtimes.base import Launch, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository
@@ -64,6 +66,8 @@ class Reconciler:
         publish_routes: Callable[[RouteTable], None],
         *,
         interval_s: float = 1.0,
+        in_flight: Callable[[str], int] = lambda _replica_id: 0,
+        drain_timeout_s: float = 30.0,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -72,6 +76,10 @@ class Reconciler:
         self.publish_routes = publish_routes
         self.interval_s = interval_s
         self.prober = ReadinessProber()
+        self.in_flight = in_flight
+        self.drain_timeout_s = drain_timeout_s
+        # Replicas being drained and stopped in the background, by id.
+        self._stopping: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -99,32 +107,34 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         snapshot = await asyncio.to_thread(self._load)
         observed = await self.runtime.observe()
-        to_probe = {
-            r.replica_id: observed[r.replica_id].address or ""
-            for r in snapshot.replicas
-            if r.state is ReplicaState.STARTING
-            and r.replica_id in observed
-            and observed[r.replica_id].running
-            and observed[r.replica_id].address
-        }
-        probes = await self.prober.probe_all(to_probe)
+        now = self.clock.now()
+        endpoints = {e.service_id: e for e in snapshot.endpoints}
+        probes = await self.prober.run(endpoints, snapshot.replicas, observed, now)
         actions = plan(
-            snapshot.endpoints, snapshot.replicas, observed, probes, self.clock.now(), self.policy
+            snapshot.endpoints,
+            snapshot.replicas,
+            observed,
+            probes.results,
+            now,
+            self.policy,
+            probes.failures_in_a_row,
         )
         leaving = frozenset(
-            a.replica.replica_id for a in actions if isinstance(a, StopReplica | MarkFailed)
-        )
-        # Out of rotation first, so no request is sent to a replica being stopped.
+            a.replica.replica_id
+            for a in actions
+            if isinstance(a, StopReplica | MarkFailed | MarkUnready)
+        ) | frozenset(self._stopping)
+        # Out of rotation first, so no new request is sent to a replica that is going.
         self.publish_routes(snapshot.routes.without(leaving))
         for action in actions:
             try:
                 await self._apply(action)
             except Exception:
                 log.exception("applying %s failed; the next pass retries", type(action).__name__)
-        await self.publish()
+        await self.publish(also_without=frozenset(self._stopping))
 
-    async def publish(self) -> None:
-        self.publish_routes((await asyncio.to_thread(self._load)).routes)
+    async def publish(self, also_without: frozenset[str] = frozenset()) -> None:
+        self.publish_routes((await asyncio.to_thread(self._load)).routes.without(also_without))
 
     def _load(self) -> _Snapshot:
         with self.db.session() as session:
@@ -186,14 +196,62 @@ class Reconciler:
                     reason=reason,
                     detail=detail,
                 )
-            case StopReplica(replica, why):
-                await self.runtime.stop(replica.replica_id)
+            case MarkUnready(replica):
                 await self._record_async(
-                    replica.replica_id, replica.endpoint_id, ReplicaEventKind.STOPPED, detail=why
+                    replica.replica_id, replica.endpoint_id, ReplicaEventKind.UNREADY
                 )
+            case StopReplica(replica, why):
+                if replica.replica_id not in self._stopping:
+                    self._stopping[replica.replica_id] = asyncio.create_task(
+                        self._drain_and_stop(replica, why)
+                    )
+            case RollBack():
+                await asyncio.to_thread(self._roll_back, action)
             case ReapOrphan(replica_id):
                 log.info("stopping replica %s that no endpoint owns", replica_id)
                 await self.runtime.stop(replica_id)
+
+    async def _drain_and_stop(self, replica: Replica, why: str) -> None:
+        """Lets requests already sent to the replica finish (it is out of rotation),
+        then stops it and records why."""
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.drain_timeout_s
+            while self.in_flight(replica.replica_id) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            await self.runtime.stop(replica.replica_id)
+            await self._record_async(
+                replica.replica_id, replica.endpoint_id, ReplicaEventKind.STOPPED, detail=why
+            )
+        except Exception:
+            log.exception("stopping replica %s failed; the next pass retries", replica.replica_id)
+        finally:
+            self._stopping.pop(replica.replica_id, None)
+
+    def _roll_back(self, action: RollBack) -> None:
+        with self.db.session() as session:
+            repository = EndpointRepository(session)
+            current = repository.get_live(action.endpoint.service_id)
+            good = repository.revision(action.endpoint.service_id, action.to_revision)
+            if current is None or good is None or current.revision != action.endpoint.revision:
+                return  # the user changed the endpoint meanwhile: their change wins
+            flavor_id, deploy = good
+            note = (
+                f"revision {current.revision} could not run and was rolled back to revision "
+                f"{action.to_revision}, which keeps serving: {action.reason}. Fix "
+                "deploy_metadata and PUT it again."
+            )
+            repository.save(
+                dataclasses.replace(
+                    current,
+                    revision=action.to_revision,
+                    flavor_id=flavor_id,
+                    deploy=deploy,
+                    rollout_note=note,
+                    updated_at=self.clock.now(),
+                )
+            )
+        log.warning("endpoint %s: %s", action.endpoint.service_id, note)
 
     def _set_progress(self, replica_id: str, progress: str | None) -> None:
         with self.db.session() as session:
@@ -231,6 +289,10 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._stopping.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.publish_routes(RouteTable.empty())
         snapshot = await asyncio.to_thread(self._load)
         await asyncio.gather(*(self._stop_for_shutdown(r) for r in snapshot.replicas))

@@ -16,6 +16,7 @@ class ReplicaEventKind(enum.StrEnum):
     REQUESTED = "requested"
     STARTED = "started"
     READY = "ready"
+    UNREADY = "unready"
     FAILED = "failed"
     STOPPED = "stopped"
 
@@ -26,10 +27,11 @@ class FailureReason(enum.StrEnum):
     START_ERROR = "start_error"
     NOT_READY = "not_ready"
     EXITED = "exited"
+    UNHEALTHY = "unhealthy"
 
     @property
     def needs_user(self) -> bool:
-        return self is not FailureReason.EXITED
+        return self in (FailureReason.START_ERROR, FailureReason.NOT_READY)
 
 
 class ReplicaState(enum.StrEnum):
@@ -38,6 +40,7 @@ class ReplicaState(enum.StrEnum):
     REQUESTED = "requested"
     STARTING = "starting"
     READY = "ready"
+    UNREADY = "unready"
     FAILED = "failed"
     STOPPED = "stopped"
 
@@ -49,13 +52,14 @@ class ReplicaState(enum.StrEnum):
     @property
     def has_process(self) -> bool:
         """The runtime should have something running for it."""
-        return self in (ReplicaState.STARTING, ReplicaState.READY)
+        return self in (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.UNREADY)
 
 
 _STATE_AFTER = {
     ReplicaEventKind.REQUESTED: ReplicaState.REQUESTED,
     ReplicaEventKind.STARTED: ReplicaState.STARTING,
     ReplicaEventKind.READY: ReplicaState.READY,
+    ReplicaEventKind.UNREADY: ReplicaState.UNREADY,
     ReplicaEventKind.FAILED: ReplicaState.FAILED,
     ReplicaEventKind.STOPPED: ReplicaState.STOPPED,
 }
@@ -87,6 +91,13 @@ class Replica:
     last_failure: str | None
     last_failure_reason: FailureReason | None = None
     progress: str | None = None
+
+    def cannot_run(self, crash_loop_threshold: int) -> bool:
+        """A crash loop, or one failure that retrying alone will not fix."""
+        if self.consecutive_failures >= crash_loop_threshold:
+            return True
+        reason = self.last_failure_reason
+        return self.consecutive_failures > 0 and reason is not None and reason.needs_user
 
     @property
     def url(self) -> str | None:

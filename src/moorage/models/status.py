@@ -33,7 +33,7 @@ def derive_status(
     ready = sum(1 for r in current if r.state is ReplicaState.READY)
     if ready >= endpoint.target_instance_number:
         return DerivedStatus(EndpointStatus.AVAILABLE, endpoint.rollout_note)
-    failing = [r for r in current if _needs_user(r, policy)]
+    failing = [r for r in current if r.cannot_run(policy.crash_loop_threshold)]
     if failing:
         worst = max(failing, key=lambda r: r.consecutive_failures)
         return DerivedStatus(
@@ -46,11 +46,3 @@ def derive_status(
         )
     progress = next((r.progress for r in current if r.progress), None)
     return DerivedStatus(EndpointStatus.INITIALIZING, progress)
-
-
-def _needs_user(replica: Replica, policy: StatusPolicy) -> bool:
-    """A crash loop, or one failure that retrying alone will not fix."""
-    if replica.consecutive_failures >= policy.crash_loop_threshold:
-        return True
-    reason = replica.last_failure_reason
-    return replica.consecutive_failures > 0 and reason is not None and reason.needs_user
