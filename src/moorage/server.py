@@ -28,6 +28,7 @@ from moorage.runtimes.process import ProcessRuntime
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
+from moorage.services.logs import LogService
 from moorage.settings import Settings
 from moorage.store.db import Database
 
@@ -89,7 +90,13 @@ class MoorageServer:
             on_change=self.reconciler.wake,
         )
         self.api = create_api(
-            Services(self.accounts, self.endpoints, self.flavors, settings.public_url)
+            Services(
+                self.accounts,
+                self.endpoints,
+                self.flavors,
+                LogService(self.endpoints, self.runtime),
+                settings.public_url,
+            )
         )
 
     def prepare(self) -> str | None:

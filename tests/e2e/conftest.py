@@ -10,19 +10,49 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import database
+from tests.support import engine
+from tests.support.components import need
 from tests.support.server import ApiClient, MoorageServer, new_user_token
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every e2e module runs on both stores with the process runtime; a module that sets
+    ``RUNTIMES = ["process", "docker"]`` also runs on the docker runtime (SQLite)."""
+    if "server" not in metafunc.fixturenames:
+        return
+    combos = [
+        pytest.param(("sqlite", "process"), id="sqlite-process"),
+        pytest.param(
+            ("postgresql", "process"), id="postgresql-process", marks=pytest.mark.postgres
+        ),
+    ]
+    if "docker" in getattr(metafunc.module, "RUNTIMES", ()):
+        combos.append(
+            pytest.param(("sqlite", "docker"), id="sqlite-docker", marks=pytest.mark.docker)
+        )
+    metafunc.parametrize("server", combos, indirect=True, scope="module")
+
+
+def docker_host() -> str:
+    try:
+        return engine.engine_url()
+    except engine.EngineUnavailable as exc:
+        need("docker", str(exc))
+        raise
+
+
+@pytest.fixture(scope="module")
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MoorageServer]:
+    store, runtime = request.param
+    host = docker_host() if runtime == "docker" else None
     home = tmp_path_factory.mktemp("moorage-home")
     extra_env = getattr(request.module, "SERVER_ENV", {})
-    with database(request.param, home) as url:
-        running = MoorageServer(home=home, database_url=url, extra_env=extra_env).start()
+    with database(store, home) as url:
+        running = MoorageServer(
+            home=home, database_url=url, extra_env=extra_env, runtime=runtime, docker_host=host
+        ).start()
         try:
             yield running
         finally:

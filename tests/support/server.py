@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -17,7 +18,17 @@ import requests
 
 MOORAGE = str(Path(sys.executable).with_name("moorage"))
 FLASK_APP = Path(__file__).resolve().parent.parent / "e2e" / "apps" / "flask_app.py"
-FLASK_COMMAND = f"{sys.executable} {FLASK_APP}"
+
+
+def inline_app_command(source: str) -> str:
+    """A command that writes the app and runs it, the way the reference's example fetches
+    app.py and runs it: the same command works in a container (python3 with Flask) and
+    in the process runtime (the test's Python comes first on PATH)."""
+    encoded = base64.b64encode(source.encode()).decode()
+    return f"echo {encoded} | base64 -d > app.py && exec python3 app.py"
+
+
+FLASK_COMMAND = inline_app_command(FLASK_APP.read_text())
 
 
 def free_port() -> int:
@@ -58,6 +69,8 @@ class MoorageServer:
     home: Path
     database_url: str
     admin_token: str | None = "mrg_test_admin_token"
+    runtime: str = "process"
+    docker_host: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -73,7 +86,11 @@ class MoorageServer:
             MOORAGE_DATABASE_URL=self.database_url,
             MOORAGE_PORT=str(self.port),
             MOORAGE_STOP_GRACE_S="3",
+            MOORAGE_RUNTIME=self.runtime,
+            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         )
+        if self.docker_host:
+            env["MOORAGE_DOCKER_HOST"] = self.docker_host
         if self.admin_token is not None:
             env["MOORAGE_ADMIN_TOKEN"] = self.admin_token
         env.update(self.extra_env)

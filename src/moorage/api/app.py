@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from moorage import __version__
 from moorage.api.deps import Services
 from moorage.api.errors import install_error_handlers
-from moorage.api.routers import accounts, endpoints, flavors
+from moorage.api.routers import accounts, endpoints, flavors, logs
 
 DESCRIPTION = """
 moorage runs dedicated inference endpoints on your own machines, with the
@@ -29,5 +29,6 @@ def create_api(services: Services) -> FastAPI:
     # The flavor route goes first: it would otherwise match /{service_id}.
     app.include_router(flavors.router)
     app.include_router(endpoints.router)
+    app.include_router(logs.router)
     app.include_router(accounts.router)
     return app

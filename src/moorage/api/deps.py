@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
+from moorage.services.logs import LogService
 from moorage.store.accounts import User
 
 
@@ -19,6 +20,7 @@ class Services:
     accounts: AccountService
     endpoints: EndpointService
     flavors: FlavorService
+    logs: LogService
     public_url: str | None
 
 

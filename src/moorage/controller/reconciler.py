@@ -124,14 +124,22 @@ class Reconciler:
             for a in actions
             if isinstance(a, StopReplica | MarkFailed | MarkUnready)
         ) | frozenset(self._stopping)
-        # Out of rotation first, so no new request is sent to a replica that is going.
-        self.publish_routes(snapshot.routes.without(leaving))
+        # Replicas that turned ready join the rotation first, and those that are going
+        # leave it, before anything is stopped: a rollout never has a moment with no
+        # replica to route to, and no new request reaches a replica that is going.
+        joining = [a for a in actions if isinstance(a, MarkReady)]
+        await self._apply_all(joining)
+        if joining or leaving:
+            await self.publish(also_without=leaving)
+        await self._apply_all([a for a in actions if not isinstance(a, MarkReady)])
+        await self.publish(also_without=frozenset(self._stopping))
+
+    async def _apply_all(self, actions: Sequence[Action]) -> None:
         for action in actions:
             try:
                 await self._apply(action)
             except Exception:
                 log.exception("applying %s failed; the next pass retries", type(action).__name__)
-        await self.publish(also_without=frozenset(self._stopping))
 
     async def publish(self, also_without: frozenset[str] = frozenset()) -> None:
         self.publish_routes((await asyncio.to_thread(self._load)).routes.without(also_without))

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 
 from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
 REPLICA = os.environ.get("MOORAGE_REPLICA_ID", "")
+# Differs for every start of the app, even where pids repeat (a container's app is pid 2).
+BOOT = uuid.uuid4().hex
 
 
 @app.route("/")
 def index() -> Response:
-    return jsonify(message="hello from moorage", replica=REPLICA, pid=os.getpid())
+    return jsonify(message="hello from moorage", replica=REPLICA, boot=BOOT)
 
 
 @app.route("/echo", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
@@ -28,6 +31,25 @@ def echo() -> Response:
         forwarded_for=request.headers.get("X-Forwarded-For"),
         replica=REPLICA,
     )
+
+
+HEALTHY = {"ok": True}
+
+
+@app.route("/health")
+def health() -> tuple[Response, int]:
+    return jsonify(replica=REPLICA), 200 if HEALTHY["ok"] else 503
+
+
+@app.route("/break", methods=["POST"])
+def break_health() -> Response:
+    HEALTHY["ok"] = False
+    return jsonify(replica=REPLICA, boot=BOOT, healthy=False)
+
+
+@app.route("/version")
+def version() -> Response:
+    return jsonify(version=os.environ.get("APP_VERSION", "1"), replica=REPLICA)
 
 
 @app.route("/slow")
@@ -50,4 +72,5 @@ def stream() -> Response:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(os.environ["PORT"]), threaded=True)
+    # All interfaces: in a container the published port reaches the app from outside.
+    app.run(host="0.0.0.0", port=int(os.environ["PORT"]), threaded=True)

@@ -1,0 +1,175 @@
+"""Changing what an endpoint runs: zero-downtime rollouts, automatic rollback, and
+replicas that stop passing their readiness probe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from tests.support.server import FLASK_COMMAND, ApiClient, wait_for
+
+RUNTIMES = ["process", "docker"]
+
+
+class LoadDuringRollout:
+    """Clients calling the endpoint non-stop, some with slow requests, recording every answer."""
+
+    def __init__(self, client: ApiClient, service_id: str, workers: int = 4) -> None:
+        self.url = f"{client.base}/inference-api/v1/inference_service/{service_id}"
+        self.headers = client.headers
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._futures = [self._pool.submit(self._run, i) for i in range(workers)]
+
+    def _run(self, worker: int) -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + 120  # bounded even if the test forgets to stop it
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            path = "/slow?seconds=0.8" if worker == 0 else "/version"
+            try:
+                response = session.get(self.url + path, headers=self.headers, timeout=30)
+                outcome = (response.status_code, response.text)
+            except requests.RequestException as exc:
+                outcome = (0, repr(exc))
+            with self._lock:
+                self.results.append(outcome)
+
+    def finish(self) -> list[tuple[int, str]]:
+        self.stop.set()
+        for future in self._futures:
+            future.result(timeout=60)
+        self._pool.shutdown()
+        return self.results
+
+
+def _versions(results: list[tuple[int, str]]) -> Counter[str]:
+    return Counter(
+        text.split('"version":"')[1].split('"')[0] for code, text in results if '"version"' in text
+    )
+
+
+def _revisions(endpoint: dict[str, Any]) -> set[int]:
+    return {r["revision"] for r in endpoint["endpoint_metadata"]["replicas"]}
+
+
+def test_a_new_revision_rolls_out_with_zero_failed_requests(alice: ApiClient) -> None:
+    service_id = alice.create(
+        name="rolling",
+        resource_metadata={"target_instance_number": 2},
+        deploy_metadata={"env": {"APP_VERSION": "1"}},
+    )["service_id"]
+    alice.wait_status(service_id, "available")
+    load = LoadDuringRollout(alice, service_id)
+    try:
+        time.sleep(1)
+        updated = alice.call(
+            "PUT",
+            f"/v1/inference-service/{service_id}",
+            json={"deploy_metadata": {"env": {"APP_VERSION": "2"}}},
+        )
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["deploy_metadata"]["revision"] == 2
+
+        def rolled_out() -> bool:
+            endpoint = alice.get(service_id)
+            return endpoint["status"] == "available" and _revisions(endpoint) == {2}
+
+        wait_for(rolled_out, timeout=90, what="every replica on revision 2")
+        time.sleep(1)
+    finally:
+        results = load.finish()
+    failed = [r for r in results if r[0] != 200]
+    assert failed == [], failed[:5]
+    versions = _versions(results)
+    assert versions["1"] > 0
+    assert versions["2"] > 0
+    assert alice.gateway(service_id, "version").json()["version"] == "2"
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
+def test_a_revision_that_cannot_run_is_rolled_back_while_the_old_one_serves(
+    alice: ApiClient,
+) -> None:
+    service_id = alice.create(name="rollback", deploy_metadata={"env": {"APP_VERSION": "1"}})[
+        "service_id"
+    ]
+    alice.wait_status(service_id, "available")
+    load = LoadDuringRollout(alice, service_id, workers=2)
+    try:
+        broken = alice.call(
+            "PUT",
+            f"/v1/inference-service/{service_id}",
+            json={"deploy_metadata": {"command": "echo 'missing weights' >&2; exit 4"}},
+        )
+        assert broken.status_code == 200, broken.text
+
+        def rolled_back() -> dict[str, Any] | None:
+            endpoint = alice.get(service_id)
+            note = endpoint["status_info"] or ""
+            return endpoint if "rolled back" in note else None
+
+        endpoint = wait_for(rolled_back, timeout=90, what="the rollback")
+    finally:
+        results = load.finish()
+    assert endpoint["status"] == "available"
+    assert endpoint["deploy_metadata"]["command"] == FLASK_COMMAND
+    assert endpoint["deploy_metadata"]["revision"] == 1
+    assert "revision 2" in endpoint["status_info"]
+    assert "missing weights" in endpoint["status_info"]
+    assert [r for r in results if r[0] != 200] == []
+    wait_for(lambda: _revisions(alice.get(service_id)) == {1}, what="the failed revision gone")
+
+    # The next change is a new revision again, and clears the note once it serves.
+    fixed = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"deploy_metadata": {"env": {"APP_VERSION": "3"}}},
+    )
+    assert fixed.json()["deploy_metadata"]["revision"] == 3
+    wait_for(
+        lambda: alice.gateway(service_id, "version").json().get("version") == "3",
+        timeout=60,
+        what="revision 3 serving",
+    )
+    assert alice.wait_status(service_id, "available")["status_info"] is None
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
+def test_a_replica_failing_its_probe_leaves_rotation_and_is_replaced(alice: ApiClient) -> None:
+    service_id = alice.create(
+        name="probed",
+        resource_metadata={"target_instance_number": 2},
+        deploy_metadata={
+            "readiness_probe": {"path": "/health", "period_s": 0.5, "failure_threshold": 3}
+        },
+    )["service_id"]
+    before = alice.wait_status(service_id, "available")
+    assert before["deploy_metadata"]["readiness_probe"]["path"] == "/health"
+    broken = alice.gateway(service_id, "break", method="POST").json()
+    broken_replica, broken_boot = broken["replica"], broken["boot"]
+
+    def answers() -> list[dict[str, Any]]:
+        return [alice.gateway(service_id).json() for _ in range(10)]
+
+    wait_for(
+        lambda: all(a["replica"] != broken_replica for a in answers()),
+        timeout=5,
+        interval=0.3,
+        what="the broken replica out of rotation",
+    )
+
+    def replaced() -> bool:
+        seen = answers()
+        return any(a["replica"] == broken_replica and a["boot"] != broken_boot for a in seen)
+
+    # The replica restarts as a fresh process and rejoins once its probe passes.
+    wait_for(replaced, timeout=60, what="the broken replica replaced by a fresh process")
+    assert alice.wait_status(service_id, "available")["endpoint_metadata"]["ready_replicas"] == 2
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")
