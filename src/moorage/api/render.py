@@ -80,6 +80,7 @@ def endpoint(view: EndpointView, base_url: str) -> dict[str, Any]:
             "gpu_num": e.deploy.gpu_num,
             "env": dict(e.deploy.env),
             "readiness_probe": asdict(e.deploy.readiness_probe),
+            "resources": asdict(e.deploy.resources),
             "revision": e.revision,
         },
         "service_type": e.service_type,

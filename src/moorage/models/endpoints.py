@@ -42,6 +42,14 @@ class ReadinessProbe:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """Per-replica limits the container runtime enforces (the process runtime cannot)."""
+
+    cpus: float | None = None
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
 class DeploySpec:
     """What each replica runs; a change to it starts a new revision."""
 
@@ -51,6 +59,7 @@ class DeploySpec:
     gpu_num: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     readiness_probe: ReadinessProbe = field(default_factory=ReadinessProbe)
+    resources: Resources = field(default_factory=Resources)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ def deploy_to_json(deploy: DeploySpec) -> dict[str, Any]:
         "gpu_num": deploy.gpu_num,
         "env": dict(deploy.env),
         "readiness_probe": asdict(deploy.readiness_probe),
+        "resources": asdict(deploy.resources),
     }
 
 
@@ -105,4 +115,5 @@ def deploy_from_json(data: Mapping[str, Any]) -> DeploySpec:
         gpu_num=int(data.get("gpu_num", 0)),
         env={str(k): str(v) for k, v in dict(data.get("env", {})).items()},
         readiness_probe=ReadinessProbe(**probe),
+        resources=Resources(**(data.get("resources") or {})),
     )

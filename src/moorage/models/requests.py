@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from moorage.models.endpoints import DeploySpec, ReadinessProbe
+from moorage.models.endpoints import DeploySpec, ReadinessProbe, Resources
 from moorage.models.flavors import CURRENCIES
 
 PaymentType = Literal["usd", "cny", "nmt"]
@@ -62,6 +62,14 @@ class ReadinessProbeIn(_Strict):
         return ReadinessProbe(**self.model_dump())
 
 
+class ResourcesIn(_Strict):
+    cpus: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=1024)] | None = None
+    memory_mb: Annotated[WholeNumber, Field(ge=16, le=16 * 1024 * 1024)] | None = None
+
+    def to_resources(self) -> Resources:
+        return Resources(**self.model_dump())
+
+
 class DeployMetadataIn(_Strict):
     image_url: NonEmpty
     command: NonEmpty
@@ -69,6 +77,7 @@ class DeployMetadataIn(_Strict):
     gpu_num: NonNegative = 0
     env: EnvVars = Field(default_factory=dict)
     readiness_probe: ReadinessProbeIn = Field(default_factory=ReadinessProbeIn)
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
 
     def to_spec(self) -> DeploySpec:
         return DeploySpec(
@@ -78,6 +87,7 @@ class DeployMetadataIn(_Strict):
             gpu_num=self.gpu_num,
             env=dict(self.env),
             readiness_probe=self.readiness_probe.to_probe(),
+            resources=self.resources.to_resources(),
         )
 
 
@@ -103,12 +113,18 @@ class DeployMetadataPatch(_Strict):
     gpu_num: NonNegative | None = None
     env: EnvVars | None = None
     readiness_probe: ReadinessProbeIn | None = None
+    resources: ResourcesIn | None = None
 
     def apply_to(self, current: DeploySpec) -> DeploySpec:
-        """The spec with the fields this patch sets; a probe is replaced as a whole."""
-        changes: dict[str, Any] = self.model_dump(exclude_none=True, exclude={"readiness_probe"})
+        """The spec with the fields this patch sets; a probe or resources object is
+        replaced as a whole."""
+        changes: dict[str, Any] = self.model_dump(
+            exclude_none=True, exclude={"readiness_probe", "resources"}
+        )
         if self.readiness_probe is not None:
             changes["readiness_probe"] = self.readiness_probe.to_probe()
+        if self.resources is not None:
+            changes["resources"] = self.resources.to_resources()
         return dataclasses.replace(current, **changes)
 
 

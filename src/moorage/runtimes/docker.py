@@ -164,6 +164,10 @@ class DockerRuntime:
             f"{LABEL}.host-port": str(host_port),
         }
         options: dict[str, Any] = {}
+        if deploy.resources.cpus is not None:
+            options["nano_cpus"] = int(deploy.resources.cpus * 1e9)
+        if deploy.resources.memory_mb is not None:
+            options["mem_limit"] = f"{deploy.resources.memory_mb}m"
         if deploy.gpu_num:
             options["device_requests"] = [
                 DeviceRequest(count=deploy.gpu_num, capabilities=[["gpu"]])
