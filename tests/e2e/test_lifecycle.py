@@ -74,7 +74,8 @@ def test_endpoint_lifecycle(alice: ApiClient) -> None:
     assert deleted.json()["is_deleted"] is True
     assert deleted.json()["deleted_at"] is not None
     assert alice.call("GET", f"/v1/inference-service/{service_id}").status_code == 404
-    assert alice.gateway(service_id).status_code == 404
+    # The gateway's route table follows within a reconcile pass.
+    wait_for(lambda: alice.gateway(service_id).status_code == 404, timeout=5, what="gateway 404")
     wait_for(lambda: not processes_with_env(ENDPOINT_ENV, service_id), what="no process left")
 
 
