@@ -11,7 +11,9 @@ Whatever is found is checked once per session: the engine answers a ping, has
 from __future__ import annotations
 
 import base64
+import gc
 import os
+import warnings
 from functools import cache
 
 import docker
@@ -33,41 +35,57 @@ class EngineUnavailable(Exception):
     pass
 
 
-def _check(url: str) -> None:
-    """Raises EngineUnavailable unless the engine at url answers and can run the tests."""
+def _check(url: str) -> str | None:
+    """Why the engine at url cannot run the tests; None when it can."""
+    with warnings.catch_warnings():
+        # The Docker SDK leaks its socket when nothing answers; it is collected here
+        # rather than in some later test, where the warning would be an error.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return _check_engine(url)
+        finally:
+            gc.collect()
+
+
+def _check_engine(url: str) -> str | None:
     try:
         client = docker.DockerClient(base_url=url, timeout=_PING_TIMEOUT_S)
     except DockerException as exc:
-        raise EngineUnavailable(f"{url} is not a container engine address: {exc}") from exc
+        return f"no container engine answers at {url}: {exc}"
     try:
-        try:
-            client.ping()
-        except DockerException as exc:
-            raise EngineUnavailable(f"no container engine answers at {url}: {exc}") from exc
-        try:
-            client.images.get(TEST_IMAGE)
-        except ImageNotFound as exc:
-            raise EngineUnavailable(f"the engine at {url} has no image {TEST_IMAGE}") from exc
-        # The official image of that name has no Flask; the script's image has.
-        probe = base64.b64encode(b"import flask\nprint('flask ok')\n").decode()
-        try:
-            output = client.containers.run(
-                TEST_IMAGE,
-                ["/bin/sh", "-c", f"echo {probe} | base64 -d | python3"],
-                remove=True,
-                init=True,
-            )
-        except DockerException as exc:
-            raise EngineUnavailable(
-                f"the engine at {url} cannot run a container of {TEST_IMAGE} with python3 "
-                f"and Flask (is it the image {SETUP_SCRIPT} builds?): {exc}"
-            ) from exc
-        if b"flask ok" not in output:
-            raise EngineUnavailable(
-                f"a container of {TEST_IMAGE} at {url} did not run its probe: {output!r}"
-            )
+        return _check_client(client, url)
     finally:
         client.close()
+
+
+def _check_client(client: docker.DockerClient, url: str) -> str | None:
+    try:
+        client.ping()
+    except DockerException as exc:
+        return f"no container engine answers at {url}: {exc}"
+    try:
+        client.images.get(TEST_IMAGE)
+    except ImageNotFound:
+        return f"the engine at {url} has no image {TEST_IMAGE}"
+    except DockerException as exc:
+        return f"the engine at {url} cannot tell whether it has {TEST_IMAGE}: {exc}"
+    # The official image of that name has no Flask; the script's image has.
+    probe = base64.b64encode(b"import flask\nprint('flask ok')\n").decode()
+    try:
+        output = client.containers.run(
+            TEST_IMAGE,
+            ["/bin/sh", "-c", f"echo {probe} | base64 -d | python3"],
+            remove=True,
+            init=True,
+        )
+    except DockerException as exc:
+        return (
+            f"the engine at {url} cannot run a container of {TEST_IMAGE} with python3 and "
+            f"Flask (is it the image {SETUP_SCRIPT} builds?): {exc}"
+        )
+    if b"flask ok" not in output:
+        return f"a container of {TEST_IMAGE} at {url} did not run its probe: {output!r}"
+    return None
 
 
 @cache
@@ -76,19 +94,16 @@ def _probe() -> str | EngineUnavailable:
     for variable in (ENV_HOST, "DOCKER_HOST"):
         url = os.environ.get(variable)
         if url:
-            try:
-                _check(url)
-            except EngineUnavailable as exc:
-                return EngineUnavailable(f"{exc} (from {variable}); {HOW_TO_SET_UP}")
-            return url
+            reason = _check(url)
+            if reason is None:
+                return url
+            return EngineUnavailable(f"{reason} (from {variable}); {HOW_TO_SET_UP}")
     reasons = []
     for url in USUAL_SOCKETS:
-        try:
-            _check(url)
-        except EngineUnavailable as exc:
-            reasons.append(str(exc))
-        else:
+        reason = _check(url)
+        if reason is None:
             return url
+        reasons.append(reason)
     return EngineUnavailable(
         f"{ENV_HOST} and DOCKER_HOST are unset and no usual socket will do "
         f"({'; '.join(reasons)}); {HOW_TO_SET_UP}"
