@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from docker.errors import NotFound
 from docker.models.containers import Container
 
 from moorage.models.endpoints import DeploySpec
@@ -272,7 +271,9 @@ async def test_the_container_gets_the_spec_env_and_its_identity(
     assert {k for k in env if k.startswith("MOORAGE_")} == {
         "MOORAGE_REPLICA_ID",
         "MOORAGE_ENDPOINT_ID",
+        "MOORAGE_COMMAND",  # the supervising shell runs the command from it
     }
+    assert env["MOORAGE_COMMAND"] == launch.deploy.command
     for key, value in env.items():
         assert "mrg_admin-secret" not in value, f"the admin token leaked through {key}"
         assert "hunter2" not in value, f"the database password leaked through {key}"
@@ -375,12 +376,6 @@ async def test_stop_asks_the_app_politely_and_does_not_wait_out_the_grace(
     assert await _refuses(address)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: the init forwards SIGTERM to `sh -c` only; the shell dies and the app "
-    "behind it is SIGKILLed without ever seeing SIGTERM (works only with `exec`)",
-)
 async def test_stop_asks_politely_an_app_that_is_not_the_shells_last_exec(
     docker_runtime: DockerRuntime,
 ) -> None:
@@ -488,12 +483,6 @@ async def test_another_installation_does_not_see_the_container(
     await docker_runtime.stop(launch.replica_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: stop() finds the container by name alone and removes it whatever "
-    "installation its label names",
-)
 async def test_another_installation_cannot_stop_the_container(
     docker_runtime: DockerRuntime,
 ) -> None:
@@ -510,12 +499,6 @@ async def test_another_installation_cannot_stop_the_container(
     await docker_runtime.stop(launch.replica_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotFound,
-    reason="bug: observe() lists containers, then inspects each; one removed in between "
-    "(a stop() running at the same time) raises NotFound out of observe()",
-)
 async def test_observe_survives_a_container_removed_while_it_looks(
     docker_runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

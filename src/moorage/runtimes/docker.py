@@ -30,6 +30,17 @@ from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
 _OUTPUT_TAIL_LINES = 5
+# The user's command runs under a small shell that passes SIGTERM/SIGINT on to
+# every process of the container, so `pip install x && python app.py` gets a
+# polite stop too, not only a command that ends with `exec`. The command itself
+# arrives in $MOORAGE_COMMAND, so no quoting can break it.
+_SUPERVISOR = (
+    "trap 'trap - TERM INT; kill -TERM -1 2>/dev/null' TERM INT; "
+    '/bin/sh -c "$MOORAGE_COMMAND" & child=$!; '
+    'wait "$child"; status=$?; '
+    'if [ "$status" -gt 128 ]; then wait "$child"; status=$?; fi; '
+    'exit "$status"'
+)
 
 
 def installation_id(database_url: str) -> str:
@@ -75,7 +86,21 @@ class DockerRuntime:
         self._pulls: dict[str, _Pull] = {}
 
     def _container_name(self, replica_id: str) -> str:
-        return f"moorage-{replica_id}"
+        return f"moorage-{self.installation[:8]}-{replica_id}"
+
+    def _find(self, replica_id: str) -> Container | None:
+        """This installation's container for a replica; never another installation's."""
+        found = self.client.containers.list(
+            all=True,
+            ignore_removed=True,
+            filters={
+                "label": [
+                    f"{LABEL}.installation={self.installation}",
+                    f"{LABEL}.replica={replica_id}",
+                ]
+            },
+        )
+        return found[0] if found else None
 
     # -- images ----------------------------------------------------------------
 
@@ -154,6 +179,7 @@ class DockerRuntime:
             "PORT": str(deploy.port),
             "MOORAGE_REPLICA_ID": launch.replica_id,
             "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
+            "MOORAGE_COMMAND": deploy.command,
             "PYTHONUNBUFFERED": "1",
         }
         labels = {
@@ -175,12 +201,12 @@ class DockerRuntime:
         container = self.client.containers.create(
             deploy.image_url,
             entrypoint=["/bin/sh", "-c"],
-            command=[deploy.command],
+            command=[_SUPERVISOR],
             name=self._container_name(launch.replica_id),
             labels=labels,
             environment=environment,
             ports={f"{deploy.port}/tcp": ("127.0.0.1", host_port)},
-            init=True,  # a real PID 1, so SIGTERM reaches the app behind `sh -c`
+            init=True,  # a real PID 1 that reaps orphans and passes signals on
             **options,
         )
         if deploy.gpu_num and not container.attrs.get("HostConfig", {}).get("DeviceRequests"):
@@ -195,9 +221,8 @@ class DockerRuntime:
         await asyncio.to_thread(self._stop, replica_id)
 
     def _stop(self, replica_id: str) -> None:
-        try:
-            container = self.client.containers.get(self._container_name(replica_id))
-        except NotFound:
+        container = self._find(replica_id)
+        if container is None:
             return
         with contextlib.suppress(NotFound):
             if container.status == "running":
@@ -210,7 +235,9 @@ class DockerRuntime:
     def _mine(self) -> list[Container]:
         return list(
             self.client.containers.list(
-                all=True, filters={"label": f"{LABEL}.installation={self.installation}"}
+                all=True,
+                ignore_removed=True,
+                filters={"label": f"{LABEL}.installation={self.installation}"},
             )
         )
 
@@ -240,11 +267,8 @@ class DockerRuntime:
     async def logs(
         self, replica_id: str, *, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:
-        try:
-            container = await asyncio.to_thread(
-                self.client.containers.get, self._container_name(replica_id)
-            )
-        except NotFound:
+        container = await asyncio.to_thread(self._find, replica_id)
+        if container is None:
             return
         stream = await asyncio.to_thread(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
@@ -261,23 +285,40 @@ class DockerRuntime:
 
 
 async def _iterate_in_thread(blocking: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Bridges a blocking iterator to async code without holding the event loop."""
+    """Bridges a blocking iterator to async code without holding the event loop; the
+    reading thread ends soon after the consumer goes away, even with a full queue."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+    consumer_gone = threading.Event()
+
+    def hand_over(item: bytes | None) -> bool:
+        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not consumer_gone.is_set():
+            try:
+                future.result(timeout=0.5)
+                return True
+            except TimeoutError:
+                continue
+        future.cancel()
+        return False
 
     def pump() -> None:
         try:
             for item in blocking:
-                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+                if not hand_over(item):
+                    return
         except Exception:  # the stream was closed under us: the consumer has gone
             pass
         finally:
             with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+                hand_over(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    while (item := await queue.get()) is not None:
-        yield item
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        consumer_gone.set()
 
 
 def _explain(exc: DockerException) -> str:
