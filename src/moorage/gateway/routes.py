@@ -23,11 +23,22 @@ class ReplicaRoute:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """How the gateway admits an endpoint's requests to its replicas."""
+
+    policy: str = "least_outstanding"
+    max_concurrency: int | None = None  # per replica; None: no cap
+    max_queue: int = 100
+    queue_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class EndpointRoute:
     service_id: str
     owner_token_hashes: frozenset[str]
     replicas: tuple[ReplicaRoute, ...]
     status_hint: str = "initializing"
+    admission: Admission = Admission()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""Admitting requests to replicas: caps, policy, and a bounded FIFO queue.
+
+A request goes to a replica with room under the endpoint's per-replica
+``max_concurrency``, picked by the endpoint's policy. When every replica is
+full it waits in the endpoint's queue, first come first served; a freed slot
+is handed straight to the head of the queue. A full queue refuses at once
+(``Overloaded``, a 429); a wait longer than ``queue_timeout_s`` gives up
+(``QueueTimedOut``).
+
+In-flight counts change in exactly two places, ``_take`` and ``_give_back``,
+and every lease gives back in ``finally``, including the lease handed to a
+waiter that was cancelled a moment later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+from moorage.gateway.policies import Policy, make_policy
+from moorage.gateway.routes import EndpointRoute, ReplicaRoute
+
+
+class Overloaded(Exception):
+    """The endpoint's queue is full."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"queue full; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class QueueTimedOut(Exception):
+    """A request waited its whole queue timeout without a free replica."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        current_route: Callable[[str], EndpointRoute | None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._current_route = current_route
+        self._rng = rng or random.Random()
+        self._in_flight: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future[ReplicaRoute]]] = {}
+        self._policies: dict[tuple[str, str], Policy] = {}
+
+    def in_flight(self, replica_id: str) -> int:
+        return self._in_flight.get(replica_id, 0)
+
+    def queue_length(self, service_id: str) -> int:
+        return len(self._waiting.get(service_id, ()))
+
+    def _policy(self, route: EndpointRoute) -> Policy:
+        key = (route.service_id, route.admission.policy)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = make_policy(route.admission.policy, self._rng)
+        return policy
+
+    def _pick(self, route: EndpointRoute) -> ReplicaRoute | None:
+        cap = route.admission.max_concurrency
+        room = [r for r in route.replicas if cap is None or self.in_flight(r.replica_id) < cap]
+        return self._policy(route).choose(room, self.in_flight) if room else None
+
+    def _take(self, replica: ReplicaRoute) -> None:
+        self._in_flight[replica.replica_id] = self.in_flight(replica.replica_id) + 1
+
+    def _give_back(self, replica: ReplicaRoute, service_id: str) -> None:
+        remaining = self._in_flight[replica.replica_id] - 1
+        if remaining:
+            self._in_flight[replica.replica_id] = remaining
+        else:
+            del self._in_flight[replica.replica_id]
+        self._hand_off(service_id)
+
+    def _hand_off(self, service_id: str) -> None:
+        """Gives free slots to the endpoint's waiting requests, oldest first."""
+        queue = self._waiting.get(service_id)
+        route = self._current_route(service_id)
+        while queue and route is not None:
+            if queue[0].done():  # gave up meanwhile
+                queue.popleft()
+                continue
+            replica = self._pick(route)
+            if replica is None:
+                break
+            self._take(replica)
+            queue.popleft().set_result(replica)
+        if queue is not None and not queue:
+            del self._waiting[service_id]
+
+    def routes_changed(self) -> None:
+        """New replicas may have room for waiting requests."""
+        for service_id in list(self._waiting):
+            self._hand_off(service_id)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, route: EndpointRoute) -> AsyncIterator[ReplicaRoute]:
+        replica = None if self._waiting.get(route.service_id) else self._pick(route)
+        if replica is None:
+            replica = await self._wait(route)
+        else:
+            self._take(replica)
+        try:
+            yield replica
+        finally:
+            self._give_back(replica, route.service_id)
+
+    async def _wait(self, route: EndpointRoute) -> ReplicaRoute:
+        admission = route.admission
+        queue = self._waiting.setdefault(route.service_id, deque())
+        if len(queue) >= admission.max_queue:
+            if not queue:
+                del self._waiting[route.service_id]
+            raise Overloaded(retry_after_s=max(1, round(admission.queue_timeout_s / 10)))
+        waiter: asyncio.Future[ReplicaRoute] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), admission.queue_timeout_s)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled():
+                # A replica was handed over just as this request gave up: return it.
+                self._give_back(waiter.result(), route.service_id)
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+                if not queue and self._waiting.get(route.service_id) is queue:
+                    del self._waiting[route.service_id]
+            if isinstance(exc, TimeoutError):
+                raise QueueTimedOut from None
+            raise

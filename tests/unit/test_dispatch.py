@@ -1,0 +1,153 @@
+"""Admission to replicas: per-replica caps, policies by name, a bounded FIFO queue, and
+in-flight counts that stay exact on every path."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+
+from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
+from moorage.gateway.policies import make_policy, policy_names
+from moorage.gateway.routes import Admission, EndpointRoute, ReplicaRoute
+
+REPLICAS = (ReplicaRoute("a", "127.0.0.1:1"), ReplicaRoute("b", "127.0.0.1:2"))
+
+
+def route(**admission: object) -> EndpointRoute:
+    return EndpointRoute("ep", frozenset(), REPLICAS, "running", Admission(**admission))  # type: ignore[arg-type]
+
+
+def dispatcher_for(current: EndpointRoute) -> Dispatcher:
+    return Dispatcher(lambda _service_id: current, random.Random(7))
+
+
+def test_the_three_policies_are_registered_by_name() -> None:
+    assert set(policy_names()) >= {"round_robin", "least_outstanding", "power_of_two"}
+    with pytest.raises(ValueError, match="round_robin"):
+        make_policy("fastest", random.Random())
+
+
+def test_round_robin_alternates_whatever_the_load() -> None:
+    policy = make_policy("round_robin", random.Random())
+    picks = [policy.choose(REPLICAS, lambda r: 100 if r == "a" else 0).replica_id for _ in range(4)]
+    assert picks == ["a", "b", "a", "b"]
+
+
+@pytest.mark.parametrize("name", ["least_outstanding", "power_of_two"])
+def test_load_aware_policies_avoid_the_busy_replica(name: str) -> None:
+    policy = make_policy(name, random.Random(1))
+    picks = Counter(
+        policy.choose(REPLICAS, lambda r: 5 if r == "a" else 0).replica_id for _ in range(50)
+    )
+    assert picks == {"b": 50}
+
+
+async def _hold(dispatcher: Dispatcher, current: EndpointRoute, release: asyncio.Event) -> str:
+    async with dispatcher.lease(current) as replica:
+        await release.wait()
+        return replica.replica_id
+
+
+@pytest.mark.anyio
+async def test_requests_past_the_cap_wait_in_order_and_get_freed_slots() -> None:
+    current = route(max_concurrency=1, max_queue=5)
+    dispatcher = dispatcher_for(current)
+    gates = [asyncio.Event() for _ in range(4)]
+    tasks = [asyncio.create_task(_hold(dispatcher, current, g)) for g in gates]
+    await asyncio.sleep(0)
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 1
+    assert dispatcher.queue_length("ep") == 2
+
+    gates[0].set()
+    first = await tasks[0]
+    await asyncio.sleep(0)
+    assert dispatcher.queue_length("ep") == 1  # the oldest waiter took the freed slot
+    assert dispatcher.in_flight(first) == 1
+    for gate in gates[1:]:
+        gate.set()
+    await asyncio.gather(*tasks)
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+    assert dispatcher.queue_length("ep") == 0
+
+
+@pytest.mark.anyio
+async def test_a_full_queue_refuses_at_once() -> None:
+    current = route(max_concurrency=1, max_queue=1)
+    dispatcher = dispatcher_for(current)
+    release = asyncio.Event()
+    holders = [asyncio.create_task(_hold(dispatcher, current, release)) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    with pytest.raises(Overloaded) as refused:
+        async with dispatcher.lease(current):
+            pass
+    assert refused.value.retry_after_s >= 1
+    release.set()
+    await asyncio.gather(*holders)
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+
+@pytest.mark.anyio
+async def test_a_wait_past_the_queue_timeout_gives_up_and_leaves_the_queue() -> None:
+    current = route(max_concurrency=1, max_queue=5, queue_timeout_s=0.05)
+    dispatcher = dispatcher_for(current)
+    release = asyncio.Event()
+    holders = [asyncio.create_task(_hold(dispatcher, current, release)) for _ in range(2)]
+    await asyncio.sleep(0)
+
+    with pytest.raises(QueueTimedOut):
+        async with dispatcher.lease(current):
+            pass
+    assert dispatcher.queue_length("ep") == 0
+    release.set()
+    await asyncio.gather(*holders)
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+
+@pytest.mark.anyio
+async def test_counts_stay_exact_when_requests_fail_or_are_cancelled() -> None:
+    current = route(max_concurrency=1, max_queue=10)
+    dispatcher = dispatcher_for(current)
+    release = asyncio.Event()
+    holders = [asyncio.create_task(_hold(dispatcher, current, release)) for _ in range(2)]
+    waiters = [asyncio.create_task(_hold(dispatcher, current, release)) for _ in range(3)]
+    await asyncio.sleep(0)
+    for waiter in waiters:
+        waiter.cancel()  # clients that went away while queued
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert dispatcher.queue_length("ep") == 0
+
+    async def failing() -> None:
+        async with dispatcher.lease(current):
+            raise ConnectionResetError
+
+    release.set()
+    await asyncio.gather(*holders)
+    with pytest.raises(ConnectionResetError):
+        await failing()
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+
+@pytest.mark.anyio
+async def test_new_replicas_take_waiting_requests() -> None:
+    current = EndpointRoute(
+        "ep", frozenset(), REPLICAS[:1], "running", Admission(max_concurrency=1)
+    )
+    routes = {"ep": current}
+    dispatcher = Dispatcher(routes.get, random.Random(3))
+    release = asyncio.Event()
+    holder = asyncio.create_task(_hold(dispatcher, current, release))
+    waiter = asyncio.create_task(_hold(dispatcher, current, release))
+    await asyncio.sleep(0)
+    assert dispatcher.queue_length("ep") == 1
+
+    routes["ep"] = EndpointRoute("ep", frozenset(), REPLICAS, "running", current.admission)
+    dispatcher.routes_changed()
+    await asyncio.sleep(0)
+    assert dispatcher.queue_length("ep") == 0
+    assert dispatcher.in_flight("b") == 1
+    release.set()
+    assert sorted(await asyncio.gather(holder, waiter)) == ["a", "b"]
