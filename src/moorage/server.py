@@ -76,7 +76,7 @@ class MoorageServer:
             ),
             self.routes.swap,
             interval_s=settings.reconcile_interval_s,
-            in_flight=self.gateway.balancer.in_flight,
+            in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
         )
         status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Message, Receive, Scope, Send
 
-from moorage.gateway.balancer import LeastOutstanding
+from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
 from moorage.gateway.routes import EndpointRoute, RouteTableHolder
 
 PREFIX = "/inference-api/v1/inference_service/"
@@ -93,9 +93,10 @@ def _has_body(scope: Scope) -> bool:
 
 
 class GatewayApp:
-    def __init__(self, routes: RouteTableHolder, balancer: LeastOutstanding | None = None) -> None:
+    def __init__(self, routes: RouteTableHolder) -> None:
         self.routes = routes
-        self.balancer = balancer or LeastOutstanding()
+        self.dispatcher = Dispatcher(lambda service_id: routes.current.endpoints.get(service_id))
+        routes.on_swap(self.dispatcher.routes_changed)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
@@ -145,8 +146,27 @@ class GatewayApp:
                 send, 503, "no_ready_replica", _no_replica_message(route), [(b"retry-after", b"2")]
             )
             return
-        with self.balancer.lease(route.replicas) as replica:
-            await self._forward(scope, receive, send, replica.address, suffix)
+        try:
+            async with self.dispatcher.lease(route) as replica:
+                await self._forward(scope, receive, send, replica.address, suffix)
+        except Overloaded as full:
+            await _send_error(
+                send,
+                429,
+                "overloaded",
+                f"every replica of endpoint {service_id} is busy and its queue is full; "
+                f"retry in {full.retry_after_s} s or scale the endpoint up",
+                [(b"retry-after", str(full.retry_after_s).encode())],
+            )
+        except QueueTimedOut:
+            await _send_error(
+                send,
+                503,
+                "queue_timeout",
+                f"no replica of endpoint {service_id} became free within "
+                f"{route.admission.queue_timeout_s:g} s; retry, or scale the endpoint up",
+                [(b"retry-after", b"1")],
+            )
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, address: str, suffix: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -99,12 +99,18 @@ class RouteTableHolder:
     def __init__(self) -> None:
         self.current = RouteTable.empty()
         self._swapped: asyncio.Event | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_swap(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     def swap(self, table: RouteTable) -> None:
         self.current = table
         if self._swapped is not None:
             self._swapped.set()
             self._swapped = None
+        for listener in self._listeners:
+            listener()
 
     async def wait_for_route(self, service_id: str, timeout_s: float) -> EndpointRoute | None:
         loop = asyncio.get_running_loop()
