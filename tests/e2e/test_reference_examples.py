@@ -135,7 +135,9 @@ def test_reference_examples_work_unchanged(reference_server: MoorageServer) -> N
     response = requests.request("POST", url, headers=headers, data=payload)
     created = response.json()
     assert response.status_code == 200, response.text
-    assert set(created) == SERVICE_KEYS
+    # Every field of the reference, plus moorage's gateway settings.
+    assert set(created) - SERVICE_KEYS == {"gateway_metadata"}
+    assert set(created) >= SERVICE_KEYS
     assert set(created["resource_metadata"]) == RESOURCE_KEYS
     assert created["status"] == "initializing"
     assert created["status_info"] is None

@@ -11,13 +11,14 @@ import pytest
 
 from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
 from moorage.gateway.policies import make_policy, policy_names
-from moorage.gateway.routes import Admission, EndpointRoute, ReplicaRoute
+from moorage.gateway.routes import EndpointRoute, ReplicaRoute
+from moorage.models.endpoints import GatewaySettings
 
 REPLICAS = (ReplicaRoute("a", "127.0.0.1:1"), ReplicaRoute("b", "127.0.0.1:2"))
 
 
 def route(**admission: object) -> EndpointRoute:
-    return EndpointRoute("ep", frozenset(), REPLICAS, "running", Admission(**admission))  # type: ignore[arg-type]
+    return EndpointRoute("ep", frozenset(), REPLICAS, "running", GatewaySettings(**admission))  # type: ignore[arg-type]
 
 
 def dispatcher_for(current: EndpointRoute) -> Dispatcher:
@@ -134,7 +135,7 @@ async def test_counts_stay_exact_when_requests_fail_or_are_cancelled() -> None:
 @pytest.mark.anyio
 async def test_new_replicas_take_waiting_requests() -> None:
     current = EndpointRoute(
-        "ep", frozenset(), REPLICAS[:1], "running", Admission(max_concurrency=1)
+        "ep", frozenset(), REPLICAS[:1], "running", GatewaySettings(max_concurrency=1)
     )
     routes = {"ep": current}
     dispatcher = Dispatcher(routes.get, random.Random(3))
@@ -151,3 +152,11 @@ async def test_new_replicas_take_waiting_requests() -> None:
     assert dispatcher.in_flight("b") == 1
     release.set()
     assert sorted(await asyncio.gather(holder, waiter)) == ["a", "b"]
+
+
+def test_the_api_offers_exactly_the_registered_policies() -> None:
+    from typing import get_args
+
+    from moorage.models.requests import PolicyName
+
+    assert set(get_args(PolicyName)) == set(policy_names())

@@ -83,6 +83,7 @@ def endpoint(view: EndpointView, base_url: str) -> dict[str, Any]:
             "resources": asdict(e.deploy.resources),
             "revision": e.revision,
         },
+        "gateway_metadata": asdict(e.gateway),
         "service_type": e.service_type,
         "created_at": format_timestamp(e.created_at),
         "updated_at": format_timestamp(e.updated_at),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from moorage.models.endpoints import Endpoint
+from moorage.models.endpoints import Endpoint, GatewaySettings
 from moorage.models.replicas import Replica, ReplicaState
 
 
@@ -23,22 +23,12 @@ class ReplicaRoute:
 
 
 @dataclass(frozen=True)
-class Admission:
-    """How the gateway admits an endpoint's requests to its replicas."""
-
-    policy: str = "least_outstanding"
-    max_concurrency: int | None = None  # per replica; None: no cap
-    max_queue: int = 100
-    queue_timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
 class EndpointRoute:
     service_id: str
     owner_token_hashes: frozenset[str]
     replicas: tuple[ReplicaRoute, ...]
     status_hint: str = "initializing"
-    admission: Admission = Admission()
+    admission: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 @dataclass(frozen=True)
@@ -78,6 +68,7 @@ def build_route_table(
             owner_token_hashes=token_hashes_by_user.get(e.user_id, frozenset()),
             replicas=tuple(ready.get(e.service_id, ())),
             status_hint=e.desired_state.value,
+            admission=e.gateway,
         )
         for e in endpoints
         if not e.is_deleted

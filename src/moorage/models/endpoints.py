@@ -63,6 +63,20 @@ class DeploySpec:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """How the gateway admits the endpoint's requests; changing it restarts nothing.
+
+    ``max_concurrency`` caps requests in flight per replica (None: no cap); past it,
+    requests wait in a FIFO queue of ``max_queue`` for up to ``queue_timeout_s``.
+    """
+
+    policy: str = "least_outstanding"
+    max_concurrency: int | None = None
+    max_queue: int = 100
+    queue_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Endpoint:
     service_id: str
     user_id: str
@@ -81,6 +95,7 @@ class Endpoint:
     deleted_at: datetime | None = None
     # Set when moorage rolled a failed revision back; cleared by the next deploy change.
     rollout_note: str | None = None
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @property
     def is_deleted(self) -> bool:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from moorage.models.endpoints import DeploySpec, ReadinessProbe, Resources
+from moorage.models.endpoints import DeploySpec, GatewaySettings, ReadinessProbe, Resources
 from moorage.models.flavors import CURRENCIES
 
 PaymentType = Literal["usd", "cny", "nmt"]
@@ -91,12 +91,40 @@ class DeployMetadataIn(_Strict):
         )
 
 
+PolicyName = Literal["least_outstanding", "power_of_two", "round_robin"]
+
+
+class GatewayMetadataIn(_Strict):
+    policy: PolicyName = "least_outstanding"
+    max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
+    max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] = 100
+    queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] = 30.0
+
+    def to_settings(self) -> GatewaySettings:
+        return GatewaySettings(**self.model_dump())
+
+
+class GatewayMetadataPatch(_Strict):
+    policy: PolicyName | None = None
+    max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
+    max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] | None = None
+    queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] | None = None
+
+    def apply_to(self, current: GatewaySettings) -> GatewaySettings:
+        """Sets the fields the patch names; ``"max_concurrency": null`` removes the cap."""
+        changes = {k: getattr(self, k) for k in self.model_fields_set}
+        if changes.get("max_concurrency", 0) is None:
+            return dataclasses.replace(current, **changes)
+        return dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
+
+
 class CreateEndpointRequest(_Strict):
     name: Name
     description: Description = ""
     payment_type: PaymentType = "usd"
     resource_metadata: ResourceMetadataIn
     deploy_metadata: DeployMetadataIn
+    gateway_metadata: GatewayMetadataIn = Field(default_factory=GatewayMetadataIn)
 
 
 class ResourceMetadataPatch(_Strict):
@@ -134,6 +162,7 @@ class UpdateEndpointRequest(_Strict):
     payment_type: PaymentType | None = None
     resource_metadata: ResourceMetadataPatch | None = None
     deploy_metadata: DeployMetadataPatch | None = None
+    gateway_metadata: GatewayMetadataPatch | None = None
 
 
 class CreateUserRequest(_Strict):

@@ -97,6 +97,7 @@ class EndpointService:
             scale_type=resource.scale_type,
             target_instance_number=resource.target_instance_number,
             deploy=deploy.to_spec(),
+            gateway=request.gateway_metadata.to_settings(),
             revision=1,
             desired_state=DesiredState.RUNNING,
             service_type="normal",
@@ -229,4 +230,6 @@ def _apply_patch(current: Endpoint, request: UpdateEndpointRequest) -> Endpoint:
         changes.update(resource)
     if request.deploy_metadata is not None:
         changes["deploy"] = request.deploy_metadata.apply_to(current.deploy)
+    if request.gateway_metadata is not None:
+        changes["gateway"] = request.gateway_metadata.apply_to(current.gateway)
     return dataclasses.replace(current, **changes)  # type: ignore[arg-type]

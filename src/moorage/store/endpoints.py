@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from moorage.models.endpoints import (
     DeploySpec,
     DesiredState,
     Endpoint,
+    GatewaySettings,
     deploy_from_json,
     deploy_to_json,
 )
@@ -37,6 +39,7 @@ def _endpoint(row: EndpointRow) -> Endpoint:
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
         rollout_note=row.rollout_note,
+        gateway=GatewaySettings(**(row.gateway or {})),
     )
 
 
@@ -57,6 +60,7 @@ def _row_fields(endpoint: Endpoint) -> dict[str, object]:
         "updated_at": endpoint.updated_at,
         "deleted_at": endpoint.deleted_at,
         "rollout_note": endpoint.rollout_note,
+        "gateway": dataclasses.asdict(endpoint.gateway),
     }
 
 

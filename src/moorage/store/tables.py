@@ -111,6 +111,7 @@ class EndpointRow(Base):
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
     rollout_note: Mapped[str | None] = mapped_column(Text)
+    gateway: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class EndpointRevisionRow(Base):

@@ -1,0 +1,69 @@
+"""Per-replica concurrency caps, the bounded queue and its 429, as a client sees them."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.support.server import ApiClient, wait_for
+
+
+def test_requests_past_the_cap_queue_then_overflow_with_429(alice: ApiClient) -> None:
+    endpoint = alice.create(
+        name="capped",
+        gateway_metadata={"max_concurrency": 1, "max_queue": 1, "queue_timeout_s": 10},
+    )
+    service_id = endpoint["service_id"]
+    assert endpoint["gateway_metadata"]["max_concurrency"] == 1
+    alice.wait_status(service_id, "available")
+    url = f"{alice.base}/inference-api/v1/inference_service/{service_id}/slow"
+
+    def call(delay: float) -> tuple[int, str | None, float]:
+        time.sleep(delay)
+        started = time.monotonic()
+        response = requests.get(url, params={"seconds": "1"}, headers=alice.headers, timeout=30)
+        return response.status_code, response.headers.get("retry-after"), time.monotonic() - started
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(call, [0.0, 0.2, 0.4]))
+    served, queued, refused = results
+    assert served[0] == 200
+    assert queued[0] == 200
+    assert queued[2] > 1.5  # it waited for the first to finish
+    assert refused[0] == 429
+    assert refused[1] is not None
+    assert refused[2] < 0.5  # refused at once, not after waiting
+
+
+def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> None:
+    endpoint = alice.create(name="tunable", deploy_metadata={"command": "sleep 60"})
+    service_id = endpoint["service_id"]
+    changed = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"gateway_metadata": {"policy": "power_of_two", "max_concurrency": 4}},
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["gateway_metadata"]["policy"] == "power_of_two"
+    assert body["gateway_metadata"]["max_concurrency"] == 4
+    assert body["gateway_metadata"]["max_queue"] == 100
+    assert body["deploy_metadata"]["revision"] == 1
+    uncapped = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"gateway_metadata": {"max_concurrency": None}},
+    )
+    assert uncapped.json()["gateway_metadata"]["max_concurrency"] is None
+    assert uncapped.json()["gateway_metadata"]["policy"] == "power_of_two"
+    bad = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"gateway_metadata": {"policy": "fastest"}},
+    )
+    assert bad.status_code == 422
+    assert "gateway_metadata.policy" in bad.json()["message"]
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")
+    wait_for(lambda: alice.call("GET", f"/v1/inference-service/{service_id}").status_code == 404)
