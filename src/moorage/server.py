@@ -95,6 +95,7 @@ class MoorageServer:
                 self.endpoints,
                 self.flavors,
                 LogService(self.endpoints, self.runtime),
+                self.gateway.metrics.render,
                 settings.public_url,
             )
         )

@@ -67,3 +67,48 @@ def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> Non
     assert "gateway_metadata.policy" in bad.json()["message"]
     alice.call("DELETE", f"/v1/inference-service/{service_id}")
     wait_for(lambda: alice.call("GET", f"/v1/inference-service/{service_id}").status_code == 404)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+        found = dict(part.split("=", 1) for part in label_text.split(","))
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def test_metrics_count_requests_latency_in_flight_and_refusals(
+    alice: ApiClient, admin: ApiClient
+) -> None:
+    endpoint = alice.create(
+        name="measured", gateway_metadata={"max_concurrency": 1, "max_queue": 0}
+    )
+    service_id = endpoint["service_id"]
+    alice.wait_status(service_id, "available")
+    for _ in range(5):
+        assert alice.gateway(service_id).status_code == 200
+    assert alice.gateway(service_id, "no-such-page").status_code == 404
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(alice.gateway, service_id, "slow", params={"seconds": "1.5"})
+        time.sleep(0.5)
+        during = admin.call("GET", "/metrics").text
+        refused = alice.gateway(service_id)  # the only slot is taken and there is no queue
+        assert slow.result().status_code == 200
+    assert refused.status_code == 429
+
+    text = admin.call("GET", "/metrics").text
+    assert _metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="200") >= 6
+    assert _metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="404") == 1
+    assert (
+        _metric(text, "moorage_gateway_errors_total", endpoint=service_id, reason="overloaded") == 1
+    )
+    assert _metric(text, "moorage_gateway_request_duration_seconds_count", endpoint=service_id) >= 7
+    assert _metric(during, "moorage_gateway_in_flight", endpoint=service_id) == 1
+    assert _metric(text, "moorage_gateway_in_flight", endpoint=service_id) == 0
+    assert alice.call("GET", "/metrics").status_code == 403
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")

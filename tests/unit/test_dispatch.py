@@ -47,9 +47,9 @@ def test_load_aware_policies_avoid_the_busy_replica(name: str) -> None:
 
 
 async def _hold(dispatcher: Dispatcher, current: EndpointRoute, release: asyncio.Event) -> str:
-    async with dispatcher.lease(current) as replica:
+    async with dispatcher.lease(current) as lease:
         await release.wait()
-        return replica.replica_id
+        return lease.replica.replica_id
 
 
 @pytest.mark.anyio
@@ -160,3 +160,16 @@ def test_the_api_offers_exactly_the_registered_policies() -> None:
     from moorage.models.requests import PolicyName
 
     assert set(get_args(PolicyName)) == set(policy_names())
+
+
+@pytest.mark.anyio
+async def test_a_slot_is_free_as_soon_as_the_replica_is_done() -> None:
+    current = route(max_concurrency=1, max_queue=0)
+    dispatcher = dispatcher_for(current)
+    async with dispatcher.lease(current) as lease:
+        lease.release()  # the response is read; the client is still being written to
+        lease.release()
+        assert dispatcher.in_flight(lease.replica.replica_id) == 0
+        async with dispatcher.lease(current) as second:
+            assert dispatcher.in_flight(second.replica.replica_id) == 1
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from moorage import __version__
-from moorage.api.deps import Services
+from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.routers import accounts, endpoints, flavors, logs
+from moorage.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 DESCRIPTION = """
 moorage runs dedicated inference endpoints on your own machines, with the
@@ -25,6 +26,10 @@ def create_api(services: Services) -> FastAPI:
     @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (admin token)")
+    def metrics(services: ServicesDep, _admin: AdminUser) -> Response:
+        return Response(services.metrics(), media_type=METRICS_CONTENT_TYPE)
 
     # The flavor route goes first: it would otherwise match /{service_id}.
     app.include_router(flavors.router)

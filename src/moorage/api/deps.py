@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,6 +22,7 @@ class Services:
     endpoints: EndpointService
     flavors: FlavorService
     logs: LogService
+    metrics: Callable[[], bytes]
     public_url: str | None
 
 

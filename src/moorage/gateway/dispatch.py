@@ -19,6 +19,7 @@ import contextlib
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from moorage.gateway.policies import Policy, make_policy
 from moorage.gateway.routes import EndpointRoute, ReplicaRoute
@@ -36,6 +37,27 @@ class QueueTimedOut(Exception):
     """A request waited its whole queue timeout without a free replica."""
 
 
+@dataclass(frozen=True)
+class DispatchSnapshot:
+    in_flight: dict[str, dict[str, int]]  # endpoint -> replica -> requests
+    queued: dict[str, int]
+
+
+class Lease:
+    """One request's hold on a replica; releasing twice is harmless."""
+
+    __slots__ = ("_give_back", "replica")
+
+    def __init__(self, replica: ReplicaRoute, give_back: Callable[[], None]) -> None:
+        self.replica = replica
+        self._give_back: Callable[[], None] | None = give_back
+
+    def release(self) -> None:
+        give_back, self._give_back = self._give_back, None
+        if give_back is not None:
+            give_back()
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -45,6 +67,7 @@ class Dispatcher:
         self._current_route = current_route
         self._rng = rng or random.Random()
         self._in_flight: dict[str, int] = {}
+        self._endpoint_of: dict[str, str] = {}  # replica -> endpoint, for metrics
         self._waiting: dict[str, deque[asyncio.Future[ReplicaRoute]]] = {}
         self._policies: dict[tuple[str, str], Policy] = {}
 
@@ -53,6 +76,13 @@ class Dispatcher:
 
     def queue_length(self, service_id: str) -> int:
         return len(self._waiting.get(service_id, ()))
+
+    def snapshot(self) -> DispatchSnapshot:
+        in_flight: dict[str, dict[str, int]] = {}
+        for replica_id, count in self._in_flight.items():
+            in_flight.setdefault(self._endpoint_of.get(replica_id, ""), {})[replica_id] = count
+        queued = {service_id: len(queue) for service_id, queue in self._waiting.items()}
+        return DispatchSnapshot(in_flight, queued)
 
     def _policy(self, route: EndpointRoute) -> Policy:
         key = (route.service_id, route.admission.policy)
@@ -66,8 +96,9 @@ class Dispatcher:
         room = [r for r in route.replicas if cap is None or self.in_flight(r.replica_id) < cap]
         return self._policy(route).choose(room, self.in_flight) if room else None
 
-    def _take(self, replica: ReplicaRoute) -> None:
+    def _take(self, replica: ReplicaRoute, service_id: str) -> None:
         self._in_flight[replica.replica_id] = self.in_flight(replica.replica_id) + 1
+        self._endpoint_of[replica.replica_id] = service_id
 
     def _give_back(self, replica: ReplicaRoute, service_id: str) -> None:
         remaining = self._in_flight[replica.replica_id] - 1
@@ -75,6 +106,7 @@ class Dispatcher:
             self._in_flight[replica.replica_id] = remaining
         else:
             del self._in_flight[replica.replica_id]
+            del self._endpoint_of[replica.replica_id]
         self._hand_off(service_id)
 
     def _hand_off(self, service_id: str) -> None:
@@ -88,7 +120,7 @@ class Dispatcher:
             replica = self._pick(route)
             if replica is None:
                 break
-            self._take(replica)
+            self._take(replica, service_id)
             queue.popleft().set_result(replica)
         if queue is not None and not queue:
             del self._waiting[service_id]
@@ -99,16 +131,20 @@ class Dispatcher:
             self._hand_off(service_id)
 
     @contextlib.asynccontextmanager
-    async def lease(self, route: EndpointRoute) -> AsyncIterator[ReplicaRoute]:
+    async def lease(self, route: EndpointRoute) -> AsyncIterator[Lease]:
+        """A replica for one request. The slot is given back when the caller says the
+        replica is done (``Lease.release``, as soon as the response is read) or, at the
+        latest, when the block ends however it ends."""
         replica = None if self._waiting.get(route.service_id) else self._pick(route)
         if replica is None:
             replica = await self._wait(route)
         else:
-            self._take(replica)
+            self._take(replica, route.service_id)
+        lease = Lease(replica, lambda: self._give_back(replica, route.service_id))
         try:
-            yield replica
+            yield lease
         finally:
-            self._give_back(replica, route.service_id)
+            lease.release()
 
     async def _wait(self, route: EndpointRoute) -> ReplicaRoute:
         admission = route.admission

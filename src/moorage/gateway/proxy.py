@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 from starlette.types import Message, Receive, Scope, Send
 
-from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
+from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
+from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import EndpointRoute, RouteTableHolder
 
 PREFIX = "/inference-api/v1/inference_service/"
@@ -96,6 +98,7 @@ class GatewayApp:
     def __init__(self, routes: RouteTableHolder) -> None:
         self.routes = routes
         self.dispatcher = Dispatcher(lambda service_id: routes.current.endpoints.get(service_id))
+        self.metrics = GatewayMetrics(self.dispatcher)
         routes.on_swap(self.dispatcher.routes_changed)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
@@ -142,14 +145,32 @@ class GatewayApp:
             )
             return
         if not route.replicas:
+            self.metrics.refused(service_id, "no_ready_replica")
             await _send_error(
                 send, 503, "no_ready_replica", _no_replica_message(route), [(b"retry-after", b"2")]
             )
             return
+        await self._dispatch(scope, receive, send, route, suffix)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, route: EndpointRoute, suffix: str
+    ) -> None:
+        service_id = route.service_id
+        arrived = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            async with self.dispatcher.lease(route) as replica:
-                await self._forward(scope, receive, send, replica.address, suffix)
+            async with self.dispatcher.lease(route) as lease:
+                self.metrics.waited(service_id, time.perf_counter() - arrived)
+                reached = await self._forward(scope, receive, send_and_note, lease, suffix)
         except Overloaded as full:
+            self.metrics.refused(service_id, "overloaded")
             await _send_error(
                 send,
                 429,
@@ -158,7 +179,9 @@ class GatewayApp:
                 f"retry in {full.retry_after_s} s or scale the endpoint up",
                 [(b"retry-after", str(full.retry_after_s).encode())],
             )
+            return
         except QueueTimedOut:
+            self.metrics.refused(service_id, "queue_timeout")
             await _send_error(
                 send,
                 503,
@@ -167,11 +190,18 @@ class GatewayApp:
                 f"{route.admission.queue_timeout_s:g} s; retry, or scale the endpoint up",
                 [(b"retry-after", b"1")],
             )
+            return
+        if not reached:
+            self.metrics.refused(service_id, "replica_unreachable")
+        elif status:
+            self.metrics.answered(service_id, status, time.perf_counter() - arrived)
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, address: str, suffix: str
-    ) -> None:
-        url = f"http://{address}/{suffix}"
+        self, scope: Scope, receive: Receive, send: Send, lease: Lease, suffix: str
+    ) -> bool:
+        """Sends the request to the replica and streams its answer back; False when the
+        replica could not be reached (the client then got a 502)."""
+        url = f"http://{lease.replica.address}/{suffix}"
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in scope["headers"] if k not in _DROPPED_REQUEST]
@@ -190,7 +220,7 @@ class GatewayApp:
         try:
             response = await self.client.send(request, stream=True)
         except _ClientGone:
-            return
+            return True
         except httpx.HTTPError as exc:
             await _send_error(
                 send,
@@ -198,11 +228,12 @@ class GatewayApp:
                 "replica_unreachable",
                 f"the replica did not answer ({type(exc).__name__}); retry the call",
             )
-            return
+            return False
         try:
-            await self._stream_response(response, receive, send)
+            await self._stream_response(response, receive, send, lease)
         finally:
             await response.aclose()
+        return True
 
     async def _request_body(self, receive: Receive) -> AsyncIterator[bytes]:
         while True:
@@ -216,13 +247,13 @@ class GatewayApp:
                 return
 
     async def _stream_response(
-        self, response: httpx.Response, receive: Receive, send: Send
+        self, response: httpx.Response, receive: Receive, send: Send, lease: Lease
     ) -> None:
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
-        relay = asyncio.ensure_future(self._relay(response, send))
+        relay = asyncio.ensure_future(self._relay(response, send, lease))
         watch = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
             await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -234,9 +265,10 @@ class GatewayApp:
         if relay.done() and not relay.cancelled() and relay.exception() is not None:
             raise relay.exception()  # type: ignore[misc]
 
-    async def _relay(self, response: httpx.Response, send: Send) -> None:
+    async def _relay(self, response: httpx.Response, send: Send, lease: Lease) -> None:
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        lease.release()  # the replica is done: its slot is free before the client is
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
