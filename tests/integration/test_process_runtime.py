@@ -210,7 +210,8 @@ async def test_replica_gets_its_identity_and_deploy_env_but_not_moorages_setting
     assert env["GREETING"] == "hello 'quoted' world $HOME"
     assert env["HOST_SETTING_FOR_REPLICAS"] == "from-the-host"
     moorage_vars = {k for k in env if k.startswith("MOORAGE_")}
-    assert moorage_vars == {"MOORAGE_REPLICA_ID", "MOORAGE_ENDPOINT_ID"}
+    # Its identity, and the launch token that finds it if moorage dies mid-launch.
+    assert moorage_vars == {"MOORAGE_REPLICA_ID", "MOORAGE_ENDPOINT_ID", "MOORAGE_LAUNCH_TOKEN"}
     for key, value in env.items():
         assert "mrg_admin-secret" not in value, f"the admin token leaked through {key}"
         assert "hunter2" not in value, f"the database password leaked through {key}"

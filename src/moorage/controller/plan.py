@@ -244,8 +244,9 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
             current,
             key=lambda r: (state[r.replica_id] is ReplicaState.READY, -r.requested_at.timestamp()),
         )
+        why = "scaled down" if wanted else "the endpoint was stopped or deleted"
         for extra in ranked[: len(current) - wanted]:
-            actions.append(StopReplica(extra, "scaled down"))
+            actions.append(StopReplica(extra, why))
         kept = ranked[len(current) - wanted :]
     else:
         kept = current

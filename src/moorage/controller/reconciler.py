@@ -119,6 +119,9 @@ class Reconciler:
             self.policy,
             probes.failures_in_a_row,
         )
+        # A replica being stopped in the background is that task's alone; a pass that
+        # loaded it before the stop was recorded must not also fail or restart it.
+        actions = [a for a in actions if _replica_id(a) not in self._stopping]
         leaving = frozenset(
             a.replica.replica_id
             for a in actions
@@ -317,3 +320,8 @@ class Reconciler:
             ReplicaEventKind.STOPPED,
             detail="moorage stopped",
         )
+
+
+def _replica_id(action: Action) -> str | None:
+    replica = getattr(action, "replica", None)
+    return replica.replica_id if isinstance(replica, Replica) else None

@@ -18,14 +18,17 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.ports import free_port
 
 RECORD_FILE = "replica.json"
+LAUNCH_TOKEN_VARIABLE = "MOORAGE_LAUNCH_TOKEN"
 OUTPUT_FILE = "output.log"
 _TAIL_BYTES = 4096
 
@@ -35,9 +38,12 @@ class _Record:
     replica_id: str
     endpoint_id: str
     revision: int
-    pid: int
-    start_ticks: int
     port: int
+    # Written before the process exists, so a crash right after spawning it cannot
+    # leave an unrecorded process: the launch token in its environment finds it.
+    launch_token: str
+    pid: int | None = None
+    start_ticks: int | None = None
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -105,7 +111,7 @@ class ProcessRuntime:
     def __init__(self, root: Path, *, stop_grace_s: float = 10.0) -> None:
         self.root = root
         self.stop_grace_s = stop_grace_s
-        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
         root.mkdir(parents=True, exist_ok=True)
 
     def _dir(self, replica_id: str) -> Path:
@@ -121,52 +127,65 @@ class ProcessRuntime:
         workdir = self._dir(launch.replica_id)
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
+        record = _Record(
+            launch.replica_id, launch.endpoint_id, launch.revision, port, uuid.uuid4().hex
+        )
+        self._write_record(record)
+        env = replica_environment(launch, port)
+        env[LAUNCH_TOKEN_VARIABLE] = record.launch_token
         with (workdir / OUTPUT_FILE).open("ab") as output:
             try:
-                process = await asyncio.create_subprocess_exec(
-                    "/bin/sh",
-                    "-c",
-                    launch.deploy.command,
+                # Spawned without awaiting, so no other task runs between the spawn and
+                # the record naming its pid: a fork+exec takes well under a millisecond.
+                process = subprocess.Popen(  # noqa: ASYNC220
+                    ["/bin/sh", "-c", launch.deploy.command],
                     cwd=workdir,
-                    env=replica_environment(launch, port),
-                    stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
                     stdout=output,
-                    stderr=asyncio.subprocess.STDOUT,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             except OSError as exc:
+                (workdir / RECORD_FILE).unlink(missing_ok=True)
                 raise StartError(f"cannot run /bin/sh for the command: {exc}") from exc
-        ticks = _start_ticks(process.pid) or 0
-        record = _Record(
-            launch.replica_id, launch.endpoint_id, launch.revision, process.pid, ticks, port
-        )
+        self._children[launch.replica_id] = process
+        self._write_record(replace(record, pid=process.pid, start_ticks=_start_ticks(process.pid)))
+        return f"127.0.0.1:{port}"
+
+    def _write_record(self, record: _Record) -> None:
+        workdir = self._dir(record.replica_id)
         temporary = workdir / (RECORD_FILE + ".tmp")
         temporary.write_text(json.dumps(asdict(record)))
         temporary.replace(workdir / RECORD_FILE)
-        self._children[launch.replica_id] = process
-        return f"127.0.0.1:{port}"
 
     def _read_record(self, replica_id: str) -> _Record | None:
         try:
             data = json.loads((self._dir(replica_id) / RECORD_FILE).read_text())
-            return _Record(**data)
+            record = _Record(**data)
         except (OSError, ValueError, TypeError):
             return None
+        if record.pid is None:  # moorage died while launching it: find it by its token
+            pid = _find_launched(record.launch_token)
+            if pid is not None:
+                record = replace(record, pid=pid, start_ticks=_start_ticks(pid))
+                self._write_record(record)
+        return record
 
     def _is_running(self, record: _Record) -> bool:
-        return _start_ticks(record.pid) == record.start_ticks
+        return record.pid is not None and _start_ticks(record.pid) == record.start_ticks
 
     async def stop(self, replica_id: str) -> None:
         record = self._read_record(replica_id)
         child = self._children.pop(replica_id, None)
         if record is not None:
-            if self._is_running(record) or _group_alive(record.pid):
+            if record.pid is not None and (self._is_running(record) or _group_alive(record.pid)):
                 await self._terminate_group(record.pid)
             (self._dir(replica_id) / RECORD_FILE).unlink(missing_ok=True)
-        if child is not None and child.returncode is None:
+        if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
-            await child.wait()
+            await asyncio.to_thread(child.wait)
 
     async def _terminate_group(self, pgid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -191,16 +210,12 @@ class ProcessRuntime:
                 continue
             running = self._is_running(record)
             child = self._children.get(record.replica_id)
-            if not running and child is not None and child.returncode is None:
-                # It has exited; give the event loop a moment to collect its status.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(child.wait(), timeout=1.0)
-            exit_code = child.returncode if child is not None else None
+            exit_code = child.poll() if child is not None else None  # poll() also reaps it
             observed[record.replica_id] = Observed(
                 replica_id=record.replica_id,
                 endpoint_id=record.endpoint_id,
                 revision=record.revision,
-                address=f"127.0.0.1:{record.port}",
+                address=f"127.0.0.1:{record.port}" if record.pid is not None else None,
                 running=running,
                 exit_code=exit_code,
                 output_tail=None if running else _tail(record_path.parent / OUTPUT_FILE),
@@ -237,7 +252,20 @@ class ProcessRuntime:
                 await asyncio.sleep(0.2)
 
     async def close(self) -> None:
-        for child in list(self._children.values()):
-            if child.returncode is None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(child.wait(), timeout=0.1)
+        for child in self._children.values():
+            child.poll()
+
+
+def _find_launched(token: str) -> int | None:
+    """The session leader carrying a launch token in its environment, if it runs."""
+    needle = f"{LAUNCH_TOKEN_VARIABLE}={token}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle not in environ.read_bytes().split(b"\0"):
+                continue
+            pid = int(environ.parent.name)
+            if os.getsid(pid) == pid:
+                return pid
+        except (OSError, ValueError):
+            continue
+    return None
