@@ -113,11 +113,16 @@ class Installation:
         assert self.server.admin_token is not None
         return ApiClient(self.server.url, self.server.admin_token)
 
-    def create(self, name: str, replicas: int) -> str:
+    def create(self, name: str, replicas: int, *, stop_delay_s: float = 0) -> str:
+        """An endpoint of the test app; ``stop_delay_s`` makes each replica take that long
+        to stop, so a test can kill moorage while a stop is under way."""
+        env = {"APP_STOP_DELAY_S": str(stop_delay_s)} if stop_delay_s else {}
         service_id = str(
-            self.client.create(name=name, resource_metadata={"target_instance_number": replicas})[
-                "service_id"
-            ]
+            self.client.create(
+                name=name,
+                resource_metadata={"target_instance_number": replicas},
+                deploy_metadata={"env": env},
+            )["service_id"]
         )
         self.endpoints.append(service_id)
         return service_id
@@ -535,7 +540,7 @@ def test_killed_mid_scale_up_keeps_the_serving_replica(
 def test_killed_mid_scale_down_stops_the_extras_only(
     installation: Installation, moment: str
 ) -> None:
-    service_id = installation.create("mid-scale-down", replicas=3)
+    service_id = installation.create("mid-scale-down", replicas=3, stop_delay_s=1.5)
     converge(installation, service_id, replicas=3, steady=False)
     boot_before = boots(installation.client, service_id, 3)
 

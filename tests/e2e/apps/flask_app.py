@@ -4,6 +4,7 @@ which replica answered, so tests can see load spread over replicas."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,6 +72,14 @@ def stream() -> Response:
     return Response(events(), mimetype="text/event-stream")
 
 
+def _stop_slowly(signum: int, frame: object) -> None:
+    """Like a server finishing its work before it exits (APP_STOP_DELAY_S seconds)."""
+    time.sleep(float(os.environ["APP_STOP_DELAY_S"]))
+    os._exit(0)
+
+
 if __name__ == "__main__":
+    if os.environ.get("APP_STOP_DELAY_S"):
+        signal.signal(signal.SIGTERM, _stop_slowly)
     # All interfaces: in a container the published port reaches the app from outside.
     app.run(host="0.0.0.0", port=int(os.environ["PORT"]), threaded=True)
