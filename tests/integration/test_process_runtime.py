@@ -263,6 +263,28 @@ async def test_observe_reports_an_exit_with_its_code_and_output_tail(harness: Ha
     assert launch.replica_id not in await runtime.observe()
 
 
+async def test_a_command_that_exits_at_once_is_seen_exited_with_its_code(
+    harness: Harness,
+) -> None:
+    """Exiting before the runtime has even recorded the replica (a typo in the command)
+    must read as exited, not as a replica that runs and never answers."""
+    runtime = harness.runtime()
+    launch = _launch("echo 'no such model' >&2; exit 3")
+    await runtime.start(launch)
+
+    exited = await _observe_until(
+        runtime,
+        launch.replica_id,
+        lambda o: o is not None and not o.running,
+        "seen exited",
+    )
+
+    assert exited is not None
+    assert exited.exit_code == 3
+    assert exited.output_tail == "no such model"
+    await runtime.stop(launch.replica_id)
+
+
 async def test_stop_kills_the_whole_process_group_including_a_grandchild(
     harness: Harness,
 ) -> None:

@@ -46,17 +46,22 @@ class _Record:
     start_ticks: int | None = None
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The process's state letter and start time (clock ticks since boot), or None
+    once it is gone. An exited process nobody has reaped yet is state "Z"."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces; fields after it are plain.
     fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has exited; only its exit status remains
-        return None
-    return int(fields[19])
+    return fields[0], int(fields[19])
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time that, with the pid, names this process and no later one."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
 
 
 def _group_alive(pgid: int) -> bool:
@@ -173,7 +178,10 @@ class ProcessRuntime:
         return record
 
     def _is_running(self, record: _Record) -> bool:
-        return record.pid is not None and _start_ticks(record.pid) == record.start_ticks
+        if record.pid is None:
+            return False
+        stat = _proc_stat(record.pid)
+        return stat is not None and stat[0] != "Z" and stat[1] == record.start_ticks
 
     async def stop(self, replica_id: str) -> None:
         record = self._read_record(replica_id)
