@@ -22,11 +22,12 @@ import pytest
 from docker.models.containers import Container
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes.base import Launch, Observed, StartError, StartPending
+from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.runtimes.docker import LABEL, DockerRuntime, connect
 from moorage.runtimes.ports import free_port
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
+from tests.support.runtimes import observe_until, refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -135,29 +136,13 @@ async def _get(address: str) -> dict[str, Any]:
     return body
 
 
-async def _refuses(address: str) -> bool:
-    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-        try:
-            await client.get(f"http://{address}/")
-        except httpx.TransportError:
-            return True
-    return False
-
-
 async def _observe_until(
-    runtime: DockerRuntime,
+    runtime: Runtime,
     replica_id: str,
     done: Callable[[Observed | None], bool],
     what: str,
 ) -> Observed | None:
-    deadline = time.monotonic() + WAIT_S
-    seen: Observed | None = None
-    while time.monotonic() < deadline:
-        seen = (await runtime.observe()).get(replica_id)
-        if done(seen):
-            return seen
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"replica {replica_id} never {what}; last observed: {seen}")
+    return await observe_until(runtime, replica_id, done, what, timeout_s=WAIT_S, interval_s=0.1)
 
 
 async def _timed(action: Callable[[], Awaitable[None]]) -> float:
@@ -353,7 +338,7 @@ async def test_stop_removes_the_container_and_its_address_stops_answering(
     assert elapsed < 5, f"stop took {elapsed:.2f} s"
     assert _containers(docker_runtime, launch.replica_id) == []
     assert launch.replica_id not in await docker_runtime.observe()
-    assert await _refuses(address)
+    assert await refuses(address)
 
 
 async def test_stop_asks_the_app_politely_and_does_not_wait_out_the_grace(
@@ -373,7 +358,7 @@ async def test_stop_asks_the_app_politely_and_does_not_wait_out_the_grace(
     assert "terminated politely" in follower.text, "the app never saw SIGTERM"
     assert elapsed < 5, f"stop took {elapsed:.2f} s for an app that exits on SIGTERM"
     assert _containers(docker_runtime, launch.replica_id) == []
-    assert await _refuses(address)
+    assert await refuses(address)
 
 
 async def test_stop_asks_politely_an_app_that_is_not_the_shells_last_exec(
@@ -405,7 +390,7 @@ async def test_a_container_that_ignores_sigterm_is_killed_after_the_grace(
     assert elapsed >= grace - 0.2, f"stop took {elapsed:.2f} s: SIGKILL came before the grace"
     assert elapsed < grace + 5, f"stop took {elapsed:.2f} s"
     assert _containers(docker_runtime, launch.replica_id) == []
-    assert await _refuses(address)
+    assert await refuses(address)
 
 
 async def test_stopping_an_unknown_replica_is_a_no_op(docker_runtime: DockerRuntime) -> None:
@@ -436,7 +421,7 @@ async def test_starting_a_replica_again_replaces_its_container(
     assert list(observed) == [launch.replica_id]
     assert observed[launch.replica_id].address == second_address
     if second_address != first_address:
-        assert await _refuses(first_address)
+        assert await refuses(first_address)
     await docker_runtime.stop(launch.replica_id)
 
 
@@ -466,7 +451,7 @@ async def test_a_restarted_runtime_of_the_installation_adopts_and_stops_the_cont
     finally:
         await after.close()
 
-    assert await _refuses(address)
+    assert await refuses(address)
     assert _containers(docker_runtime, launch.replica_id) == []
     assert launch.replica_id not in await docker_runtime.observe()
 

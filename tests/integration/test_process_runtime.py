@@ -23,9 +23,10 @@ import httpx
 import pytest
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes.base import Launch, Observed, StartError
+from moorage.runtimes.base import Launch, Observed, Runtime, StartError
 from moorage.runtimes.process import ProcessRuntime
 from moorage.wire import new_id
+from tests.support.runtimes import observe_until, refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -120,29 +121,13 @@ async def _get(address: str, *, timeout_s: float = WAIT_S) -> dict[str, Any]:
     raise AssertionError(f"nothing answered HTTP on {address} within {timeout_s} s: {last!r}")
 
 
-async def _refuses(address: str) -> bool:
-    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-        try:
-            await client.get(f"http://{address}/")
-        except httpx.TransportError:
-            return True
-    return False
-
-
 async def _observe_until(
-    runtime: ProcessRuntime,
+    runtime: Runtime,
     replica_id: str,
     done: Callable[[Observed | None], bool],
     what: str,
 ) -> Observed | None:
-    deadline = time.monotonic() + WAIT_S
-    seen: Observed | None = None
-    while time.monotonic() < deadline:
-        seen = (await runtime.observe()).get(replica_id)
-        if done(seen):
-            return seen
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"replica {replica_id} never {what}; last observed: {seen}")
+    return await observe_until(runtime, replica_id, done, what, timeout_s=WAIT_S, interval_s=0.05)
 
 
 async def _wait_file(path: Path) -> str:
@@ -304,7 +289,7 @@ async def test_stop_kills_the_whole_process_group_including_a_grandchild(
 
     assert not _alive(app_pid)
     assert not _alive(grandchild), "a backgrounded grandchild outlived stop()"
-    assert await _refuses(address)
+    assert await refuses(address)
     assert launch.replica_id not in await runtime.observe()
 
 
@@ -329,7 +314,7 @@ async def test_a_replica_that_ignores_sigterm_gets_sigkill_after_the_grace(
     assert not _alive(worker_pid), "a worker ignoring SIGTERM outlived stop()"
     assert elapsed >= grace, f"stop took {elapsed:.2f} s: SIGKILL came before the grace"
     assert elapsed < grace + 5, f"stop took {elapsed:.2f} s"
-    assert await _refuses(address)
+    assert await refuses(address)
 
 
 async def test_stop_asks_politely_first_and_does_not_wait_out_the_grace(
@@ -401,7 +386,7 @@ async def test_a_restarted_runtime_adopts_and_stops_a_running_replica(harness: H
     await after.stop(launch.replica_id)
 
     assert not _alive(app_pid)
-    assert await _refuses(address)
+    assert await refuses(address)
     assert launch.replica_id not in await after.observe()
     assert launch.replica_id not in await before.observe()
 
