@@ -38,6 +38,7 @@ from moorage.models.replicas import (
     Replica,
     ReplicaEvent,
     ReplicaEventKind,
+    ReplicaState,
 )
 from moorage.runtimes.base import Launch, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository
@@ -226,6 +227,13 @@ class Reconciler:
         """Lets requests already sent to the replica finish (it is out of rotation),
         then stops it and records why."""
         try:
+            if replica.state is ReplicaState.READY:  # no longer counts as serving
+                await self._record_async(
+                    replica.replica_id,
+                    replica.endpoint_id,
+                    ReplicaEventKind.UNREADY,
+                    detail=f"stopping: {why}",
+                )
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.drain_timeout_s
             while self.in_flight(replica.replica_id) and loop.time() < deadline:

@@ -14,8 +14,10 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
 
 from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
 from moorage.gateway.metrics import GatewayMetrics
@@ -100,15 +102,23 @@ class GatewayApp:
         self.dispatcher = Dispatcher(lambda service_id: routes.current.endpoints.get(service_id))
         self.metrics = GatewayMetrics(self.dispatcher)
         routes.on_swap(self.dispatcher.routes_changed)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
-            trust_env=False,
-            follow_redirects=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    def session(self) -> aiohttp.ClientSession:
+        """Pooled keep-alive connections to replicas, made on the serving event loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+                auto_decompress=False,  # bytes pass through as the replica sent them
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                trust_env=False,
+            )
+        return self._session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,24 +214,28 @@ class GatewayApp:
         url = f"http://{lease.replica.address}/{suffix}"
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k not in _DROPPED_REQUEST]
+        headers = CIMultiDict(
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k not in _DROPPED_REQUEST
+        )
         client_host = scope["client"][0] if scope.get("client") else ""
-        headers.append((b"x-forwarded-for", client_host.encode()))
-        headers.append((b"x-forwarded-proto", scope["scheme"].encode()))
+        headers.add("X-Forwarded-For", client_host)
+        headers.add("X-Forwarded-Proto", scope["scheme"])
         for name, value in scope["headers"]:
             if name == b"host":
-                headers.append((b"x-forwarded-host", value))
-        request = self.client.build_request(
-            scope["method"],
-            url,
-            headers=headers,
-            content=self._request_body(receive) if _has_body(scope) else None,
-        )
+                headers.add("X-Forwarded-Host", value.decode("latin-1"))
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.session().request(
+                scope["method"],
+                URL(url, encoded=True),
+                headers=headers,
+                data=self._request_body(receive) if _has_body(scope) else None,
+                allow_redirects=False,
+            )
         except _ClientGone:
             return True
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             await _send_error(
                 send,
                 502,
@@ -232,7 +246,7 @@ class GatewayApp:
         try:
             await self._stream_response(response, receive, send, lease)
         finally:
-            await response.aclose()
+            response.release()
         return True
 
     async def _request_body(self, receive: Receive) -> AsyncIterator[bytes]:
@@ -247,12 +261,10 @@ class GatewayApp:
                 return
 
     async def _stream_response(
-        self, response: httpx.Response, receive: Receive, send: Send, lease: Lease
+        self, response: aiohttp.ClientResponse, receive: Receive, send: Send, lease: Lease
     ) -> None:
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
+        headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         relay = asyncio.ensure_future(self._relay(response, send, lease))
         watch = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
@@ -265,8 +277,8 @@ class GatewayApp:
         if relay.done() and not relay.cancelled() and relay.exception() is not None:
             raise relay.exception()  # type: ignore[misc]
 
-    async def _relay(self, response: httpx.Response, send: Send, lease: Lease) -> None:
-        async for chunk in response.aiter_raw():
+    async def _relay(self, response: aiohttp.ClientResponse, send: Send, lease: Lease) -> None:
+        async for chunk in response.content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         lease.release()  # the replica is done: its slot is free before the client is
         await send({"type": "http.response.body", "body": b"", "more_body": False})
