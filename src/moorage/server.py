@@ -1,9 +1,10 @@
 """The composition root: one process serving API, controller and gateway on one port.
 
 The reference serves the control API and the data plane from one host, so
-moorage does too: paths under ``/inference-api/`` go to the gateway, the rest
-to the API. The controller runs as a task on the same event loop and is
-stopped (with every replica it runs) when the server shuts down.
+moorage does too (see ``serving``): the gateway's front door takes every
+request and passes what is not inference traffic to this ASGI app. The
+controller runs as a task on the same event loop and is stopped (with every
+replica it runs) when the server shuts down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.errors import MoorageError
-from moorage.gateway.proxy import PREFIX, GatewayApp
+from moorage.gateway.dispatch import Dispatcher
+from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import RouteTableHolder
 from moorage.models.status import StatusPolicy
 from moorage.runtimes import docker as docker_runtime
@@ -64,7 +66,11 @@ class MoorageServer:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url)
         self.routes = RouteTableHolder()
-        self.gateway = GatewayApp(self.routes)
+        self.dispatcher = Dispatcher(
+            lambda service_id: self.routes.current.endpoints.get(service_id)
+        )
+        self.routes.on_swap(self.dispatcher.routes_changed)
+        self.metrics = GatewayMetrics(self.dispatcher)
         self.runtime = make_runtime(settings)
         self.reconciler = Reconciler(
             self.db,
@@ -76,7 +82,7 @@ class MoorageServer:
             ),
             self.routes.swap,
             interval_s=settings.reconcile_interval_s,
-            in_flight=self.gateway.dispatcher.in_flight,
+            in_flight=self.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
         )
         status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
@@ -95,7 +101,7 @@ class MoorageServer:
                 self.endpoints,
                 self.flavors,
                 LogService(self.endpoints, self.runtime),
-                self.gateway.metrics.render,
+                self.metrics.render,
                 settings.public_url,
             )
         )
@@ -110,8 +116,6 @@ class MoorageServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["path"].startswith(PREFIX):
-            await self.gateway(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
@@ -128,7 +132,6 @@ class MoorageServer:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reconciler.shutdown()
-                await self.gateway.close()
                 self.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

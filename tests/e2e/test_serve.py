@@ -72,7 +72,7 @@ def test_a_signal_stops_every_replica_and_a_restart_brings_them_back(
         finally:
             # uvicorn re-raises the signal once shut down, as a signalled program should.
             assert server.stop(sig) in (0, -sig)
-        assert "Application shutdown complete" in server.log()
+        assert "moorage stopped" in server.log()
         assert processes_with_env("MOORAGE_ENDPOINT_ID", service_id) == []
 
         restarted = MoorageServer(home=tmp_path, database_url=url).start()

@@ -6,10 +6,10 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
+from moorage import serving
 from moorage.errors import MoorageError
 from moorage.server import MoorageServer
 from moorage.settings import Settings
@@ -62,12 +62,11 @@ def serve(
         print(generated, flush=True)
     elif settings.admin_token is None:
         err.print(f"  admin token: in {settings.admin_token_file.resolve()}")
-    uvicorn.run(
-        server,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        log_level="info",
-        access_log=False,
-    )
+    try:
+        serving.run(server, settings.host, settings.port)
+    except OSError as exc:
+        err.print(
+            f"[red]error:[/red] cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+            "pick another with --port or MOORAGE_PORT"
+        )
+        raise typer.Exit(2) from exc

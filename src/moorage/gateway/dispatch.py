@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from moorage.gateway.policies import Policy, make_policy
@@ -46,16 +46,17 @@ class DispatchSnapshot:
 class Lease:
     """One request's hold on a replica; releasing twice is harmless."""
 
-    __slots__ = ("_give_back", "replica")
+    __slots__ = ("_dispatcher", "replica", "service_id")
 
-    def __init__(self, replica: ReplicaRoute, give_back: Callable[[], None]) -> None:
+    def __init__(self, dispatcher: Dispatcher, replica: ReplicaRoute, service_id: str) -> None:
         self.replica = replica
-        self._give_back: Callable[[], None] | None = give_back
+        self.service_id = service_id
+        self._dispatcher: Dispatcher | None = dispatcher
 
     def release(self) -> None:
-        give_back, self._give_back = self._give_back, None
-        if give_back is not None:
-            give_back()
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher._give_back(self.replica, self.service_id)
 
 
 class Dispatcher:
@@ -91,9 +92,19 @@ class Dispatcher:
             policy = self._policies[key] = make_policy(route.admission.policy, self._rng)
         return policy
 
-    def _pick(self, route: EndpointRoute) -> ReplicaRoute | None:
+    def _pick(
+        self, route: EndpointRoute, exclude: frozenset[str] = frozenset()
+    ) -> ReplicaRoute | None:
         cap = route.admission.max_concurrency
-        room = [r for r in route.replicas if cap is None or self.in_flight(r.replica_id) < cap]
+        if cap is None and not exclude:
+            room: Sequence[ReplicaRoute] = route.replicas
+        else:
+            room = [
+                r
+                for r in route.replicas
+                if (cap is None or self.in_flight(r.replica_id) < cap)
+                and r.replica_id not in exclude
+            ]
         return self._policy(route).choose(room, self.in_flight) if room else None
 
     def _take(self, replica: ReplicaRoute, service_id: str) -> None:
@@ -130,17 +141,33 @@ class Dispatcher:
         for service_id in list(self._waiting):
             self._hand_off(service_id)
 
+    def try_acquire(
+        self, route: EndpointRoute, exclude: frozenset[str] = frozenset()
+    ) -> Lease | None:
+        """A replica at once, or None when the request must queue (every replica at its
+        cap, or earlier requests already waiting: the queue is first come first served).
+        ``exclude`` skips replicas a retried request already failed to reach."""
+        if self._waiting.get(route.service_id):
+            return None
+        replica = self._pick(route, exclude)
+        if replica is None:
+            return None
+        self._take(replica, route.service_id)
+        return Lease(self, replica, route.service_id)
+
+    async def acquire(self, route: EndpointRoute) -> Lease:
+        """A replica, waiting in the endpoint's queue if need be; the caller must release
+        the lease however the request ends."""
+        lease = self.try_acquire(route)
+        if lease is not None:
+            return lease
+        return Lease(self, await self._wait(route), route.service_id)
+
     @contextlib.asynccontextmanager
     async def lease(self, route: EndpointRoute) -> AsyncIterator[Lease]:
-        """A replica for one request. The slot is given back when the caller says the
-        replica is done (``Lease.release``, as soon as the response is read) or, at the
-        latest, when the block ends however it ends."""
-        replica = None if self._waiting.get(route.service_id) else self._pick(route)
-        if replica is None:
-            replica = await self._wait(route)
-        else:
-            self._take(replica, route.service_id)
-        lease = Lease(replica, lambda: self._give_back(replica, route.service_id))
+        """``acquire`` for a block: the slot is given back when the caller says the
+        replica is done (``Lease.release``) or, at the latest, when the block ends."""
+        lease = await self.acquire(route)
         try:
             yield lease
         finally:

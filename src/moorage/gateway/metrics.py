@@ -67,6 +67,12 @@ class GatewayMetrics:
             ["endpoint", "reason"],
             registry=self.registry,
         )
+        self._retries = Counter(
+            "moorage_gateway_retries",
+            "Requests sent to another replica after one could not be reached.",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self._latency = Histogram(
             "moorage_gateway_request_duration_seconds",
             "From the request's arrival to the end of the response.",
@@ -97,6 +103,9 @@ class GatewayMetrics:
         if child is None:
             child = self._wait_by_endpoint[service_id] = self._queue_wait.labels(service_id)
         child.observe(seconds)
+
+    def retried(self, service_id: str) -> None:
+        self._retries.labels(service_id).inc()
 
     def refused(self, service_id: str, reason: str) -> None:
         self._errors.labels(service_id, reason).inc()

@@ -92,6 +92,9 @@ class RouteTableHolder:
         self._swapped: asyncio.Event | None = None
         self._listeners: list[Callable[[], None]] = []
 
+    def route_of(self, service_id: str) -> EndpointRoute | None:
+        return self.current.endpoints.get(service_id)
+
     def on_swap(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 

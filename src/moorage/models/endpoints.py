@@ -68,12 +68,18 @@ class GatewaySettings:
 
     ``max_concurrency`` caps requests in flight per replica (None: no cap); past it,
     requests wait in a FIFO queue of ``max_queue`` for up to ``queue_timeout_s``.
+    A request that could not reach a replica is tried on up to ``retries`` others.
+    ``idle_timeout_s`` bounds silence from the replica (a stream that keeps sending
+    is never cut); ``request_timeout_s``, when set, bounds the whole exchange.
     """
 
     policy: str = "least_outstanding"
     max_concurrency: int | None = None
     max_queue: int = 100
     queue_timeout_s: float = 30.0
+    retries: int = 1
+    idle_timeout_s: float = 300.0
+    request_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

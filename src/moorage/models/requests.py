@@ -94,11 +94,19 @@ class DeployMetadataIn(_Strict):
 PolicyName = Literal["least_outstanding", "power_of_two", "round_robin"]
 
 
+# A day: long enough for any stream, short enough to catch a typo'd unit.
+TimeoutSeconds = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=86_400)]
+_REMOVABLE_LIMITS = frozenset({"max_concurrency", "request_timeout_s"})
+
+
 class GatewayMetadataIn(_Strict):
     policy: PolicyName = "least_outstanding"
     max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
     max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] = 100
     queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] = 30.0
+    retries: Annotated[WholeNumber, Field(ge=0, le=10)] = 1
+    idle_timeout_s: TimeoutSeconds = 300.0
+    request_timeout_s: TimeoutSeconds | None = None
 
     def to_settings(self) -> GatewaySettings:
         return GatewaySettings(**self.model_dump())
@@ -109,13 +117,19 @@ class GatewayMetadataPatch(_Strict):
     max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
     max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] | None = None
     queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] | None = None
+    retries: Annotated[WholeNumber, Field(ge=0, le=10)] | None = None
+    idle_timeout_s: TimeoutSeconds | None = None
+    request_timeout_s: TimeoutSeconds | None = None
 
     def apply_to(self, current: GatewaySettings) -> GatewaySettings:
-        """Sets the fields the patch names; ``"max_concurrency": null`` removes the cap."""
-        changes = {k: getattr(self, k) for k in self.model_fields_set}
-        if changes.get("max_concurrency", 0) is None:
-            return dataclasses.replace(current, **changes)
-        return dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        """Sets the fields the patch names; ``null`` removes a limit that may be absent
+        (``max_concurrency``, ``request_timeout_s``) and is ignored elsewhere."""
+        changes = {
+            k: getattr(self, k)
+            for k in self.model_fields_set
+            if getattr(self, k) is not None or k in _REMOVABLE_LIMITS
+        }
+        return dataclasses.replace(current, **changes)
 
 
 class CreateEndpointRequest(_Strict):

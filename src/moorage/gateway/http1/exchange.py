@@ -1,0 +1,489 @@
+"""One request and its response, carried between a client connection and a replica's.
+
+The exchange is driven by callbacks from both connections. What to do when a
+replica cannot be reached (retry elsewhere, or answer 502) is the router's
+decision; the exchange only reports what happened and whether the request had
+reached the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from moorage.gateway.http1 import wire
+
+if TYPE_CHECKING:
+    from moorage.gateway.dispatch import Lease
+    from moorage.gateway.http1.client import ClientConnection
+    from moorage.gateway.http1.upstream import UpstreamConnection
+    from moorage.gateway.routes import EndpointRoute
+
+# Past this much request body held while no replica is attached, stop reading the client.
+BUFFER_LIMIT = 1 << 20
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_BODYLESS_STATUS = frozenset({204, 304})
+
+
+class Request:
+    """What the client asked, as parsed; header names are lower-cased."""
+
+    __slots__ = (
+        "authorization",
+        "chunked",
+        "connection_tokens",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "host",
+        "http10",
+        "keep_alive",
+        "method",
+        "retry_on_reset",
+        "target",
+        "upgrade",
+        "upgrade_to",
+    )
+
+    def __init__(self) -> None:
+        self.method = b"GET"
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.http10 = False
+        self.upgrade = False
+        self.upgrade_to = b""
+        self.content_length = 0
+        self.chunked = False
+        self.expect_continue = False
+        self.authorization = b""
+        self.host = b""
+        self.connection_tokens: frozenset[bytes] = frozenset()
+        self.retry_on_reset = False
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"authorization":
+            self.authorization = value
+        elif name == b"host":
+            self.host = value
+        elif name == b"content-length":
+            self.content_length = int(value) if value.isdigit() else 0
+        elif name == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"connection":
+            self.connection_tokens = wire.connection_tokens(value)
+            self.upgrade = b"upgrade" in self.connection_tokens
+        elif name == b"upgrade":
+            self.upgrade_to = value
+        elif name == b"x-moorage-retry-on":
+            self.retry_on_reset = b"reset" in value.lower()
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    @property
+    def replayable(self) -> bool:
+        """May be sent again after it reached a replica: an idempotent method, and the
+        client opted in (``X-Moorage-Retry-On: reset``)."""
+        return (
+            self.retry_on_reset
+            and self.method in _IDEMPOTENT
+            and self.content_length <= BUFFER_LIMIT
+            and not self.upgrade
+        )
+
+    def upstream_head(
+        self, target: bytes, host: bytes, dropped: frozenset[bytes], peer: bytes
+    ) -> bytes:
+        """The request head for the replica: hop-by-hop headers (and ``dropped``) removed,
+        ``X-Forwarded-*`` added, the body framed as the client framed it."""
+        parts = [self.method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+        forwarded_for = peer
+        proto = host_seen = False
+        skip = self.connection_tokens
+        for name, value in self.headers:
+            if name in dropped or name in wire.HOP_BY_HOP or name in skip:
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = value + b", " + peer
+                continue
+            if name == b"x-forwarded-proto":
+                proto = True
+            elif name == b"x-forwarded-host":
+                host_seen = True
+            elif name == b"expect":
+                continue  # the gateway answers 100-continue itself
+            parts += [name, b": ", value, b"\r\n"]
+        parts += [b"x-forwarded-for: ", forwarded_for, b"\r\n"]
+        if not proto:
+            parts.append(b"x-forwarded-proto: http\r\n")
+        if not host_seen and self.host:
+            parts += [b"x-forwarded-host: ", self.host, b"\r\n"]
+        if self.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.upgrade:
+            parts += [b"connection: upgrade\r\nupgrade: ", self.upgrade_to, b"\r\n"]
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+
+class Exchange:
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_chunked_out",
+        "_close_delimited",
+        "_continue_sent",
+        "_replay",
+        "_tunnel_buffer",
+        "address",
+        "client",
+        "deadline",
+        "finished",
+        "head",
+        "head_sent",
+        "idle_timeout_s",
+        "keep_client",
+        "last_activity",
+        "lease",
+        "note",
+        "path",
+        "reached",
+        "request",
+        "request_done",
+        "retries_left",
+        "reused",
+        "route",
+        "server",
+        "started",
+        "status",
+        "task",
+        "tried",
+        "upgraded",
+        "upstream",
+        "upstream_paused",
+    )
+
+    def __init__(self, client: ClientConnection, request: Request) -> None:
+        self.client = client
+        self.server = client.server
+        self.request = request
+        self.started = self.last_activity = self.server.now()
+        self.request_done = not request.has_body and not request.upgrade
+        self.upstream: UpstreamConnection | None = None
+        self.address = ""
+        self.head = b""
+        self.path = b"/"  # the target on the replica, set by the router
+        self.lease: Lease | None = None
+        self.route: EndpointRoute | None = None
+        self.tried: frozenset[str] = frozenset()
+        self.retries_left = 0
+        self.task: asyncio.Future[Any] | None = None
+        self.status = 0
+        self.note = ""  # why the gateway answered itself, for metrics
+        self.head_sent = self.finished = self.reached = self.reused = False
+        self.upgraded = self.upstream_paused = False
+        self.keep_client = request.keep_alive and not request.upgrade
+        self.idle_timeout_s: float | None = None
+        self.deadline: float | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._replay: list[bytes] | None = [] if request.replayable else None
+        self._tunnel_buffer: list[bytes] = []
+        self._chunked_out = self._close_delimited = self._continue_sent = False
+
+    # -- decisions from the router ---------------------------------------------------
+
+    def respond(self, data: bytes, status: int, close: bool = False) -> None:
+        """Answers from the gateway itself (an error, a health check)."""
+        if self.finished:
+            return
+        self.status = status
+        if not self.request_done:  # the body was not read: the connection cannot go on
+            close = True
+        self.client.write(data)
+        self.head_sent = True
+        self._finish(keep_alive=not close)
+
+    def respond_error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        self.note = code
+        close = not self.keep_client or not self.request_done
+        self.respond(
+            wire.error_response(
+                status,
+                code,
+                message,
+                close=close,
+                headers=headers,
+                head_only=self.request.method == b"HEAD",
+            ),
+            status,
+            close,
+        )
+
+    def forward(
+        self,
+        address: str,
+        head: bytes,
+        idle_timeout_s: float | None = None,
+        request_timeout_s: float | None = None,
+    ) -> None:
+        """Sends the request to ``address``, on a pooled connection when there is one."""
+        self.address = address
+        self.head = head
+        self.idle_timeout_s = idle_timeout_s
+        if request_timeout_s is not None:
+            self.deadline = self.started + request_timeout_s
+        if idle_timeout_s is not None or request_timeout_s is not None:
+            self.server.timed.add(self)
+        connection = self.server.pool.take_idle(address)
+        if connection is not None:
+            self._attach(connection, reused=True)
+        else:
+            self.task = asyncio.ensure_future(self._open())
+
+    def prepare_retry(self) -> None:
+        """Forgets the failed attempt; a replayed body goes out again from the copy."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        if self.reached and self._replay is not None:
+            self._body = list(self._replay)
+        self.reached = self.reused = False
+
+    async def _open(self) -> None:
+        try:
+            connection = await self.server.pool.open(self.address)
+        except (OSError, TimeoutError) as exc:
+            self.task = None
+            if not self.finished:
+                self.server.router.upstream_failed(self, exc)
+            return
+        self.task = None
+        if self.finished:
+            self.server.pool.put_back(connection, self.server.now())
+            return
+        self._attach(connection, reused=False)
+
+    def _attach(self, connection: UpstreamConnection, reused: bool) -> None:
+        self.upstream = connection
+        self.reused = reused
+        connection.exchange = self
+        request = self.request
+        if request.chunked:
+            out = [self.head, *map(wire.chunk, self._body)]
+            if self.request_done:
+                out.append(wire.LAST_CHUNK)
+            connection.write(b"".join(out))
+        elif self._body:
+            connection.write(b"".join([self.head, *self._body]))
+        else:
+            connection.write(self.head)
+        self.reached = True
+        self._body = []
+        self._body_size = 0
+        self.client.resume_reading_for(request)
+        if request.expect_continue and not self.request_done and not self._continue_sent:
+            self._continue_sent = True
+            self.client.write(wire.CONTINUE)
+
+    # -- events from the client ------------------------------------------------------
+
+    def client_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self._replay is not None:
+            self._replay.append(data)
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.write(wire.chunk(data) if self.request.chunked else data)
+            return
+        self._body.append(data)
+        self._body_size += len(data)
+        if self._body_size > BUFFER_LIMIT:
+            self.client.pause_reading_for(self.request)
+
+    def client_body_done(self) -> None:
+        self.request_done = True
+        if self.upstream is not None and self.request.chunked and not self.finished:
+            self.upstream.write(wire.LAST_CHUNK)
+
+    def client_tunnel_data(self, data: bytes) -> None:
+        if not data:
+            return
+        self.last_activity = self.server.now()
+        if self.upgraded and self.upstream is not None:
+            self.upstream.write(data)
+        else:
+            self._tunnel_buffer.append(data)
+
+    def client_backpressure(self, paused: bool) -> None:
+        upstream = self.upstream
+        if upstream is None or upstream.transport is None:
+            return
+        self.upstream_paused = paused
+        if paused:
+            upstream.transport.pause_reading()
+        else:
+            upstream.transport.resume_reading()
+
+    def client_lost(self) -> None:
+        if self.finished:
+            return
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()  # the replica may still be answering: this socket is spent
+        self.note = self.note or "client_closed"
+        self._finish(keep_alive=False)
+
+    # -- events from the replica -----------------------------------------------------
+
+    def upstream_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
+    ) -> None:
+        if self.finished:
+            return
+        request = self.request
+        self.last_activity = self.server.now()
+        if status < 200 and status != 101:  # 103 Early Hints and the like go through
+            if not request.http10:
+                self.client.write(
+                    b"".join(
+                        [wire.status_line(status), *(b"%b: %b\r\n" % h for h in headers), b"\r\n"]
+                    )
+                )
+            return
+        self.status = status
+        parts = [wire.status_line(status)]
+        has_length = chunked_in = False
+        if status == 101:
+            parts += [b"%b: %b\r\n" % h for h in headers]
+        else:
+            dropped: frozenset[bytes] = frozenset()
+            for name, value in headers:
+                lower = name.lower()
+                if lower == b"connection":
+                    dropped = wire.connection_tokens(value)
+            for name, value in headers:
+                lower = name.lower()
+                if lower in wire.HOP_BY_HOP or lower in dropped:
+                    if lower == b"transfer-encoding":
+                        chunked_in = True
+                    continue
+                if lower == b"content-length":
+                    has_length = True
+                parts += [name, b": ", value, b"\r\n"]
+        bodyless = request.method == b"HEAD" or status in _BODYLESS_STATUS
+        if status != 101 and not bodyless and not has_length:
+            if request.http10:
+                self.keep_client = False
+            else:
+                self._chunked_out = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_client:
+            parts.append(b"connection: close\r\n")
+        elif request.http10:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.client.write(b"".join(parts))
+        self.head_sent = True
+        self._close_delimited = not (has_length or chunked_in or bodyless) and status != 101
+        if request.method == b"HEAD":  # no body follows, whatever the headers say
+            self._response_complete(reuse=False)
+
+    def upstream_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.last_activity = self.server.now()
+        self.client.write(wire.chunk(data) if self._chunked_out else data)
+
+    def upstream_complete(self, upstream_keep_alive: bool) -> None:
+        if self.finished or not self.head_sent or self.status == 101:
+            return  # an informational response, or the upgrade itself
+        self._response_complete(reuse=upstream_keep_alive and self.request_done)
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        if self.finished or self.status != 101 or self.upstream is None:
+            if self.upstream is not None:
+                self.upstream.close()
+            return
+        self.upgraded = True
+        if rest:
+            self.client.write(rest)
+        upstream = self.upstream
+        for piece in self._tunnel_buffer:
+            upstream.write(piece)
+        self._tunnel_buffer = []
+
+    def upstream_tunnel_data(self, data: bytes) -> None:
+        self.last_activity = self.server.now()
+        self.client.write(data)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        self.upstream = None
+        if self.finished:
+            return
+        if self.upgraded:
+            self.client.close()
+            self._finish(keep_alive=False)
+        elif not self.head_sent:
+            self.server.router.upstream_failed(self, exc)
+        elif self._close_delimited and exc is None:  # the close is the end of the body
+            self._response_complete(reuse=False)
+        else:  # cut mid-body: the client must see a truncated response, not a whole one
+            self.client.abort()
+            self._finish(keep_alive=False)
+
+    def timed_out(self, what: str) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+        if self.head_sent:
+            self.note = f"{what}_timeout"
+            self.client.abort()
+            self._finish(keep_alive=False)
+        else:
+            self.respond_error(
+                504,
+                f"{what}_timeout",
+                f"the replica did not answer within the endpoint's {what} timeout; raise "
+                f"gateway_metadata.{what}_timeout_s if the model needs longer",
+            )
+
+    # -- ending ----------------------------------------------------------------------
+
+    def _response_complete(self, reuse: bool) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            if self.upstream_paused and upstream.transport is not None:
+                upstream.transport.resume_reading()
+            if reuse:
+                self.server.pool.put_back(upstream, self.server.now())
+            else:
+                upstream.close()
+        if self._chunked_out:
+            self.client.write(wire.LAST_CHUNK)
+        self._finish(keep_alive=True)
+
+    def _finish(self, keep_alive: bool) -> None:
+        self.finished = True
+        if self.lease is not None:
+            self.lease.release()
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self.server.timed.discard(self)
+        self.client.resume_reading_for(self.request)
+        self.server.router.finished(self)
+        self.client.exchange_finished(self, keep_alive and self.keep_client)

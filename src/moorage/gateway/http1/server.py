@@ -1,0 +1,109 @@
+"""The listening side: accepts connections, keeps time, and asks a router where each
+request goes.
+
+One ticker (every quarter second) enforces every timeout: exchanges past their
+idle or request timeout, client connections idle past keep-alive, pooled
+replica connections idle too long. A timer per request would cost more than
+the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from typing import Protocol
+
+from moorage.gateway.http1.client import ClientConnection
+from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.upstream import UpstreamPool
+
+TICK_S = 0.25
+
+
+class Router(Protocol):
+    def route(self, exchange: Exchange) -> None:
+        """Answers the request or forwards it (``Exchange.respond``/``forward``)."""
+
+    def upstream_failed(self, exchange: Exchange, error: Exception | None) -> None:
+        """The replica closed or refused before answering: retry, or answer 502."""
+
+    def finished(self, exchange: Exchange) -> None:
+        """The exchange is over, however it ended: count it."""
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        router: Router,
+        pool: UpstreamPool | None = None,
+        keepalive_timeout_s: float = 75.0,
+    ) -> None:
+        self.router = router
+        self.pool = pool or UpstreamPool()
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.connections: set[ClientConnection] = set()
+        self.timed: set[Exchange] = set()
+        self._servers: list[asyncio.Server] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self.now = time.monotonic
+
+    def start(self, exchange: Exchange) -> None:
+        self.router.route(exchange)
+
+    async def listen(
+        self, host: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await loop.create_server(
+                lambda: ClientConnection(self), sock=sock, backlog=4096
+            )
+        else:
+            server = await loop.create_server(
+                lambda: ClientConnection(self),
+                host,
+                port,
+                reuse_port=reuse_port or None,
+                backlog=4096,
+            )
+        self._servers.append(server)
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick())
+        return server
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stops accepting, lets requests in progress finish for up to ``grace_s``."""
+        for server in self._servers:
+            server.close()
+        deadline = self.now() + grace_s
+        while any(c.current is not None for c in self.connections) and self.now() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self.pool.close_idle(self.now(), all_of_them=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = self.now()
+            for exchange in list(self.timed):
+                if exchange.deadline is not None and now > exchange.deadline:
+                    exchange.timed_out("request")
+                elif (
+                    exchange.idle_timeout_s is not None
+                    and now - exchange.last_activity > exchange.idle_timeout_s
+                ):
+                    exchange.timed_out("idle")
+            for connection in list(self.connections):
+                if (
+                    connection.current is None
+                    and now - connection.idle_since > self.keepalive_timeout_s
+                ):
+                    connection.close()
+            self.pool.close_idle(now)

@@ -1,0 +1,179 @@
+"""Connections to replicas, kept alive and reused across requests.
+
+A pooled connection whose replica closed it leaves the pool the moment the
+close is seen (``connection_lost``), so a request is rarely written to a dead
+socket; ``Exchange`` handles the rare race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+if TYPE_CHECKING:
+    from moorage.gateway.http1.exchange import Exchange
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_header_names",
+        "_headers",
+        "address",
+        "exchange",
+        "idle_since",
+        "parser",
+        "pool",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, pool: UpstreamPool, address: str) -> None:
+        self.pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.tunnel = False
+        self.idle_since = 0.0
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # an idle connection should say nothing: drop it
+            self.close()
+            return
+        if self.tunnel:
+            exchange.upstream_tunnel_data(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0]
+            if self.exchange is not None:
+                self.tunnel = True
+                self.exchange.upstream_upgraded(data[offset:])
+        except httptools.HttpParserError as exc:
+            if self.exchange is not None:
+                self.exchange.upstream_lost(exc)
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause_reading_for(self.exchange)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.resume_reading_for(self.exchange)
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_head(
+                self.parser.get_status_code(), self._headers, self.parser.should_keep_alive()
+            )
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_complete(self.parser.should_keep_alive())
+
+    # -- used by the exchange --------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per replica address (``host:port``)."""
+
+    def __init__(self, connect_timeout_s: float = 5.0, max_idle_s: float = 60.0) -> None:
+        self.connect_timeout_s = connect_timeout_s
+        self.max_idle_s = max_idle_s
+        self._idle: dict[str, list[UpstreamConnection]] = {}
+
+    def take_idle(self, address: str) -> UpstreamConnection | None:
+        idle = self._idle.get(address)
+        while idle:
+            connection = idle.pop()
+            if connection.transport is not None and not connection.transport.is_closing():
+                return connection
+        return None
+
+    async def open(self, address: str) -> UpstreamConnection:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self, address), host, int(port)),
+            self.connect_timeout_s,
+        )
+        return protocol
+
+    def put_back(self, connection: UpstreamConnection, now: float) -> None:
+        connection.exchange = None
+        transport = connection.transport
+        if transport is None or transport.is_closing():
+            return
+        connection.idle_since = now
+        self._idle.setdefault(connection.address, []).append(connection)
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        idle = self._idle.get(connection.address)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def close_idle(self, now: float, all_of_them: bool = False) -> None:
+        """Closes connections idle past ``max_idle_s`` (or all): replicas that went away
+        must not keep sockets open here."""
+        for address, idle in list(self._idle.items()):
+            keep = [c for c in idle if not all_of_them and now - c.idle_since < self.max_idle_s]
+            for connection in idle:
+                if connection not in keep:
+                    connection.close()
+            if keep:
+                self._idle[address] = keep
+            else:
+                self._idle.pop(address, None)
+
+    def addresses(self) -> set[str]:
+        return set(self._idle)
+
+    def drop_address(self, address: str) -> None:
+        for connection in self._idle.pop(address, []):
+            connection.close()

@@ -1,0 +1,257 @@
+"""Where each request goes: a replica of an endpoint, the control plane, or an answer
+from the gateway itself.
+
+Inference requests (``/inference-api/v1/inference_service/{id}/...``) are
+checked against the route table (no store access on this path): the caller's
+moorage token must own the endpoint, and is never forwarded. A replica is
+leased from the dispatcher (cap, policy, FIFO queue); a request that could not
+reach its replica is tried on another, up to the endpoint's ``retries``. One
+that reached a replica is sent again only when the client opted in and the
+method is idempotent (see ``Request.replayable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+
+from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
+from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.metrics import GatewayMetrics
+from moorage.gateway.routes import EndpointRoute, RouteTableHolder
+
+PREFIX = b"/inference-api/v1/inference_service/"
+# The controller publishes a table at least every reconcile interval (1 s by default).
+ROUTE_WAIT_S = 2.0
+# The caller's moorage token and the opt-in header are for the gateway, not the model.
+_DROPPED_FOR_REPLICAS = frozenset({b"authorization", b"host", b"x-moorage-retry-on"})
+_DROPPED_FOR_API = frozenset({b"host"})
+LocalHandler = Callable[[Exchange], None]
+
+
+def bearer_token(authorization: bytes) -> str | None:
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class TokenDigests:
+    """sha256 of recently seen tokens: hashing on every request is avoidable work."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._digests: dict[str, str] = {}
+
+    def __call__(self, token: str) -> str:
+        digest = self._digests.get(token)
+        if digest is None:
+            if len(self._digests) >= self._size:
+                self._digests.clear()
+            digest = self._digests[token] = hashlib.sha256(token.encode()).hexdigest()
+        return digest
+
+
+def _no_replica_message(route: EndpointRoute) -> str:
+    service_id = route.service_id
+    if route.status_hint == "stopped":
+        return (
+            f"endpoint {service_id} is stopped; "
+            f"POST /v1/inference-service/{service_id}/start to run it again"
+        )
+    return (
+        f"endpoint {service_id} has no ready replica yet; retry when "
+        f"GET /v1/inference-service/{service_id} says 'available'"
+    )
+
+
+class GatewayRouter:
+    def __init__(
+        self,
+        routes: RouteTableHolder,
+        dispatcher: Dispatcher,
+        metrics: GatewayMetrics,
+        *,
+        api_address: str | None = None,
+        local: dict[bytes, LocalHandler] | None = None,
+    ) -> None:
+        self.routes = routes
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.api_address = api_address
+        self.local = local or {}
+        self._digest = TokenDigests()
+
+    # -- Router ----------------------------------------------------------------------
+
+    def route(self, exchange: Exchange) -> None:
+        target = exchange.request.target
+        if target.startswith(PREFIX):
+            self._inference(exchange, target[len(PREFIX) :])
+            return
+        handler = self.local.get(target.partition(b"?")[0])
+        if handler is not None:
+            handler(exchange)
+        elif self.api_address is not None:
+            request = exchange.request
+            exchange.forward(
+                self.api_address,
+                request.upstream_head(
+                    target, request.host or b"moorage", _DROPPED_FOR_API, exchange.client.peer
+                ),
+            )
+        else:
+            exchange.respond_error(
+                404,
+                "not_found",
+                "this gateway serves /inference-api/v1/inference_service/{service_id}/...; "
+                "the API is on the control plane",
+            )
+
+    def upstream_failed(self, exchange: Exchange, error: Exception | None) -> None:
+        route = exchange.route
+        may_retry = not exchange.reached or exchange.request.replayable
+        if route is not None and exchange.retries_left > 0 and may_retry:
+            current = self.routes.current.endpoints.get(route.service_id, route)
+            lease = self.dispatcher.try_acquire(current, exclude=exchange.tried)
+            if lease is not None:
+                exchange.retries_left -= 1
+                exchange.prepare_retry()
+                self.metrics.retried(route.service_id)
+                self._send(exchange, current, lease)
+                return
+        reason = type(error).__name__ if error is not None else "closed the connection"
+        if route is None:
+            exchange.respond_error(
+                502,
+                "api_unreachable",
+                f"the control plane did not answer ({reason}); check the moorage server's log",
+            )
+            return
+        exchange.respond_error(
+            502,
+            "replica_unreachable",
+            f"no replica of endpoint {route.service_id} answered ({reason}); retry the call, "
+            f"and check GET /v1/inference-service/{route.service_id}/logs if it persists",
+        )
+
+    def finished(self, exchange: Exchange) -> None:
+        route = exchange.route
+        if route is None:
+            return
+        if exchange.note:
+            self.metrics.refused(route.service_id, exchange.note)
+        elif exchange.status:
+            self.metrics.answered(
+                route.service_id, exchange.status, exchange.server.now() - exchange.started
+            )
+
+    # -- inference requests ----------------------------------------------------------
+
+    def _inference(self, exchange: Exchange, rest: bytes) -> None:
+        service, _, suffix = rest.partition(b"/")
+        if b"?" in service:
+            service, _, query = service.partition(b"?")
+            suffix = b"?" + query
+        token = bearer_token(exchange.request.authorization)
+        if token is None:
+            exchange.respond_error(
+                401,
+                "unauthenticated",
+                "send your moorage token as 'Authorization: Bearer <token>'",
+            )
+            return
+        digest = self._digest(token)
+        table = self.routes.current
+        if digest not in table.known_token_hashes:
+            exchange.respond_error(
+                401,
+                "unauthenticated",
+                "this token is unknown or revoked; ask your admin for a new one",
+            )
+            return
+        service_id = service.decode("latin-1")
+        route = table.endpoints.get(service_id)
+        if route is None:  # maybe created a moment ago: its route comes with a next table
+            exchange.task = asyncio.ensure_future(
+                self._await_route(exchange, service_id, digest, suffix)
+            )
+            return
+        self._admit(exchange, route, digest, suffix)
+
+    async def _await_route(
+        self, exchange: Exchange, service_id: str, digest: str, suffix: bytes
+    ) -> None:
+        route = await self.routes.wait_for_route(service_id, ROUTE_WAIT_S)
+        exchange.task = None
+        if route is None:
+            self._not_found(exchange, service_id)
+        else:
+            self._admit(exchange, route, digest, suffix)
+
+    def _not_found(self, exchange: Exchange, service_id: str) -> None:
+        exchange.respond_error(
+            404,
+            "not_found",
+            f"no endpoint {service_id!r}; GET /v1/inference-service lists yours",
+        )
+
+    def _admit(self, exchange: Exchange, route: EndpointRoute, digest: str, suffix: bytes) -> None:
+        if digest not in route.owner_token_hashes:
+            self._not_found(exchange, route.service_id)
+            return
+        exchange.route = route
+        exchange.retries_left = route.admission.retries
+        exchange.path = b"/" + suffix
+        if not route.replicas:
+            exchange.respond_error(
+                503, "no_ready_replica", _no_replica_message(route), ((b"retry-after", b"2"),)
+            )
+            return
+        lease = self.dispatcher.try_acquire(route)
+        if lease is None:
+            exchange.task = asyncio.ensure_future(self._queue(exchange, route))
+        else:
+            self._send(exchange, route, lease)
+
+    async def _queue(self, exchange: Exchange, route: EndpointRoute) -> None:
+        try:
+            lease = await self.dispatcher.acquire(route)
+        except Overloaded as full:
+            exchange.task = None
+            exchange.respond_error(
+                429,
+                "overloaded",
+                f"every replica of endpoint {route.service_id} is busy and its queue is full; "
+                f"retry in {full.retry_after_s} s or scale the endpoint up",
+                ((b"retry-after", str(full.retry_after_s).encode()),),
+            )
+            return
+        except QueueTimedOut:
+            exchange.task = None
+            exchange.respond_error(
+                503,
+                "queue_timeout",
+                f"no replica of endpoint {route.service_id} became free within "
+                f"{route.admission.queue_timeout_s:g} s; retry, or scale the endpoint up",
+                ((b"retry-after", b"1"),),
+            )
+            return
+        exchange.task = None
+        self.metrics.waited(route.service_id, exchange.server.now() - exchange.started)
+        self._send(exchange, route, lease)
+
+    def _send(self, exchange: Exchange, route: EndpointRoute, lease: Lease) -> None:
+        replica = lease.replica
+        exchange.lease = lease
+        exchange.tried = exchange.tried | {replica.replica_id}
+        request = exchange.request
+        admission = route.admission
+        exchange.forward(
+            replica.address,
+            request.upstream_head(
+                exchange.path, replica.address.encode(), _DROPPED_FOR_REPLICAS, exchange.client.peer
+            ),
+            admission.idle_timeout_s,
+            admission.request_timeout_s,
+        )
