@@ -102,6 +102,7 @@ class MoorageServer:
                 self.flavors,
                 LogService(self.endpoints, self.runtime),
                 self.metrics.render,
+                self.routes,
                 settings.public_url,
             )
         )

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Response
 from moorage import __version__
 from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
-from moorage.api.routers import accounts, endpoints, flavors, logs
+from moorage.api.routers import accounts, endpoints, flavors, gateway, logs
 from moorage.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 DESCRIPTION = """
@@ -36,4 +36,5 @@ def create_api(services: Services) -> FastAPI:
     app.include_router(endpoints.router)
     app.include_router(logs.router)
     app.include_router(accounts.router)
+    app.include_router(gateway.router)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from moorage.gateway.routes import RouteTableHolder
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
@@ -23,6 +24,7 @@ class Services:
     flavors: FlavorService
     logs: LogService
     metrics: Callable[[], bytes]
+    routes: RouteTableHolder
     public_url: str | None
 
 

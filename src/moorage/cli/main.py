@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from moorage.cli import logs, serve, tokens
+from moorage.cli import gateway, logs, serve, tokens
 
 app = typer.Typer(
     name="moorage",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="serve")(serve.serve)
+app.command(name="gateway")(gateway.gateway)
 app.command(name="logs")(logs.logs)
 app.add_typer(tokens.app, name="tokens")
 

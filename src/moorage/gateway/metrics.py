@@ -90,9 +90,14 @@ class GatewayMetrics:
         self.registry.register(_DispatcherCollector(dispatcher))
         self._latency_by_endpoint: dict[str, Histogram] = {}
         self._wait_by_endpoint: dict[str, Histogram] = {}
+        self._requests_by_code: dict[tuple[str, int], Counter] = {}
 
     def answered(self, service_id: str, status: int, seconds: float) -> None:
-        self._requests.labels(service_id, str(status)).inc()
+        counter = self._requests_by_code.get((service_id, status))
+        if counter is None:
+            counter = self._requests.labels(service_id, str(status))
+            self._requests_by_code[(service_id, status)] = counter
+        counter.inc()
         child = self._latency_by_endpoint.get(service_id)
         if child is None:
             child = self._latency_by_endpoint[service_id] = self._latency.labels(service_id)

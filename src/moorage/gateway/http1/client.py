@@ -29,6 +29,7 @@ class ClientConnection(asyncio.Protocol):
         "parser",
         "peer",
         "pending",
+        "reading",
         "server",
         "transport",
         "tunnel",
@@ -42,6 +43,7 @@ class ClientConnection(asyncio.Protocol):
         self.current: Exchange | None = None
         self.pending: deque[Exchange] = deque()
         self.tunnel: Exchange | None = None
+        self.reading = False  # inside data_received: request bytes are held, then flushed
         self.idle_since = server.now()
         self._request = Request()
         self._pausers: set[object] = set()
@@ -58,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.client_tunnel_data(data)
             return
+        self.reading = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -67,6 +70,11 @@ class ClientConnection(asyncio.Protocol):
                 exchange.client_tunnel_data(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
             self._malformed(exc)
+        finally:
+            self.reading = False
+        for exchange in (self.current, *self.pending):
+            if exchange is not None:
+                exchange.flush_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)

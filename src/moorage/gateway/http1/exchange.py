@@ -139,6 +139,8 @@ class Exchange:
         "_chunked_out",
         "_close_delimited",
         "_continue_sent",
+        "_held_head",
+        "_held_request",
         "_replay",
         "_tunnel_buffer",
         "address",
@@ -196,6 +198,11 @@ class Exchange:
         self._replay: list[bytes] | None = [] if request.replayable else None
         self._tunnel_buffer: list[bytes] = []
         self._chunked_out = self._close_delimited = self._continue_sent = False
+        # The response head waits for the body bytes parsed from the same read, so that
+        # a small response leaves in one write (``flush_head`` ends the wait).
+        self._held_head = b""
+        # Likewise, request bytes parsed from one read of the client leave in one write.
+        self._held_request: list[bytes] = []
 
     # -- decisions from the router ---------------------------------------------------
 
@@ -281,15 +288,16 @@ class Exchange:
         self.reused = reused
         connection.exchange = self
         request = self.request
+        held = self._held_request
+        held.append(self.head)
         if request.chunked:
-            out = [self.head, *map(wire.chunk, self._body)]
+            held += map(wire.chunk, self._body)
             if self.request_done:
-                out.append(wire.LAST_CHUNK)
-            connection.write(b"".join(out))
-        elif self._body:
-            connection.write(b"".join([self.head, *self._body]))
+                held.append(wire.LAST_CHUNK)
         else:
-            connection.write(self.head)
+            held += self._body
+        if not self.client.reading:
+            self.flush_request()
         self.reached = True
         self._body = []
         self._body_size = 0
@@ -305,9 +313,8 @@ class Exchange:
             return
         if self._replay is not None:
             self._replay.append(data)
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.write(wire.chunk(data) if self.request.chunked else data)
+        if self.upstream is not None:
+            self._held_request.append(wire.chunk(data) if self.request.chunked else data)
             return
         self._body.append(data)
         self._body_size += len(data)
@@ -317,7 +324,14 @@ class Exchange:
     def client_body_done(self) -> None:
         self.request_done = True
         if self.upstream is not None and self.request.chunked and not self.finished:
-            self.upstream.write(wire.LAST_CHUNK)
+            self._held_request.append(wire.LAST_CHUNK)
+
+    def flush_request(self) -> None:
+        """Sends the request bytes held while the client's read was parsed."""
+        held = self._held_request
+        if held and self.upstream is not None:
+            self.upstream.write(held[0] if len(held) == 1 else b"".join(held))
+        held.clear()
 
     def client_tunnel_data(self, data: bytes) -> None:
         if not data:
@@ -396,7 +410,7 @@ class Exchange:
         elif request.http10:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        self.client.write(b"".join(parts))
+        self._held_head = b"".join(parts)
         self.head_sent = True
         self._close_delimited = not (has_length or chunked_in or bodyless) and status != 101
         if request.method == b"HEAD":  # no body follows, whatever the headers say
@@ -406,7 +420,17 @@ class Exchange:
         if self.finished:
             return
         self.last_activity = self.server.now()
-        self.client.write(wire.chunk(data) if self._chunked_out else data)
+        out = wire.chunk(data) if self._chunked_out else data
+        if self._held_head:
+            out = self._held_head + out
+            self._held_head = b""
+        self.client.write(out)
+
+    def flush_head(self) -> None:
+        """Sends a response head still held back (its body did not come with it)."""
+        if self._held_head:
+            self.client.write(self._held_head)
+            self._held_head = b""
 
     def upstream_complete(self, upstream_keep_alive: bool) -> None:
         if self.finished or not self.head_sent or self.status == 101:
@@ -419,6 +443,7 @@ class Exchange:
                 self.upstream.close()
             return
         self.upgraded = True
+        self.flush_head()
         if rest:
             self.client.write(rest)
         upstream = self.upstream
@@ -473,7 +498,8 @@ class Exchange:
             else:
                 upstream.close()
         if self._chunked_out:
-            self.client.write(wire.LAST_CHUNK)
+            self._held_head += wire.LAST_CHUNK
+        self.flush_head()
         self._finish(keep_alive=True)
 
     def _finish(self, keep_alive: bool) -> None:

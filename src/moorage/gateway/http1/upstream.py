@@ -54,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            exchange.flush_head()
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
             if self.exchange is not None:

@@ -1,0 +1,36 @@
+"""``/v1/gateway/routes``: the route table for standalone gateways (admin token).
+
+A gateway long-polls: with ``version`` set to the table it holds, the call
+returns as soon as the table changes, or after ``wait`` seconds with the same
+table, so routing changes reach every gateway within moments without a
+request storm.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from moorage.api.deps import AdminUser, ServicesDep
+from moorage.gateway.table_json import table_to_json
+
+router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
+
+
+@router.get("/routes", summary="The gateway route table (admin token; long-poll)")
+async def routes(
+    services: ServicesDep,
+    _admin: AdminUser,
+    version: Annotated[str | None, Query(description="The version you hold")] = None,
+    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
+) -> dict[str, Any]:
+    holder = services.routes
+    body = table_to_json(holder.current)
+    deadline = time.monotonic() + wait
+    # The controller republishes every pass; only a different table ends the wait.
+    while body["version"] == version and (remaining := deadline - time.monotonic()) > 0:
+        await holder.next_swap(remaining)
+        body = table_to_json(holder.current)
+    return body

@@ -1,0 +1,194 @@
+"""``moorage gateway``: the gateway alone, scaled out over processes and hosts.
+
+Each worker process runs its own event loop and listens on the same port with
+SO_REUSEPORT, so the kernel spreads connections over them. Each worker keeps
+its own route table, fed by the control plane (long-polled) or read from a
+file; when the control plane cannot be reached the worker keeps serving from
+the last table it had. Caps and queues are per worker: with N workers an
+endpoint's ``max_concurrency`` holds per worker, so run one worker where the
+cap must be exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import uvloop
+
+from moorage.errors import MoorageError
+from moorage.gateway.dispatch import Dispatcher
+from moorage.gateway.http1 import wire
+from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.server import ProxyServer
+from moorage.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from moorage.gateway.router import GatewayRouter, bearer_token
+from moorage.gateway.routes import RouteTableHolder
+from moorage.gateway.table_json import table_from_json
+
+log = logging.getLogger(__name__)
+POLL_WAIT_S = 25.0
+RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str
+    port: int
+    workers: int = 1
+    routes_file: Path | None = None
+    control_plane: str | None = None
+    token: str | None = None
+
+
+def read_routes_file(path: Path) -> RouteTableHolder:
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MoorageError(f"cannot read the route table {path}: {exc}") from exc
+    holder = RouteTableHolder()
+    holder.swap(table_from_json(body, str(path)))
+    return holder
+
+
+class ControlPlaneFeed:
+    """Keeps a worker's route table current from ``GET /v1/gateway/routes``."""
+
+    def __init__(self, holder: RouteTableHolder, base_url: str, token: str) -> None:
+        self.holder = holder
+        self.url = base_url.rstrip("/") + "/v1/gateway/routes"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.version: str | None = None
+        self.first_table = asyncio.Event()
+
+    async def run(self) -> None:
+        failing = False
+        timeout = aiohttp.ClientTimeout(total=POLL_WAIT_S + 10)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            while True:
+                params = {"wait": str(POLL_WAIT_S)}
+                if self.version is not None:
+                    params["version"] = self.version
+                try:
+                    async with session.get(self.url, headers=self.headers, params=params) as reply:
+                        if reply.status in (401, 403):
+                            log.error(
+                                "the control plane refused the gateway's token (%s); give "
+                                "moorage gateway an admin token with --token",
+                                reply.status,
+                            )
+                        reply.raise_for_status()
+                        body = await reply.json()
+                    self.holder.swap(table_from_json(body, self.url))
+                    self.version = body["version"]
+                    self.first_table.set()
+                    if failing:
+                        log.warning("control plane %s reachable again", self.url)
+                    failing = False
+                except (aiohttp.ClientError, TimeoutError, MoorageError, ValueError) as exc:
+                    if not failing:
+                        log.warning(
+                            "cannot reach the control plane at %s (%s); serving from the "
+                            "last route table until it answers",
+                            self.url,
+                            exc,
+                        )
+                    failing = True
+                    await asyncio.sleep(RETRY_S)
+
+
+def _health(exchange: Exchange) -> None:
+    exchange.respond(
+        wire.plain_response(200, b'{"status":"ok"}', b"application/json", close=False),
+        200,
+    )
+
+
+def _metrics_handler(metrics: GatewayMetrics, token: str | None) -> Callable[[Exchange], None]:
+    wanted = hashlib.sha256(token.encode()).hexdigest() if token else None
+
+    def handle(exchange: Exchange) -> None:
+        given = bearer_token(exchange.request.authorization)
+        if wanted is not None and (
+            given is None or hashlib.sha256(given.encode()).hexdigest() != wanted
+        ):
+            exchange.respond_error(
+                401, "unauthenticated", "send the gateway's admin token to read /metrics"
+            )
+            return
+        body = metrics.render()
+        exchange.respond(wire.plain_response(200, body, CONTENT_TYPE.encode(), close=False), 200)
+
+    return handle
+
+
+async def run_worker(config: GatewayConfig) -> None:
+    if config.routes_file is not None:
+        holder = read_routes_file(config.routes_file)
+        feed = None
+    else:
+        holder = RouteTableHolder()
+        feed = ControlPlaneFeed(holder, config.control_plane or "", config.token or "")
+    dispatcher = Dispatcher(holder.route_of)
+    holder.on_swap(dispatcher.routes_changed)
+    metrics = GatewayMetrics(dispatcher)
+    router = GatewayRouter(
+        holder,
+        dispatcher,
+        metrics,
+        local={b"/healthz": _health, b"/metrics": _metrics_handler(metrics, config.token)},
+    )
+    proxy = ProxyServer(router)
+    feeding = asyncio.create_task(feed.run()) if feed is not None else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await proxy.listen(config.host, config.port, reuse_port=config.workers > 1)
+    try:
+        await stop.wait()
+    finally:
+        if feeding is not None:
+            feeding.cancel()
+        await proxy.close()
+
+
+def _worker_main(config: GatewayConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_worker(config))
+
+
+def run(config: GatewayConfig) -> None:
+    """Runs the workers until SIGINT or SIGTERM; each finishes its requests first."""
+    if config.routes_file is not None:
+        read_routes_file(config.routes_file)  # a broken file fails here, once, clearly
+    if config.workers == 1:
+        _worker_main(config)
+        return
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_worker_main, args=(config,), name=f"gateway-{i}")
+        for i in range(config.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(sig: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None:
+                os.kill(worker.pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
