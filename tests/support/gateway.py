@@ -1,0 +1,103 @@
+"""A real ``moorage gateway`` in a subprocess, fed a route file or a control plane."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support.server import MOORAGE, free_port, wait_for
+
+PREFIX = "/inference-api/v1/inference_service/"
+
+
+def endpoint(
+    service_id: str,
+    replicas: list[str],
+    token: str = "gateway-test-token",
+    **gateway_metadata: Any,
+) -> dict[str, Any]:
+    """One entry of a route file."""
+    return {
+        "service_id": service_id,
+        "tokens": [token],
+        "replicas": replicas,
+        "gateway_metadata": gateway_metadata,
+    }
+
+
+@dataclass
+class StandaloneGateway:
+    """``moorage gateway`` on a free port; ``url(service_id, path)`` is where to call."""
+
+    workdir: Path
+    endpoints: list[dict[str, Any]] | None = None
+    control_plane: str | None = None
+    token: str | None = None
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, service_id: str, path: str = "") -> str:
+        return f"{self.base}{PREFIX}{service_id}/{path}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"gateway-{self.port}.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def command(self) -> list[str]:
+        command = [MOORAGE, "gateway", "--port", str(self.port), "--workers", str(self.workers)]
+        if self.endpoints is not None:
+            routes = self.workdir / f"routes-{self.port}.json"
+            routes.write_text(json.dumps({"endpoints": self.endpoints}))
+            command += ["--routes", str(routes)]
+        if self.control_plane is not None:
+            command += ["--control-plane", self.control_plane]
+        if self.token is not None:
+            command += ["--token", self.token]
+        return command
+
+    def start(self) -> StandaloneGateway:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, timeout=20, what=f"moorage gateway to listen\n{self.log()}")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"moorage gateway exited early:\n{self.log()}")
+        try:
+            return requests.get(self.base + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"moorage gateway did not stop on {sig.name}:\n{self.log()}"
+            ) from None
+
+    def __enter__(self) -> StandaloneGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
