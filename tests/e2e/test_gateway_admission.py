@@ -65,6 +65,35 @@ def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> Non
     )
     assert bad.status_code == 422
     assert "gateway_metadata.policy" in bad.json()["message"]
+    timed = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"gateway_metadata": {"idle_timeout_s": 3600, "request_timeout_s": 7200}},
+    )
+    assert timed.json()["gateway_metadata"]["idle_timeout_s"] == 3600
+    assert timed.json()["gateway_metadata"]["request_timeout_s"] == 7200
+    unlimited = alice.call(
+        "PUT",
+        f"/v1/inference-service/{service_id}",
+        json={"gateway_metadata": {"request_timeout_s": None, "retries": 3}},
+    )
+    assert unlimited.json()["gateway_metadata"]["request_timeout_s"] is None
+    assert unlimited.json()["gateway_metadata"]["retries"] == 3
+    assert unlimited.json()["gateway_metadata"]["idle_timeout_s"] == 3600
+    for field, value in (("retries", 11), ("idle_timeout_s", 0), ("request_timeout_s", -1)):
+        refused = alice.call(
+            "PUT",
+            f"/v1/inference-service/{service_id}",
+            json={"gateway_metadata": {field: value}},
+        )
+        assert refused.status_code == 422
+        assert f"gateway_metadata.{field}" in refused.json()["message"]
+    assert (
+        alice.call("GET", f"/v1/inference-service/{service_id}").json()["gateway_metadata"][
+            "retries"
+        ]
+        == 3
+    )  # the refused changes changed nothing
     alice.call("DELETE", f"/v1/inference-service/{service_id}")
     wait_for(lambda: alice.call("GET", f"/v1/inference-service/{service_id}").status_code == 404)
 

@@ -173,3 +173,40 @@ async def test_a_slot_is_free_as_soon_as_the_replica_is_done() -> None:
         async with dispatcher.lease(current) as second:
             assert dispatcher.in_flight(second.replica.replica_id) == 1
     assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+
+def test_a_retry_skips_the_replicas_it_already_tried() -> None:
+    current = route()
+    dispatcher = dispatcher_for(current)
+    first = dispatcher.try_acquire(current)
+    assert first is not None
+    retry = dispatcher.try_acquire(current, exclude=frozenset({first.replica.replica_id}))
+    assert retry is not None
+    assert retry.replica.replica_id != first.replica.replica_id
+    assert dispatcher.try_acquire(current, exclude=frozenset({"a", "b"})) is None
+    first.release()
+    retry.release()
+    assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+
+def test_try_acquire_never_jumps_the_queue() -> None:
+    async def scenario() -> None:
+        current = route(max_concurrency=1, max_queue=5, queue_timeout_s=5)
+        dispatcher = dispatcher_for(current)
+        held = [dispatcher.try_acquire(current), dispatcher.try_acquire(current)]
+        waiter = asyncio.ensure_future(dispatcher.acquire(current))
+        await asyncio.sleep(0)
+        assert dispatcher.queue_length("ep") == 1
+        assert dispatcher.try_acquire(current) is None  # the waiter came first
+        lease = held[0]
+        assert lease is not None
+        lease.release()
+        handed = await waiter
+        assert handed.replica.replica_id == lease.replica.replica_id
+        handed.release()
+        for other in held[1:]:
+            assert other is not None
+            other.release()
+        assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
+
+    asyncio.run(scenario())
