@@ -3,9 +3,11 @@
 One fast backend (nginx, one worker, a fixed 13-byte body) runs as a moorage
 replica; the same backend is then loaded with wrk directly, through nginx as a
 reverse proxy (one worker, keep-alive upstream), through HAProxy (one thread),
-and through the moorage gateway on the `moorage serve` port, all at the same
+through the moorage gateway on the `moorage serve` port, and through a
+standalone `moorage gateway` (one worker, fed by that server), all at the same
 concurrency, in one run. Prints requests/s and p50/p99 latency, each as a ratio
-to direct and to nginx.
+to direct and to nginx; then the latency each path adds at half of nginx's
+requests/s (wrk paced by a per-connection delay), where queueing does not hide it.
 
     .venv/bin/python bench/gateway_throughput.py [--seconds 10] [--connections 50]
 
@@ -83,6 +85,9 @@ backend replica
 """
 
 
+DELAY_MS = 2
+
+
 @dataclass(frozen=True)
 class Result:
     name: str
@@ -117,8 +122,17 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(name: str, url: str, seconds: int, connections: int, token: str | None) -> Result:
+def run_wrk(
+    name: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    token: str | None,
+    script: Path | None = None,
+) -> Result:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
     if token:
         command[1:1] = ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -206,20 +220,42 @@ def main() -> None:
             subprocess.Popen([nginx, "-c", str(work / "proxy.conf"), "-g", "daemon off;"])
         )
         processes.append(subprocess.Popen([haproxy, "-f", str(work / "haproxy.cfg")]))
-        gateway = f"{base}/inference-api/v1/inference_service/{service_id}/"
+        standalone_port = free_port()
+        processes.append(
+            subprocess.Popen(
+                [
+                    *(str(moorage), "gateway", "--control-plane", base),
+                    *("--token", token, "--port", str(standalone_port)),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        path = f"/inference-api/v1/inference_service/{service_id}/"
+        gateway = base + path
+        standalone = f"http://127.0.0.1:{standalone_port}{path}"
         wait_http(f"http://127.0.0.1:{nginx_port}/")
         wait_http(f"http://127.0.0.1:{haproxy_port}/")
         wait_http(gateway, headers)
+        wait_http(standalone, headers)
 
         targets = [
             ("direct", f"http://{backend}/", None),
             ("nginx (1 worker)", f"http://127.0.0.1:{nginx_port}/", None),
             ("HAProxy (1 thread)", f"http://127.0.0.1:{haproxy_port}/", None),
             ("moorage serve (1 process)", gateway, token),
+            ("moorage gateway (1 worker)", standalone, token),
         ]
         for _, url, auth in targets:  # warm up connection pools
             run_wrk("warm-up", url, 2, args.connections, auth)
         results = [run_wrk(n, u, args.seconds, args.connections, a) for n, u, a in targets]
+        # Half of nginx's rate: each connection waits DELAY_MS after every response.
+        half_rate = results[1].rps / 2
+        paced_connections = max(1, round(half_rate * (DELAY_MS + 0.2) / 1000))
+        script = work / "pace.lua"
+        script.write_text(f"function delay()\n  return {DELAY_MS}\nend\n")
+        paced = [run_wrk(n, u, args.seconds, paced_connections, a, script) for n, u, a in targets]
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGINT if process is processes[0] else signal.SIGTERM)
@@ -230,8 +266,18 @@ def main() -> None:
                 process.kill()
         shutil.rmtree(work, ignore_errors=True)
 
-    direct, via_nginx = results[0], results[1]
     print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, fixed 13-byte body, one run\n")
+    print_table(results)
+    print(
+        f"\nAt half of nginx's rate: wrk -t1 -c{paced_connections} -d{args.seconds}s, "
+        f"each connection pausing {DELAY_MS} ms between requests (about "
+        f"{half_rate:.0f} req/s asked)\n"
+    )
+    print_table(paced)
+
+
+def print_table(results: list[Result]) -> None:
+    direct, via_nginx = results[0], results[1]
     print(
         f"{'path':28} {'req/s':>10} {'vs direct':>10} {'vs nginx':>9} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'+p99 vs direct':>15}"

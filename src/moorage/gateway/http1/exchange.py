@@ -311,6 +311,7 @@ class Exchange:
     def client_body(self, data: bytes) -> None:
         if self.finished:
             return
+        self.last_activity = self.server.now()
         if self._replay is not None:
             self._replay.append(data)
         if self.upstream is not None:
