@@ -255,7 +255,8 @@ def print_table(results: list[Result], args: argparse.Namespace, events: int) ->
         )
     print(
         "\nbad: events expected but not received in order (missing, out of order, or wrong "
-        "data); failed: streams that did not end cleanly."
+        "data); failed: streams that did not end cleanly.\nRSS is VmRSS summed over the "
+        "process tree: with --workers > 1, pages a worker shares with its parent count twice."
     )
     for r in results:
         if r.failure:
