@@ -9,9 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from moorage import serving
 from moorage.errors import MoorageError
-from moorage.server import MoorageServer
 from moorage.settings import Settings
 
 err = Console(stderr=True)
@@ -33,6 +31,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run moorage: the API, the controller and the gateway, on one port."""
+    # Imported here: `moorage gateway` shares this CLI and needs none of the server.
+    from moorage import serving
+    from moorage.server import MoorageServer
+
     given = {"host": host, "port": port, "runtime": runtime}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:

@@ -7,11 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from moorage.clock import SystemClock
 from moorage.errors import MoorageError
-from moorage.services.accounts import AccountService
-from moorage.settings import Settings
-from moorage.store.db import Database
 
 app = typer.Typer(
     help="Manage API tokens (run where moorage keeps its data).", no_args_is_help=True
@@ -25,6 +21,12 @@ def create(
     name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "cli",
 ) -> None:
     """Create a token for USER and print it on its own line (it is not shown again)."""
+    # Imported here: `moorage gateway` shares this CLI and needs none of the store.
+    from moorage.clock import SystemClock
+    from moorage.services.accounts import AccountService
+    from moorage.settings import Settings
+    from moorage.store.db import Database
+
     settings = Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
