@@ -75,7 +75,8 @@ class Request:
         elif name == b"expect":
             self.expect_continue = value.lower() == b"100-continue"
         elif name == b"connection":
-            self.connection_tokens = wire.connection_tokens(value)
+            # A list header: several Connection lines add up (RFC 9110 section 5.3).
+            self.connection_tokens |= wire.connection_tokens(value)
             self.upgrade = b"upgrade" in self.connection_tokens
         elif name == b"upgrade":
             self.upgrade_to = value
@@ -389,7 +390,7 @@ class Exchange:
             for name, value in headers:
                 lower = name.lower()
                 if lower == b"connection":
-                    dropped = wire.connection_tokens(value)
+                    dropped |= wire.connection_tokens(value)
             for name, value in headers:
                 lower = name.lower()
                 if lower in wire.HOP_BY_HOP or lower in dropped:
@@ -406,7 +407,9 @@ class Exchange:
             else:
                 self._chunked_out = True
                 parts.append(b"transfer-encoding: chunked\r\n")
-        if not self.keep_client:
+        if status == 101:
+            pass  # the replica's "Connection: upgrade" stands; a "close" beside it breaks clients
+        elif not self.keep_client:
             parts.append(b"connection: close\r\n")
         elif request.http10:
             parts.append(b"connection: keep-alive\r\n")
