@@ -87,8 +87,10 @@ class RouteTableHolder:
     wait for the next table instead of failing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, live: bool = True) -> None:
         self.current = RouteTable.empty()
+        # False for a table read from a file: no newer table will come, so nobody waits.
+        self.live = live
         self._swapped: asyncio.Event | None = None
         self._listeners: list[Callable[[], None]] = []
 
@@ -114,6 +116,8 @@ class RouteTableHolder:
             await asyncio.wait_for(self._swapped.wait(), timeout_s)
 
     async def wait_for_route(self, service_id: str, timeout_s: float) -> EndpointRoute | None:
+        if not self.live:
+            return self.current.endpoints.get(service_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (route := self.current.endpoints.get(service_id)) is None:

@@ -33,6 +33,7 @@ class ClientConnection(asyncio.Protocol):
         "server",
         "transport",
         "tunnel",
+        "write_paused",
     )
 
     def __init__(self, server: ProxyServer) -> None:
@@ -44,6 +45,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending: deque[Exchange] = deque()
         self.tunnel: Exchange | None = None
         self.reading = False  # inside data_received: request bytes are held, then flushed
+        self.write_paused = False  # our send buffer is full: replicas must wait
         self.idle_since = server.now()
         self._request = Request()
         self._pausers: set[object] = set()
@@ -85,10 +87,12 @@ class ClientConnection(asyncio.Protocol):
         self.pending.clear()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.current is not None:
             self.current.client_backpressure(paused=True)
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.current is not None:
             self.current.client_backpressure(paused=False)
 

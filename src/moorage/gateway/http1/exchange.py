@@ -302,6 +302,8 @@ class Exchange:
         self.reached = True
         self._body = []
         self._body_size = 0
+        if self.client.write_paused:  # an earlier response still fills the client's buffer
+            self.client_backpressure(paused=True)
         self.client.resume_reading_for(request)
         if request.expect_continue and not self.request_done and not self._continue_sent:
             self._continue_sent = True
