@@ -55,7 +55,7 @@ def read_routes_file(path: Path) -> RouteTableHolder:
         body = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise MoorageError(f"cannot read the route table {path}: {exc}") from exc
-    holder = RouteTableHolder()
+    holder = RouteTableHolder(live=False)
     holder.swap(table_from_json(body, str(path)))
     return holder
 
@@ -71,7 +71,7 @@ class ControlPlaneFeed:
         self.first_table = asyncio.Event()
 
     async def run(self) -> None:
-        failing = False
+        failing = refused = False
         timeout = aiohttp.ClientTimeout(total=POLL_WAIT_S + 10)
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
             while True:
@@ -81,11 +81,13 @@ class ControlPlaneFeed:
                 try:
                     async with session.get(self.url, headers=self.headers, params=params) as reply:
                         if reply.status in (401, 403):
-                            log.error(
-                                "the control plane refused the gateway's token (%s); give "
-                                "moorage gateway an admin token with --token",
-                                reply.status,
-                            )
+                            if not refused:  # once, not at every retry
+                                log.error(
+                                    "the control plane refused the gateway's token (%s); give "
+                                    "moorage gateway an admin token with --token",
+                                    reply.status,
+                                )
+                            refused = failing = True  # it was reached: not "cannot reach"
                         reply.raise_for_status()
                         body = await reply.json()
                     self.holder.swap(table_from_json(body, self.url))
@@ -93,7 +95,7 @@ class ControlPlaneFeed:
                     self.first_table.set()
                     if failing:
                         log.warning("control plane %s reachable again", self.url)
-                    failing = False
+                    failing = refused = False
                 except (aiohttp.ClientError, TimeoutError, MoorageError, ValueError) as exc:
                     if not failing:
                         log.warning(

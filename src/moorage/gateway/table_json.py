@@ -53,14 +53,23 @@ def _replica(index: int, value: Any) -> ReplicaRoute:
     return ReplicaRoute(str(value["replica_id"]), str(value["address"]))
 
 
+def _listed(entry: dict[str, Any], key: str, where: str) -> list[Any]:
+    """A list field; a lone string would otherwise be taken one character at a time."""
+    value = entry.get(key, [])
+    if not isinstance(value, list):
+        raise MoorageError(f"{where}.{key}: give a list, not {type(value).__name__}")
+    return value
+
+
 def table_from_json(body: dict[str, Any], source: str) -> RouteTable:
     """Reads a table; a malformed one raises ``MoorageError`` naming the field."""
     routes: dict[str, EndpointRoute] = {}
-    known: set[str] = set(body.get("known_token_sha256", ()))
     try:
+        known: set[str] = set(_listed(body, "known_token_sha256", source))
         for position, entry in enumerate(body["endpoints"]):
             where = f"{source}: endpoints[{position}]"
-            hashes = {*entry.get("token_sha256", ()), *map(_sha256, entry.get("tokens", ()))}
+            tokens = _listed(entry, "tokens", where)
+            hashes = {*_listed(entry, "token_sha256", where), *map(_sha256, tokens)}
             if not hashes:
                 raise MoorageError(f"{where}: give 'tokens' (or 'token_sha256') allowed to call it")
             try:
@@ -72,13 +81,15 @@ def table_from_json(body: dict[str, Any], source: str) -> RouteTable:
             route = EndpointRoute(
                 service_id=str(entry["service_id"]),
                 owner_token_hashes=frozenset(hashes),
-                replicas=tuple(_replica(i, r) for i, r in enumerate(entry.get("replicas", ()))),
+                replicas=tuple(
+                    _replica(i, r) for i, r in enumerate(_listed(entry, "replicas", where))
+                ),
                 status_hint=str(entry.get("status", "running")),
                 admission=admission,
             )
             routes[route.service_id] = route
             known |= hashes
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise MoorageError(
             f"{source}: not a route table ({exc!r}); expected "
             '{"endpoints": [{"service_id": ..., "tokens": [...], "replicas": ["host:port"]}]}'
