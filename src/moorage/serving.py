@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import uvicorn
 import uvloop
 
-from moorage.gateway.http1.server import ProxyServer
+from moorage.gateway.http1.server import ProxyServer, freeze_startup_heap
 from moorage.gateway.router import GatewayRouter
 from moorage.server import MoorageServer
 
@@ -61,6 +61,7 @@ async def serve(server: MoorageServer, host: str, port: int) -> None:
     )
     with api.capture_signals_for_whole_run():
         await proxy.listen(host, port)
+        freeze_startup_heap()
         try:
             await api.serve(sockets=[api_socket])
         finally:

@@ -29,7 +29,7 @@ from moorage.errors import MoorageError
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
-from moorage.gateway.http1.server import ProxyServer
+from moorage.gateway.http1.server import ProxyServer, freeze_startup_heap
 from moorage.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from moorage.gateway.router import GatewayRouter, bearer_token
 from moorage.gateway.routes import RouteTableHolder
@@ -156,6 +156,7 @@ async def run_worker(config: GatewayConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await proxy.listen(config.host, config.port, reuse_port=config.workers > 1)
+    freeze_startup_heap()
     try:
         await stop.wait()
     finally:

@@ -74,9 +74,10 @@ class ClientConnection(asyncio.Protocol):
             self._malformed(exc)
         finally:
             self.reading = False
-        for exchange in (self.current, *self.pending):
-            if exchange is not None:
-                exchange.flush_request()
+        if self.current is not None:
+            self.current.flush_request()
+        for exchange in self.pending:
+            exchange.flush_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)

@@ -389,19 +389,21 @@ class Exchange:
             parts += [b"%b: %b\r\n" % h for h in headers]
         else:
             dropped: frozenset[bytes] = frozenset()
+            kept: list[tuple[bytes, bytes, bytes]] = []
             for name, value in headers:
                 lower = name.lower()
-                if lower == b"connection":
-                    dropped |= wire.connection_tokens(value)
-            for name, value in headers:
-                lower = name.lower()
-                if lower in wire.HOP_BY_HOP or lower in dropped:
-                    if lower == b"transfer-encoding":
+                if lower in wire.HOP_BY_HOP:
+                    if lower == b"connection":
+                        dropped |= wire.connection_tokens(value)
+                    elif lower == b"transfer-encoding":
                         chunked_in = True
                     continue
                 if lower == b"content-length":
                     has_length = True
-                parts += [name, b": ", value, b"\r\n"]
+                kept.append((lower, name, value))
+            for lower, name, value in kept:
+                if lower not in dropped:
+                    parts += [name, b": ", value, b"\r\n"]
         bodyless = request.method == b"HEAD" or status in _BODYLESS_STATUS
         if status != 101 and not bodyless and not has_length:
             if request.http10:
