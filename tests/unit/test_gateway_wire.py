@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from moorage.errors import MoorageError
-from moorage.gateway.http1.exchange import Request
+from moorage.gateway.http1.request import Request
 from moorage.gateway.router import bearer_token
 from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTable
 from moorage.gateway.table_json import table_from_json, table_to_json

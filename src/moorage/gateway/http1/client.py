@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from moorage.gateway.http1 import wire
-from moorage.gateway.http1.exchange import Exchange, Request
+from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.request import Request
 
 if TYPE_CHECKING:
     from moorage.gateway.http1.server import ProxyServer

@@ -1,0 +1,117 @@
+"""A request as the client sent it, and the head the gateway sends a replica for it."""
+
+from __future__ import annotations
+
+from moorage.gateway.http1 import wire
+
+# Past this much request body held while no replica is attached, stop reading the client.
+BUFFER_LIMIT = 1 << 20
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+
+class Request:
+    """What the client asked, as parsed; header names are lower-cased."""
+
+    __slots__ = (
+        "authorization",
+        "chunked",
+        "connection_tokens",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "host",
+        "http10",
+        "keep_alive",
+        "method",
+        "retry_on_reset",
+        "target",
+        "upgrade",
+        "upgrade_to",
+    )
+
+    def __init__(self) -> None:
+        self.method = b"GET"
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.http10 = False
+        self.upgrade = False
+        self.upgrade_to = b""
+        self.content_length = 0
+        self.chunked = False
+        self.expect_continue = False
+        self.authorization = b""
+        self.host = b""
+        self.connection_tokens: frozenset[bytes] = frozenset()
+        self.retry_on_reset = False
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"authorization":
+            self.authorization = value
+        elif name == b"host":
+            self.host = value
+        elif name == b"content-length":
+            self.content_length = int(value) if value.isdigit() else 0
+        elif name == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"connection":
+            # A list header: several Connection lines add up (RFC 9110 section 5.3).
+            self.connection_tokens |= wire.connection_tokens(value)
+            self.upgrade = b"upgrade" in self.connection_tokens
+        elif name == b"upgrade":
+            self.upgrade_to = value
+        elif name == b"x-moorage-retry-on":
+            self.retry_on_reset = b"reset" in value.lower()
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    @property
+    def replayable(self) -> bool:
+        """May be sent again after it reached a replica: an idempotent method, and the
+        client opted in (``X-Moorage-Retry-On: reset``)."""
+        return (
+            self.retry_on_reset
+            and self.method in _IDEMPOTENT
+            and self.content_length <= BUFFER_LIMIT
+            and not self.upgrade
+        )
+
+    def upstream_head(
+        self, target: bytes, host: bytes, dropped: frozenset[bytes], peer: bytes
+    ) -> bytes:
+        """The request head for the replica: hop-by-hop headers (and ``dropped``) removed,
+        ``X-Forwarded-*`` added, the body framed as the client framed it."""
+        parts = [self.method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+        forwarded_for = peer
+        proto = host_seen = False
+        skip = self.connection_tokens
+        for name, value in self.headers:
+            if name in dropped or name in wire.HOP_BY_HOP or name in skip:
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = value + b", " + peer
+                continue
+            if name == b"x-forwarded-proto":
+                proto = True
+            elif name == b"x-forwarded-host":
+                host_seen = True
+            elif name == b"expect":
+                continue  # the gateway answers 100-continue itself
+            parts += [name, b": ", value, b"\r\n"]
+        parts += [b"x-forwarded-for: ", forwarded_for, b"\r\n"]
+        if not proto:
+            parts.append(b"x-forwarded-proto: http\r\n")
+        if not host_seen and self.host:
+            parts += [b"x-forwarded-host: ", self.host, b"\r\n"]
+        if self.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.upgrade:
+            parts += [b"connection: upgrade\r\nupgrade: ", self.upgrade_to, b"\r\n"]
+        parts.append(b"\r\n")
+        return b"".join(parts)
