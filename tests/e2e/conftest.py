@@ -11,7 +11,10 @@ import pytest
 
 from tests.conftest import database
 from tests.support import engine
+from tests.support.backends import Replica
 from tests.support.components import need
+from tests.support.gateway import StandaloneGateway, endpoint
+from tests.support.raw_http import OTHER_TOKEN, TOKEN
 from tests.support.server import ApiClient, MoorageServer, new_user_token
 
 
@@ -73,3 +76,34 @@ def alice(server: MoorageServer, admin: ApiClient) -> ApiClient:
 @pytest.fixture(scope="module")
 def bob(server: MoorageServer, admin: ApiClient) -> ApiClient:
     return ApiClient(server.url, new_user_token(admin, "bob"))
+
+
+# -- a standalone gateway in front of one real replica (the gateway_* modules) ----------
+
+
+@pytest.fixture(scope="module")
+def replica() -> Iterator[Replica]:
+    with Replica() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    replica: Replica, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StandaloneGateway]:
+    """Endpoints ``svc``, ``capped`` (one request at a time, a short queue) and ``theirs``
+    (another user's), all on ``replica``."""
+    endpoints = [
+        endpoint("svc", [replica.address], token=TOKEN),
+        endpoint(
+            "capped",
+            [replica.address],
+            token=TOKEN,
+            max_concurrency=1,
+            max_queue=5,
+            queue_timeout_s=20,
+        ),
+        endpoint("theirs", [replica.address], token=OTHER_TOKEN),
+    ]
+    with StandaloneGateway(tmp_path_factory.mktemp("gateway"), endpoints) as running:
+        yield running

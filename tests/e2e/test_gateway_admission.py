@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from tests.support.metrics import metric
 from tests.support.server import ApiClient, wait_for
 
 
@@ -98,18 +99,6 @@ def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> Non
     wait_for(lambda: alice.call("GET", f"/v1/inference-service/{service_id}").status_code == 404)
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
-        found = dict(part.split("=", 1) for part in label_text.split(","))
-        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            return float(value)
-    return 0.0
-
-
 def test_metrics_count_requests_latency_in_flight_and_refusals(
     alice: ApiClient, admin: ApiClient
 ) -> None:
@@ -131,13 +120,13 @@ def test_metrics_count_requests_latency_in_flight_and_refusals(
     assert refused.status_code == 429
 
     text = admin.call("GET", "/metrics").text
-    assert _metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="200") >= 6
-    assert _metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="404") == 1
+    assert metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="200") >= 6
+    assert metric(text, "moorage_gateway_requests_total", endpoint=service_id, code="404") == 1
     assert (
-        _metric(text, "moorage_gateway_errors_total", endpoint=service_id, reason="overloaded") == 1
+        metric(text, "moorage_gateway_errors_total", endpoint=service_id, reason="overloaded") == 1
     )
-    assert _metric(text, "moorage_gateway_request_duration_seconds_count", endpoint=service_id) >= 7
-    assert _metric(during, "moorage_gateway_in_flight", endpoint=service_id) == 1
-    assert _metric(text, "moorage_gateway_in_flight", endpoint=service_id) == 0
+    assert metric(text, "moorage_gateway_request_duration_seconds_count", endpoint=service_id) >= 7
+    assert metric(during, "moorage_gateway_in_flight", endpoint=service_id) == 1
+    assert metric(text, "moorage_gateway_in_flight", endpoint=service_id) == 0
     assert alice.call("GET", "/metrics").status_code == 403
     alice.call("DELETE", f"/v1/inference-service/{service_id}")

@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from tests.support.gateway import StandaloneGateway, endpoint
+from tests.support.metrics import metric
 from tests.support.resilience_backends import Backend, refusing_address
 from tests.support.server import (
     MOORAGE,
@@ -50,18 +51,6 @@ def call(method: str, url: str, **kwargs: Any) -> requests.Response:
     """One request on a fresh connection, as the test's token."""
     headers = {**AUTH, **kwargs.pop("headers", {})}
     return requests.request(method, url, headers=headers, timeout=30, **kwargs)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of Prometheus text (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
-        found = dict(part.split("=", 1) for part in label_text.split(","))
-        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            return float(value)
-    return 0.0
 
 
 def assert_gateway_error(response: requests.Response, status: int, code: str) -> None:

@@ -1,0 +1,166 @@
+"""A client that speaks HTTP/1.1 byte by byte, for tests where the wire is the point,
+and the standalone gateway's metrics as tests read them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from tests.support.gateway import PREFIX, StandaloneGateway
+from tests.support.metrics import metric
+
+TOKEN = "gateway-test-token"
+OTHER_TOKEN = "someone-elses-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]  # names lower-cased, in order
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n == name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RawClient:
+    """One TCP connection to the gateway; responses are read off it in order."""
+
+    def __init__(
+        self, gateway: StandaloneGateway, timeout: float = 15.0, receive_buffer: int = 0
+    ) -> None:
+        self.gateway = gateway
+        self.sock = socket.socket()
+        if receive_buffer:  # fixed, not grown by the kernel as data comes
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(("127.0.0.1", gateway.port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.file = self.sock.makefile("rb")
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        version: str = "HTTP/1.1",
+        service: str = "svc",
+    ) -> bytes:
+        lines = [
+            f"{method} {PREFIX}{service}/{path} {version}",
+            f"Host: 127.0.0.1:{self.gateway.port}",
+        ]
+        lines += [f"{name}: {value}" for name, value in {**AUTH, **(headers or {})}.items()]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_head(self) -> RawResponse:
+        status_line = self.file.readline()
+        assert status_line.startswith(b"HTTP/1."), f"not a status line: {status_line!r}"
+        status = int(status_line.split()[1])
+        headers: list[tuple[str, str]] = []
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        return RawResponse(status, headers)
+
+    def read_response(self, head_only: bool = False) -> RawResponse:
+        response = self.read_head()
+        length = response.header("content-length")
+        if head_only or response.status < 200 or response.status in (204, 304):
+            return response
+        if "chunked" in (response.header("transfer-encoding") or ""):
+            response.body = self._read_chunked()
+        elif length is not None:
+            response.body = self._read_exactly(int(length))
+        else:
+            response.body = self.file.read()  # delimited by the close
+        return response
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = self.file.read(size)
+        assert len(data) == size, f"the body ended after {len(data)} of {size} bytes"
+        return data
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int(self.file.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.file.readline() not in (b"\r\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exactly(size))
+            assert self.file.readline() == b"\r\n"
+
+    def closed_by_gateway(self) -> bool:
+        """Whether the gateway closed the connection (end of stream, nothing more)."""
+        return self.file.read() == b""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def seen_headers(inspected: dict[str, Any]) -> dict[str, list[str]]:
+    """The headers the replica received, by lower-cased name."""
+    found: dict[str, list[str]] = {}
+    for name, value in inspected["headers"]:
+        found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+def gauge(gateway: StandaloneGateway, name: str, service_id: str) -> float:
+    """One endpoint's sample of a gauge on ``/metrics``, 0 when it has none."""
+    text = requests.get(gateway.base + "/metrics", timeout=10).text
+    return metric(text, name, endpoint=service_id)
+
+
+def in_flight(gateway: StandaloneGateway, service_id: str) -> float:
+    return gauge(gateway, "moorage_gateway_in_flight", service_id)
+
+
+def queued(gateway: StandaloneGateway, service_id: str) -> float:
+    return gauge(gateway, "moorage_gateway_queue_length", service_id)
+
+
+def take_the_only_slot(client: RawClient) -> None:
+    """Starts an endless stream on ``capped`` (one request at a time) on ``client``."""
+    client.send(client.request_bytes("GET", "drip?interval=0.1", service="capped"))
+    assert client.read_head().status == 200
+    assert client.file.readline()  # the chunk size line of the first drip
+    assert in_flight(client.gateway, "capped") == 1
+
+
+# -- request bodies --------------------------------------------------------------------
