@@ -17,7 +17,11 @@ from collections.abc import Iterator
 import uvicorn
 import uvloop
 
-from moorage.gateway.http1.server import ProxyServer, freeze_startup_heap
+from moorage.gateway.http1.server import (
+    ProxyServer,
+    freeze_startup_heap,
+    raise_open_file_limit,
+)
 from moorage.gateway.router import GatewayRouter
 from moorage.server import MoorageServer
 
@@ -71,6 +75,7 @@ async def serve(server: MoorageServer, host: str, port: int) -> None:
 
 
 def run(server: MoorageServer, host: str, port: int) -> None:
+    raise_open_file_limit()
     # Ctrl-C is raised again once everything stopped; by then it is an ordinary exit.
     with (
         contextlib.suppress(KeyboardInterrupt),

@@ -29,7 +29,11 @@ from moorage.errors import MoorageError
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
-from moorage.gateway.http1.server import ProxyServer, freeze_startup_heap
+from moorage.gateway.http1.server import (
+    ProxyServer,
+    freeze_startup_heap,
+    raise_open_file_limit,
+)
 from moorage.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from moorage.gateway.router import GatewayRouter, bearer_token
 from moorage.gateway.routes import RouteTableHolder
@@ -175,6 +179,14 @@ def run(config: GatewayConfig) -> None:
     """Runs the workers until SIGINT or SIGTERM; each finishes its requests first."""
     if config.routes_file is not None:
         read_routes_file(config.routes_file)  # a broken file fails here, once, clearly
+    limit = raise_open_file_limit()
+    if limit < 4096:
+        log.warning(
+            "only %d open files allowed: about %d concurrent streams; raise the hard limit "
+            "(ulimit -Hn, or LimitNOFILE= in a systemd unit)",
+            limit,
+            limit // 2,
+        )
     if config.workers == 1:
         _worker_main(config)
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import resource
 import socket
 import time
 from typing import Protocol
@@ -21,6 +22,20 @@ from moorage.gateway.http1.exchange import Exchange
 from moorage.gateway.http1.upstream import UpstreamPool
 
 TICK_S = 0.25
+
+
+def raise_open_file_limit() -> int:
+    """Lifts the soft limit on open files to the hard one, as nginx's
+    ``worker_rlimit_nofile`` does: each proxied stream holds two sockets, and the usual
+    soft default of 1024 would refuse connections past about 500 streams. Returns the
+    limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return soft
 
 
 def freeze_startup_heap() -> None:
