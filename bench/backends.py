@@ -25,6 +25,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -363,6 +364,14 @@ class Processes:
     def stop_all(self) -> None:
         for _, process in reversed(self.running):
             self.stop(process)
+
+    def clean_up(self, work: Path, keep: bool) -> None:
+        """Stops everything; removes the work directory unless asked to keep it."""
+        self.stop_all()
+        if keep:
+            print(f"configs and logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def wait_tcp(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

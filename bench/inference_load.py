@@ -415,11 +415,7 @@ def main() -> None:
                     )
                 time.sleep(0.5)
     finally:
-        processes.stop_all()
-        if args.keep:
-            print(f"configs and logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        processes.clean_up(work, args.keep)
     print_table(rows, args, capacity)
 
 

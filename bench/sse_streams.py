@@ -324,11 +324,7 @@ def main() -> None:
                     if running_name == name:
                         processes.stop(process)
     finally:
-        processes.stop_all()
-        if args.keep:
-            print(f"configs and logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        processes.clean_up(work, args.keep)
     print_table(results, args, events)
 
 
