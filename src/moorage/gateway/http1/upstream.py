@@ -144,6 +144,7 @@ class UpstreamPool:
 
     async def open(self, address: str) -> UpstreamConnection:
         host, _, port = address.rpartition(":")
+        host = host.strip("[]")  # "[::1]:8000": an IPv6 literal
         loop = asyncio.get_running_loop()
         _, protocol = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConnection(self, address), host, int(port)),
