@@ -312,8 +312,12 @@ class Reconciler:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.publish_routes(RouteTable.empty())
         snapshot = await asyncio.to_thread(self._load)
+        # Out of rotation before they stop; the endpoints stay known, so callers get
+        # 503 with Retry-After (come back soon), not 404 (no such endpoint).
+        self.publish_routes(
+            snapshot.routes.without(frozenset(r.replica_id for r in snapshot.replicas))
+        )
         await asyncio.gather(*(self._stop_for_shutdown(r) for r in snapshot.replicas))
         observed = await self.runtime.observe()
         await asyncio.gather(*(self.runtime.stop(rid) for rid in observed))
