@@ -172,9 +172,6 @@ class GatewayRouter:
             return
         service_id = service.decode("latin-1")
         route = table.endpoints.get(service_id)
-        if route is None and not self.routes.live:
-            self._not_found(exchange, service_id)
-            return
         if route is None:  # maybe created a moment ago: its route comes with a next table
             exchange.task = asyncio.ensure_future(
                 self._await_route(exchange, service_id, digest, suffix)

@@ -72,7 +72,6 @@ class ControlPlaneFeed:
         self.url = base_url.rstrip("/") + "/v1/gateway/routes"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.version: str | None = None
-        self.first_table = asyncio.Event()
 
     async def run(self) -> None:
         failing = refused = False
@@ -96,7 +95,6 @@ class ControlPlaneFeed:
                         body = await reply.json()
                     self.holder.swap(table_from_json(body, self.url))
                     self.version = body["version"]
-                    self.first_table.set()
                     if failing:
                         log.warning("control plane %s reachable again", self.url)
                     failing = refused = False

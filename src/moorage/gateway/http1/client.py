@@ -67,7 +67,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            exchange = self.pending[-1] if self.pending else self.current
+            exchange = self._parsing()
             if exchange is not None and exchange.request.upgrade:
                 self.tunnel = exchange
                 exchange.client_tunnel_data(data[upgrade.args[0] :])
@@ -75,10 +75,8 @@ class ClientConnection(asyncio.Protocol):
             self._malformed(exc)
         finally:
             self.reading = False
-        if self.current is not None:
+        if self.current is not None:  # only the current exchange has a replica to write to
             self.current.flush_request()
-        for exchange in self.pending:
-            exchange.flush_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -119,20 +117,24 @@ class ClientConnection(asyncio.Protocol):
         exchange = Exchange(self, request)
         if self.current is None:
             self.current = exchange
-            self.server.start(exchange)
+            self.server.router.route(exchange)
         else:
             self.pending.append(exchange)
             self.pause_reading_for(self)
 
     def on_body(self, body: bytes) -> None:
-        exchange = self.pending[-1] if self.pending else self.current
+        exchange = self._parsing()
         if exchange is not None:
             exchange.client_body(body)
 
     def on_message_complete(self) -> None:
-        exchange = self.pending[-1] if self.pending else self.current
+        exchange = self._parsing()
         if exchange is not None:
             exchange.client_body_done()
+
+    def _parsing(self) -> Exchange | None:
+        """The exchange whose request the parser is reading: the newest one."""
+        return self.pending[-1] if self.pending else self.current
 
     # -- used by exchanges -----------------------------------------------------------
 
@@ -176,7 +178,7 @@ class ClientConnection(asyncio.Protocol):
             self.current = self.pending.popleft()
             if not self.pending:
                 self.resume_reading_for(self)
-            self.server.start(self.current)
+            self.server.router.route(self.current)
 
     def _malformed(self, exc: Exception) -> None:
         if self.current is None and self.transport is not None:

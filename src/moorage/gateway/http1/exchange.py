@@ -50,7 +50,6 @@ class Exchange:
         "request",
         "request_done",
         "retries_left",
-        "reused",
         "route",
         "server",
         "started",
@@ -79,7 +78,7 @@ class Exchange:
         self.task: asyncio.Future[Any] | None = None
         self.status = 0
         self.note = ""  # why the gateway answered itself, for metrics
-        self.head_sent = self.finished = self.reached = self.reused = False
+        self.head_sent = self.finished = self.reached = False
         self.upgraded = self.upstream_paused = False
         self.keep_client = request.keep_alive and not request.upgrade
         self.idle_timeout_s: float | None = None
@@ -147,7 +146,7 @@ class Exchange:
             self.server.timed.add(self)
         connection = self.server.pool.take_idle(address)
         if connection is not None:
-            self._attach(connection, reused=True)
+            self._attach(connection)
         else:
             self.task = asyncio.ensure_future(self._open())
 
@@ -158,7 +157,7 @@ class Exchange:
             self.lease = None
         if self.reached and self._replay is not None:
             self._body = list(self._replay)
-        self.reached = self.reused = False
+        self.reached = False
 
     async def _open(self) -> None:
         try:
@@ -172,11 +171,10 @@ class Exchange:
         if self.finished:
             self.server.pool.put_back(connection, self.server.now())
             return
-        self._attach(connection, reused=False)
+        self._attach(connection)
 
-    def _attach(self, connection: UpstreamConnection, reused: bool) -> None:
+    def _attach(self, connection: UpstreamConnection) -> None:
         self.upstream = connection
-        self.reused = reused
         connection.exchange = self
         request = self.request
         held = self._held_request
@@ -257,9 +255,7 @@ class Exchange:
 
     # -- events from the replica -----------------------------------------------------
 
-    def upstream_head(
-        self, status: int, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
-    ) -> None:
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self.finished:
             return
         request = self.request

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import gc
 import resource
-import socket
 import time
 from typing import Protocol
 
@@ -61,11 +60,10 @@ class ProxyServer:
     def __init__(
         self,
         router: Router,
-        pool: UpstreamPool | None = None,
         keepalive_timeout_s: float = 75.0,
     ) -> None:
         self.router = router
-        self.pool = pool or UpstreamPool()
+        self.pool = UpstreamPool()
         self.keepalive_timeout_s = keepalive_timeout_s
         self.connections: set[ClientConnection] = set()
         self.timed: set[Exchange] = set()
@@ -73,25 +71,14 @@ class ProxyServer:
         self._ticker: asyncio.Task[None] | None = None
         self.now = time.monotonic
 
-    def start(self, exchange: Exchange) -> None:
-        self.router.route(exchange)
-
-    async def listen(
-        self, host: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
-    ) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        if sock is not None:
-            server = await loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=4096
-            )
-        else:
-            server = await loop.create_server(
-                lambda: ClientConnection(self),
-                host,
-                port,
-                reuse_port=reuse_port or None,
-                backlog=4096,
-            )
+    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: ClientConnection(self),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            backlog=4096,
+        )
         self._servers.append(server)
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick())

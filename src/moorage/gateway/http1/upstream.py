@@ -23,7 +23,6 @@ MAX_IDLE_S = 1.5
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_header_names",
         "_headers",
         "address",
         "exchange",
@@ -97,9 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.exchange is not None:
-            self.exchange.upstream_head(
-                self.parser.get_status_code(), self._headers, self.parser.should_keep_alive()
-            )
+            self.exchange.upstream_head(self.parser.get_status_code(), self._headers)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
@@ -169,18 +166,13 @@ class UpstreamPool:
         """Closes connections idle past ``max_idle_s`` (or all): replicas that went away
         must not keep sockets open here."""
         for address, idle in list(self._idle.items()):
-            keep = [c for c in idle if not all_of_them and now - c.idle_since < self.max_idle_s]
+            keep = []
             for connection in idle:
-                if connection not in keep:
+                if not all_of_them and now - connection.idle_since < self.max_idle_s:
+                    keep.append(connection)
+                else:
                     connection.close()
             if keep:
                 self._idle[address] = keep
             else:
-                self._idle.pop(address, None)
-
-    def addresses(self) -> set[str]:
-        return set(self._idle)
-
-    def drop_address(self, address: str) -> None:
-        for connection in self._idle.pop(address, []):
-            connection.close()
+                del self._idle[address]
