@@ -13,13 +13,13 @@ method is idempotent (see ``Request.replayable``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 
 from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
 from moorage.gateway.http1.exchange import Exchange
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import EndpointRoute, RouteTableHolder
+from moorage.tokens import hash_token
 
 PREFIX = b"/inference-api/v1/inference_service/"
 # The controller publishes a table at least every reconcile interval (1 s by default).
@@ -48,7 +48,7 @@ class TokenDigests:
         if digest is None:
             if len(self._digests) >= self._size:
                 self._digests.clear()
-            digest = self._digests[token] = hashlib.sha256(token.encode()).hexdigest()
+            digest = self._digests[token] = hash_token(token)
         return digest
 
 

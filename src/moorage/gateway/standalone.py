@@ -12,7 +12,6 @@ cap must be exact.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -38,6 +37,7 @@ from moorage.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from moorage.gateway.router import GatewayRouter, bearer_token
 from moorage.gateway.routes import RouteTableHolder
 from moorage.gateway.table_json import table_from_json
+from moorage.tokens import hash_token
 
 log = logging.getLogger(__name__)
 POLL_WAIT_S = 25.0
@@ -118,13 +118,11 @@ def _health(exchange: Exchange) -> None:
 
 
 def _metrics_handler(metrics: GatewayMetrics, token: str | None) -> Callable[[Exchange], None]:
-    wanted = hashlib.sha256(token.encode()).hexdigest() if token else None
+    wanted = hash_token(token) if token else None
 
     def handle(exchange: Exchange) -> None:
         given = bearer_token(exchange.request.authorization)
-        if wanted is not None and (
-            given is None or hashlib.sha256(given.encode()).hexdigest() != wanted
-        ):
+        if wanted is not None and (given is None or hash_token(given) != wanted):
             exchange.respond_error(
                 401, "unauthenticated", "send the gateway's admin token to read /metrics"
             )

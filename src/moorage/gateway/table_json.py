@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from moorage.errors import MoorageError
 from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTable
 from moorage.models.requests import GatewayMetadataIn
+from moorage.tokens import hash_token
 
 
 def table_to_json(table: RouteTable) -> dict[str, Any]:
@@ -41,10 +42,6 @@ def table_to_json(table: RouteTable) -> dict[str, Any]:
     }
     body["version"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return body
-
-
-def _sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _replica(index: int, value: Any) -> ReplicaRoute:
@@ -69,7 +66,7 @@ def table_from_json(body: dict[str, Any], source: str) -> RouteTable:
         for position, entry in enumerate(body["endpoints"]):
             where = f"{source}: endpoints[{position}]"
             tokens = _listed(entry, "tokens", where)
-            hashes = {*_listed(entry, "token_sha256", where), *map(_sha256, tokens)}
+            hashes = {*_listed(entry, "token_sha256", where), *map(hash_token, tokens)}
             if not hashes:
                 raise MoorageError(f"{where}: give 'tokens' (or 'token_sha256') allowed to call it")
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,13 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moorage.store.tables import TokenRow, UserRow
+from moorage.tokens import hash_token
 from moorage.wire import new_id
 
 TOKEN_PREFIX = "mrg_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def generate_token() -> str:
