@@ -66,10 +66,7 @@ class MoorageServer:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url)
         self.routes = RouteTableHolder()
-        self.dispatcher = Dispatcher(
-            lambda service_id: self.routes.current.endpoints.get(service_id)
-        )
-        self.routes.on_swap(self.dispatcher.routes_changed)
+        self.dispatcher = Dispatcher.following(self.routes)
         self.metrics = GatewayMetrics(self.dispatcher)
         self.runtime = make_runtime(settings)
         self.reconciler = Reconciler(

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from moorage.gateway.policies import Policy, make_policy
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute
+from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTableHolder
 
 
 class Overloaded(Exception):
@@ -71,6 +71,14 @@ class Dispatcher:
         self._endpoint_of: dict[str, str] = {}  # replica -> endpoint, for metrics
         self._waiting: dict[str, deque[asyncio.Future[ReplicaRoute]]] = {}
         self._policies: dict[tuple[str, str], Policy] = {}
+
+    @classmethod
+    def following(cls, routes: RouteTableHolder) -> Dispatcher:
+        """A dispatcher reading the holder's current table, whose waiting requests are
+        offered the replicas each new table brings."""
+        dispatcher = cls(routes.route_of)
+        routes.on_swap(dispatcher.routes_changed)
+        return dispatcher
 
     def in_flight(self, replica_id: str) -> int:
         return self._in_flight.get(replica_id, 0)

@@ -140,8 +140,7 @@ async def run_worker(config: GatewayConfig) -> None:
     else:
         holder = RouteTableHolder()
         feed = ControlPlaneFeed(holder, config.control_plane or "", config.token or "")
-    dispatcher = Dispatcher(holder.route_of)
-    holder.on_swap(dispatcher.routes_changed)
+    dispatcher = Dispatcher.following(holder)
     metrics = GatewayMetrics(dispatcher)
     router = GatewayRouter(
         holder,
