@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     )
     max_instances: int = Field(default=64, ge=1)
     crash_loop_threshold: int = Field(default=3, ge=1)
+    # Per-user quotas: the defaults every user gets until the admin sets their own
+    # (PUT /v1/users/{user_id}/quota). The admin is not bound by them.
+    quota_endpoints: int = Field(default=20, ge=0, description="Endpoints (not deleted).")
+    quota_replicas: int = Field(default=16, ge=0, description="Replicas of running endpoints.")
+    quota_flavor_share: float = Field(
+        default=0.5, ge=0, le=1, description="Share of a flavor's capacity (at least 1 replica)."
+    )
+    quota_command_bytes: int = Field(default=16 * 1024, ge=1, le=64 * 1024)
+    quota_env_vars: int = Field(default=64, ge=0, le=256)
+    quota_env_bytes: int = Field(default=32 * 1024, ge=0, le=64 * 1024)
+    quota_name_chars: int = Field(default=100, ge=1, le=128)
+    quota_description_chars: int = Field(default=1024, ge=0, le=4096)
+    quota_log_followers: int = Field(default=4, ge=0, description="Concurrent log followers.")
 
     @classmethod
     def settings_customise_sources(
