@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from moorage.runtimes import logfiles
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.ports import free_port
 
@@ -113,9 +114,19 @@ def replica_environment(launch: Launch, port: int) -> dict[str, str]:
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, root: Path, *, stop_grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        stop_grace_s: float = 10.0,
+        file_max_bytes: int = 0,
+        log_read_max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self.root = root
         self.stop_grace_s = stop_grace_s
+        # The backstop against a log flood between two rotation checks (logfiles.py).
+        self.file_max_bytes = file_max_bytes
+        self.log_read_max_bytes = log_read_max_bytes
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         root.mkdir(parents=True, exist_ok=True)
 
@@ -150,6 +161,7 @@ class ProcessRuntime:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
                 )
             except OSError as exc:
                 (workdir / RECORD_FILE).unlink(missing_ok=True)
@@ -236,28 +248,24 @@ class ProcessRuntime:
     async def logs(
         self, replica_id: str, *, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:
-        path = self._dir(replica_id) / OUTPUT_FILE
-        if not path.exists():
-            return
-        with path.open("rb") as handle:
-            data = handle.read()
-            if tail is not None:
-                lines = data.splitlines(keepends=True)
-                data = b"".join(lines[-tail:]) if tail else b""
-            if data:
-                yield data
-            while follow:
-                chunk = handle.read()
-                if chunk:
-                    yield chunk
-                    continue
-                record = self._read_record(replica_id)
-                if record is None or not self._is_running(record):
-                    rest = handle.read()
-                    if rest:
-                        yield rest
-                    return
-                await asyncio.sleep(0.2)
+        """Reads ``output.log`` (and its rotated ``output.log.1``) off the event loop:
+        the tail from the end, then a follower that watches the file's size."""
+
+        def alive() -> bool:
+            record = self._read_record(replica_id)
+            return record is not None and self._is_running(record)
+
+        async def running() -> bool:
+            return await asyncio.to_thread(alive)
+
+        async for chunk in logfiles.stream(
+            self._dir(replica_id) / OUTPUT_FILE,
+            tail_lines=tail,
+            follow=follow,
+            max_bytes=self.log_read_max_bytes,
+            running=running,
+        ):
+            yield chunk
 
     async def close(self) -> None:
         for child in self._children.values():

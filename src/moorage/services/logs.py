@@ -1,23 +1,109 @@
-"""Replica logs for the API: the owner's replicas only, merged line by line."""
+"""Replica logs for the API: the owner's replicas only, merged line by line.
+
+Bounded so no tenant can abuse them: ``tail`` is at most ``MAX_TAIL`` lines, a
+response's backlog (what exists before following starts) at most
+``response_max_bytes``, and each user may hold at most ``follower_limit(user_id)``
+followers at once, across all their endpoints; a follower's slot is freed when its
+client leaves.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from moorage.errors import InvalidField
+from moorage.errors import InvalidField, MoorageError
 from moorage.runtimes.base import Runtime
+from moorage.runtimes.logfiles import Housekeeper
 from moorage.services.endpoints import EndpointService
 from moorage.store.accounts import User
 
 MAX_TAIL = 100_000
+DEFAULT_RESPONSE_MAX_BYTES = 16 * 1024 * 1024
+# A replica that prints without newlines is cut into lines this long, so memory stays
+# bounded per follower.
+MAX_LINE_BYTES = 64 * 1024
+
+
+class TooManyFollowers(MoorageError):
+    """429: the user already holds as many log followers as their quota allows."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+
+class _Followers:
+    """How many followers each user holds now. Thread-safe: a slot may be released
+    by the garbage collector's finalizer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def acquire(self, user_id: str, limit: int) -> Callable[[], None]:
+        """Takes a slot or raises TooManyFollowers; returns an idempotent release."""
+        with self._lock:
+            held = self._held.get(user_id, 0)
+            if held >= limit:
+                raise TooManyFollowers(
+                    f"log_followers: you already follow logs {held} time(s) at once, the "
+                    f"most your quota allows ({limit}); close a follower (a client that "
+                    "disconnects frees its slot) or ask the operator to raise the quota"
+                )
+            self._held[user_id] = held + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                left = self._held.get(user_id, 1) - 1
+                if left > 0:
+                    self._held[user_id] = left
+                else:
+                    self._held.pop(user_id, None)
+
+        return release
+
+    def held(self, user_id: str) -> int:
+        with self._lock:
+            return self._held.get(user_id, 0)
 
 
 class LogService:
-    def __init__(self, endpoints: EndpointService, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        endpoints: EndpointService,
+        runtime: Runtime,
+        *,
+        follower_limit: Callable[[str], int] = lambda _user_id: 4,
+        response_max_bytes: int = DEFAULT_RESPONSE_MAX_BYTES,
+        housekeeper: Housekeeper | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.runtime = runtime
+        self.follower_limit = follower_limit
+        self.response_max_bytes = response_max_bytes
+        self.housekeeper = housekeeper
+        self.followers = _Followers()
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Starts the periodic rotation and clean-up of replica log folders."""
+        if self.housekeeper is not None and self._housekeeping is None:
+            self._housekeeping = asyncio.create_task(self.housekeeper.run())
+
+    async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
 
     def replicas(self, user: User, service_id: str, replica: str | None) -> Sequence[str]:
         """The replica ids to read, checking ownership first (another user's is 404)."""
@@ -35,30 +121,57 @@ class LogService:
         return matches
 
     def stream(
-        self, replica_ids: Sequence[str], *, tail: int | None, follow: bool
+        self,
+        replica_ids: Sequence[str],
+        *,
+        tail: int | None,
+        follow: bool,
+        user: User | None = None,
     ) -> AsyncIterator[bytes]:
         """Whole lines from every replica, each prefixed with its replica id when there
-        are several, interleaved as they arrive. Checks arguments before streaming."""
+        are several, interleaved as they arrive. Checks arguments, and takes one of the
+        user's follower slots, before streaming."""
         if tail is not None and not 0 <= tail <= MAX_TAIL:
             raise InvalidField("tail", f"must be between 0 and {MAX_TAIL}, got {tail}")
-        return self._merged(replica_ids, tail=tail, follow=follow)
+        release: Callable[[], None] | None = None
+        if follow and user is not None and not user.is_admin:  # the operator is trusted
+            release = self.followers.acquire(user.user_id, self.follower_limit(user.user_id))
+        lines = self._merged(replica_ids, tail=tail, follow=follow, release=release)
+        if release is not None:
+            # Also freed if the stream is dropped without ever being iterated.
+            weakref.finalize(lines, release)
+        return lines
 
     async def _merged(
-        self, replica_ids: Sequence[str], *, tail: int | None, follow: bool
+        self,
+        replica_ids: Sequence[str],
+        *,
+        tail: int | None,
+        follow: bool,
+        release: Callable[[], None] | None,
     ) -> AsyncIterator[bytes]:
         prefix = len(replica_ids) > 1
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+        budget = self.response_max_bytes
 
         async def pump(replica_id: str) -> None:
             label = f"[{replica_id[:8]}] ".encode() if prefix else b""
             pending = b""
-            async for chunk in self.runtime.logs(replica_id, tail=tail, follow=follow):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    await queue.put(label + line + b"\n")
-            if pending:
-                await queue.put(label + pending + b"\n")
+            stream = self.runtime.logs(replica_id, tail=tail, follow=follow)
+            try:
+                async for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        await queue.put(label + line + b"\n")
+                    if len(pending) > MAX_LINE_BYTES:  # no newline for that long: cut it
+                        await queue.put(label + pending + b"\n")
+                        pending = b""
+                if pending:
+                    await queue.put(label + pending + b"\n")
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
 
         async def run_all() -> None:
             try:
@@ -69,8 +182,19 @@ class LogService:
         producer = asyncio.create_task(run_all())
         try:
             while (line := await queue.get()) is not None:
+                if not follow:
+                    budget -= len(line)
+                    if budget < 0:
+                        yield (
+                            f"[moorage] output cut at {self.response_max_bytes} bytes "
+                            "(MOORAGE_LOG_RESPONSE_MAX_BYTES); ask for fewer lines with "
+                            "tail\n"
+                        ).encode()
+                        return
                 yield line
         finally:
+            if release is not None:
+                release()
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer

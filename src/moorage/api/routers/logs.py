@@ -22,5 +22,5 @@ def endpoint_logs(
     follow: Annotated[bool, Query(description="Keep streaming new output.")] = False,
 ) -> StreamingResponse:
     replica_ids = services.logs.replicas(user, service_id, replica)
-    stream = services.logs.stream(replica_ids, tail=tail, follow=follow)
+    stream = services.logs.stream(replica_ids, tail=tail, follow=follow, user=user)
     return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
