@@ -8,6 +8,7 @@ both because the CLI passes them as init arguments.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,24 @@ class Settings(BaseSettings):
     quota_name_chars: int = Field(default=100, ge=1, le=128)
     quota_description_chars: int = Field(default=1024, ge=0, le=4096)
     quota_log_followers: int = Field(default=4, ge=0, description="Concurrent log followers.")
+    # Replica logs (docs/runtimes.md, "Logs").
+    log_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=4096, description="A log's size before it is rotated."
+    )
+    log_check_interval_s: float = Field(
+        default=1.0, gt=0, description="How often process-runtime logs are checked for size."
+    )
+    log_retention_s: float = Field(
+        default=86400.0, ge=0, description="How long a stopped replica's folder is kept."
+    )
+    log_response_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=4096, description="Backlog bytes one logs request returns."
+    )
+    replica_file_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=0,
+        description="RLIMIT_FSIZE of process-runtime replicas (any file they write); 0: none.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -92,6 +111,15 @@ class Settings(BaseSettings):
     @property
     def flavors_file(self) -> Path:
         return self.flavors if self.flavors is not None else self.home / "flavors.toml"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """Base of endpoint URLs: MOORAGE_PUBLIC_URL, else the listen address (a wildcard
+        host is replaced by this machine's name). Never taken from a request."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def admin_token_file(self) -> Path:
