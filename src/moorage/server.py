@@ -25,6 +25,8 @@ from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import RouteTableHolder
 from moorage.models.status import StatusPolicy
 from moorage.runtimes import docker as docker_runtime
+from moorage.runtimes import logfiles
+from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.process import ProcessRuntime
 from moorage.services.accounts import AccountService
@@ -56,7 +58,12 @@ def make_runtime(settings: Settings) -> Runtime:
                 installation=docker_runtime.installation_id(settings.resolved_database_url),
                 stop_grace_s=settings.stop_grace_s,
             )
-    return ProcessRuntime(settings.replicas_dir, stop_grace_s=settings.stop_grace_s)
+    return ProcessRuntime(
+        settings.replicas_dir,
+        stop_grace_s=settings.stop_grace_s,
+        file_max_bytes=settings.replica_file_max_bytes,
+        log_read_max_bytes=settings.log_response_max_bytes,
+    )
 
 
 class MoorageServer:
@@ -92,12 +99,26 @@ class MoorageServer:
             max_instances=settings.max_instances,
             on_change=self.reconciler.wake,
         )
+        self.logs = LogService(
+            self.endpoints,
+            self.runtime,
+            follower_limit=lambda _user_id: settings.quota_log_followers,
+            response_max_bytes=settings.log_response_max_bytes,
+            housekeeper=logfiles.Housekeeper(
+                settings.replicas_dir,
+                max_bytes=settings.log_max_bytes,
+                retention_s=settings.log_retention_s,
+                interval_s=settings.log_check_interval_s,
+                record=process_runtime.RECORD_FILE,
+                output=process_runtime.OUTPUT_FILE,
+            ),
+        )
         self.api = create_api(
             Services(
                 self.accounts,
                 self.endpoints,
                 self.flavors,
-                LogService(self.endpoints, self.runtime),
+                self.logs,
                 self.metrics.render,
                 self.routes,
                 settings.public_url,
@@ -123,12 +144,14 @@ class MoorageServer:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.reconciler.start()
+                    self.logs.start()
                 except Exception as exc:
                     log.exception("moorage failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.logs.close()
                 await self.reconciler.shutdown()
                 self.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
