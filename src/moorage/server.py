@@ -33,6 +33,7 @@ from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
+from moorage.services.quotas import Quotas, QuotaService
 from moorage.settings import Settings
 from moorage.store.db import Database
 
@@ -92,17 +93,19 @@ class MoorageServer:
         status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
         self.accounts = AccountService(self.db, self.clock, on_change=self.reconciler.wake)
         self.flavors = FlavorService(self.db, self.clock)
+        self.quotas = QuotaService(self.db, self.clock, Quotas.defaults(settings))
         self.endpoints = EndpointService(
             self.db,
             self.clock,
             status_policy,
             max_instances=settings.max_instances,
             on_change=self.reconciler.wake,
+            quotas=self.quotas,
         )
         self.logs = LogService(
             self.endpoints,
             self.runtime,
-            follower_limit=lambda _user_id: settings.quota_log_followers,
+            follower_limit=lambda user_id: self.quotas.limits(user_id).log_followers,
             response_max_bytes=settings.log_response_max_bytes,
             housekeeper=logfiles.Housekeeper(
                 settings.replicas_dir,
@@ -121,7 +124,8 @@ class MoorageServer:
                 self.logs,
                 self.metrics.render,
                 self.routes,
-                settings.public_url,
+                settings.resolved_public_url,
+                self.quotas,
             )
         )
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     quota_env_vars: int = Field(default=64, ge=0, le=256)
     quota_env_bytes: int = Field(default=32 * 1024, ge=0, le=64 * 1024)
     quota_name_chars: int = Field(default=100, ge=1, le=128)
-    quota_description_chars: int = Field(default=1024, ge=0, le=4096)
+    quota_description_chars: int = Field(default=1024, ge=0, le=2048)
     quota_log_followers: int = Field(default=4, ge=0, description="Concurrent log followers.")
     # Replica logs (docs/runtimes.md, "Logs").
     log_max_bytes: int = Field(

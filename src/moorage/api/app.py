@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
+from fastapi.responses import PlainTextResponse
 
 from moorage import __version__
+from moorage.api import schemas
 from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
-from moorage.api.routers import accounts, endpoints, flavors, gateway, logs
+from moorage.api.responses import ADMIN, errors
+from moorage.api.routers import accounts, endpoints, flavors, gateway, logs, quotas
 from moorage.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 DESCRIPTION = """
@@ -23,11 +26,28 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="Liveness (no token needed)",
+        response_model=schemas.Health,
+    )
+    def healthz() -> schemas.Health:
+        return schemas.Health(status="ok")
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (admin token)")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics (admin token)",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **errors(ADMIN),
+        },
+    )
     def metrics(services: ServicesDep, _admin: AdminUser) -> Response:
         return Response(services.metrics(), media_type=METRICS_CONTENT_TYPE)
 
@@ -37,4 +57,5 @@ def create_api(services: Services) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(accounts.router)
     app.include_router(gateway.router)
+    app.include_router(quotas.router)
     return app

@@ -14,6 +14,7 @@ from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
+from moorage.services.quotas import QuotaService
 from moorage.store.accounts import User
 
 
@@ -25,7 +26,10 @@ class Services:
     logs: LogService
     metrics: Callable[[], bytes]
     routes: RouteTableHolder
-    public_url: str | None
+    # Where users reach moorage (MOORAGE_PUBLIC_URL, else the listen address): the
+    # only source of endpoint URLs, never a request's Host or X-Forwarded-* headers.
+    public_url: str
+    quotas: QuotaService
 
 
 def get_services(request: Request) -> Services:
@@ -49,8 +53,10 @@ def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user
     return user
 
 
-def base_url(request: Request, services: ServicesDep) -> str:
-    return services.public_url or str(request.base_url)
+def base_url(services: ServicesDep) -> str:
+    """The configured base URL: request headers are the client's to choose, so they
+    never reach an endpoint URL another client may follow."""
+    return services.public_url
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

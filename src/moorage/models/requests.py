@@ -3,14 +3,30 @@
 Numbers may arrive as strings (``"target_instance_number": "2"``, as the
 reference's own PUT example sends); booleans never count as numbers; unknown
 fields are rejected so a typo is an error, not a silently ignored setting.
+
+Every string has a maximum length and every dict a maximum size, written as
+JSON-Schema keywords so clients see them. These are absolute caps, above any
+user's quota (``services/quotas.py`` applies the per-user limits below them).
+Control characters are refused in every free-text field: a NUL in a command or
+an environment value can never reach ``execve`` and used to leave an endpoint
+``initializing`` forever. ``command`` alone may hold tabs and newlines, which
+multi-line shell scripts need.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from moorage.models.endpoints import DeploySpec, GatewaySettings, ReadinessProbe, Resources
 from moorage.models.flavors import CURRENCIES
@@ -30,10 +46,85 @@ def _no_bool(value: Any) -> Any:
 WholeNumber = Annotated[int, BeforeValidator(_no_bool)]
 Port = Annotated[WholeNumber, Field(ge=1, le=65535)]
 NonNegative = Annotated[WholeNumber, Field(ge=0)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Description = Annotated[str, StringConstraints(max_length=2048)]
-EnvVars = dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str]
+
+# Absolute caps (see the module docstring); quotas sit below them.
+MAX_NAME_CHARS = 128
+MAX_DESCRIPTION_CHARS = 2048
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_IMAGE_URL_CHARS = 1024
+MAX_ID_CHARS = 64
+MAX_ENV_VARS = 256
+MAX_ENV_NAME_CHARS = 256
+MAX_ENV_BYTES = 64 * 1024
+MAX_PROBE_PATH_CHARS = 1024
+
+# C0 controls, DEL and C1 controls; the command's variant keeps tab and newline.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_COMMAND = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+COMMAND_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+
+
+def _refuse(pattern: re.Pattern[str], allowed: str) -> Any:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is not None:
+            raise ValueError(
+                f"must not contain control characters{allowed} "
+                f"(found U+{ord(found.group()):04X} at position {found.start()}); "
+                "remove it or encode the value"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+_PLAIN = _refuse(_CONTROL, "")
+_PLAIN_SCHEMA = Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN})
+
+
+def _text(max_length: int, *, min_length: int = 0, strip: bool = False) -> Any:
+    return StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)
+
+
+Name = Annotated[str, _text(MAX_NAME_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA]
+NonEmpty = Annotated[str, _text(MAX_ID_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA]
+ImageUrl = Annotated[
+    str, _text(MAX_IMAGE_URL_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA
+]
+Command = Annotated[
+    str,
+    _text(MAX_COMMAND_BYTES, min_length=1, strip=True),
+    _refuse(_CONTROL_IN_COMMAND, " other than tab and newline"),
+    Field(json_schema_extra={"pattern": COMMAND_PATTERN}),
+]
+Description = Annotated[str, _text(MAX_DESCRIPTION_CHARS), _PLAIN, _PLAIN_SCHEMA]
+EnvName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_ENV_NAME_CHARS)
+]
+EnvValue = Annotated[str, _text(MAX_ENV_BYTES), _PLAIN, _PLAIN_SCHEMA]
+
+
+def env_bytes(env: dict[str, str]) -> int:
+    """What an environment costs: ``NAME=value`` in UTF-8, as the replica receives it."""
+    return sum(len(k.encode()) + 1 + len(v.encode()) for k, v in env.items())
+
+
+def _env_total(env: dict[str, str]) -> dict[str, str]:
+    total = env_bytes(env)
+    if total > MAX_ENV_BYTES:
+        raise ValueError(
+            f"takes {total} bytes as NAME=value pairs, more than the {MAX_ENV_BYTES} allowed; "
+            "pass large data as a file the command fetches"
+        )
+    return env
+
+
+EnvVars = Annotated[
+    dict[EnvName, EnvValue],
+    Field(max_length=MAX_ENV_VARS, json_schema_extra={"additionalProperties": False}),
+    AfterValidator(_env_total),
+]
 
 
 class _Strict(BaseModel):
@@ -48,7 +139,11 @@ class ResourceMetadataIn(_Strict):
 
 
 Seconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=3600)]
-ProbePath = Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=1024)]
+ProbePath = Annotated[
+    str,
+    StringConstraints(pattern=r"^/[^\s]*$", max_length=MAX_PROBE_PATH_CHARS),
+    _PLAIN,
+]
 
 
 class ReadinessProbeIn(_Strict):
@@ -71,8 +166,8 @@ class ResourcesIn(_Strict):
 
 
 class DeployMetadataIn(_Strict):
-    image_url: NonEmpty
-    command: NonEmpty
+    image_url: ImageUrl
+    command: Command
     port: Port
     gpu_num: NonNegative = 0
     env: EnvVars = Field(default_factory=dict)
@@ -149,8 +244,8 @@ class ResourceMetadataPatch(_Strict):
 
 
 class DeployMetadataPatch(_Strict):
-    image_url: NonEmpty | None = None
-    command: NonEmpty | None = None
+    image_url: ImageUrl | None = None
+    command: Command | None = None
     port: Port | None = None
     gpu_num: NonNegative | None = None
     env: EnvVars | None = None
@@ -184,6 +279,25 @@ class CreateUserRequest(_Strict):
 
 
 class CreateTokenRequest(_Strict):
-    user_id: str | None = None
-    user_name: str | None = None
-    name: Annotated[str, StringConstraints(max_length=128)] = ""
+    user_id: NonEmpty | None = None
+    user_name: Name | None = None
+    name: Annotated[str, _text(MAX_NAME_CHARS), _PLAIN, _PLAIN_SCHEMA] = ""
+
+
+Count = Annotated[WholeNumber, Field(ge=0, le=1_000_000)]
+
+
+class QuotaPatch(_Strict):
+    """A partial change of one user's quotas: fields left out keep their value, ``null``
+    goes back to the server's default (``MOORAGE_QUOTA_*``). A limit can never exceed
+    the absolute caps above, which hold for every user."""
+
+    endpoints: Count | None = None
+    replicas: Count | None = None
+    flavor_share: Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=1)] | None = None
+    command_bytes: Annotated[WholeNumber, Field(ge=1, le=MAX_COMMAND_BYTES)] | None = None
+    env_vars: Annotated[WholeNumber, Field(ge=0, le=MAX_ENV_VARS)] | None = None
+    env_bytes: Annotated[WholeNumber, Field(ge=0, le=MAX_ENV_BYTES)] | None = None
+    name_chars: Annotated[WholeNumber, Field(ge=1, le=MAX_NAME_CHARS)] | None = None
+    description_chars: Annotated[WholeNumber, Field(ge=0, le=MAX_DESCRIPTION_CHARS)] | None = None
+    log_followers: Annotated[WholeNumber, Field(ge=0, le=10_000)] | None = None

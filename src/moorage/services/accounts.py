@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from moorage.clock import Clock
-from moorage.errors import Conflict, Forbidden, InvalidField, NotFound, Unauthenticated
+from moorage.errors import (
+    Conflict,
+    Forbidden,
+    InvalidField,
+    MoorageError,
+    NotFound,
+    Unauthenticated,
+)
 from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository, ApiToken, User, generate_token
 from moorage.store.db import Database
+
+log = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 MAX_NAME_LENGTH = 128
@@ -41,13 +51,21 @@ class AccountService:
         self.on_change = on_change
 
     def ensure_admin(self, settings: Settings) -> str | None:
-        """Makes sure an admin token works; returns it only when it was just generated,
-        so the caller prints it exactly once."""
+        """Makes the configured token the admin's one bootstrap token; returns it only
+        when it was just generated, so the caller prints it exactly once.
+
+        The configuration is the truth: a bootstrap token that is no longer configured
+        is revoked (one log line says so). A configured token that was revoked, or that
+        belongs to another user, stops the start: a revoked token may have leaked, so
+        moorage never brings it back by itself; the operator sets a new one.
+        """
         configured = settings.admin_token.get_secret_value() if settings.admin_token else None
         generated: str | None = None
         token_file = settings.admin_token_file
+        source = "MOORAGE_ADMIN_TOKEN"
         if configured is None and token_file.exists():
             configured = token_file.read_text().strip() or None
+            source = f"the admin token file {token_file}"
         if configured is None:
             configured = generated = generate_token()
             token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +74,28 @@ class AccountService:
                 handle.write(configured + "\n")
         with self.db.session() as session:
             accounts = AccountRepository(session)
+            now = self.clock.now()
             admin = accounts.user_by_name(ADMIN_USER)
             if admin is None:
-                admin = accounts.create_user(ADMIN_USER, is_admin=True, now=self.clock.now())
-            if not accounts.has_token(configured):
-                accounts.add_token(admin.user_id, configured, name="admin", now=self.clock.now())
+                admin = accounts.create_user(ADMIN_USER, is_admin=True, now=now)
+            record = accounts.token_by_text(configured)
+            if record is None:
+                record = accounts.add_token(
+                    admin.user_id, configured, name="admin", now=now, bootstrap=True
+                )
+            else:
+                _check_configured(record, admin, source, settings)
+                accounts.mark_bootstrap(record.token_id)
+            for previous in accounts.bootstrap_tokens():
+                if previous.token_id != record.token_id:
+                    accounts.revoke_token(previous.token_id, now)
+                    log.warning(
+                        "revoked the previous admin token %s... (token_id %s): it is no longer "
+                        "the configured one (%s)",
+                        previous.prefix,
+                        previous.token_id,
+                        source,
+                    )
         return generated
 
     def authenticate(self, token: str | None) -> User:
@@ -125,9 +160,47 @@ class AccountService:
             return AccountRepository(session).list_tokens()
 
     def revoke_token(self, token_id: str) -> ApiToken:
+        """Revokes a token, except the configured admin token: revoking that one would
+        lock the operator out until a restart quietly brought it back."""
         with self.db.session() as session:
-            record = AccountRepository(session).revoke_token(token_id, self.clock.now())
+            accounts = AccountRepository(session)
+            current = accounts.token_by_id(token_id)
+            if current is not None and current.bootstrap and current.revoked_at is None:
+                raise Conflict(
+                    "this is the admin token moorage was started with (MOORAGE_ADMIN_TOKEN "
+                    "or its token file) and cannot be revoked here; to replace it, set "
+                    "MOORAGE_ADMIN_TOKEN to a new token and restart moorage, which then "
+                    "revokes this one",
+                    code="admin_token_configured",
+                )
+            record = accounts.revoke_token(token_id, self.clock.now())
         if record is None:
             raise NotFound(f"no token {token_id!r}; GET /v1/tokens lists them")
         self.on_change()
         return record
+
+
+def _check_configured(record: ApiToken, admin: User, source: str, settings: Settings) -> None:
+    """Stops the start when the configured token cannot be the admin's."""
+    fix = (
+        "set MOORAGE_ADMIN_TOKEN to a new secret (for example the output of "
+        "`python3 -c 'import secrets; print(\"mrg_\" + secrets.token_urlsafe(32))'`)"
+        + (
+            f", or delete {settings.admin_token_file} so moorage generates one,"
+            if settings.admin_token is None
+            else ""
+        )
+        + " and start moorage again"
+    )
+    if record.user_id != admin.user_id:
+        raise MoorageError(
+            f"the admin token from {source} ({record.prefix}...) is a token of another user, "
+            f"not of the admin; {fix}",
+            code="admin_token_invalid",
+        )
+    if record.revoked_at is not None:
+        raise MoorageError(
+            f"the admin token from {source} ({record.prefix}...) was revoked at "
+            f"{record.revoked_at.isoformat()}; a revoked token is never brought back; {fix}",
+            code="admin_token_revoked",
+        )

@@ -18,6 +18,7 @@ from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
+from moorage.services.quotas import QuotaService
 from moorage.store.accounts import User
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -55,12 +56,14 @@ class EndpointService:
         *,
         max_instances: int,
         on_change: Callable[[], None] = lambda: None,
+        quotas: QuotaService | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.status_policy = status_policy
         self.max_instances = max_instances
         self.on_change = on_change
+        self.quotas = quotas
 
     # -- reads ---------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class EndpointService:
         )
         with self.db.session() as session:
             self._check_fits(session, endpoint)
+            self._check_quotas(session, user, endpoint, None)
             EndpointRepository(session).add(endpoint)
             EndpointRepository(session).add_revision(endpoint)
             view = self._view(session, endpoint)
@@ -129,6 +133,7 @@ class EndpointService:
                         rollout_note=None,
                     )
                 self._check_fits(session, updated)
+                self._check_quotas(session, user, updated, current)
                 repository.save(updated)
                 if new_revision:
                     repository.add_revision(updated)
@@ -147,6 +152,7 @@ class EndpointService:
                 )
                 if running:
                     self._check_fits(session, updated)
+                    self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)
             view = self._view(session, updated)
         self.on_change()
@@ -204,6 +210,12 @@ class EndpointService:
                 f"must be between 1 and {limit}{hint}, got {count}; "
                 "use POST .../stop to run no replica",
             )
+
+    def _check_quotas(
+        self, session: Session, user: User, updated: Endpoint, current: Endpoint | None
+    ) -> None:
+        if self.quotas is not None:
+            self.quotas.check(session, user, updated, current)
 
     def _view(self, session: Session, endpoint: Endpoint) -> EndpointView:
         flavor = FlavorRepository(session).get(endpoint.flavor_id)

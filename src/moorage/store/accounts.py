@@ -37,6 +37,7 @@ class ApiToken:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    bootstrap: bool = False
 
 
 def _user(row: UserRow) -> User:
@@ -44,7 +45,15 @@ def _user(row: UserRow) -> User:
 
 
 def _token(row: TokenRow) -> ApiToken:
-    return ApiToken(row.token_id, row.user_id, row.name, row.prefix, row.created_at, row.revoked_at)
+    return ApiToken(
+        row.token_id,
+        row.user_id,
+        row.name,
+        row.prefix,
+        row.created_at,
+        row.revoked_at,
+        bool(row.bootstrap),
+    )
 
 
 class AccountRepository:
@@ -70,7 +79,9 @@ class AccountRepository:
             _user(r) for r in self.session.scalars(select(UserRow).order_by(UserRow.created_at))
         ]
 
-    def add_token(self, user_id: str, token: str, *, name: str, now: datetime) -> ApiToken:
+    def add_token(
+        self, user_id: str, token: str, *, name: str, now: datetime, bootstrap: bool = False
+    ) -> ApiToken:
         row = TokenRow(
             token_id=new_id(),
             user_id=user_id,
@@ -79,6 +90,7 @@ class AccountRepository:
             prefix=token[:8],
             created_at=now,
             revoked_at=None,
+            bootstrap=bootstrap,
         )
         self.session.add(row)
         self.session.flush()
@@ -90,6 +102,24 @@ class AccountRepository:
             self.session.scalars(select(TokenRow).where(TokenRow.token_hash == digest)).first()
             is not None
         )
+
+    def token_by_text(self, token: str) -> ApiToken | None:
+        """The record of a token, revoked or not, found by its hash."""
+        digest = hash_token(token)
+        row = self.session.scalars(select(TokenRow).where(TokenRow.token_hash == digest)).first()
+        return _token(row) if row else None
+
+    def bootstrap_tokens(self) -> Sequence[ApiToken]:
+        """Live tokens marked as configured by MOORAGE_ADMIN_TOKEN (normally one)."""
+        rows = self.session.scalars(
+            select(TokenRow).where(TokenRow.bootstrap.is_(True), TokenRow.revoked_at.is_(None))
+        )
+        return [_token(r) for r in rows]
+
+    def mark_bootstrap(self, token_id: str) -> None:
+        row = self.session.get(TokenRow, token_id)
+        if row is not None:
+            row.bootstrap = True
 
     def user_for_token(self, token: str) -> User | None:
         digest = hash_token(token)

@@ -10,12 +10,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -62,6 +64,28 @@ class TokenRow(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The token MOORAGE_ADMIN_TOKEN (or the token file) configures: replaced at start
+    # when the configuration changes, and never revoked through the API.
+    bootstrap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class UserQuotaRow(Base):
+    """One user's own limits. A null column means the server's default (MOORAGE_QUOTA_*),
+    so changing a default reaches every user who was not given a value of their own."""
+
+    __tablename__ = "user_quotas"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), primary_key=True)
+    endpoints: Mapped[int | None] = mapped_column(Integer)
+    replicas: Mapped[int | None] = mapped_column(Integer)
+    flavor_share: Mapped[float | None] = mapped_column(Float)
+    command_bytes: Mapped[int | None] = mapped_column(Integer)
+    env_vars: Mapped[int | None] = mapped_column(Integer)
+    env_bytes: Mapped[int | None] = mapped_column(Integer)
+    name_chars: Mapped[int | None] = mapped_column(Integer)
+    description_chars: Mapped[int | None] = mapped_column(Integer)
+    log_followers: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
 
 
 class FlavorRow(Base):

@@ -1,0 +1,286 @@
+"""Per-user quotas: what one user may hold, so no user can starve the others.
+
+The limits are the server's defaults (``MOORAGE_QUOTA_*``) with whatever the
+admin set for one user on top. They are checked by the endpoint service inside
+the transaction that writes, after the user's row is locked, so a refused
+request changes nothing and two concurrent requests cannot both take the last
+slot. The admin (the operator) is not bound by them. The arithmetic is in pure
+functions below; the service only gathers the numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from sqlalchemy.orm import Session
+
+from moorage.clock import Clock
+from moorage.errors import Forbidden, NotFound
+from moorage.models.endpoints import DesiredState, Endpoint
+from moorage.models.requests import QuotaPatch, env_bytes
+from moorage.settings import Settings
+from moorage.store.accounts import AccountRepository, User
+from moorage.store.db import Database
+from moorage.store.flavors import FlavorRepository
+from moorage.store.quotas import QuotaRepository
+
+ASK_ADMIN = "ask the admin to raise your quota (PUT /v1/users/{user_id}/quota)"
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """One user's limits. ``flavor_share`` is a fraction of each flavor's capacity."""
+
+    endpoints: int
+    replicas: int
+    flavor_share: float
+    command_bytes: int
+    env_vars: int
+    env_bytes: int
+    name_chars: int
+    description_chars: int
+    log_followers: int
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> Quotas:
+        return cls(**{f.name: getattr(settings, f"quota_{f.name}") for f in fields(cls)})
+
+    def with_overrides(self, overrides: Mapping[str, int | float]) -> Quotas:
+        return dataclasses.replace(self, **overrides)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a user holds that the quotas count: ``on_flavor`` is for one flavor."""
+
+    endpoints: int
+    replicas: int
+    on_flavor: int
+
+
+@dataclass(frozen=True)
+class Exceeded:
+    """One quota a request would go past, with everything the message needs."""
+
+    quota: str
+    limit: int | float
+    would_be: int
+    what: str
+    todo: str
+    unit: str = ""
+
+    def message(self, user_id: str) -> str:
+        return (
+            f"quota exceeded: {self.quota} is {self.limit}; "
+            f"{self.what} {self.would_be}{self.unit}; "
+            f"{self.todo}, or {ASK_ADMIN.format(user_id=user_id)}"
+        )
+
+
+def flavor_limit(capacity: int, share: float) -> int:
+    """Replicas of a flavor one user may hold: a share of its capacity, at least one,
+    so a small flavor stays usable by everyone."""
+    return max(1, math.floor(capacity * share + 1e-9))
+
+
+def contribution(endpoint: Endpoint | None, flavor_id: str) -> Usage:
+    """What one endpoint adds to its owner's usage (nothing once deleted)."""
+    if endpoint is None or endpoint.is_deleted:
+        return Usage(0, 0, 0)
+    running = endpoint.desired_state is DesiredState.RUNNING
+    replicas = endpoint.target_instance_number if running else 0
+    return Usage(1, replicas, replicas if endpoint.flavor_id == flavor_id else 0)
+
+
+def usage_after(before: Usage, current: Endpoint | None, updated: Endpoint) -> Usage:
+    """The user's usage once ``current`` (None for a new endpoint) becomes ``updated``."""
+    old = contribution(current, updated.flavor_id)
+    new = contribution(updated, updated.flavor_id)
+    return Usage(
+        before.endpoints - old.endpoints + new.endpoints,
+        before.replicas - old.replicas + new.replicas,
+        before.on_flavor - old.on_flavor + new.on_flavor,
+    )
+
+
+def usage_violations(
+    quotas: Quotas, before: Usage, after: Usage, *, flavor_name: str, capacity: int
+) -> list[Exceeded]:
+    """Counts past their quota. Only growth is refused, so a user above a quota the
+    admin lowered can still stop, scale down and delete."""
+    found = []
+    if after.endpoints > before.endpoints and after.endpoints > quotas.endpoints:
+        found.append(
+            Exceeded(
+                "endpoints",
+                quotas.endpoints,
+                after.endpoints,
+                "this would bring your endpoints (running or stopped) to",
+                "delete an endpoint you no longer need",
+            )
+        )
+    if after.replicas > before.replicas and after.replicas > quotas.replicas:
+        found.append(
+            Exceeded(
+                "replicas",
+                quotas.replicas,
+                after.replicas,
+                "this would bring the replicas of your running endpoints to",
+                "stop or scale down another endpoint",
+            )
+        )
+    share = flavor_limit(capacity, quotas.flavor_share)
+    if after.on_flavor > before.on_flavor and after.on_flavor > share:
+        found.append(
+            Exceeded(
+                "flavor_share",
+                quotas.flavor_share,
+                after.on_flavor,
+                f"you may hold {share} of the {capacity} replicas of flavor {flavor_name}; "
+                "this would bring yours to",
+                "stop or scale down another of your endpoints on this flavor",
+            )
+        )
+    return found
+
+
+def size_violations(quotas: Quotas, updated: Endpoint, current: Endpoint | None) -> list[Exceeded]:
+    """Sizes past their quota, for the fields this request sets or changes (an
+    unchanged field that a lowered quota now exceeds does not block other edits)."""
+    deploy, old = updated.deploy, current.deploy if current else None
+    env_changed = old is None or dict(deploy.env) != dict(old.env)
+    checks: list[tuple[str, int, int, bool, str, str]] = [
+        (
+            "name_chars",
+            quotas.name_chars,
+            len(updated.name),
+            current is None or updated.name != current.name,
+            "name would have",
+            " characters",
+        ),
+        (
+            "description_chars",
+            quotas.description_chars,
+            len(updated.description),
+            current is None or updated.description != current.description,
+            "description would have",
+            " characters",
+        ),
+        (
+            "command_bytes",
+            quotas.command_bytes,
+            len(deploy.command.encode()),
+            old is None or deploy.command != old.command,
+            "deploy_metadata.command would take",
+            " bytes (UTF-8)",
+        ),
+        (
+            "env_vars",
+            quotas.env_vars,
+            len(deploy.env),
+            env_changed,
+            "deploy_metadata.env would hold",
+            " variables",
+        ),
+        (
+            "env_bytes",
+            quotas.env_bytes,
+            env_bytes(dict(deploy.env)),
+            env_changed,
+            "deploy_metadata.env would take",
+            " bytes (as NAME=value)",
+        ),
+    ]
+    return [
+        Exceeded(quota, limit, size, what, "make it smaller", unit)
+        for quota, limit, size, changed, what, unit in checks
+        if changed and size > limit
+    ]
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """A user's quotas as the API shows them: the limits, which of them are the user's
+    own (the rest are defaults), and what the user holds now."""
+
+    user_id: str
+    limits: Quotas
+    custom: frozenset[str]
+    endpoints: int
+    replicas: int
+    replicas_by_flavor: Mapping[str, int]
+
+
+class QuotaService:
+    def __init__(self, db: Database, clock: Clock, defaults: Quotas) -> None:
+        self.db = db
+        self.clock = clock
+        self.defaults = defaults
+
+    def limits(self, user_id: str) -> Quotas:
+        """The user's effective limits (``.log_followers`` for the log service)."""
+        with self.db.session() as session:
+            return self.defaults.with_overrides(QuotaRepository(session).overrides(user_id))
+
+    def get(self, user_id: str) -> QuotaView:
+        with self.db.session() as session:
+            self._require_user(session, user_id)
+            return self._view(QuotaRepository(session), user_id)
+
+    def update(self, user_id: str, patch: QuotaPatch) -> QuotaView:
+        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
+        with self.db.session() as session:
+            self._require_user(session, user_id)
+            quotas = QuotaRepository(session)
+            if changes:
+                quotas.set(user_id, changes, self.clock.now())
+            return self._view(quotas, user_id)
+
+    def check(
+        self, session: Session, user: User, updated: Endpoint, current: Endpoint | None
+    ) -> None:
+        """Refuses (403 ``quota_exceeded``) a write that would take ``user`` past a
+        quota. Runs in the caller's transaction, before it writes."""
+        if user.is_admin:
+            return
+        repository = QuotaRepository(session)
+        repository.lock_user(user.user_id)
+        quotas = self.defaults.with_overrides(repository.overrides(user.user_id))
+        problems = size_violations(quotas, updated, current)
+        flavor = FlavorRepository(session).get(updated.flavor_id)
+        if flavor is not None:
+            before = Usage(
+                repository.endpoint_count(user.user_id),
+                repository.running_replicas(user.user_id),
+                repository.running_replicas(user.user_id, updated.flavor_id),
+            )
+            problems += usage_violations(
+                quotas,
+                before,
+                usage_after(before, current, updated),
+                flavor_name=flavor.flavor.display_name,
+                capacity=flavor.flavor.capacity,
+            )
+        if problems:
+            raise Forbidden(
+                "; ".join(p.message(user.user_id) for p in problems), code="quota_exceeded"
+            )
+
+    def _view(self, quotas: QuotaRepository, user_id: str) -> QuotaView:
+        overrides = quotas.overrides(user_id)
+        return QuotaView(
+            user_id=user_id,
+            limits=self.defaults.with_overrides(overrides),
+            custom=frozenset(overrides),
+            endpoints=quotas.endpoint_count(user_id),
+            replicas=quotas.running_replicas(user_id),
+            replicas_by_flavor=quotas.replicas_by_flavor(user_id),
+        )
+
+    @staticmethod
+    def _require_user(session: Session, user_id: str) -> None:
+        if AccountRepository(session).user_by_id(user_id) is None:
+            raise NotFound(f"no user {user_id!r}; GET /v1/users lists them")
