@@ -9,6 +9,7 @@ clock, and the loop that applies the actions stays small.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -117,6 +118,71 @@ def due_for_probe(
     return last_probe is None or (now - last_probe).total_seconds() >= probe.period_s
 
 
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One probe to start: ``GET path`` on the replica at ``address``, all within
+    ``timeout_s`` (connect, head and body together)."""
+
+    replica_id: str
+    address: str
+    path: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """A replica's latest finished probe, as the prober's table keeps it."""
+
+    ok: bool
+    detail: str
+    started_at: datetime
+    finished_at: datetime
+    failures_in_a_row: int
+
+
+def probes_due(
+    endpoints: Mapping[str, Endpoint],
+    replicas: Sequence[Replica],
+    observed: Mapping[str, Observed],
+    last_started: Mapping[str, datetime],
+    in_flight: AbstractSet[str],
+    now: datetime,
+) -> list[ProbeTarget]:
+    """Probes to start now. A replica whose last probe has not finished gets no second
+    one: a slow app costs at most one probe at a time, and results arrive in order."""
+    due: list[ProbeTarget] = []
+    for replica in replicas:
+        endpoint = endpoints.get(replica.endpoint_id)
+        seen = observed.get(replica.replica_id)
+        if endpoint is None or seen is None or not seen.running or not seen.address:
+            continue
+        if replica.replica_id in in_flight:
+            continue
+        probe = endpoint.deploy.readiness_probe
+        if due_for_probe(replica, probe, last_started.get(replica.replica_id), now):
+            due.append(ProbeTarget(replica.replica_id, seen.address, probe.path, probe.timeout_s))
+    return due
+
+
+def probe_verdicts(
+    replicas: Sequence[Replica], records: Mapping[str, ProbeRecord]
+) -> tuple[dict[str, bool], dict[str, int]]:
+    """What ``plan`` reads from the prober's table: each replica's latest result and its
+    failures in a row. A starting replica ignores a probe begun before it started: that
+    answer came from its previous life (a restart keeps the replica's id)."""
+    results: dict[str, bool] = {}
+    failures: dict[str, int] = {}
+    for replica in replicas:
+        record = records.get(replica.replica_id)
+        if record is None or not replica.state.has_process:
+            continue
+        if replica.state is ReplicaState.STARTING and record.started_at < replica.state_since:
+            continue
+        results[replica.replica_id] = record.ok
+        failures[replica.replica_id] = record.failures_in_a_row
+    return results, failures
+
+
 def plan(
     endpoints: Sequence[Endpoint],
     replicas: Sequence[Replica],
@@ -126,8 +192,8 @@ def plan(
     policy: PlanPolicy,
     probe_failures: Mapping[str, int] | None = None,
 ) -> list[Action]:
-    """Actions for every endpoint. ``probes`` holds this pass's probe results;
-    ``probe_failures`` how many probes in a row each replica has failed."""
+    """Actions for every endpoint. ``probes`` holds each replica's latest probe result
+    (see ``probe_verdicts``); ``probe_failures`` how many probes in a row it has failed."""
     facts = _Facts(observed, probes, probe_failures or {}, now, policy)
     actions: list[Action] = []
     by_endpoint: dict[str, list[Replica]] = {}

@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
 
 from moorage.clock import Clock
+from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.plan import (
     Action,
     AdoptReplica,
@@ -29,8 +32,10 @@ from moorage.controller.plan import (
     StartReplica,
     StopReplica,
     plan,
+    probe_verdicts,
+    probes_due,
 )
-from moorage.controller.probe import ReadinessProber
+from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.gateway.routes import RouteTable, build_route_table
 from moorage.models.endpoints import Endpoint
 from moorage.models.replicas import (
@@ -40,7 +45,7 @@ from moorage.models.replicas import (
     ReplicaEventKind,
     ReplicaState,
 )
-from moorage.runtimes.base import Launch, Runtime, StartError, StartPending
+from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -76,7 +81,12 @@ class Reconciler:
         self.policy = policy
         self.publish_routes = publish_routes
         self.interval_s = interval_s
-        self.prober = ReadinessProber()
+        self.http_probe = HttpProbe()
+        self.probes = ProbeScheduler(self.http_probe, clock)
+        self.idle_routes = IdleRoutes()
+        # The last failure logged per replica: a start that fails the same way on every
+        # retry is said once, not once per backoff.
+        self._logged_failures: dict[str, str] = {}
         self.in_flight = in_flight
         self.drain_timeout_s = drain_timeout_s
         # Replicas being drained and stopped in the background, by id.
@@ -86,7 +96,8 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        """Asks for a pass soon; safe to call from any thread."""
+        """Asks for a pass soon (the store changed); safe to call from any thread."""
+        self.idle_routes.changed()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -109,16 +120,11 @@ class Reconciler:
         snapshot = await asyncio.to_thread(self._load)
         observed = await self.runtime.observe()
         now = self.clock.now()
-        endpoints = {e.service_id: e for e in snapshot.endpoints}
-        probes = await self.prober.run(endpoints, snapshot.replicas, observed, now)
+        results, failures = probe_verdicts(snapshot.replicas, self.probes.results())
+        self._start_probes(snapshot, observed, now)
+        await self.http_probe.retain(o.address for o in observed.values() if o.address)
         actions = plan(
-            snapshot.endpoints,
-            snapshot.replicas,
-            observed,
-            probes.results,
-            now,
-            self.policy,
-            probes.failures_in_a_row,
+            snapshot.endpoints, snapshot.replicas, observed, results, now, self.policy, failures
         )
         # A replica being stopped in the background is that task's alone; a pass that
         # loaded it before the stop was recorded must not also fail or restart it.
@@ -138,6 +144,26 @@ class Reconciler:
         await self._apply_all([a for a in actions if not isinstance(a, MarkReady)])
         await self.publish(also_without=frozenset(self._stopping))
 
+    def _start_probes(
+        self, snapshot: _Snapshot, observed: Mapping[str, Observed], now: datetime
+    ) -> None:
+        """Starts the probes that are due, as tasks: the pass never waits for one."""
+        probed = [r for r in snapshot.replicas if r.state.has_process]
+        self.probes.retain(r.replica_id for r in probed)
+        live = {r.replica_id for r in snapshot.replicas}
+        for gone in [k for k in self._logged_failures if k not in live]:
+            del self._logged_failures[gone]
+        endpoints = {e.service_id: e for e in snapshot.endpoints}
+        due = probes_due(
+            endpoints,
+            probed,
+            observed,
+            self.probes.last_started(),
+            self.probes.in_flight(),
+            now,
+        )
+        self.probes.start(due, now)
+
     async def _apply_all(self, actions: Sequence[Action]) -> None:
         for action in actions:
             try:
@@ -146,18 +172,27 @@ class Reconciler:
                 log.exception("applying %s failed; the next pass retries", type(action).__name__)
 
     async def publish(self, also_without: frozenset[str] = frozenset()) -> None:
-        self.publish_routes((await asyncio.to_thread(self._load)).routes.without(also_without))
+        routes = (await asyncio.to_thread(self._load)).routes
+        self.publish_routes(routes.without(also_without) if also_without else routes)
 
     def _load(self) -> _Snapshot:
+        """Endpoints that want replicas or still have some, their live replicas, and the
+        route table. Endpoints that want none and have none (stopped) are not loaded:
+        their route entries come from ``idle_routes``, reloaded only on a change."""
         with self.db.session() as session:
             replicas = ReplicaRepository(session).live()
-            endpoints = {e.service_id: e for e in EndpointRepository(session).list_all_live()}
-            tokens = AccountRepository(session).active_token_hashes()
-            routes = build_route_table(list(endpoints.values()), replicas, tokens)
-            # Deleted endpoints whose replicas still run need planning too.
+            repository = EndpointRepository(session)
+            endpoints = {e.service_id: e for e in repository.list_wanting_replicas()}
+            # Stopped or deleted endpoints whose replicas still run need planning too.
             missing = {r.endpoint_id for r in replicas} - endpoints.keys()
-            for endpoint in EndpointRepository(session).get_many(sorted(missing)):
+            for endpoint in repository.get_many(sorted(missing)):
                 endpoints[endpoint.service_id] = endpoint
+            tokens = AccountRepository(session).active_token_hashes()
+            idle = self.idle_routes.routes(repository.list_idle, tokens)
+        active = build_route_table(list(endpoints.values()), replicas, tokens)
+        routes = RouteTable(
+            MappingProxyType({**idle, **active.endpoints}), active.known_token_hashes
+        )
         return _Snapshot(list(endpoints.values()), replicas, routes)
 
     def _record(self, event: ReplicaEvent) -> None:
@@ -199,6 +234,12 @@ class Reconciler:
                 await self._record_async(
                     replica.replica_id, replica.endpoint_id, ReplicaEventKind.READY
                 )
+                log.info(
+                    "replica %s of endpoint %s is ready (%s)",
+                    replica.replica_id,
+                    replica.endpoint_id,
+                    self._probe_detail(replica.replica_id),
+                )
             case MarkFailed(replica, reason, detail):
                 await self.runtime.stop(replica.replica_id)
                 await self._record_async(
@@ -212,6 +253,12 @@ class Reconciler:
                 await self._record_async(
                     replica.replica_id, replica.endpoint_id, ReplicaEventKind.UNREADY
                 )
+                log.warning(
+                    "replica %s of endpoint %s is unready, out of rotation (%s)",
+                    replica.replica_id,
+                    replica.endpoint_id,
+                    self._probe_detail(replica.replica_id),
+                )
             case StopReplica(replica, why):
                 if replica.replica_id not in self._stopping:
                     self._stopping[replica.replica_id] = asyncio.create_task(
@@ -222,6 +269,10 @@ class Reconciler:
             case ReapOrphan(replica_id):
                 log.info("stopping replica %s that no endpoint owns", replica_id)
                 await self.runtime.stop(replica_id)
+
+    def _probe_detail(self, replica_id: str) -> str:
+        record = self.probes.results().get(replica_id)
+        return record.detail if record is not None else "no probe result"
 
     async def _drain_and_stop(self, replica: Replica, why: str) -> None:
         """Lets requests already sent to the replica finish (it is out of rotation),
@@ -290,17 +341,36 @@ class Reconciler:
             await asyncio.to_thread(self._set_progress, replica_id, pending.progress)
             return
         except StartError as exc:
-            await self._record_async(
-                replica_id,
-                endpoint.service_id,
-                ReplicaEventKind.FAILED,
-                reason=FailureReason.START_ERROR,
-                detail=str(exc),
+            await self._start_failed(endpoint, replica_id, str(exc))
+            return
+        except Exception as exc:  # whatever else: this replica's failure, not the loop's
+            await self._start_failed(
+                endpoint, replica_id, f"the runtime could not start it: {_describe(exc)}"
             )
             return
+        self._logged_failures.pop(replica_id, None)
         await self._record_async(
             replica_id, endpoint.service_id, ReplicaEventKind.STARTED, address=address
         )
+
+    async def _start_failed(self, endpoint: Endpoint, replica_id: str, detail: str) -> None:
+        """Records the failure (the endpoint shows it, and the replica is retried with
+        backoff) and logs it once, not again while each retry fails the same way."""
+        await self._record_async(
+            replica_id,
+            endpoint.service_id,
+            ReplicaEventKind.FAILED,
+            reason=FailureReason.START_ERROR,
+            detail=detail,
+        )
+        if self._logged_failures.get(replica_id) != detail:
+            self._logged_failures[replica_id] = detail
+            log.warning(
+                "replica %s of endpoint %s could not start: %s; retrying with backoff",
+                replica_id,
+                endpoint.service_id,
+                detail,
+            )
 
     async def shutdown(self) -> None:
         """Stops the loop, then every replica, recording why, so nothing outlives moorage."""
@@ -321,7 +391,8 @@ class Reconciler:
         await asyncio.gather(*(self._stop_for_shutdown(r) for r in snapshot.replicas))
         observed = await self.runtime.observe()
         await asyncio.gather(*(self.runtime.stop(rid) for rid in observed))
-        await self.prober.close()
+        await self.probes.close()
+        await self.http_probe.close()
         await self.runtime.close()
 
     async def _stop_for_shutdown(self, replica: Replica) -> None:
@@ -332,6 +403,12 @@ class Reconciler:
             ReplicaEventKind.STOPPED,
             detail="moorage stopped",
         )
+
+
+def _describe(exc: Exception) -> str:
+    """An exception as one short line a user can read (no traceback)."""
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def _replica_id(action: Action) -> str | None:

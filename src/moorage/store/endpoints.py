@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,24 @@ def _endpoint(row: EndpointRow) -> Endpoint:
         deleted_at=row.deleted_at,
         rollout_note=row.rollout_note,
         gateway=GatewaySettings(**(row.gateway or {})),
+    )
+
+
+@dataclass(frozen=True)
+class IdleEndpoint:
+    """A live endpoint that wants no replicas, as much of it as its route entry needs."""
+
+    service_id: str
+    user_id: str
+    desired_state: DesiredState
+    gateway: GatewaySettings
+
+
+def _wanting_replicas() -> tuple[ColumnElement[bool], ...]:
+    return (
+        EndpointRow.deleted_at.is_(None),
+        EndpointRow.desired_state == DesiredState.RUNNING.value,
+        EndpointRow.target_instance_number > 0,
     )
 
 
@@ -131,6 +150,30 @@ class EndpointRepository:
     def list_all_live(self) -> Sequence[Endpoint]:
         rows = self.session.scalars(select(EndpointRow).where(EndpointRow.deleted_at.is_(None)))
         return [_endpoint(r) for r in rows]
+
+    def list_wanting_replicas(self) -> Sequence[Endpoint]:
+        """Live endpoints that want replicas running: what the controller plans each pass.
+        Stopped ones (and those scaled to 0) are left out, so a pass costs nothing per
+        stopped endpoint (their route entries come from ``list_idle``)."""
+        rows = self.session.scalars(select(EndpointRow).where(*_wanting_replicas()))
+        return [_endpoint(r) for r in rows]
+
+    def list_idle(self) -> Sequence[IdleEndpoint]:
+        """Live endpoints that want no replicas: only what their route entry needs."""
+        rows = self.session.execute(
+            select(
+                EndpointRow.service_id,
+                EndpointRow.user_id,
+                EndpointRow.desired_state,
+                EndpointRow.gateway,
+            ).where(EndpointRow.deleted_at.is_(None), not_(and_(*_wanting_replicas())))
+        )
+        return [
+            IdleEndpoint(
+                service_id, user_id, DesiredState(state), GatewaySettings(**(gateway or {}))
+            )
+            for service_id, user_id, state, gateway in rows
+        ]
 
     def get_many(self, service_ids: Sequence[str]) -> Sequence[Endpoint]:
         if not service_ids:
