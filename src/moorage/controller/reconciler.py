@@ -333,8 +333,21 @@ class Reconciler:
                 replica_id, endpoint.service_id, endpoint.revision, self.clock.now()
             )
 
+    def _owner_is_admin(self, user_id: str) -> bool:
+        """The admin is trusted; every other owner's replicas run sandboxed."""
+        with self.db.session() as session:
+            owner = AccountRepository(session).user_by_id(user_id)
+        return owner is not None and owner.is_admin
+
     async def _launch(self, endpoint: Endpoint, replica_id: str) -> None:
-        launch = Launch(replica_id, endpoint.service_id, endpoint.revision, endpoint.deploy)
+        trusted = await asyncio.to_thread(self._owner_is_admin, endpoint.user_id)
+        launch = Launch(
+            replica_id,
+            endpoint.service_id,
+            endpoint.revision,
+            endpoint.deploy,
+            sandboxed=not trusted,
+        )
         try:
             address = await self.runtime.start(launch)
         except StartPending as pending:

@@ -21,6 +21,9 @@ class Launch:
     endpoint_id: str
     revision: int
     deploy: DeploySpec
+    # A normal user's replica runs isolated from moorage and other tenants; only the
+    # (trusted) admin's may run as moorage's own user. Safe by default.
+    sandboxed: bool = True
 
 
 @dataclass(frozen=True)
