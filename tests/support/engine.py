@@ -11,12 +11,15 @@ Whatever is found is checked once per session: the engine answers a ping, has
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import os
+import uuid
 import warnings
 from functools import cache
 
 import docker
+import requests
 from docker.errors import DockerException, ImageNotFound
 
 ENV_HOST = "MOORAGE_TEST_DOCKER_HOST"
@@ -24,7 +27,8 @@ TEST_IMAGE = "python:3.10-slim"
 SETUP_SCRIPT = "scripts/container-engine.sh"
 SETUP_SOCKET = "unix:///run/moorage-ci-podman.sock"
 USUAL_SOCKETS = ("unix:///var/run/docker.sock", "unix:///run/podman/podman.sock")
-_PING_TIMEOUT_S = 10
+# Per call: the check runs a container, which takes a while on a loaded machine.
+_ENGINE_TIMEOUT_S = 60
 
 HOW_TO_SET_UP = (
     f"run `sudo {SETUP_SCRIPT}` (Podman and the test image) and set {ENV_HOST}={SETUP_SOCKET}"
@@ -49,7 +53,7 @@ def _check(url: str) -> str | None:
 
 def _check_engine(url: str) -> str | None:
     try:
-        client = docker.DockerClient(base_url=url, timeout=_PING_TIMEOUT_S)
+        client = docker.DockerClient(base_url=url, timeout=_ENGINE_TIMEOUT_S)
     except DockerException as exc:
         return f"no container engine answers at {url}: {exc}"
     try:
@@ -71,18 +75,23 @@ def _check_client(client: docker.DockerClient, url: str) -> str | None:
         return f"the engine at {url} cannot tell whether it has {TEST_IMAGE}: {exc}"
     # The official image of that name has no Flask; the script's image has.
     probe = base64.b64encode(b"import flask\nprint('flask ok')\n").decode()
+    name = f"moorage-test-engine-check-{uuid.uuid4().hex[:12]}"
     try:
         output = client.containers.run(
             TEST_IMAGE,
             ["/bin/sh", "-c", f"echo {probe} | base64 -d | python3"],
+            name=name,
             remove=True,
             init=True,
         )
-    except DockerException as exc:
+    except (DockerException, requests.RequestException) as exc:
         return (
             f"the engine at {url} cannot run a container of {TEST_IMAGE} with python3 and "
             f"Flask (is it the image {SETUP_SCRIPT} builds?): {exc}"
         )
+    finally:  # one that failed or timed out half-way is not left behind
+        with contextlib.suppress(DockerException, requests.RequestException):
+            client.containers.get(name).remove(force=True)
     if b"flask ok" not in output:
         return f"a container of {TEST_IMAGE} at {url} did not run its probe: {output!r}"
     return None

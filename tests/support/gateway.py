@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from tests.support.server import MOORAGE, free_port, wait_for
+from tests.support.server import MOORAGE, end_process, free_port, track, untrack, wait_for
 
 PREFIX = "/inference-api/v1/inference_service/"
 
@@ -72,29 +72,39 @@ class StandaloneGateway:
     def start(self) -> StandaloneGateway:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=20, what=f"moorage gateway to listen\n{self.log()}")
+        track(self.process, signal.SIGTERM)
+        try:  # a gateway that never listens is stopped before the failure is raised
+            wait_for(self._healthy, timeout=60, what=f"moorage gateway to listen\n{self.log()}")
+        except BaseException:
+            end_process(self.process, signal.SIGTERM, timeout=20)
+            raise
         return self
 
     def _healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"moorage gateway exited early:\n{self.log()}")
-        try:
-            return requests.get(self.base + "/healthz", timeout=1).status_code == 200
+        try:  # a timeout (a loaded machine) means "not yet", like a refused connection
+            return requests.get(self.base + "/healthz", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
+        if self.process is None:
+            return 0
+        if self.process.poll() is not None:
+            untrack(self.process)
+            return self.process.returncode
         self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=20)
+            code = self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            end_process(self.process, signal.SIGKILL, timeout=10)
             raise AssertionError(
                 f"moorage gateway did not stop on {sig.name}:\n{self.log()}"
             ) from None
+        untrack(self.process)
+        return code
 
     def __enter__(self) -> StandaloneGateway:
         return self.start()

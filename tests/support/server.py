@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -51,6 +53,39 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
+# Processes tests started and have not stopped yet, with the signal that stops them
+# cleanly (moorage serve stops its replicas on SIGINT). A test that fails between
+# start and its own clean-up still leaves nothing running: they are stopped at exit.
+_RUNNING: dict[int, tuple[subprocess.Popen[bytes], signal.Signals]] = {}
+
+
+def track(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    _RUNNING[process.pid] = (process, sig)
+
+
+def untrack(process: subprocess.Popen[bytes]) -> None:
+    _RUNNING.pop(process.pid, None)
+
+
+def end_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """Stops a process with ``sig``, then SIGKILL after ``timeout``; never raises."""
+    with contextlib.suppress(OSError):
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    untrack(process)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for process, sig in list(_RUNNING.values()):
+        end_process(process, sig, timeout=30)
+
+
 def processes_with_env(name: str, value: str) -> list[int]:
     """Pids of processes whose environment has ``name=value`` (replicas carry their ids)."""
     needle = f"{name}={value}".encode()
@@ -88,6 +123,8 @@ class MoorageServer:
             MOORAGE_STOP_GRACE_S="3",
             MOORAGE_RUNTIME=self.runtime,
             PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            # Sandboxed replicas get a fixed PATH; the test's Python comes first there too.
+            MOORAGE_SANDBOX_PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         )
         if self.docker_host:
             env["MOORAGE_DOCKER_HOST"] = self.docker_host
@@ -97,21 +134,30 @@ class MoorageServer:
         return env
 
     def start(self) -> MoorageServer:
+        """Starts ``moorage serve`` and waits until it answers; if it never does, it is
+        stopped (with its replicas) before the failure is raised."""
         self.home.mkdir(parents=True, exist_ok=True)
         with (self.home / "serve.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [MOORAGE, "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for(self._healthy, timeout=30, what="moorage serve to answer /healthz")
+        track(self.process, signal.SIGINT)
+        try:
+            wait_for(self._healthy, timeout=60, what="moorage serve to answer /healthz")
+        except BaseException:
+            end_process(self.process, signal.SIGINT, timeout=30)
+            raise
         return self
 
     def _healthy(self) -> bool:
+        """Answering yet? A timeout or a refused connection (a loaded machine, a server
+        still starting) means "not yet"; only an exit is a failure."""
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"moorage serve exited early:\n{self.log()}")
         try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
             return False
 
     def log(self) -> str:
@@ -119,15 +165,19 @@ class MoorageServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
+        if self.process is None:
+            return 0
+        if self.process.poll() is not None:
+            untrack(self.process)
+            return self.process.returncode
         self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            end_process(self.process, signal.SIGKILL, timeout=10)
             raise AssertionError(f"moorage serve ignored {sig.name}:\n{self.log()}") from None
+        untrack(self.process)
+        return code
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
