@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +54,9 @@ class HttpProbe:
 
     def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.max_body_bytes = max_body_bytes
+        # httpx logs every request at INFO: one line per replica per second. Readiness
+        # changes are logged by the controller, once each.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         self._tcp = httpx.AsyncClient(trust_env=False, limits=limits)
         self._unix: dict[str, httpx.AsyncClient] = {}
