@@ -10,6 +10,8 @@ replica it runs) when the server shuts down.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 
 from docker.errors import DockerException
 from starlette.types import Receive, Scope, Send
@@ -19,7 +21,7 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.errors import MoorageError
+from moorage.errors import MoorageError, Unavailable
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import RouteTableHolder
@@ -29,12 +31,14 @@ from moorage.runtimes import logfiles
 from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
 from moorage.settings import Settings
+from moorage.store.accounts import User
 from moorage.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -59,19 +63,48 @@ def make_runtime(settings: Settings) -> Runtime:
                 installation=docker_runtime.installation_id(settings.resolved_database_url),
                 stop_grace_s=settings.stop_grace_s,
             )
+    settings.replicas_dir.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox.from_settings(settings)
+    describe = log.warning if sandbox.refusal or not sandbox.enabled else log.info
+    describe("%s", sandbox.describe())
     return ProcessRuntime(
         settings.replicas_dir,
         stop_grace_s=settings.stop_grace_s,
         file_max_bytes=settings.replica_file_max_bytes,
         log_read_max_bytes=settings.log_response_max_bytes,
+        sandbox=sandbox,
     )
+
+
+def launch_guard(runtime: Runtime) -> Callable[[User], None]:
+    """Refuses, at the API, a normal user's endpoint that could only run unsandboxed."""
+    refusal = runtime.sandbox.refusal if isinstance(runtime, ProcessRuntime) else None
+
+    def guard(user: User) -> None:
+        if refusal is not None and not user.is_admin:
+            raise Unavailable(refusal, code="sandbox_unavailable")
+
+    return guard
+
+
+def private_home(settings: Settings) -> None:
+    """MOORAGE_HOME holds the store, the admin token and every tenant's logs: 0700, and
+    whatever moorage creates from now on is its own alone (umask 077, so files 0600).
+    An existing home and its secrets are tightened too."""
+    os.umask(0o077)
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    for secret in (home / "moorage.db", settings.admin_token_file, settings.replicas_dir):
+        if secret.exists():
+            secret.chmod(0o700 if secret.is_dir() else 0o600)
 
 
 class MoorageServer:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_home(settings)
         self.db = Database(settings.resolved_database_url)
         self.routes = RouteTableHolder()
         self.dispatcher = Dispatcher.following(self.routes)
@@ -101,6 +134,7 @@ class MoorageServer:
             max_instances=settings.max_instances,
             on_change=self.reconciler.wake,
             quotas=self.quotas,
+            launch_guard=launch_guard(self.runtime),
         )
         self.logs = LogService(
             self.endpoints,

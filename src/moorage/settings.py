@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     )
     max_instances: int = Field(default=64, ge=1)
     crash_loop_threshold: int = Field(default=3, ge=1)
+    # The process runtime's sandbox for normal users' replicas (docs/runtimes.md, "process").
+    sandbox: Literal["on", "off"] = Field(
+        default="on",
+        description="off runs normal users' replicas unsandboxed: unsafe, single-tenant only.",
+    )
+    sandbox_uid: int = Field(
+        default=65534, ge=1, description="uid (and gid) of sandboxed replicas when run as root."
+    )
+    bwrap_path: str = Field(default="bwrap", description="The bubblewrap binary.")
+    setpriv_path: str = Field(default="setpriv", description="util-linux setpriv (as root).")
+    sandbox_path: str = Field(
+        default="/usr/local/bin:/usr/bin:/bin", description="PATH of sandboxed replicas."
+    )
+    sandbox_expose: str = Field(
+        default="", description="Host directories (':'-separated) shown read-only in sandboxes."
+    )
     # Per-user quotas: the defaults every user gets until the admin sets their own
     # (PUT /v1/users/{user_id}/quota). The admin is not bound by them.
     quota_endpoints: int = Field(default=20, ge=0, description="Endpoints (not deleted).")

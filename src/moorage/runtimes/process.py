@@ -1,9 +1,15 @@
 """The ``process`` runtime: each replica is ``sh -c COMMAND`` in its own directory.
 
-The app must listen on ``$PORT``, a free port this runtime picks per replica
+The app must listen on ``$PORT``, a port this runtime picks per replica
 (``deploy_metadata.port`` names the port inside a container and has no meaning
 here). Each replica runs in its own session, so stopping it signals the whole
 process group: ``sh``, ``pip``, ``python`` and whatever they forked.
+
+A normal user's replica runs hostile code, so it runs in a sandbox (``sandbox``)
+with no network of its own to the host: it is reached through a Unix socket
+moorage binds and the sandbox's bridge accepts on, and its address is
+``unix:/path/replica.sock``. The admin's replicas are trusted and run as
+moorage's own user on ``127.0.0.1:$PORT``, without a bridge hop.
 
 What a restarted moorage needs to adopt a replica lives on disk, in
 ``$MOORAGE_HOME/replicas/<replica_id>/replica.json``; the process's kernel
@@ -25,8 +31,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from moorage.runtimes import logfiles
+from moorage.runtimes import sandbox as sandboxes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.ports import free_port
+from moorage.runtimes.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
 
 RECORD_FILE = "replica.json"
 LAUNCH_TOKEN_VARIABLE = "MOORAGE_LAUNCH_TOKEN"
@@ -45,6 +53,12 @@ class _Record:
     launch_token: str
     pid: int | None = None
     start_ticks: int | None = None
+    # "unix:/...": a sandboxed replica's way in; None: 127.0.0.1:port.
+    address: str | None = None
+
+    @property
+    def reach(self) -> str:
+        return self.address or f"127.0.0.1:{self.port}"
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -121,8 +135,11 @@ class ProcessRuntime:
         stop_grace_s: float = 10.0,
         file_max_bytes: int = 0,
         log_read_max_bytes: int = 16 * 1024 * 1024,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.root = root
+        # Without one, normal users' replicas are refused, never run unsandboxed.
+        self.sandbox = sandbox or Sandbox(problem="this runtime was started without a sandbox")
         self.stop_grace_s = stop_grace_s
         # The backstop against a log flood between two rotation checks (logfiles.py).
         self.file_max_bytes = file_max_bytes
@@ -139,6 +156,7 @@ class ProcessRuntime:
                 f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
                 "cannot assign GPUs; use gpu_num 0 or run moorage with a container runtime"
             )
+        config = self._sandbox_for(launch)
         await self.stop(launch.replica_id)  # never two processes for one replica
         workdir = self._dir(launch.replica_id)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +164,8 @@ class ProcessRuntime:
         record = _Record(
             launch.replica_id, launch.endpoint_id, launch.revision, port, uuid.uuid4().hex
         )
+        if config is not None:
+            return self._start_sandboxed(launch, record, config)
         self._write_record(record)
         env = replica_environment(launch, port)
         env[LAUNCH_TOKEN_VARIABLE] = record.launch_token
@@ -169,6 +189,56 @@ class ProcessRuntime:
         self._children[launch.replica_id] = process
         self._write_record(replace(record, pid=process.pid, start_ticks=_start_ticks(process.pid)))
         return f"127.0.0.1:{port}"
+
+    def _sandbox_for(self, launch: Launch) -> SandboxConfig | None:
+        """The sandbox the replica runs in; None to run it as moorage's user (the
+        admin's, or anyone's where the operator turned the sandbox off)."""
+        if not launch.sandboxed or not self.sandbox.enabled:
+            return None
+        if self.sandbox.config is None:
+            raise StartError(self.sandbox.refusal or "no sandbox")
+        return self.sandbox.config
+
+    def _start_sandboxed(self, launch: Launch, record: _Record, config: SandboxConfig) -> str:
+        """Binds the replica's socket, then spawns the sandbox with the listener as its
+        stdin. Synchronous from the record to the spawn, like the unsandboxed path."""
+        replica_dir = self._dir(launch.replica_id)
+        workdir = replica_dir / sandboxes.WORK_DIR
+        try:
+            sandboxes.prepare_workdir(config, workdir)
+            listener = sandboxes.listen(sandboxes.socket_path(replica_dir))
+        except (SandboxUnavailable, OSError) as exc:
+            raise StartError(f"cannot prepare the replica's sandbox: {exc}") from exc
+        record = replace(record, address=f"unix:{sandboxes.socket_path(replica_dir)}")
+        self._write_record(record)
+        env = sandboxes.replica_env(
+            launch.deploy.env,
+            port=record.port,
+            replica_id=launch.replica_id,
+            endpoint_id=launch.endpoint_id,
+            workdir=workdir,
+            path=config.path,
+        )
+        with listener, (replica_dir / OUTPUT_FILE).open("ab") as output:
+            try:
+                process = sandboxes.spawn(
+                    config,
+                    workdir=workdir,
+                    command=launch.deploy.command,
+                    env=env,
+                    listener=listener,
+                    output=output,
+                    # bwrap's own environment, which the replica never sees: the launch
+                    # token finds the sandbox's session leader if moorage dies right here.
+                    outer_env={LAUNCH_TOKEN_VARIABLE: record.launch_token},
+                    preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
+                )
+            except OSError as exc:
+                (replica_dir / RECORD_FILE).unlink(missing_ok=True)
+                raise StartError(f"cannot run {config.bwrap} for the sandbox: {exc}") from exc
+        self._children[launch.replica_id] = process
+        self._write_record(replace(record, pid=process.pid, start_ticks=_start_ticks(process.pid)))
+        return record.reach
 
     def _write_record(self, record: _Record) -> None:
         workdir = self._dir(record.replica_id)
@@ -202,6 +272,7 @@ class ProcessRuntime:
             if record.pid is not None and (self._is_running(record) or _group_alive(record.pid)):
                 await self._terminate_group(record.pid)
             (self._dir(replica_id) / RECORD_FILE).unlink(missing_ok=True)
+        (self._dir(replica_id) / sandboxes.SOCKET_FILE).unlink(missing_ok=True)
         if child is not None and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
@@ -235,7 +306,7 @@ class ProcessRuntime:
                 replica_id=record.replica_id,
                 endpoint_id=record.endpoint_id,
                 revision=record.revision,
-                address=f"127.0.0.1:{record.port}" if record.pid is not None else None,
+                address=record.reach if record.pid is not None else None,
                 running=running,
                 exit_code=exit_code,
                 output_tail=None if running else _tail(record_path.parent / OUTPUT_FILE),

@@ -57,8 +57,12 @@ class EndpointService:
         max_instances: int,
         on_change: Callable[[], None] = lambda: None,
         quotas: QuotaService | None = None,
+        launch_guard: Callable[[User], None] = lambda _user: None,
     ) -> None:
         self.db = db
+        # Raises when this user's replicas cannot run here (no sandbox on the process
+        # runtime): refused at the API, not left failing in the controller.
+        self.launch_guard = launch_guard
         self.clock = clock
         self.status_policy = status_policy
         self.max_instances = max_instances
@@ -88,6 +92,7 @@ class EndpointService:
     # -- writes --------------------------------------------------------------
 
     def create(self, user: User, request: CreateEndpointRequest) -> EndpointView:
+        self.launch_guard(user)
         now = self.clock.now()
         resource, deploy = request.resource_metadata, request.deploy_metadata
         endpoint = Endpoint(
@@ -132,6 +137,7 @@ class EndpointService:
                         revision=repository.latest_revision(service_id) + 1,
                         rollout_note=None,
                     )
+                self.launch_guard(user)
                 self._check_fits(session, updated)
                 self._check_quotas(session, user, updated, current)
                 repository.save(updated)
@@ -151,6 +157,7 @@ class EndpointService:
                     current, desired_state=wanted, updated_at=self.clock.now()
                 )
                 if running:
+                    self.launch_guard(user)
                     self._check_fits(session, updated)
                     self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)

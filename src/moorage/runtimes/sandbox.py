@@ -1,0 +1,402 @@
+"""The process runtime's sandbox for normal users' replicas: bubblewrap (``bwrap``).
+
+A replica runs hostile code. In its sandbox it sees the host's files read-only,
+minus what is moorage's (``MOORAGE_HOME``, the home of moorage's user, a SQLite
+store or config file kept elsewhere) and the host's runtime and temporary
+directories, each replaced by an empty tmpfs; a fresh ``/dev``, ``/tmp`` and
+``/proc`` (its own pid namespace: it sees only its own processes); its own
+network, IPC and UTS namespaces (it can reach nothing, not even the host's
+loopback); and one writable directory, its own ``work``. Its environment is
+exactly ``deploy_metadata.env`` and the documented variables (``replica_env``).
+
+When moorage runs as root, bwrap runs privileged (so it can mount what only
+root can reach, such as a 0700 ``MOORAGE_HOME``), creates no user namespace,
+and the command inside drops to the sandbox uid with ``setpriv`` before
+anything of the user runs: the replica's real uid is then unprivileged on the
+host, not root remapped (``bwrap --uid`` run as root keeps the outer uid 0).
+When moorage is not root, bwrap uses an unprivileged user namespace and the
+replica keeps moorage's uid, so moorage's files are hidden by the mounts.
+
+The way in is a Unix socket (see ``bridge``): the sandbox's network namespace
+has no route from the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from moorage.runtimes import bridge
+from moorage.settings import Settings
+
+# The variables a sandboxed replica gets besides its endpoint's env (docs/runtimes.md).
+DOCUMENTED_VARIABLES = (
+    "PATH",
+    "HOME",
+    "PYTHONUNBUFFERED",
+    "PORT",
+    "MOORAGE_REPLICA_ID",
+    "MOORAGE_ENDPOINT_ID",
+)
+WORK_DIR = "work"
+SOCKET_FILE = "replica.sock"
+# sockaddr_un.sun_path holds 108 bytes, the last a NUL.
+MAX_SOCKET_PATH = 107
+PROBE_TIMEOUT_S = 30.0
+_BRIDGE_SOURCE = Path(bridge.__file__).read_text()
+
+# Runs inside the sandbox, as the replica's user: the bridge in the background on the
+# listening socket (standard input, moved to fd 3 because a background job's stdin
+# is /dev/null), then the user's command in place of this shell, with the listener
+# closed and stdin from /dev/null, as an unsandboxed replica has it.
+_WRAPPER = (
+    'cd -- "$1" || exit 111\n'
+    "unset OLDPWD\n"
+    "exec 3<&0\n"
+    '"$2" -I -c "$3" 0<&3 3<&- &\n'
+    'exec /bin/sh -c "$4" 0</dev/null 3<&-\n'
+)
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox cannot run here; the message says why."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Everything the sandbox's command line is built from (pure data, for tests)."""
+
+    bwrap: str
+    home: Path
+    path: str
+    python: str
+    setpriv: str | None = None  # set when moorage runs as root
+    uid: int | None = None  # the uid replicas drop to, when moorage runs as root
+    hidden_dirs: tuple[Path, ...] = ()
+    hidden_files: tuple[Path, ...] = ()
+    exposed: tuple[Path, ...] = ()
+    writable_tmp: tuple[Path, ...] = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+    @property
+    def as_root(self) -> bool:
+        return self.uid is not None
+
+
+def replica_env(
+    deploy_env: Mapping[str, str],
+    *,
+    port: int,
+    replica_id: str,
+    endpoint_id: str,
+    workdir: Path,
+    path: str,
+) -> dict[str, str]:
+    """Exactly what a sandboxed replica's environment holds: its endpoint's ``env`` over
+    a few defaults it may change (PATH, HOME, PYTHONUNBUFFERED), and its identity and
+    port, which it may not. Nothing of moorage's own environment."""
+    env = {"PATH": path, "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
+    env.update(deploy_env)
+    env.update(PORT=str(port), MOORAGE_REPLICA_ID=replica_id, MOORAGE_ENDPOINT_ID=endpoint_id)
+    return env
+
+
+def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
+    """Ancestors of ``path`` that lie inside a tmpfs the sandbox mounts, outermost first:
+    bwrap would create them 0700 (unreachable for the replica's uid), so they are
+    created explicitly, 0755."""
+    return [
+        parent
+        for parent in reversed(path.parents)
+        if any(parent != root and parent.is_relative_to(root) for root in tmpfs_roots)
+    ]
+
+
+def bwrap_args(
+    config: SandboxConfig, *, workdir: Path, command: str, env: Mapping[str, str]
+) -> list[str]:
+    """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``."""
+    args = [config.bwrap]
+    if config.as_root:
+        # Privileged bwrap: no user namespace, or the drop to the sandbox uid below
+        # would have no uid to drop to. The command keeps only the two capabilities
+        # that drop needs, and loses them with it.
+        args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+        args += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-all", "--unshare-user", "--disable-userns"]
+    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    tmpfs_roots = [*config.writable_tmp, *config.hidden_dirs]
+    created: set[Path] = set()
+
+    def make_parents(path: Path) -> None:
+        for parent in _ancestors_to_create(path, tmpfs_roots):
+            if parent not in created:
+                created.add(parent)
+                args.extend(["--perms", "0755", "--dir", str(parent)])
+
+    for tmp in config.writable_tmp:
+        make_parents(tmp)
+        args += ["--perms", "1777", "--tmpfs", str(tmp)]
+    for hidden in sorted(config.hidden_dirs, key=lambda p: len(p.parts)):
+        make_parents(hidden)
+        args += ["--perms", "0755", "--tmpfs", str(hidden)]
+    for hidden_file in config.hidden_files:
+        args += ["--ro-bind", "/dev/null", str(hidden_file)]
+    for exposed in config.exposed:
+        make_parents(exposed)
+        args += ["--ro-bind", str(exposed), str(exposed)]
+    make_parents(workdir)
+    args += ["--bind", str(workdir), str(workdir), "--clearenv"]
+    for name, value in sorted(env.items()):
+        args += ["--setenv", name, value]
+    args.append("--")
+    if config.as_root:
+        assert config.setpriv is not None
+        args += [config.setpriv, f"--reuid={config.uid}", f"--regid={config.uid}"]
+        args += ["--clear-groups", "--inh-caps=-all", "--"]
+    args += ["/bin/sh", "-c", _WRAPPER, "moorage-replica"]
+    args += [str(workdir), config.python, _BRIDGE_SOURCE, command]
+    return args
+
+
+def prepare_workdir(config: SandboxConfig, workdir: Path) -> None:
+    """The replica's one writable directory, its own (and no one else's) to write."""
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if config.uid is not None:
+        os.chown(workdir, config.uid, config.uid)
+
+
+def socket_path(replica_dir: Path) -> Path:
+    """Where the replica's way in is bound: beside its record, in moorage's own folder,
+    which the replica cannot see, let alone write (so it cannot swap in a symlink)."""
+    path = replica_dir.resolve() / SOCKET_FILE
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise SandboxUnavailable(
+            f"the replica socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a "
+            "Unix socket allows; set MOORAGE_HOME to a shorter path"
+        )
+    return path
+
+
+def listen(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, replacing a stale one."""
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        listener.listen(bridge.BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def spawn(
+    config: SandboxConfig,
+    *,
+    workdir: Path,
+    command: str,
+    env: Mapping[str, str],
+    listener: socket.socket,
+    output: IO[bytes] | int,
+    outer_env: Mapping[str, str],
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Starts the sandbox in a session of its own (stopping signals the whole group; no
+    ``--new-session`` inside, which would leave that group). ``outer_env`` is bwrap's
+    own environment, which the replica never sees (``--clearenv``)."""
+    return subprocess.Popen(
+        bwrap_args(config, workdir=workdir, command=command, env=env),
+        env=dict(outer_env),
+        stdin=listener.fileno(),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
+
+
+def _resolve_binary(name: str, setting: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise SandboxUnavailable(f"{setting} is {name!r}, which is not an executable")
+    return found
+
+
+def _user_home() -> Path | None:
+    try:
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return None
+    return home if home.is_dir() and home != Path("/") else None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    name = url.split(":///", 1)[1].split("?", 1)[0]
+    return Path(name).resolve() if name and name != ":memory:" else None
+
+
+def build_config(settings: Settings) -> SandboxConfig:
+    """The sandbox for these settings; raises SandboxUnavailable with what is missing."""
+    bwrap_path = _resolve_binary(settings.bwrap_path, "MOORAGE_BWRAP_PATH")
+    as_root = os.getuid() == 0
+    setpriv = _resolve_binary(settings.setpriv_path, "MOORAGE_SETPRIV_PATH") if as_root else None
+    home = settings.home.resolve()
+    hidden = {home}
+    user_home = _user_home()
+    if user_home is not None:
+        hidden.add(user_home.resolve())
+    hidden_files: set[Path] = set()
+    database = _sqlite_file(settings.resolved_database_url)
+    if database is not None and not database.is_relative_to(home):
+        if database.parent == Path("/"):
+            hidden_files.add(database)
+        else:
+            hidden.add(database.parent)
+    config_file = os.environ.get("MOORAGE_CONFIG")
+    if config_file and Path(config_file).is_file():
+        hidden_files.add(Path(config_file).resolve())
+    run = Path("/run")
+    if run.is_dir() and not run.is_symlink():
+        hidden.add(run)  # daemons' sockets (a container engine's among them)
+    exposed: list[Path] = []
+    wanted = [Path(p) for p in settings.sandbox_expose.split(":") if p]
+    # The bridge runs on moorage's own interpreter: show its installation read-only.
+    wanted += [Path(sys.prefix), Path(sys.base_prefix)]
+    for path in wanted:
+        resolved = path.resolve()
+        if home.is_relative_to(resolved) or resolved.is_relative_to(home):
+            raise SandboxUnavailable(
+                f"{resolved} cannot be shown to replicas: it holds or is inside "
+                "MOORAGE_HOME; install moorage outside it, or change MOORAGE_SANDBOX_EXPOSE"
+            )
+        if resolved.is_dir() and resolved not in exposed:
+            exposed.append(resolved)
+    return SandboxConfig(
+        bwrap=bwrap_path,
+        home=home,
+        path=settings.sandbox_path,
+        python=sys.executable,
+        setpriv=setpriv,
+        uid=settings.sandbox_uid if as_root else None,
+        hidden_dirs=tuple(sorted(hidden)),
+        hidden_files=tuple(sorted(hidden_files)),
+        exposed=tuple(exposed),
+        writable_tmp=tuple(t for t in SandboxConfig.writable_tmp if t.is_dir()),
+    )
+
+
+def probe(config: SandboxConfig, scratch: Path) -> None:
+    """Runs a trivial replica in the sandbox, bridge included: raises SandboxUnavailable
+    with bwrap's own words when it does not work here (no user namespaces, a kernel
+    or AppArmor policy that refuses them, an interpreter the sandbox cannot see)."""
+    replica_dir = scratch / f".sandbox-probe-{uuid.uuid4().hex[:8]}"
+    workdir = replica_dir / WORK_DIR
+    try:
+        prepare_workdir(config, workdir)
+        listener = listen(socket_path(replica_dir))
+        check = "import asyncio, socket; open('probe', 'w').write('ok')"
+        command = f"exec {_quote(config.python)} -I -c {_quote(check)}"
+        env = replica_env(
+            {}, port=1, replica_id="probe", endpoint_id="probe", workdir=workdir, path=config.path
+        )
+        with listener, (replica_dir / "output").open("w+b") as output:
+            process = spawn(
+                config,
+                workdir=workdir,
+                command=command,
+                env=env,
+                listener=listener,
+                output=output,
+                outer_env={},
+            )
+            try:
+                code = process.wait(timeout=PROBE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise SandboxUnavailable(
+                    f"a trivial sandboxed command did not finish in {PROBE_TIMEOUT_S:.0f} s"
+                ) from None
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # whatever is left of it
+                process.wait()
+            output.seek(0)
+            said = output.read().decode(errors="replace").strip()
+        if code != 0 or not (workdir / "probe").exists():
+            raise SandboxUnavailable(f"bwrap failed (exit {code}): {said[-500:] or 'no output'}")
+    except OSError as exc:
+        raise SandboxUnavailable(f"cannot set up a sandbox: {exc}") from exc
+    finally:
+        shutil.rmtree(replica_dir, ignore_errors=True)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What the process runtime does with normal users' replicas: run them sandboxed
+    (``config``), refuse them (``problem``), or, where the operator turned the sandbox
+    off, run them like the admin's."""
+
+    config: SandboxConfig | None = None
+    problem: str | None = None
+    enabled: bool = True
+
+    @classmethod
+    def off(cls) -> Sandbox:
+        return cls(enabled=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sandbox:
+        if settings.sandbox == "off":
+            return cls.off()
+        try:
+            config = build_config(settings)
+            probe(config, settings.replicas_dir)
+        except SandboxUnavailable as exc:
+            return cls(problem=str(exc))
+        return cls(config=config)
+
+    @property
+    def refusal(self) -> str | None:
+        """Why a normal user's replica cannot run on this runtime, in words that say how
+        to fix it; None where it can."""
+        if not self.enabled or self.config is not None:
+            return None
+        return (
+            "this moorage runs replicas as host processes and cannot sandbox a normal "
+            f"user's replica ({self.problem}). The operator can install bubblewrap "
+            "(apt-get install bubblewrap) and restart moorage, or use containers "
+            "(MOORAGE_RUNTIME=docker with MOORAGE_DOCKER_HOST)"
+        )
+
+    def describe(self) -> str:
+        """One line for ``moorage serve``'s start-up output."""
+        if not self.enabled:
+            return (
+                "process runtime: sandbox OFF (MOORAGE_SANDBOX=off): every user's replica "
+                "runs as moorage's own user and can read its files; single-tenant use only"
+            )
+        if self.config is None:
+            return f"process runtime: normal users' endpoints are refused: {self.refusal}"
+        who = f"uid {self.config.uid}" if self.config.as_root else "moorage's uid, user namespace"
+        return (
+            "process runtime: normal users' replicas run in a bubblewrap sandbox "
+            f"({who}, no network, Unix-socket ingress); the admin's run unsandboxed"
+        )
