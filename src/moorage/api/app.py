@@ -6,7 +6,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import PlainTextResponse
 
 from moorage import __version__
-from moorage.api import schemas
+from moorage.api import openapi, schemas
 from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
@@ -58,4 +58,5 @@ def create_api(services: Services) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(gateway.router)
     app.include_router(quotas.router)
+    openapi.install(app)
     return app

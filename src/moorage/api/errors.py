@@ -1,7 +1,14 @@
-"""Every error leaves the API as ``{"code", "message"}`` naming what to fix."""
+"""Every error leaves the API as ``{"code", "message"}`` naming what to fix.
+
+A message never grows with the input: a rejected value is quoted up to
+``ECHO_CHARS`` characters, at most ``MAX_LISTED_ERRORS`` problems are listed,
+and the whole message is cut at ``MAX_ERROR_MESSAGE_CHARS`` (the ``maxLength``
+the OpenAPI document gives it). A 200 MB name used to come back whole.
+"""
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,11 +16,48 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from moorage.api.openapi import allowed_methods
+from moorage.api.schemas import MAX_ERROR_MESSAGE_CHARS
 from moorage.errors import MoorageError
+
+ECHO_CHARS = 64
+MAX_LISTED_ERRORS = 10
+ELLIPSIS = "..."
+
+# Bounded work whatever the value: long strings and deep or wide containers are cut
+# while the representation is built, not after.
+_echo = reprlib.Repr()
+_echo.maxstring = ECHO_CHARS
+_echo.maxother = ECHO_CHARS
+_echo.maxlong = ECHO_CHARS
+_echo.maxlevel = 2
+_echo.maxlist = _echo.maxtuple = _echo.maxdict = _echo.maxset = 4
+
+
+def echo(value: Any) -> str:
+    """A rejected value as a message quotes it: at most ``ECHO_CHARS`` characters,
+    then ``...``."""
+    text = _echo.repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + ELLIPSIS
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + ELLIPSIS
+
+
+def bounded(message: str) -> str:
+    """A message cut to ``MAX_ERROR_MESSAGE_CHARS`` (the ellipsis included)."""
+    if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+        return message
+    return message[: MAX_ERROR_MESSAGE_CHARS - len(ELLIPSIS)] + ELLIPSIS
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    # Dict keys are the caller's text too (an unknown field, an env name): cut them.
+    # Only the first part says where FastAPI found it; a field may be named "path".
+    if loc and loc[0] in ("body", "query", "path"):
+        loc = loc[1:]
+    parts = [_cut(str(p)) for p in loc]
     return ".".join(parts) or "body"
 
 
@@ -26,8 +70,16 @@ def describe_validation_error(error: dict[str, Any]) -> str:
         return f"{where}: required field is missing"
     message = str(error.get("msg", "invalid value"))
     if "input" in error and kind not in ("model_attributes_type", "dict_type"):
-        return f"{where}: {message}, got {error['input']!r}"
+        return f"{where}: {message}, got {echo(error['input'])}"
     return f"{where}: {message}"
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+    """The first ``MAX_LISTED_ERRORS`` problems, then how many more there are."""
+    shown = [describe_validation_error(e) for e in errors[:MAX_LISTED_ERRORS]]
+    if len(errors) > MAX_LISTED_ERRORS:
+        shown.append(f"and {len(errors) - MAX_LISTED_ERRORS} more")
+    return bounded("; ".join(shown))
 
 
 async def _validation(_request: Request, exc: Exception) -> JSONResponse:
@@ -39,14 +91,14 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {
                 "code": "malformed_json",
-                "message": f"the request body is not valid JSON: {position}",
+                "message": bounded(f"the request body is not valid JSON: {position}"),
             },
             status_code=400,
         )
     return JSONResponse(
         {
             "code": "invalid_request",
-            "message": "; ".join(describe_validation_error(e) for e in errors),
+            "message": describe_validation_errors(errors),
         },
         status_code=422,
     )
@@ -56,15 +108,27 @@ async def _moorage(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MoorageError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return JSONResponse(
-        {"code": exc.code, "message": exc.message}, status_code=exc.status_code, headers=headers
+        {"code": exc.code, "message": bounded(exc.message)},
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 
-async def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only;
+        # a path served by several routes (GET and POST /v1/inference-service) has more.
+        allowed = allowed_methods(request.app.openapi(), request.url.path)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
     return JSONResponse(
-        {"code": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        {"code": code, "message": bounded(message)},
+        status_code=exc.status_code,
+        headers=headers or None,
     )
 
 

@@ -1,10 +1,8 @@
-"""Service results to the reference API's JSON shapes, field for field."""
+"""Service results to the reference API's JSON shapes (``api/schemas.py``), field for field."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
+from moorage.api import schemas
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
 from moorage.store.accounts import ApiToken, User
@@ -13,111 +11,119 @@ from moorage.wire import format_timestamp
 GATEWAY_PATH = "/inference-api/v1/inference_service/"
 
 
-def flavor(item: FlavorAvailability) -> dict[str, Any]:
+def flavor(item: FlavorAvailability) -> schemas.Flavor:
     f = item.stored.flavor
-    return {
-        "flavor_id": f.flavor_id,
-        "display_name": f.display_name,
-        "cluster_id": f.cluster_id,
-        "cluster_flavor_id": f.cluster_flavor_id,
-        "meta_info": dict(f.meta_info),
-        "billing": f.billing(),
-        "created_at": format_timestamp(item.stored.created_at),
-        "updated_at": format_timestamp(item.stored.updated_at),
-        "deleted_at": format_timestamp(item.stored.deleted_at),
-        "is_deleted": item.stored.deleted_at is not None,
-        "available_num": item.available_num,
-        "node_max_gpu": f.node_max_gpu,
-    }
+    return schemas.Flavor(
+        flavor_id=f.flavor_id,
+        display_name=f.display_name,
+        cluster_id=f.cluster_id,
+        cluster_flavor_id=f.cluster_flavor_id,
+        meta_info=dict(f.meta_info),
+        billing=schemas.Billing.model_validate(f.billing()),
+        created_at=format_timestamp(item.stored.created_at),
+        updated_at=format_timestamp(item.stored.updated_at),
+        deleted_at=format_timestamp(item.stored.deleted_at),
+        is_deleted=item.stored.deleted_at is not None,
+        available_num=item.available_num,
+        node_max_gpu=f.node_max_gpu,
+    )
 
 
-def endpoint(view: EndpointView, base_url: str) -> dict[str, Any]:
+def flavor_list(items: list[FlavorAvailability]) -> schemas.FlavorList:
+    return schemas.FlavorList(flavor_list=[flavor(f) for f in items])
+
+
+def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
     e = view.endpoint
     flavor_record = view.flavor.flavor if view.flavor else None
     price = flavor_record.price_per_hour(e.payment_type) if flavor_record else 0.0
     ready = [r for r in view.replicas if r.state.value == "ready"]
-    return {
-        "service_id": e.service_id,
-        "name": e.name,
-        "description": e.description,
-        "user_id": e.user_id,
-        "status": view.status.status.value,
-        "status_info": view.status.status_info,
-        "resource_metadata": {
-            "resource_display_name": flavor_record.display_name if flavor_record else None,
-            "scale_type": e.scale_type,
-            "flavor_id": e.flavor_id,
-            "target_instance_number": e.target_instance_number,
-            "scale_policy": None,
-            "VRAM": flavor_record.vram if flavor_record else None,
-            "image_size": None,
-        },
-        "billing_metadata": {
-            "payment_type": e.payment_type,
-            "price_per_instance_hour": price,
-            "instance_number": e.target_instance_number,
-            "price_per_hour": round(price * e.wanted_replicas, 6),
-        },
-        "endpoint_metadata": {
-            "endpoint_url": base_url.rstrip("/") + GATEWAY_PATH + e.service_id,
-            "ready_replicas": len(ready),
-            "replicas": [
-                {
-                    "replica_id": r.replica_id,
-                    "state": r.state.value,
-                    "address": r.address,
-                    "revision": r.revision,
-                    "since": format_timestamp(r.state_since),
-                    "last_failure": r.last_failure,
-                }
+    return schemas.Endpoint(
+        service_id=e.service_id,
+        name=e.name,
+        description=e.description,
+        user_id=e.user_id,
+        status=view.status.status,
+        status_info=view.status.status_info,
+        resource_metadata=schemas.ResourceMetadata(
+            resource_display_name=flavor_record.display_name if flavor_record else None,
+            scale_type=e.scale_type,
+            flavor_id=e.flavor_id,
+            target_instance_number=e.target_instance_number,
+            scale_policy=None,
+            VRAM=flavor_record.vram if flavor_record else None,
+            image_size=None,
+        ),
+        billing_metadata=schemas.BillingMetadata(
+            payment_type=e.payment_type,
+            price_per_instance_hour=price,
+            instance_number=e.target_instance_number,
+            price_per_hour=round(price * e.wanted_replicas, 6),
+        ),
+        endpoint_metadata=schemas.EndpointMetadata(
+            endpoint_url=base_url.rstrip("/") + GATEWAY_PATH + e.service_id,
+            ready_replicas=len(ready),
+            replicas=[
+                schemas.ReplicaInfo(
+                    replica_id=r.replica_id,
+                    state=r.state,
+                    address=r.address,
+                    revision=r.revision,
+                    since=format_timestamp(r.state_since),
+                    last_failure=r.last_failure,
+                )
                 for r in view.replicas
             ],
-        },
-        "deploy_metadata": {
-            "image_url": e.deploy.image_url,
-            "command": e.deploy.command,
-            "port": e.deploy.port,
-            "gpu_num": e.deploy.gpu_num,
-            "env": dict(e.deploy.env),
-            "readiness_probe": asdict(e.deploy.readiness_probe),
-            "resources": asdict(e.deploy.resources),
-            "revision": e.revision,
-        },
-        "gateway_metadata": asdict(e.gateway),
-        "service_type": e.service_type,
-        "created_at": format_timestamp(e.created_at),
-        "updated_at": format_timestamp(e.updated_at),
-        "deleted_at": format_timestamp(e.deleted_at),
-        "is_deleted": e.is_deleted,
-        "payment_type": e.payment_type,
-    }
+        ),
+        deploy_metadata=schemas.DeployMetadata(
+            image_url=e.deploy.image_url,
+            command=e.deploy.command,
+            port=e.deploy.port,
+            gpu_num=e.deploy.gpu_num,
+            env=dict(e.deploy.env),
+            readiness_probe=e.deploy.readiness_probe,
+            resources=e.deploy.resources,
+            revision=e.revision,
+        ),
+        gateway_metadata=e.gateway,
+        service_type=e.service_type,
+        created_at=format_timestamp(e.created_at),
+        updated_at=format_timestamp(e.updated_at),
+        deleted_at=format_timestamp(e.deleted_at),
+        is_deleted=e.is_deleted,
+        payment_type=e.payment_type,
+    )
 
 
-def endpoint_page(page: EndpointPage, base_url: str) -> dict[str, Any]:
-    return {
-        "service_list": [endpoint(v, base_url) for v in page.items],
-        "total": page.total,
-        "page": page.page,
-        "page_size": page.page_size,
-    }
+def endpoint_page(page: EndpointPage, base_url: str) -> schemas.EndpointPage:
+    return schemas.EndpointPage(
+        service_list=[endpoint(v, base_url) for v in page.items],
+        total=page.total,
+        page=page.page,
+        page_size=page.page_size,
+    )
 
 
-def user(u: User) -> dict[str, Any]:
-    return {
-        "user_id": u.user_id,
-        "name": u.name,
-        "is_admin": u.is_admin,
-        "created_at": format_timestamp(u.created_at),
-    }
+def user(u: User) -> schemas.User:
+    return schemas.User(
+        user_id=u.user_id,
+        name=u.name,
+        is_admin=u.is_admin,
+        created_at=format_timestamp(u.created_at),
+    )
 
 
-def token(t: ApiToken) -> dict[str, Any]:
-    return {
-        "token_id": t.token_id,
-        "user_id": t.user_id,
-        "name": t.name,
-        "prefix": t.prefix,
-        "created_at": format_timestamp(t.created_at),
-        "revoked_at": format_timestamp(t.revoked_at),
-        "is_revoked": t.revoked_at is not None,
-    }
+def token(t: ApiToken) -> schemas.Token:
+    return schemas.Token(
+        token_id=t.token_id,
+        user_id=t.user_id,
+        name=t.name,
+        prefix=t.prefix,
+        created_at=format_timestamp(t.created_at),
+        revoked_at=format_timestamp(t.revoked_at),
+        is_revoked=t.revoked_at is not None,
+    )
+
+
+def issued_token(t: ApiToken, text: str) -> schemas.IssuedToken:
+    return schemas.IssuedToken(**token(t).model_dump(), token=text)

@@ -2,75 +2,119 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from moorage.api import render
+from moorage.api import render, schemas
 from moorage.api.deps import BaseUrl, CurrentUser, ServicesDep
 from moorage.api.examples import CREATE_EXAMPLE, UPDATE_EXAMPLE
+from moorage.api.responses import AUTH, BODY, errors
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
+from moorage.services.endpoints import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
+# Writes that may start replicas (create, update, start): 403 when a quota refuses,
+# 503 when the process runtime has no sandbox for a normal user's replicas.
+QUOTA = (403, 503)
 
-@router.post("", summary="Create endpoint")
+
+@router.post(
+    "",
+    summary="Create endpoint",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, BODY, QUOTA, 409),
+)
 def create_endpoint(
     services: ServicesDep,
     user: CurrentUser,
     base_url: BaseUrl,
     body: Annotated[CreateEndpointRequest, Body(openapi_examples=CREATE_EXAMPLE)],
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.create(user, body), base_url)
 
 
-@router.get("", summary="List your endpoints")
+# The service checks the page bounds (400 naming the parameter); the schema says them too.
+@router.get(
+    "",
+    summary="List your endpoints",
+    response_model=schemas.EndpointPage,
+    responses=errors(AUTH, 400, 422),
+)
 def list_endpoints(
     services: ServicesDep,
     user: CurrentUser,
     base_url: BaseUrl,
-    page: Annotated[int, Query()] = 1,
-    page_size: Annotated[int, Query()] = 20,
-) -> dict[str, Any]:
+    page: Annotated[int, Query(json_schema_extra={"minimum": 1})] = 1,
+    page_size: Annotated[
+        int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE_SIZE})
+    ] = 20,
+) -> schemas.EndpointPage:
     return render.endpoint_page(
         services.endpoints.list(user, page=page, page_size=page_size), base_url
     )
 
 
-@router.get("/{service_id}", summary="Get endpoint")
+@router.get(
+    "/{service_id}",
+    summary="Get endpoint",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, 404),
+)
 def get_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.get(user, service_id), base_url)
 
 
-@router.put("/{service_id}", summary="Update endpoint")
+@router.put(
+    "/{service_id}",
+    summary="Update endpoint",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, BODY, QUOTA, 404, 409),
+)
 def update_endpoint(
     services: ServicesDep,
     user: CurrentUser,
     base_url: BaseUrl,
     service_id: str,
     body: Annotated[UpdateEndpointRequest, Body(openapi_examples=UPDATE_EXAMPLE)],
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.update(user, service_id, body), base_url)
 
 
-@router.delete("/{service_id}", summary="Delete endpoint")
+@router.delete(
+    "/{service_id}",
+    summary="Delete endpoint",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, 404),
+)
 def delete_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.delete(user, service_id), base_url)
 
 
-@router.post("/{service_id}/stop", summary="Stop endpoint (no replica runs)")
+@router.post(
+    "/{service_id}/stop",
+    summary="Stop endpoint (no replica runs)",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, 404),
+)
 def stop_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.set_running(user, service_id, False), base_url)
 
 
-@router.post("/{service_id}/start", summary="Start a stopped endpoint")
+@router.post(
+    "/{service_id}/start",
+    summary="Start a stopped endpoint",
+    response_model=schemas.Endpoint,
+    responses=errors(AUTH, 400, QUOTA, 404),
+)
 def start_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
-) -> dict[str, Any]:
+) -> schemas.Endpoint:
     return render.endpoint(services.endpoints.set_running(user, service_id, True), base_url)

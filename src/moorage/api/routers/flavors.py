@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
-from moorage.api import render
+from moorage.api import render, schemas
 from moorage.api.deps import CurrentUser, ServicesDep
+from moorage.api.responses import AUTH, errors
 
 router = APIRouter(tags=["flavors"])
 
 
-@router.get("/v1/inference-service/flavor", summary="Get inference flavor")
-def list_flavors(services: ServicesDep, _user: CurrentUser) -> dict[str, Any]:
-    return {"flavor_list": [render.flavor(f) for f in services.flavors.list()]}
+@router.get(
+    "/v1/inference-service/flavor",
+    summary="Get inference flavor",
+    response_model=schemas.FlavorList,
+    responses=errors(AUTH),
+)
+def list_flavors(services: ServicesDep, _user: CurrentUser) -> schemas.FlavorList:
+    return render.flavor_list(services.flavors.list())

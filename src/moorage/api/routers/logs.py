@@ -8,11 +8,24 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from moorage.api.deps import CurrentUser, ServicesDep
+from moorage.api.responses import AUTH, errors
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
 
-@router.get("/{service_id}/logs", summary="Replica logs (stdout and stderr)")
+@router.get(
+    "/{service_id}/logs",
+    summary="Replica logs (stdout and stderr)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Lines of text, each prefixed `[replica] ` when there are several.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        # 400: an unknown replica or a tail out of range; 429: too many followers.
+        **errors(AUTH, 400, 404, 422, 429),
+    },
+)
 def endpoint_logs(
     services: ServicesDep,
     user: CurrentUser,

@@ -1,0 +1,213 @@
+"""The API's response bodies as pydantic models: what the OpenAPI document promises.
+
+Field names and nesting are the reference page's (``flavor_list``, the service
+object with ``resource_metadata`` ... ``payment_type``), plus moorage's own
+sections the reference shows as ``{...}``. ``render.py`` builds these from
+service results; FastAPI validates each answer against them, so the document
+and the wire cannot drift apart. Bodies are closed (``additionalProperties:
+false``) so a client can rely on the exact set of fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from moorage.models.endpoints import (
+    EndpointStatus,
+    GatewaySettings,
+    ReadinessProbe,
+    Resources,
+)
+from moorage.models.replicas import ReplicaState
+
+# ``YYYY-MM-DD HH:MM:SS`` in UTC, as the reference writes them (``wire.format_timestamp``).
+Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
+Count = Annotated[int, Field(ge=0)]
+Money = Annotated[float, Field(ge=0)]
+
+# The longest message an error body carries (``api/errors.py`` cuts longer ones).
+MAX_ERROR_MESSAGE_CHARS = 2048
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Closed):
+    """Every refusal: a stable ``code`` to branch on, a ``message`` saying what to do."""
+
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    message: Annotated[str, StringConstraints(max_length=MAX_ERROR_MESSAGE_CHARS)]
+
+
+class Health(_Closed):
+    status: str
+
+
+# -- flavors ------------------------------------------------------------------------------
+
+
+class Billing(_Closed):
+    cny_price_unit: Money
+    usd_price_unit: Money
+    nmt_price_unit: Money
+
+
+class Flavor(_Closed):
+    flavor_id: str
+    display_name: str
+    cluster_id: str
+    cluster_flavor_id: str
+    meta_info: dict[str, str]
+    billing: Billing
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    deleted_at: Timestamp | None
+    is_deleted: bool
+    available_num: Count
+    node_max_gpu: Count
+
+
+class FlavorList(_Closed):
+    flavor_list: list[Flavor]
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+
+class ResourceMetadata(_Closed):
+    resource_display_name: str | None
+    scale_type: str
+    flavor_id: str
+    target_instance_number: int
+    scale_policy: None
+    VRAM: str | None
+    image_size: str | None
+
+
+class BillingMetadata(_Closed):
+    payment_type: str
+    price_per_instance_hour: Money
+    instance_number: int
+    price_per_hour: Money
+
+
+class ReplicaInfo(_Closed):
+    replica_id: str
+    state: ReplicaState
+    address: str | None
+    revision: int
+    since: Timestamp | None
+    last_failure: str | None
+
+
+class EndpointMetadata(_Closed):
+    endpoint_url: str
+    ready_replicas: Count
+    replicas: list[ReplicaInfo]
+
+
+class DeployMetadata(_Closed):
+    image_url: str
+    command: str
+    port: int
+    gpu_num: int
+    env: dict[str, str]
+    readiness_probe: ReadinessProbe
+    resources: Resources
+    revision: int
+
+
+class Endpoint(_Closed):
+    """The reference's service object, field for field, plus ``gateway_metadata``."""
+
+    service_id: str
+    name: str
+    description: str
+    user_id: str
+    status: EndpointStatus
+    status_info: str | None
+    resource_metadata: ResourceMetadata
+    billing_metadata: BillingMetadata
+    endpoint_metadata: EndpointMetadata
+    deploy_metadata: DeployMetadata
+    gateway_metadata: GatewaySettings
+    service_type: str
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    deleted_at: Timestamp | None
+    is_deleted: bool
+    payment_type: str
+
+
+class EndpointPage(_Closed):
+    service_list: list[Endpoint]
+    total: Count
+    page: int
+    page_size: int
+
+
+# -- accounts -----------------------------------------------------------------------------
+
+
+class User(_Closed):
+    user_id: str
+    name: str
+    is_admin: bool
+    created_at: Timestamp | None
+
+
+class UserList(_Closed):
+    user_list: list[User]
+
+
+class Token(_Closed):
+    """A token's record; never its text, except once in ``IssuedToken``."""
+
+    token_id: str
+    user_id: str
+    name: str
+    prefix: str
+    created_at: Timestamp | None
+    revoked_at: Timestamp | None
+    is_revoked: bool
+
+
+class IssuedToken(Token):
+    token: str = Field(description="The token itself: shown here once, never again.")
+
+
+class TokenList(_Closed):
+    token_list: list[Token]
+
+
+# -- the gateway route table --------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    """Route-table parts stay open: a standalone gateway must receive every field the
+    control plane adds, even before this document names it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class RouteReplica(_Open):
+    replica_id: str
+    address: str
+
+
+class RouteEntry(_Open):
+    service_id: str
+    token_sha256: list[str]
+    replicas: list[RouteReplica]
+    status: str
+    # A plain object: a key the gateway settings gain must reach gateways unchanged.
+    gateway_metadata: dict[str, Any]
+
+
+class RouteTable(_Open):
+    endpoints: list[RouteEntry]
+    known_token_sha256: list[str]
+    version: str
