@@ -304,7 +304,9 @@ def probe(config: SandboxConfig, scratch: Path) -> None:
     """Runs a trivial replica in the sandbox, bridge included: raises SandboxUnavailable
     with bwrap's own words when it does not work here (no user namespaces, a kernel
     or AppArmor policy that refuses them, an interpreter the sandbox cannot see)."""
-    replica_dir = scratch / f".sandbox-probe-{uuid.uuid4().hex[:8]}"
+    # As long a name as a replica id's, so a MOORAGE_HOME too long for replicas' socket
+    # paths is found here, at start.
+    replica_dir = scratch / f".sandbox-probe-{uuid.uuid4().hex[:17]}"
     workdir = replica_dir / WORK_DIR
     try:
         prepare_workdir(config, workdir)

@@ -1,0 +1,161 @@
+"""The sandbox's command line and environment, as pure data: what each replica is given,
+what is hidden from it, and what must never be there (a user namespace that would
+remap root, a new session that would leave the stop signal's group, die-with-parent,
+which would take replicas down with a crashed moorage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moorage.runtimes.sandbox import (
+    DOCUMENTED_VARIABLES,
+    Sandbox,
+    SandboxConfig,
+    bwrap_args,
+    replica_env,
+)
+from moorage.settings import Settings
+
+HOME = Path("/srv/moorage")
+WORK = HOME / "replicas" / ("a" * 32) / "work"
+
+
+def _config(*, as_root: bool) -> SandboxConfig:
+    return SandboxConfig(
+        bwrap="/usr/bin/bwrap",
+        home=HOME,
+        path="/usr/bin:/bin",
+        python="/opt/moorage/bin/python",
+        setpriv="/usr/bin/setpriv" if as_root else None,
+        uid=65534 if as_root else None,
+        hidden_dirs=(HOME, Path("/root"), Path("/run")),
+        hidden_files=(Path("/etc/moorage.toml"),),
+        exposed=(Path("/root/.pyenv/versions/3.11.7"),),
+        writable_tmp=(Path("/tmp"), Path("/dev/shm")),
+    )
+
+
+def _args(config: SandboxConfig, env: dict[str, str] | None = None) -> list[str]:
+    return bwrap_args(config, workdir=WORK, command="python3 app.py", env=env or {"PORT": "1"})
+
+
+def _pairs(args: list[str], option: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == option]
+
+
+def _sandbox_part(args: list[str]) -> list[str]:
+    return args[: args.index("--")]
+
+
+@pytest.mark.parametrize("as_root", [True, False])
+def test_never_a_new_session_nor_death_with_moorage(as_root: bool) -> None:
+    options = _sandbox_part(_args(_config(as_root=as_root)))
+    assert "--new-session" not in options, "a new session leaves the group stop() signals"
+    assert "--die-with-parent" not in options, "replicas must outlive a crashed moorage"
+    assert "--share-net" not in options
+
+
+def test_as_root_the_replica_drops_to_the_sandbox_uid_and_no_user_namespace_remaps_it() -> None:
+    args = _args(_config(as_root=True))
+    options = _sandbox_part(args)
+    assert "--unshare-user" not in options
+    assert "--unshare-all" not in options
+    assert "--uid" not in options
+    for namespace in ("--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"):
+        assert namespace in options
+    command = args[args.index("--") + 1 :]
+    assert command[:6] == [
+        "/usr/bin/setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+    ]
+    assert command[6:8] == ["/bin/sh", "-c"]
+    assert _pairs(options, "--cap-add") == ["CAP_SETUID", "CAP_SETGID"]
+
+
+def test_unprivileged_the_sandbox_is_a_user_namespace_that_cannot_nest() -> None:
+    args = _args(_config(as_root=False))
+    options = _sandbox_part(args)
+    assert options[1:4] == ["--unshare-all", "--unshare-user", "--disable-userns"]
+    assert "setpriv" not in " ".join(args[args.index("--") :])
+    assert "--cap-add" not in options
+
+
+def test_moorages_files_are_hidden_and_only_the_work_folder_is_writable() -> None:
+    options = _sandbox_part(_args(_config(as_root=True)))
+    assert options[options.index("--ro-bind") : options.index("--ro-bind") + 3] == [
+        "--ro-bind",
+        "/",
+        "/",
+    ]
+    tmpfs = _pairs(options, "--tmpfs")
+    assert {str(HOME), "/root", "/run", "/tmp", "/dev/shm"} <= set(tmpfs)
+    assert _pairs(options, "--bind") == [str(WORK)], "one writable place: the work folder"
+    # The work folder is bound after the tmpfs that hides MOORAGE_HOME, or it is hidden.
+    assert options.index(str(WORK)) > options.index(str(HOME))
+    assert "/etc/moorage.toml" in options[options.index("/dev/null") + 1 :]
+    assert "--proc" in options
+    assert "--dev" in options
+
+
+def test_folders_leading_to_a_bind_inside_a_tmpfs_are_made_reachable() -> None:
+    options = _sandbox_part(_args(_config(as_root=True)))
+    dirs = _pairs(options, "--dir")
+    assert dirs[: dirs.index(str(HOME / "replicas"))] == ["/root/.pyenv", "/root/.pyenv/versions"]
+    assert str(HOME / "replicas" / ("a" * 32)) in dirs
+    for made in dirs:
+        at = options.index(made)
+        assert options[at - 3 : at] == ["--perms", "0755", "--dir"]
+
+
+def test_the_environment_is_cleared_then_set_to_exactly_what_was_asked() -> None:
+    env = {"PORT": "8000", "MODEL": "tiny"}
+    options = _sandbox_part(_args(_config(as_root=True), env))
+    assert "--clearenv" in options
+    assert options.index("--clearenv") < options.index("--setenv")
+    set_vars = {
+        options[i + 1]: options[i + 2] for i, arg in enumerate(options) if arg == "--setenv"
+    }
+    assert set_vars == env
+
+
+def test_replica_env_is_the_documented_set_plus_the_endpoints_env() -> None:
+    env = replica_env(
+        {"MODEL": "tiny", "PORT": "1", "MOORAGE_REPLICA_ID": "forged", "PATH": "/opt/bin"},
+        port=4321,
+        replica_id="r" * 32,
+        endpoint_id="e" * 32,
+        workdir=WORK,
+        path="/usr/bin:/bin",
+    )
+    assert set(env) == set(DOCUMENTED_VARIABLES) | {"MODEL"}
+    assert env["PORT"] == "4321", "the runtime's port wins"
+    assert env["MOORAGE_REPLICA_ID"] == "r" * 32, "an endpoint cannot forge its identity"
+    assert env["PATH"] == "/opt/bin", "an endpoint may set its own PATH"
+    assert env["HOME"] == str(WORK)
+
+
+def test_a_missing_bwrap_makes_normal_users_replicas_refused_with_how_to_fix(
+    tmp_path: Path,
+) -> None:
+    sandbox = Sandbox.from_settings(
+        Settings(home=tmp_path, bwrap_path=str(tmp_path / "no-such-bwrap"))
+    )
+    assert sandbox.config is None
+    refusal = sandbox.refusal
+    assert refusal is not None
+    assert "no-such-bwrap" in refusal
+    assert "apt-get install bubblewrap" in refusal
+    assert "MOORAGE_RUNTIME=docker" in refusal
+    assert "refused" in sandbox.describe()
+
+
+def test_turned_off_nothing_is_refused_and_start_up_says_it_is_unsafe(tmp_path: Path) -> None:
+    sandbox = Sandbox.from_settings(Settings(home=tmp_path, sandbox="off"))
+    assert sandbox.refusal is None
+    assert "OFF" in sandbox.describe()
