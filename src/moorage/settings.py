@@ -55,6 +55,29 @@ class Settings(BaseSettings):
     )
     max_instances: int = Field(default=64, ge=1)
     crash_loop_threshold: int = Field(default=3, ge=1)
+    # Wire limits of the gateway in front of everything (docs/gateway.md, "Limits").
+    gateway_max_url_bytes: int = Field(default=16 * 1024, ge=256, description="414 past it.")
+    gateway_max_header_bytes: int = Field(
+        default=16 * 1024, ge=256, description="One header line (name and value); 431 past it."
+    )
+    gateway_max_head_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="The request line and headers; 431 past it."
+    )
+    gateway_max_body_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=0, description="Inference request bodies; 413 past it."
+    )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="API request bodies; 413 past it."
+    )
+    gateway_retry_buffer_bytes: int = Field(
+        default=1024 * 1024, ge=0, description="Body copy kept for a replay; no replay past it."
+    )
+    gateway_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request head must arrive within this (408)."
+    )
+    gateway_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest pause inside a request body (408)."
+    )
     # The process runtime's sandbox for normal users' replicas (docs/runtimes.md, "process").
     sandbox: Literal["on", "off"] = Field(
         default="on",
@@ -140,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.home / "admin-token"
+
+    @property
+    def api_socket(self) -> Path:
+        """The API's private Unix socket, behind the gateway (in a 0700 directory)."""
+        return self.home / "run" / "api.sock"
 
     @property
     def replicas_dir(self) -> Path:

@@ -40,6 +40,7 @@ class StandaloneGateway:
     control_plane: str | None = None
     token: str | None = None
     workers: int = 1
+    args: list[str] = field(default_factory=list)  # more options, e.g. limits
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -67,7 +68,7 @@ class StandaloneGateway:
             command += ["--control-plane", self.control_plane]
         if self.token is not None:
             command += ["--token", self.token]
-        return command
+        return command + self.args
 
     def start(self) -> StandaloneGateway:
         with self.log_path.open("ab") as log:

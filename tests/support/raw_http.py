@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,3 +165,93 @@ def take_the_only_slot(client: RawClient) -> None:
 
 
 # -- request bodies --------------------------------------------------------------------
+
+
+# -- raw connections to any port, and replicas that answer scripted bytes --------------
+
+
+def connect(port: int, timeout: float = 15.0) -> socket.socket:
+    """A plain TCP connection to 127.0.0.1:``port`` (a ``moorage serve`` or a gateway)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return sock
+
+
+def read_answer(sock: socket.socket) -> RawResponse:
+    """Reads one response (Content-Length framed, or up to the close) off ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            raise AssertionError(f"the connection closed before a response head: {data!r}")
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [
+        (name.strip().lower(), value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+    ]
+    response = RawResponse(int(lines[0].split()[1]), headers)
+    length = response.header("content-length")
+    if length is None:
+        body += b"".join(iter(lambda: sock.recv(65536), b""))
+    else:
+        while len(body) < int(length):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            body += piece
+    response.body = body
+    return response
+
+
+class ScriptedReplica:
+    """A replica that records each request head and answers ``reply(head)`` verbatim:
+    for replicas that break HTTP on purpose (hostile framing, unrequested upgrades)."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.heads: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __enter__(self) -> ScriptedReplica:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with conn:
+            data = b""
+            try:
+                while not self._stop.is_set():
+                    while b"\r\n\r\n" not in data:
+                        piece = conn.recv(65536)
+                        if not piece:
+                            return
+                        data += piece
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    self.heads.append(head)
+                    conn.sendall(self.reply(head))
+            except OSError:
+                return

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from moorage.errors import MoorageError
 from moorage.gateway import standalone
+from moorage.gateway.http1.limits import WireLimits
+
+_DEFAULTS = WireLimits()
+
+
+def _limit(envvar: str, help: str) -> Any:
+    """An option for one of the gateway's wire limits, read from the same
+    ``MOORAGE_GATEWAY_*`` variable as ``moorage serve``'s setting."""
+    return typer.Option(envvar=envvar, help=help, min=0)
+
 
 err = Console(stderr=True)
 
@@ -38,6 +48,29 @@ def gateway(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Processes sharing the port (SO_REUSEPORT).")
     ] = 1,
+    max_url_bytes: Annotated[
+        int, _limit("MOORAGE_GATEWAY_MAX_URL_BYTES", "Longest request line (414 past it).")
+    ] = _DEFAULTS.max_url_bytes,
+    max_header_bytes: Annotated[
+        int, _limit("MOORAGE_GATEWAY_MAX_HEADER_BYTES", "Longest header line (431 past it).")
+    ] = _DEFAULTS.max_header_bytes,
+    max_head_bytes: Annotated[
+        int, _limit("MOORAGE_GATEWAY_MAX_HEAD_BYTES", "Largest request head (431 past it).")
+    ] = _DEFAULTS.max_head_bytes,
+    max_body_bytes: Annotated[
+        int, _limit("MOORAGE_GATEWAY_MAX_BODY_BYTES", "Largest request body (413 past it).")
+    ] = _DEFAULTS.max_body_bytes,
+    retry_buffer_bytes: Annotated[
+        int,
+        _limit("MOORAGE_GATEWAY_RETRY_BUFFER_BYTES", "Largest body kept for a replay."),
+    ] = _DEFAULTS.retry_buffer_bytes,
+    header_timeout_s: Annotated[
+        float, _limit("MOORAGE_GATEWAY_HEADER_TIMEOUT_S", "Seconds for a request head (408).")
+    ] = _DEFAULTS.header_timeout_s,
+    body_timeout_s: Annotated[
+        float,
+        _limit("MOORAGE_GATEWAY_BODY_TIMEOUT_S", "Longest pause inside a request body (408)."),
+    ] = _DEFAULTS.body_timeout_s,
 ) -> None:
     """Run the gateway alone: /inference-api/... to replicas, nothing else."""
     if (control_plane is None) == (routes is None):
@@ -57,7 +90,18 @@ def gateway(
         f"[bold]moorage gateway[/bold] on http://{host}:{port}  ({workers} worker"
         f"{'s' if workers > 1 else ''}, routes from {source})"
     )
-    config = standalone.GatewayConfig(host, port, workers, routes, control_plane, token)
+    limits = WireLimits(
+        max_url_bytes=max_url_bytes,
+        max_header_bytes=max_header_bytes,
+        max_head_bytes=max_head_bytes,
+        max_body_bytes=max_body_bytes,
+        retry_buffer_bytes=retry_buffer_bytes,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+    )
+    config = standalone.GatewayConfig(
+        host, port, workers, routes, control_plane, token, limits=limits
+    )
     try:
         standalone.run(config)
     except MoorageError as exc:

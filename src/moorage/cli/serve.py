@@ -66,6 +66,9 @@ def serve(
         err.print(f"  admin token: in {settings.admin_token_file.resolve()}")
     try:
         serving.run(server, settings.host, settings.port)
+    except MoorageError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
     except OSError as exc:
         err.print(
             f"[red]error:[/red] cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "

@@ -6,8 +6,12 @@ checked against the route table (no store access on this path): the caller's
 moorage token must own the endpoint, and is never forwarded. A replica is
 leased from the dispatcher (cap, policy, FIFO queue); a request that could not
 reach its replica is tried on another, up to the endpoint's ``retries``. One
-that reached a replica is sent again only when the client opted in and the
-method is idempotent (see ``Request.replayable``).
+that reached a replica is sent again only when the client opted in, the
+method is idempotent and its body fit the retry buffer (``Exchange.replayable``).
+
+An endpoint id that is not in the table and one that belongs to someone else get
+the same 404, at once: answering either differently would tell a caller which
+ids exist.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ import asyncio
 from collections.abc import Callable
 
 from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
-from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
+from moorage.gateway.http1.limits import body_too_large
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.routes import EndpointRoute, RouteTableHolder
 from moorage.tokens import hash_token
 
 PREFIX = b"/inference-api/v1/inference_service/"
-# The controller publishes a table at least every reconcile interval (1 s by default).
-ROUTE_WAIT_S = 2.0
 # The caller's moorage token and the opt-in header are for the gateway, not the model.
 _DROPPED_FOR_REPLICAS = frozenset({b"authorization", b"host", b"x-moorage-retry-on"})
 _DROPPED_FOR_API = frozenset({b"host"})
@@ -85,15 +88,22 @@ class GatewayRouter:
     # -- Router ----------------------------------------------------------------------
 
     def route(self, exchange: Exchange) -> None:
-        target = exchange.request.target
+        request = exchange.request
+        target = request.target
         if target.startswith(PREFIX):
+            if request.content_length > exchange.body_limit:
+                exchange.respond_error(*body_too_large(exchange.body_limit, BODY_SETTING))
+                return
             self._inference(exchange, target[len(PREFIX) :])
             return
         handler = self.local.get(target.partition(b"?")[0])
         if handler is not None:
             handler(exchange)
         elif self.api_address is not None:
-            request = exchange.request
+            exchange.body_limit = limit = exchange.server.limits.api_max_body_bytes
+            if request.content_length > limit:
+                exchange.respond_error(*body_too_large(limit, API_BODY_SETTING))
+                return
             exchange.forward(
                 self.api_address,
                 request.upstream_head(
@@ -110,7 +120,7 @@ class GatewayRouter:
 
     def upstream_failed(self, exchange: Exchange, error: Exception | None) -> None:
         route = exchange.route
-        may_retry = not exchange.reached or exchange.request.replayable
+        may_retry = not exchange.reached or exchange.replayable
         if route is not None and exchange.retries_left > 0 and may_retry:
             current = self.routes.current.endpoints.get(route.service_id, route)
             lease = self.dispatcher.try_acquire(current, exclude=exchange.tried)
@@ -150,8 +160,8 @@ class GatewayRouter:
 
     def _inference(self, exchange: Exchange, rest: bytes) -> None:
         service, _, suffix = rest.partition(b"/")
-        if b"?" in service:
-            service, _, query = service.partition(b"?")
+        if b"?" in service:  # "{id}?a=b/c": the query may hold slashes, kept whole
+            service, _, query = rest.partition(b"?")
             suffix = b"?" + query
         token = bearer_token(exchange.request.authorization)
         if token is None:
@@ -172,22 +182,12 @@ class GatewayRouter:
             return
         service_id = service.decode("latin-1")
         route = table.endpoints.get(service_id)
-        if route is None:  # maybe created a moment ago: its route comes with a next table
-            exchange.task = asyncio.ensure_future(
-                self._await_route(exchange, service_id, digest, suffix)
-            )
+        if route is None:
+            # Not waited for: an endpoint is in the table from the controller's first pass
+            # after its creation, long before a replica of it is ready.
+            self._not_found(exchange, service_id)
             return
         self._admit(exchange, route, digest, suffix)
-
-    async def _await_route(
-        self, exchange: Exchange, service_id: str, digest: str, suffix: bytes
-    ) -> None:
-        route = await self.routes.wait_for_route(service_id, ROUTE_WAIT_S)
-        exchange.task = None
-        if route is None:
-            self._not_found(exchange, service_id)
-        else:
-            self._admit(exchange, route, digest, suffix)
 
     def _not_found(self, exchange: Exchange, service_id: str) -> None:
         exchange.respond_error(
@@ -250,7 +250,7 @@ class GatewayRouter:
         exchange.forward(
             replica.address,
             request.upstream_head(
-                exchange.path, replica.address.encode(), _DROPPED_FOR_REPLICAS, exchange.client.peer
+                exchange.path, replica.host, _DROPPED_FOR_REPLICAS, exchange.client.peer
             ),
             admission.idle_timeout_s,
             admission.request_timeout_s,

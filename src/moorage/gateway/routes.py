@@ -16,10 +16,23 @@ from moorage.models.endpoints import Endpoint, GatewaySettings
 from moorage.models.replicas import Replica, ReplicaState
 
 
+def host_header(address: str) -> bytes:
+    """The ``Host`` a replica is sent: its address, or ``localhost`` for a Unix socket
+    (``unix:/path``), whose path means nothing to the app."""
+    return b"localhost" if address.startswith("unix:") else address.encode()
+
+
 @dataclass(frozen=True)
 class ReplicaRoute:
+    """A ready replica: ``address`` is ``host:port``, ``[v6]:port`` or ``unix:/path``."""
+
     replica_id: str
     address: str
+    host: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once per table, not per request.
+        object.__setattr__(self, "host", host_header(self.address))
 
 
 @dataclass(frozen=True)

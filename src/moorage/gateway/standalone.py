@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +28,7 @@ from moorage.errors import MoorageError
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.limits import WireLimits
 from moorage.gateway.http1.server import (
     ProxyServer,
     freeze_startup_heap,
@@ -52,6 +53,7 @@ class GatewayConfig:
     routes_file: Path | None = None
     control_plane: str | None = None
     token: str | None = None
+    limits: WireLimits = field(default_factory=WireLimits)
 
 
 def read_routes_file(path: Path) -> RouteTableHolder:
@@ -148,7 +150,7 @@ async def run_worker(config: GatewayConfig) -> None:
         metrics,
         local={b"/healthz": _health, b"/metrics": _metrics_handler(metrics, config.token)},
     )
-    proxy = ProxyServer(router)
+    proxy = ProxyServer(router, limits=config.limits)
     feeding = asyncio.create_task(feed.run()) if feed is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

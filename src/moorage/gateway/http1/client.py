@@ -3,11 +3,17 @@
 Requests on a connection are answered in order. A pipelined request that
 arrives while an earlier one is in progress is parsed and held (reading pauses)
 until its turn.
+
+Limits are counted as bytes arrive, never after the parser built a string: the bytes
+of a request head are counted before they are fed to the parser (which joins a
+header's pieces itself), so a huge head is refused after ``max_head_bytes``, in
+linear time. On the common path that costs one comparison per read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -15,7 +21,20 @@ import httptools
 
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.limits import (
+    Refused,
+    head_too_large,
+    header_timeout,
+    header_too_large,
+    url_too_long,
+)
 from moorage.gateway.http1.request import Request
+
+# After a refusal with request bytes still coming, the connection reads and drops them
+# for a while before closing: closing with unread data would reset the connection and
+# could destroy the answer before the client reads it.
+LINGER_S = 2.0
+LINGER_BYTES = 4 << 20
 
 if TYPE_CHECKING:
     from moorage.gateway.http1.server import ProxyServer
@@ -26,7 +45,13 @@ class ClientConnection(asyncio.Protocol):
         "_pausers",
         "_request",
         "current",
+        "head_room",
+        "head_seen",
+        "heading",
         "idle_since",
+        "in_body",
+        "limits",
+        "lingering",
         "parser",
         "peer",
         "pending",
@@ -50,6 +75,13 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = server.now()
         self._request = Request()
         self._pausers: set[object] = set()
+        self.limits = server.limits
+        # Bytes the current request head may still take (counted before parsing).
+        self.head_room = self.limits.max_head_bytes
+        self.in_body = False  # the parser is past a head: reads are body bytes
+        self.heading = False  # a head began and is not complete (for the header timeout)
+        self.head_seen = 0.0  # when the ticker first saw this head in progress
+        self.lingering = 0  # > 0: refused, dropping up to this many more bytes
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -63,20 +95,62 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.client_tunnel_data(data)
             return
+        if self.lingering:
+            self._drop(len(data))
+            return
         self.reading = True
         try:
-            self.parser.feed_data(data)
+            if self.in_body:
+                self.parser.feed_data(data)
+            elif len(data) <= self.head_room:
+                self.head_room -= len(data)
+                self.parser.feed_data(data)
+            else:
+                self._feed_bounded(data)
         except httptools.HttpParserUpgrade as upgrade:
             exchange = self._parsing()
             if exchange is not None and exchange.request.upgrade:
                 self.tunnel = exchange
                 exchange.client_tunnel_data(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
-            self._malformed(exc)
+            refused = exc.__context__
+            if isinstance(refused, Refused):
+                self.refuse(refused.status, refused.code, refused.message)
+            else:
+                self._malformed(exc)
+        except Refused as refused:
+            self.refuse(refused.status, refused.code, refused.message)
         finally:
             self.reading = False
         if self.current is not None:  # only the current exchange has a replica to write to
             self.current.flush_request()
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """A read longer than the room left for the head: feed the head's share, then
+        the rest once the head is complete (a body, or pipelined requests, which each
+        get their own room). Raises ``Refused`` for a head longer than allowed."""
+        view = memoryview(data)
+        fed = 0
+        try:
+            while view:
+                if self.in_body or len(view) <= self.head_room:
+                    if not self.in_body:
+                        self.head_room -= len(view)
+                    self.parser.feed_data(view)
+                    return
+                piece, view = view[: self.head_room], view[self.head_room :]
+                self.head_room = 0
+                self.parser.feed_data(piece)
+                fed += len(piece)
+                if not self.in_body and self.head_room == 0:
+                    raise head_too_large(self.limits)
+        except httptools.HttpParserUpgrade as upgrade:  # its offset is into the piece
+            raise httptools.HttpParserUpgrade(fed + upgrade.args[0]) from None
+
+    def _drop(self, size: int) -> None:
+        self.lingering -= size
+        if self.lingering <= 0:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -100,20 +174,36 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._request = Request()
+        self.heading = True
 
     def on_url(self, url: bytes) -> None:
-        self._request.target += url
+        target = self._request.target
+        if len(target) + len(url) > self.limits.max_url_bytes:
+            raise url_too_long(self.limits)
+        # Usually one piece; more are joined under the small URL limit.
+        self._request.target = target + url if target else url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > self.limits.max_header_bytes:
+            raise header_too_large(self.limits)
         self._request.add_header(name, value)
 
     def on_headers_complete(self) -> None:
         request = self._request
         parser = self.parser
+        self.in_body = True
+        self.heading = False
+        self.head_seen = 0.0
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
         request.http10 = parser.get_http_version() == "1.0"
         request.upgrade = request.upgrade and parser.should_upgrade()
+        if request.problem or not (request.host_given or request.http10):
+            raise Refused(
+                400,
+                "bad_request",
+                request.problem or "send a Host header: HTTP/1.1 requires exactly one",
+            )
         exchange = Exchange(self, request)
         if self.current is None:
             self.current = exchange
@@ -128,6 +218,8 @@ class ClientConnection(asyncio.Protocol):
             exchange.client_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
+        self.head_room = self.limits.max_head_bytes
         exchange = self._parsing()
         if exchange is not None:
             exchange.client_body_done()
@@ -150,6 +242,11 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def paused(self) -> bool:
+        """Reading is paused by the gateway (a replica slow to take the body, a request
+        waiting its turn): a silent client is then not to blame."""
+        return bool(self._pausers)
+
     def pause_reading_for(self, reason: object) -> None:
         if not self._pausers and self.transport is not None:
             self.transport.pause_reading()
@@ -171,7 +268,10 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel = None
             keep_alive = False
         if not keep_alive or self.transport is None or self.transport.is_closing():
-            self.close()
+            if exchange.request_done:
+                self.close()
+            else:  # refused before its body was read: the client may still be sending it
+                self.linger()
             return
         self.idle_since = self.server.now()
         if self.pending:
@@ -181,15 +281,33 @@ class ClientConnection(asyncio.Protocol):
             self.server.router.route(self.current)
 
     def _malformed(self, exc: Exception) -> None:
+        self.refuse(
+            400, "bad_request", f"the request is not valid HTTP/1.1 ({exc}); check the client"
+        )
+
+    def refuse(self, status: int, code: str, message: str) -> None:
+        """Answers a request that cannot be parsed on, or breaks a limit, and ends the
+        connection: what follows on it cannot be trusted to start a request."""
         if self.current is None and self.transport is not None:
-            self.write(
-                wire.error_response(
-                    400,
-                    "bad_request",
-                    f"the request is not valid HTTP/1.1 ({exc}); check the client",
-                    close=True,
-                )
-            )
+            self.write(wire.error_response(status, code, message, close=True))
         elif self.current is not None:
             self.current.client_lost()
-        self.close()
+        self.linger()
+
+    def linger(self) -> None:
+        """Stops reading requests; drops what the client still sends for up to
+        ``LINGER_S`` (or ``LINGER_BYTES``), then closes (see ``LINGER_S``)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.lingering:
+            return
+        self.lingering = LINGER_BYTES
+        self.idle_since = self.server.now()
+        with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
+            transport.write_eof()
+        if self._pausers:
+            self._pausers.clear()
+            transport.resume_reading()
+
+    def timed_out_head(self) -> None:
+        """The ticker's verdict: a request head started and did not end in time."""
+        self.refuse(*header_timeout(self.limits))

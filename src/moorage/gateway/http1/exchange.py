@@ -12,7 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from moorage.gateway.http1 import wire
-from moorage.gateway.http1.request import BUFFER_LIMIT, Request
+from moorage.gateway.http1.limits import body_timeout, body_too_large
+from moorage.gateway.http1.request import BUFFER_LIMIT, FRAMING, Request
 
 if TYPE_CHECKING:
     from moorage.gateway.dispatch import Lease
@@ -21,20 +22,25 @@ if TYPE_CHECKING:
     from moorage.gateway.routes import EndpointRoute
 
 _BODYLESS_STATUS = frozenset({204, 304})
+API_BODY_SETTING = "MOORAGE_API_MAX_BODY_BYTES"
+BODY_SETTING = "MOORAGE_GATEWAY_MAX_BODY_BYTES"
 
 
 class Exchange:
     __slots__ = (
         "_body",
         "_body_size",
+        "_body_total",
         "_chunked_out",
         "_close_delimited",
         "_continue_sent",
         "_held_head",
         "_held_request",
         "_replay",
+        "_replay_size",
         "_tunnel_buffer",
         "address",
+        "body_limit",
         "client",
         "deadline",
         "finished",
@@ -85,7 +91,14 @@ class Exchange:
         self.deadline: float | None = None
         self._body: list[bytes] = []
         self._body_size = 0
-        self._replay: list[bytes] | None = [] if request.replayable else None
+        self._body_total = 0  # every body byte read, against ``body_limit``
+        self.body_limit = self.server.limits.max_body_bytes  # the router sets the API's
+        # A copy of the body for a replay, within the retry buffer (past it: no replay).
+        replay_room = self.server.limits.retry_buffer_bytes
+        self._replay: list[bytes] | None = (
+            [] if request.replayable and request.content_length <= replay_room else None
+        )
+        self._replay_size = 0
         self._tunnel_buffer: list[bytes] = []
         self._chunked_out = self._close_delimited = self._continue_sent = False
         # The response head waits for the body bytes parsed from the same read, so that
@@ -150,6 +163,15 @@ class Exchange:
         else:
             self.task = asyncio.ensure_future(self._open())
 
+    @property
+    def replayable(self) -> bool:
+        """May be sent again after it reached a replica: the request allows it and its
+        body (if any) is still held whole."""
+        return self._replay is not None
+
+    def body_limit_setting(self) -> str:
+        return BODY_SETTING if self.route is not None else API_BODY_SETTING
+
     def prepare_retry(self) -> None:
         """Forgets the failed attempt; a replayed body goes out again from the copy."""
         if self.lease is not None:
@@ -203,8 +225,16 @@ class Exchange:
         if self.finished:
             return
         self.last_activity = self.server.now()
+        self._body_total += len(data)
+        if self._body_total > self.body_limit:
+            self._body_too_large()
+            return
         if self._replay is not None:
-            self._replay.append(data)
+            self._replay_size += len(data)
+            if self._replay_size > self.server.limits.retry_buffer_bytes:
+                self._replay = None  # too big to hold: this request will not be replayed
+            else:
+                self._replay.append(data)
         if self.upstream is not None:
             self._held_request.append(wire.chunk(data) if self.request.chunked else data)
             return
@@ -212,6 +242,39 @@ class Exchange:
         self._body_size += len(data)
         if self._body_size > BUFFER_LIMIT:
             self.client.pause_reading_for(self.request)
+
+    def _body_too_large(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:  # it has part of a body it must not act on
+            upstream.abort()
+        if self.head_sent:
+            self.note = "body_too_large"
+            self.client.abort()
+            self._finish(keep_alive=False)
+        else:
+            self.respond_error(*body_too_large(self.body_limit, self.body_limit_setting()))
+
+    def body_stalled(self, now: float, limit_s: float) -> bool:
+        """The client stopped sending a body the gateway is ready to read (not waiting
+        for a replica, a ``100 Continue``, or a tunnel)."""
+        return (
+            not self.request_done
+            and not self.finished
+            and not self.request.upgrade
+            and (self._continue_sent or not self.request.expect_continue)
+            and now - self.last_activity > limit_s
+        )
+
+    def body_timed_out(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+        if self.head_sent:
+            self.note = "body_timeout"
+            self.client.abort()
+            self._finish(keep_alive=False)
+        else:
+            self.respond_error(*body_timeout(self.server.limits))
 
     def client_body_done(self) -> None:
         self.request_done = True
@@ -268,6 +331,9 @@ class Exchange:
                     )
                 )
             return
+        if status == 101 and not request.upgrade:
+            self._bad_response("switched protocols (101) without being asked to upgrade")
+            return
         self.status = status
         parts = [wire.status_line(status)]
         has_length = chunked_in = False
@@ -287,6 +353,9 @@ class Exchange:
                 if lower == b"content-length":
                     has_length = True
                 kept.append((lower, name, value))
+            if dropped and not dropped.isdisjoint(FRAMING):
+                self._bad_response("named a framing header in Connection")
+                return
             for lower, name, value in kept:
                 if lower not in dropped:
                     parts += [name, b": ", value, b"\r\n"]
@@ -309,6 +378,20 @@ class Exchange:
         self._close_delimited = not (has_length or chunked_in or bodyless) and status != 101
         if request.method == b"HEAD":  # no body follows, whatever the headers say
             self._response_complete(reuse=False)
+
+    def _bad_response(self, what: str) -> None:
+        """A response the gateway will not pass on: its framing could make the client
+        read part of it as another response. The replica's connection is spent."""
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+        route = self.route
+        name = f"endpoint {route.service_id}'s replica" if route is not None else "the API"
+        self.respond_error(
+            502,
+            "bad_replica_response",
+            f"{name} sent a response the gateway refuses ({what}); fix the app's HTTP server",
+        )
 
     def upstream_body(self, data: bytes) -> None:
         if self.finished:
@@ -363,6 +446,13 @@ class Exchange:
         else:  # cut mid-body: the client must see a truncated response, not a whole one
             self.client.abort()
             self._finish(keep_alive=False)
+
+    def upstream_malformed(self, error: Exception) -> None:
+        """The replica's response is not valid HTTP/1.1 (ambiguous framing included)."""
+        if self.head_sent or self.upgraded:
+            self.upstream_lost(error)  # the client sees a cut response, never a whole one
+        else:
+            self._bad_response(f"not valid HTTP/1.1: {error}")
 
     def timed_out(self, what: str) -> None:
         upstream, self.upstream = self.upstream, None

@@ -7,6 +7,12 @@ from moorage.gateway.http1 import wire
 # Past this much request body held while no replica is attached, stop reading the client.
 BUFFER_LIMIT = 1 << 20
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+# Headers that say where one message ends and the next begins. ``Connection`` may not
+# name them: a proxy that dropped one but forwarded the body would let the body be read
+# as the next request on a pooled connection (request smuggling).
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# Never copied from the client: hop-by-hop, and the framing the gateway writes itself.
+_NOT_COPIED = wire.HOP_BY_HOP | {b"content-length"}
 
 
 class Request:
@@ -20,9 +26,11 @@ class Request:
         "expect_continue",
         "headers",
         "host",
+        "host_given",
         "http10",
         "keep_alive",
         "method",
+        "problem",
         "retry_on_reset",
         "target",
         "upgrade",
@@ -37,13 +45,16 @@ class Request:
         self.http10 = False
         self.upgrade = False
         self.upgrade_to = b""
-        self.content_length = 0
+        self.content_length = -1  # no Content-Length header
         self.chunked = False
         self.expect_continue = False
         self.authorization = b""
         self.host = b""
+        self.host_given = False
         self.connection_tokens: frozenset[bytes] = frozenset()
         self.retry_on_reset = False
+        # Why the request must be refused with 400 (checked once its head is complete).
+        self.problem = ""
 
     def add_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -51,8 +62,12 @@ class Request:
         if name == b"authorization":
             self.authorization = value
         elif name == b"host":
+            if self.problem == "" and self.host_given:
+                self.problem = "send exactly one Host header, not several"
             self.host = value
+            self.host_given = True
         elif name == b"content-length":
+            # The parser refuses a malformed or second differing Content-Length itself.
             self.content_length = int(value) if value.isdigit() else 0
         elif name == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
@@ -62,6 +77,12 @@ class Request:
             # A list header: several Connection lines add up (RFC 9110 section 5.3).
             self.connection_tokens |= wire.connection_tokens(value)
             self.upgrade = b"upgrade" in self.connection_tokens
+            named = self.connection_tokens & FRAMING
+            if named:
+                self.problem = (
+                    f"Connection may not name {b', '.join(sorted(named)).decode()}: "
+                    "the gateway frames every message itself"
+                )
         elif name == b"upgrade":
             self.upgrade_to = value
         elif name == b"x-moorage-retry-on":
@@ -74,25 +95,22 @@ class Request:
     @property
     def replayable(self) -> bool:
         """May be sent again after it reached a replica: an idempotent method, and the
-        client opted in (``X-Moorage-Retry-On: reset``)."""
-        return (
-            self.retry_on_reset
-            and self.method in _IDEMPOTENT
-            and self.content_length <= BUFFER_LIMIT
-            and not self.upgrade
-        )
+        client opted in (``X-Moorage-Retry-On: reset``). The exchange also drops the
+        copy of a body past the retry buffer (``WireLimits.retry_buffer_bytes``)."""
+        return self.retry_on_reset and self.method in _IDEMPOTENT and not self.upgrade
 
     def upstream_head(
         self, target: bytes, host: bytes, dropped: frozenset[bytes], peer: bytes
     ) -> bytes:
         """The request head for the replica: hop-by-hop headers (and ``dropped``) removed,
-        ``X-Forwarded-*`` added, the body framed as the client framed it."""
+        ``X-Forwarded-*`` added. The framing is the gateway's: ``Content-Length`` and
+        ``Transfer-Encoding`` are written from what the parser reads, never copied."""
         parts = [self.method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         forwarded_for = peer
         proto = host_seen = False
         skip = self.connection_tokens
         for name, value in self.headers:
-            if name in dropped or name in wire.HOP_BY_HOP or name in skip:
+            if name in dropped or name in _NOT_COPIED or name in skip:
                 continue
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + peer
@@ -111,6 +129,8 @@ class Request:
             parts += [b"x-forwarded-host: ", self.host, b"\r\n"]
         if self.chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
+        elif self.content_length >= 0:
+            parts += [b"content-length: ", b"%d" % self.content_length, b"\r\n"]
         if self.upgrade:
             parts += [b"connection: upgrade\r\nupgrade: ", self.upgrade_to, b"\r\n"]
         parts.append(b"\r\n")

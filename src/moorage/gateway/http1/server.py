@@ -2,8 +2,9 @@
 request goes.
 
 One ticker (every quarter second) enforces every timeout: exchanges past their
-idle or request timeout, client connections idle past keep-alive, pooled
-replica connections idle too long. A timer per request would cost more than
+idle or request timeout, client connections idle past keep-alive or slow to
+send a request head or body (``WireLimits``), pooled replica connections idle
+too long. A timer per request would cost more than
 the request.
 """
 
@@ -16,8 +17,9 @@ import resource
 import time
 from typing import Protocol
 
-from moorage.gateway.http1.client import ClientConnection
+from moorage.gateway.http1.client import LINGER_S, ClientConnection
 from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.limits import WireLimits
 from moorage.gateway.http1.upstream import UpstreamPool
 
 TICK_S = 0.25
@@ -61,8 +63,10 @@ class ProxyServer:
         self,
         router: Router,
         keepalive_timeout_s: float = 75.0,
+        limits: WireLimits | None = None,
     ) -> None:
         self.router = router
+        self.limits = limits or WireLimits()
         self.pool = UpstreamPool()
         self.keepalive_timeout_s = keepalive_timeout_s
         self.connections: set[ClientConnection] = set()
@@ -111,10 +115,26 @@ class ProxyServer:
                     and now - exchange.last_activity > exchange.idle_timeout_s
                 ):
                     exchange.timed_out("idle")
+            header_timeout_s = self.limits.header_timeout_s
+            body_timeout_s = self.limits.body_timeout_s
             for connection in list(self.connections):
-                if (
-                    connection.current is None
-                    and now - connection.idle_since > self.keepalive_timeout_s
+                current = connection.current
+                if connection.lingering:
+                    if now - connection.idle_since > LINGER_S:
+                        connection.close()
+                elif connection.heading:
+                    if not connection.head_seen:
+                        connection.head_seen = now
+                    elif now - connection.head_seen > header_timeout_s:
+                        connection.timed_out_head()
+                elif current is None:
+                    if now - connection.idle_since > self.keepalive_timeout_s:
+                        connection.close()
+                elif (
+                    connection.tunnel is None
+                    and not connection.pending
+                    and not connection.paused()
+                    and current.body_stalled(now, body_timeout_s)
                 ):
-                    connection.close()
+                    current.body_timed_out()
             self.pool.close_idle(now)

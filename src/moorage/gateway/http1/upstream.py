@@ -66,7 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.exchange.upstream_upgraded(data[offset:])
         except httptools.HttpParserError as exc:
             if self.exchange is not None:
-                self.exchange.upstream_lost(exc)
+                self.exchange.upstream_malformed(exc)
             self.close()
 
     def eof_received(self) -> bool | None:
@@ -124,7 +124,7 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per replica address (``host:port``)."""
+    """Idle keep-alive connections per replica address (``host:port``, ``unix:/path``)."""
 
     def __init__(self, connect_timeout_s: float = 5.0, max_idle_s: float = MAX_IDLE_S) -> None:
         self.connect_timeout_s = connect_timeout_s
@@ -140,13 +140,20 @@ class UpstreamPool:
         return None
 
     async def open(self, address: str) -> UpstreamConnection:
-        host, _, port = address.rpartition(":")
-        host = host.strip("[]")  # "[::1]:8000": an IPv6 literal
+        """Connects to ``host:port``, ``[v6]:port`` or ``unix:/absolute/path`` (the API's
+        private socket, a sandboxed replica's)."""
         loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self, address), host, int(port)),
-            self.connect_timeout_s,
-        )
+        if address.startswith("unix:"):
+            connecting = loop.create_unix_connection(
+                lambda: UpstreamConnection(self, address), address[len("unix:") :]
+            )
+        else:
+            host, _, port = address.rpartition(":")
+            host = host.strip("[]")  # "[::1]:8000": an IPv6 literal
+            connecting = loop.create_connection(
+                lambda: UpstreamConnection(self, address), host, int(port)
+            )
+        _, protocol = await asyncio.wait_for(connecting, self.connect_timeout_s)
         return protocol
 
     def put_back(self, connection: UpstreamConnection, now: float) -> None:
