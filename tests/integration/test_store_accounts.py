@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 
+from moorage.clock import FakeClock
+from moorage.errors import Conflict, MoorageError, Unauthenticated
+from moorage.services.accounts import AccountService
+from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository, User, generate_token
 from moorage.store.db import Database
 
@@ -157,3 +164,78 @@ def test_failed_session_block_stores_no_user_and_no_token(db: Database) -> None:
         assert accounts.user_for_token(token) is None
         assert accounts.has_token(token) is False
         assert list(accounts.list_tokens()) == []
+
+
+# -- the configured admin token (AccountService.ensure_admin on a real store) ------------
+
+
+def _settings(tmp_path: Path, token: str | None) -> Settings:
+    return Settings(home=tmp_path, admin_token=SecretStr(token) if token else None)
+
+
+def test_token_by_text_finds_revoked_tokens_too(db: Database) -> None:
+    user = _new_user(db, "alice")
+    token = generate_token()
+    with db.session() as session:
+        accounts = AccountRepository(session)
+        record = accounts.add_token(user.user_id, token, name="t", now=T0, bootstrap=True)
+        accounts.revoke_token(record.token_id, T0)
+    with db.session() as session:
+        accounts = AccountRepository(session)
+        found = accounts.token_by_text(token)
+        assert found is not None
+        assert found.revoked_at == T0
+        assert found.bootstrap is True
+        assert accounts.token_by_text(generate_token()) is None
+        assert list(accounts.bootstrap_tokens()) == []
+
+
+def test_the_configured_admin_token_replaces_the_previous_one(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = AccountService(db, FakeClock())
+    old, new = generate_token(), generate_token()
+    service.ensure_admin(_settings(tmp_path, old))
+    service.ensure_admin(_settings(tmp_path, old))  # same token: nothing changes
+    assert service.authenticate(old).is_admin
+
+    with caplog.at_level(logging.WARNING):
+        service.ensure_admin(_settings(tmp_path, new))
+    assert service.authenticate(new).is_admin
+    with pytest.raises(Unauthenticated):
+        service.authenticate(old)
+    revoked = [r.getMessage() for r in caplog.records if "previous admin token" in r.getMessage()]
+    assert len(revoked) == 1
+    assert old[:8] in revoked[0]
+    assert old not in revoked[0]
+
+
+def test_the_configured_admin_token_cannot_be_revoked(db: Database, tmp_path: Path) -> None:
+    service = AccountService(db, FakeClock())
+    token = generate_token()
+    service.ensure_admin(_settings(tmp_path, token))
+    configured = next(t for t in service.list_tokens() if t.bootstrap)
+    with pytest.raises(Conflict) as refused:
+        service.revoke_token(configured.token_id)
+    assert refused.value.code == "admin_token_configured"
+    assert service.authenticate(token).is_admin
+
+
+def test_a_revoked_or_foreign_configured_token_stops_the_start(
+    db: Database, tmp_path: Path
+) -> None:
+    service = AccountService(db, FakeClock())
+    old, new = generate_token(), generate_token()
+    service.ensure_admin(_settings(tmp_path, old))
+    service.ensure_admin(_settings(tmp_path, new))
+    with pytest.raises(MoorageError, match="was revoked") as revoked:
+        service.ensure_admin(_settings(tmp_path, old))
+    assert revoked.value.code == "admin_token_revoked"
+    assert old not in revoked.value.message
+
+    issued = service.create_token(user_name="alice", create_user=True)
+    with pytest.raises(MoorageError, match="another user") as foreign:
+        service.ensure_admin(_settings(tmp_path, issued.token))
+    assert foreign.value.code == "admin_token_invalid"
+    assert not service.authenticate(issued.token).is_admin
+    assert service.authenticate(new).is_admin

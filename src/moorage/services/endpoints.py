@@ -179,10 +179,12 @@ class EndpointService:
 
     def _owned(self, session: Session, user: User, service_id: str) -> Endpoint:
         endpoint = EndpointRepository(session).get_live(service_id)
-        # Another user's endpoint is reported exactly like a missing one.
+        # Another user's endpoint is reported exactly like a missing one, after the same
+        # single lookup, so neither the answer nor its timing tells them apart.
         if endpoint is None or endpoint.user_id != user.user_id:
+            shown = service_id if len(service_id) <= 64 else service_id[:64] + "..."
             raise NotFound(
-                f"no endpoint {service_id!r}; GET /v1/inference-service lists yours",
+                f"no endpoint {shown!r}; GET /v1/inference-service lists yours",
             )
         return endpoint
 
