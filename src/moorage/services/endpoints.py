@@ -27,6 +27,8 @@ from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
 
 MAX_PAGE_SIZE = 100
+# Far past any user's endpoints, and (page - 1) * page_size stays a 64-bit integer.
+MAX_PAGE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ class EndpointService:
             return self._view(session, self._owned(session, user, service_id))
 
     def list(self, user: User, *, page: int, page_size: int) -> EndpointPage:
-        if page < 1:
-            raise InvalidField("page", f"must be 1 or more, got {page}")
+        if not 1 <= page <= MAX_PAGE:
+            raise InvalidField("page", f"must be between 1 and {MAX_PAGE}, got {page}")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidField(
                 "page_size", f"must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"

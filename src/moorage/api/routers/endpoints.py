@@ -11,7 +11,7 @@ from moorage.api.deps import BaseUrl, CurrentUser, ServicesDep
 from moorage.api.examples import CREATE_EXAMPLE, UPDATE_EXAMPLE
 from moorage.api.responses import AUTH, BODY, errors
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
-from moorage.services.endpoints import MAX_PAGE_SIZE
+from moorage.services.endpoints import MAX_PAGE, MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
@@ -46,7 +46,7 @@ def list_endpoints(
     services: ServicesDep,
     user: CurrentUser,
     base_url: BaseUrl,
-    page: Annotated[int, Query(json_schema_extra={"minimum": 1})] = 1,
+    page: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE})] = 1,
     page_size: Annotated[
         int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE_SIZE})
     ] = 20,
