@@ -25,12 +25,12 @@ WHEN: dict[int, str] = {
     404: "No such object, a deleted one, or another user's: all three answer alike (`not_found`).",
     409: "A conflict with what exists: a name the user already uses (`name_in_use`), or "
     "the configured admin token, which only a restart replaces (`admin_token_configured`).",
-    413: "The body is larger than the API accepts (`MOORAGE_API_MAX_BODY_BYTES`); the "
-    "gateway answers it before the API reads the body.",
+    413: "The body is larger than the API accepts (`body_too_large`, "
+    "`MOORAGE_API_MAX_BODY_BYTES`); the gateway answers it before the API reads the body.",
     422: "A field or parameter outside the documented schema (`invalid_request`); the "
     "message names each field and what is allowed.",
-    429: "The user already holds as many log followers as their quota allows; one frees "
-    "its slot when its client disconnects.",
+    429: "The user already holds as many log followers as their quota allows "
+    "(`quota_exceeded`); one frees its slot when its client disconnects.",
     503: "moorage cannot run the change now: the process runtime has no sandbox for a "
     "normal user's replicas (`sandbox_unavailable`, saying how to enable one).",
 }
