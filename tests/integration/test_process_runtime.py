@@ -7,11 +7,16 @@ fails the test if a process the test knew of is still alive afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import shlex
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,10 +28,16 @@ import httpx
 import pytest
 
 from moorage.models.endpoints import DeploySpec
+from moorage.runtimes import bridge
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError
+from moorage.runtimes.ports import free_port
 from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.sandbox import DOCUMENTED_VARIABLES, Sandbox
+from moorage.settings import Settings
 from moorage.wire import new_id
+from tests.support.components import need
 from tests.support.runtimes import observe_until, refuses
+from tests.support.server import processes_with_env
 
 pytestmark = pytest.mark.anyio
 
@@ -52,9 +63,11 @@ class Harness:
     runtimes: list[ProcessRuntime] = field(default_factory=list)
     pids: set[int] = field(default_factory=set)
 
-    def runtime(self, *, stop_grace_s: float = 5.0) -> ProcessRuntime:
+    def runtime(
+        self, *, stop_grace_s: float = 5.0, sandbox: Sandbox | None = None
+    ) -> ProcessRuntime:
         """A runtime on the shared root, as each (re)start of moorage would make."""
-        runtime = ProcessRuntime(self.root, stop_grace_s=stop_grace_s)
+        runtime = ProcessRuntime(self.root, stop_grace_s=stop_grace_s, sandbox=sandbox)
         self.runtimes.append(runtime)
         return runtime
 
@@ -89,7 +102,9 @@ def _launch(
     *,
     env: Mapping[str, str] | None = None,
     gpu_num: int = 0,
+    sandboxed: bool = False,
 ) -> Launch:
+    """A launch of the (trusted) admin's replica unless ``sandboxed``."""
     return Launch(
         replica_id=new_id(),
         endpoint_id=new_id(),
@@ -101,6 +116,7 @@ def _launch(
             gpu_num=gpu_num,
             env=dict(env or {}),
         ),
+        sandboxed=sandboxed,
     )
 
 
@@ -415,3 +431,260 @@ async def test_a_gpu_request_is_refused_with_the_field_to_fix(harness: Harness) 
 
     assert "gpu_num 0" in str(caught.value)
     assert await runtime.observe() == {}
+
+
+# -- sandboxed replicas (a normal user's) ------------------------------------------------
+
+
+def _replica_pids(replica_id: str) -> list[int]:
+    """Host pids of the replica's processes, found by the id in their environment (the
+    pids a sandboxed app reports are its own namespace's)."""
+    return [pid for pid in processes_with_env("MOORAGE_REPLICA_ID", replica_id) if _alive(pid)]
+
+
+@dataclass
+class SandboxedHarness:
+    home: Path
+    harness: Harness
+    sandbox: Sandbox
+    launched: list[str] = field(default_factory=list)
+
+    def runtime(self, *, stop_grace_s: float = 5.0) -> ProcessRuntime:
+        return self.harness.runtime(stop_grace_s=stop_grace_s, sandbox=self.sandbox)
+
+    def launch(self, command: str, **kwargs: Any) -> Launch:
+        launch = _launch(command, sandboxed=True, **kwargs)
+        self.launched.append(launch.replica_id)
+        return launch
+
+    def workdir(self, replica_id: str) -> Path:
+        return self.harness.root / replica_id / "work"
+
+
+@pytest.fixture
+async def sandboxed() -> AsyncIterator[SandboxedHarness]:
+    """A sandbox on a short MOORAGE_HOME (a Unix socket path holds 107 bytes)."""
+    home = Path(tempfile.mkdtemp(prefix="mrg-", dir="/tmp"))
+    settings = Settings(home=home, sandbox_path=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    settings.replicas_dir.mkdir()
+    sandbox = await asyncio.to_thread(Sandbox.from_settings, settings)
+    if sandbox.config is None:
+        shutil.rmtree(home)
+        need("bubblewrap", sandbox.problem or "no sandbox")
+    state = SandboxedHarness(home, Harness(settings.replicas_dir), sandbox)
+    try:
+        yield state
+    finally:
+        for runtime in state.harness.runtimes:
+            for replica_id in state.launched:
+                await runtime.stop(replica_id)
+            await runtime.close()
+        leftovers = [pid for r in state.launched for pid in _replica_pids(r)]
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"sandboxed processes left running after the test: {leftovers}"
+
+
+async def _get_unix(address: str, *, timeout_s: float = WAIT_S) -> dict[str, Any]:
+    """GET / through the replica's Unix socket (the gateway's way in), retrying."""
+    assert address.startswith("unix:/"), address
+    transport = httpx.AsyncHTTPTransport(uds=address.removeprefix("unix:"))
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = await client.get("http://replica/")
+                response.raise_for_status()
+                body: dict[str, Any] = response.json()
+                return body
+            except httpx.TransportError as exc:
+                last = exc
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing answered through {address} within {timeout_s} s: {last!r}")
+
+
+async def test_a_sandboxed_replica_is_reached_through_its_socket_with_exactly_its_env(
+    sandboxed: SandboxedHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOORAGE_ADMIN_TOKEN", "mrg_admin-secret-do-not-leak")
+    monkeypatch.setenv("HOST_SETTING_FOR_REPLICAS", "from-the-host")
+    runtime = sandboxed.runtime()
+    launch = sandboxed.launch(f"id -u > uid; {SERVE}", env={"MODEL_NAME": "tiny-llm"})
+
+    address = await runtime.start(launch)
+
+    replica_dir = sandboxed.harness.root / launch.replica_id
+    assert address == f"unix:{replica_dir.resolve() / 'replica.sock'}"
+    body = await _get_unix(address)
+    env: dict[str, str] = body["env"]
+    shell_or_python = {"PWD", "LC_CTYPE"}
+    assert set(env) - shell_or_python == set(DOCUMENTED_VARIABLES) | {"MODEL_NAME"}
+    assert env["HOME"] == env["PWD"] == str(sandboxed.workdir(launch.replica_id))
+    assert sandboxed.sandbox.config is not None
+    assert env["PATH"] == sandboxed.sandbox.config.path
+    if os.getuid() == 0:
+        uid = await _wait_file(sandboxed.workdir(launch.replica_id) / "uid")
+        assert uid == "65534", "as root, a replica must run as the sandbox uid"
+    observed = (await runtime.observe())[launch.replica_id]
+    assert observed.running is True
+    assert observed.address == address
+
+
+async def test_a_sandboxed_replica_stops_whole_and_its_socket_goes(
+    sandboxed: SandboxedHarness,
+) -> None:
+    runtime = sandboxed.runtime(stop_grace_s=0.5)
+    launch = sandboxed.launch(f"sleep 300 & {SERVE} --term-note terminated.txt")
+    address = await runtime.start(launch)
+    await _get_unix(address)
+    pids = _replica_pids(launch.replica_id)
+    assert len(pids) >= 3, f"expected the app, the sleep and the bridge: {pids}"
+
+    await runtime.stop(launch.replica_id)
+
+    assert _replica_pids(launch.replica_id) == []
+    assert (sandboxed.workdir(launch.replica_id) / "terminated.txt").read_text() == (
+        "terminated politely"
+    ), "the app never saw SIGTERM"
+    assert not await anyio.Path(address.removeprefix("unix:")).exists()
+    assert launch.replica_id not in await runtime.observe()
+
+
+async def test_a_sandboxed_replica_that_exits_is_seen_exited_with_its_code(
+    sandboxed: SandboxedHarness,
+) -> None:
+    runtime = sandboxed.runtime()
+    launch = sandboxed.launch("echo 'no such model' >&2; exit 3")
+    await runtime.start(launch)
+
+    exited = await _observe_until(
+        runtime,
+        launch.replica_id,
+        lambda o: o is not None and not o.running and o.exit_code is not None,
+        "seen exited",
+    )
+
+    assert exited is not None
+    assert exited.exit_code == 3
+    assert exited.output_tail == "no such model"
+    await runtime.stop(launch.replica_id)
+    assert _replica_pids(launch.replica_id) == []
+
+
+async def test_a_restarted_runtime_adopts_a_sandboxed_replica(
+    sandboxed: SandboxedHarness,
+) -> None:
+    before = sandboxed.runtime()
+    launch = sandboxed.launch(SERVE)
+    address = await before.start(launch)
+    first = (await _get_unix(address))["env"]["MOORAGE_REPLICA_ID"]
+
+    after = sandboxed.runtime()  # moorage restarted: the replica kept running
+    adopted = (await after.observe()).get(launch.replica_id)
+
+    assert adopted is not None
+    assert adopted.running is True
+    assert adopted.address == address
+    assert (await _get_unix(address))["env"]["MOORAGE_REPLICA_ID"] == first
+    await after.stop(launch.replica_id)
+    assert _replica_pids(launch.replica_id) == []
+
+
+async def test_a_crash_between_spawn_and_record_still_finds_the_sandbox(
+    sandboxed: SandboxedHarness,
+) -> None:
+    """The record written before the spawn has no pid; the launch token in the sandbox's
+    own (outer) environment finds its session leader, though the replica never sees it."""
+    before = sandboxed.runtime()
+    launch = sandboxed.launch(SERVE)
+    address = await before.start(launch)
+    env = (await _get_unix(address))["env"]
+    assert "MOORAGE_LAUNCH_TOKEN" not in env
+    record_file = sandboxed.harness.root / launch.replica_id / "replica.json"
+    record = json.loads(record_file.read_text())
+    leader = record["pid"]
+    record_file.write_text(json.dumps({**record, "pid": None, "start_ticks": None}))
+
+    after = sandboxed.runtime()
+    adopted = (await after.observe()).get(launch.replica_id)
+
+    assert adopted is not None
+    assert adopted.running is True, "the launched sandbox was not found"
+    assert json.loads(record_file.read_text())["pid"] == leader
+    assert os.getsid(leader) == leader
+    await after.stop(launch.replica_id)
+    assert _replica_pids(launch.replica_id) == []
+
+
+async def test_without_a_sandbox_a_normal_users_replica_is_refused(harness: Harness) -> None:
+    runtime = harness.runtime(
+        sandbox=Sandbox(problem="MOORAGE_BWRAP_PATH is '/nope', which is not an executable")
+    )
+
+    with pytest.raises(StartError, match="apt-get install bubblewrap") as caught:
+        await runtime.start(_launch(SERVE, sandboxed=True))
+
+    assert "MOORAGE_RUNTIME=docker" in str(caught.value)
+    assert await runtime.observe() == {}
+
+
+async def test_with_the_sandbox_turned_off_a_normal_users_replica_runs_as_moorage(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(sandbox=Sandbox.off())
+    address = await runtime.start(_launch(SERVE, sandboxed=True))
+
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
+    harness.watch((await _get(address))["pid"])
+
+
+# -- the bridge, in process ----------------------------------------------------------------
+
+
+async def test_the_bridge_pipes_both_ways_and_half_closes(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # until the client's half-close
+        writer.write(b"answer:" + received[-1])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(app, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    path = tmp_path / "b.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    serving = asyncio.create_task(bridge.serve(listener, port))
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"x" * 300_000)
+        writer.write_eof()
+        answer = await asyncio.wait_for(reader.read(), WAIT_S)
+        assert answer == b"answer:" + b"x" * 300_000
+        writer.close()
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_bridge_closes_a_connection_nothing_listens_for(tmp_path: Path) -> None:
+    path = tmp_path / "b.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    serving = asyncio.create_task(bridge.serve(listener, free_port()))
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        assert await asyncio.wait_for(reader.read(), WAIT_S) == b""
+        writer.close()
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
