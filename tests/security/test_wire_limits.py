@@ -21,6 +21,7 @@ import requests
 from tests.support.backends import Replica
 from tests.support.gateway import PREFIX, StandaloneGateway, endpoint
 from tests.support.raw_http import AUTH, TOKEN, connect, read_answer
+from tests.support.resilience_backends import Backend
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
 SERVER_ENV = {
@@ -237,3 +238,25 @@ def read_answer_keepalive(sock: socket.socket) -> RawAnswer:
 class RawAnswer:
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+def test_a_body_past_the_retry_buffer_is_not_replayed(tmp_path: Path) -> None:
+    """The retry buffer bounds what one request may keep in memory for a replay: a PUT
+    past it that meets a replica hanging up gets a 502 instead of a replay."""
+    retry = {"X-Moorage-Retry-On": "reset", **AUTH}
+    with (
+        Backend("hangs-up", hang_up=True) as hangs_up,
+        Backend("good") as good,
+    ):
+        routes = [
+            endpoint("flaky", [hangs_up.address, good.address], token=TOKEN, policy="round_robin")
+        ]
+        with StandaloneGateway(tmp_path, routes, args=["--retry-buffer-bytes", "1024"]) as gw:
+            small, big = b"s" * 1000, b"b" * 5000
+            answers = {}
+            for body in (small, small, big, big):
+                answer = requests.put(gw.url("flaky", "x"), data=body, headers=retry, timeout=20)
+                answers.setdefault(len(body), []).append(answer.status_code)
+            assert answers[1000] == [200, 200], answers  # replayed within the buffer
+            assert sorted(answers[5000]) == [200, 502], answers  # past it: not replayed
+            assert good.count() == 3

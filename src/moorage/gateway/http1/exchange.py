@@ -92,11 +92,15 @@ class Exchange:
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_total = 0  # every body byte read, against ``body_limit``
-        self.body_limit = self.server.limits.max_body_bytes  # the router sets the API's
+        limits = self.server.limits
+        self.body_limit = limits.max_body_bytes  # the router sets the API's
         # A copy of the body for a replay, within the retry buffer (past it: no replay).
-        replay_room = self.server.limits.retry_buffer_bytes
         self._replay: list[bytes] | None = (
-            [] if request.replayable and request.content_length <= replay_room else None
+            []
+            if request.retry_on_reset
+            and request.replayable
+            and request.content_length <= limits.retry_buffer_bytes
+            else None
         )
         self._replay_size = 0
         self._tunnel_buffer: list[bytes] = []
