@@ -14,6 +14,7 @@ documented set plus its endpoint's ``env``, and bob and the admin must still be 
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.server import ApiClient, MoorageServer, inline_app_command
+from tests.support.server import (
+    ApiClient,
+    MoorageServer,
+    endpoint_body,
+    inline_app_command,
+    new_user_token,
+)
 
 # Variables a replica may see besides its endpoint's env: moorage's documented ones,
 # PWD (the shell sets it) and LC_CTYPE (Python's own C-locale coercion, PEP 538).
@@ -270,3 +277,57 @@ def test_the_neighbours_are_still_served(
     assert bob.gateway(neighbours["bob"]).status_code == 200
     assert admin.gateway(neighbours["admin"]).status_code == 200
     assert bob.gateway(neighbours["admin"]).status_code in (401, 403, 404)
+
+
+# -- no sandbox here: refused at the API; and moorage's own files are its own ------------
+
+
+@pytest.fixture
+def unsandboxed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MoorageServer]:
+    """A real ``moorage serve`` (SQLite, process runtime) whose bwrap is missing."""
+    home = tmp_path_factory.mktemp("no-sandbox")
+    running = MoorageServer(
+        home=home,
+        database_url=f"sqlite:///{home / 'moorage.db'}",
+        extra_env={"MOORAGE_BWRAP_PATH": str(home / "no-such-bwrap")},
+    ).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_without_a_sandbox_a_normal_users_endpoint_is_refused_at_create(
+    unsandboxed_server: MoorageServer,
+) -> None:
+    assert unsandboxed_server.admin_token is not None
+    admin = ApiClient(unsandboxed_server.url, unsandboxed_server.admin_token)
+    alice = ApiClient(unsandboxed_server.url, new_user_token(admin, "alice"))
+    body = endpoint_body(alice.flavor_id(), name="refused")
+
+    response = alice.call("POST", "/v1/inference-service", json=body)
+
+    assert response.status_code == 503, response.text
+    error = response.json()
+    assert error["code"] == "sandbox_unavailable"
+    assert "apt-get install bubblewrap" in error["message"]
+    assert "MOORAGE_RUNTIME=docker" in error["message"]
+    listed = alice.call("GET", "/v1/inference-service").json()
+    assert listed["service_list"] == [], "a refused endpoint must not be stored"
+    # The admin is trusted and still served: its replicas run unsandboxed.
+    service_id = admin.create(name="admins")["service_id"]
+    admin.wait_status(service_id, "available")
+    assert admin.gateway(service_id).status_code == 200
+    assert "sandbox" in unsandboxed_server.log()
+    assert "refused" in unsandboxed_server.log()
+
+
+def test_moorages_home_is_its_own_and_its_files_are_0600(server: MoorageServer) -> None:
+    home = server.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    checked = [home / "moorage.db", home / "admin-token"]
+    checked += list((home / "replicas").glob("*/output.log"))
+    for path in (p for p in checked if p.exists()):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}: others can read it"
+    assert stat.S_IMODE((home / "replicas").stat().st_mode) & 0o077 == 0
