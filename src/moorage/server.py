@@ -62,6 +62,7 @@ def make_runtime(settings: Settings) -> Runtime:
                 client,
                 installation=docker_runtime.installation_id(settings.resolved_database_url),
                 stop_grace_s=settings.stop_grace_s,
+                log_max_bytes=settings.log_max_bytes,
             )
     settings.replicas_dir.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox.from_settings(settings)

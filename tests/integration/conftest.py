@@ -65,6 +65,12 @@ def docker_runtime(docker_engine_url: str) -> Iterator[DockerRuntime]:
                     left_running.append(f"{container.name} ({container.labels})")
                 with contextlib.suppress(NotFound):
                     container.remove(force=True)
+            # Each endpoint's network too, so that failed tests do not use up subnets.
+            for network in runtime.client.networks.list(
+                filters={"label": f"{LABEL}.installation={runtime.installation}"}
+            ):
+                with contextlib.suppress(DockerException):
+                    network.remove()
         finally:
             with contextlib.suppress(DockerException):
                 runtime.client.close()

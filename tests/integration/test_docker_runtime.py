@@ -253,16 +253,44 @@ async def test_the_container_gets_the_spec_env_and_its_identity(
     assert env["MOORAGE_ENDPOINT_ID"] == launch.endpoint_id
     assert env["MODEL_NAME"] == "tiny-llm"
     assert env["GREETING"] == "hello 'quoted' world $HOME; `true` \"too\""
+    # The supervising shell gets the command as an argument, not in the environment.
     assert {k for k in env if k.startswith("MOORAGE_")} == {
         "MOORAGE_REPLICA_ID",
         "MOORAGE_ENDPOINT_ID",
-        "MOORAGE_COMMAND",  # the supervising shell runs the command from it
     }
-    assert env["MOORAGE_COMMAND"] == launch.deploy.command
     for key, value in env.items():
         assert "mrg_admin-secret" not in value, f"the admin token leaked through {key}"
         assert "hunter2" not in value, f"the database password leaked through {key}"
     await docker_runtime.stop(launch.replica_id)
+
+
+async def test_each_endpoint_gets_a_network_of_its_own_removed_with_its_last_container(
+    docker_runtime: DockerRuntime,
+) -> None:
+    first, second = _launch(), _launch()
+    await docker_runtime.start(first)
+    await docker_runtime.start(second)
+    networks = {}
+    for launch in (first, second):
+        (container,) = _containers(docker_runtime, launch.replica_id)
+        attached = set(container.attrs["NetworkSettings"]["Networks"])
+        assert attached == {docker_runtime.network_name(launch.endpoint_id)}, attached
+        network = docker_runtime.client.networks.get(
+            docker_runtime.network_name(launch.endpoint_id)
+        )
+        assert network.attrs["Labels"][f"{LABEL}.endpoint"] == launch.endpoint_id
+        assert network.attrs["Labels"][f"{LABEL}.installation"] == docker_runtime.installation
+        networks[launch.endpoint_id] = network.name
+    assert len(set(networks.values())) == 2
+
+    await docker_runtime.stop(first.replica_id)
+    remaining = {n.name for n in docker_runtime.client.networks.list()}
+    assert networks[first.endpoint_id] not in remaining
+    assert networks[second.endpoint_id] in remaining
+    await docker_runtime.stop(second.replica_id)
+    assert networks[second.endpoint_id] not in {
+        n.name for n in docker_runtime.client.networks.list()
+    }
 
 
 async def test_the_container_carries_the_labels_a_restarted_moorage_needs(

@@ -23,7 +23,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, LogConfig
 
 from moorage.runtimes.base import Launch, Observed, StartError, StartPending
 from moorage.runtimes.ports import free_port
@@ -33,10 +33,11 @@ _OUTPUT_TAIL_LINES = 5
 # The user's command runs under a small shell that passes SIGTERM/SIGINT on to
 # every process of the container, so `pip install x && python app.py` gets a
 # polite stop too, not only a command that ends with `exec`. The command itself
-# arrives in $MOORAGE_COMMAND, so no quoting can break it.
+# arrives as the supervisor's first argument ($1), so no quoting can break it and
+# the environment holds only what the endpoint asked for.
 _SUPERVISOR = (
     "trap 'trap - TERM INT; kill -TERM -1 2>/dev/null' TERM INT; "
-    '/bin/sh -c "$MOORAGE_COMMAND" & child=$!; '
+    '/bin/sh -c "$1" & child=$!; '
     'wait "$child"; status=$?; '
     'if [ "$status" -gt 128 ]; then wait "$child"; status=$?; fi; '
     'exit "$status"'
@@ -78,15 +79,82 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(
-        self, client: docker.DockerClient, *, installation: str, stop_grace_s: float = 10.0
+        self,
+        client: docker.DockerClient,
+        *,
+        installation: str,
+        stop_grace_s: float = 10.0,
+        log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.client = client
         self.installation = installation
         self.stop_grace_s = stop_grace_s
+        self.log_max_bytes = log_max_bytes
         self._pulls: dict[str, _Pull] = {}
+        # Serializes creating an endpoint's network and attaching a container to it
+        # against removing the network when its last container goes.
+        self._network_lock = threading.RLock()
+        self._isolation_options: dict[str, str] | None = None
 
     def _container_name(self, replica_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{replica_id}"
+
+    # -- networks ----------------------------------------------------------------
+
+    def network_name(self, endpoint_id: str) -> str:
+        return f"moorage-{self.installation[:8]}-{endpoint_id}"
+
+    def _network_options(self) -> dict[str, str]:
+        """What keeps one endpoint's network from reaching another's. Docker isolates
+        bridge networks from each other by itself and honours ``enable_icc=false``
+        (replicas of one endpoint cannot talk either); Podman's Docker API drops that
+        option, and its networks route to each other unless created ``isolate``."""
+        if self._isolation_options is None:
+            components = self.client.version().get("Components") or []
+            podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+            self._isolation_options = (
+                {"isolate": "true"} if podman else {"com.docker.network.bridge.enable_icc": "false"}
+            )
+        return self._isolation_options
+
+    def _ensure_network(self, endpoint_id: str) -> str:
+        """The endpoint's own bridge network, created on first use. Call with the lock."""
+        name = self.network_name(endpoint_id)
+        try:
+            self.client.networks.get(name)
+        except NotFound:
+            try:
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    options=self._network_options(),
+                    labels={
+                        f"{LABEL}.installation": self.installation,
+                        f"{LABEL}.endpoint": endpoint_id,
+                    },
+                )
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: created meanwhile, which will do
+                    raise
+        return name
+
+    def _drop_network_if_unused(self, endpoint_id: str) -> None:
+        """Removes the endpoint's network once none of its containers is left."""
+        with self._network_lock:
+            left = self.client.containers.list(
+                all=True,
+                ignore_removed=True,
+                filters={
+                    "label": [
+                        f"{LABEL}.installation={self.installation}",
+                        f"{LABEL}.endpoint={endpoint_id}",
+                    ]
+                },
+            )
+            if left:
+                return
+            with contextlib.suppress(NotFound, APIError):
+                self.client.networks.get(self.network_name(endpoint_id)).remove()
 
     def _find(self, replica_id: str) -> Container | None:
         """This installation's container for a replica; never another installation's."""
@@ -175,12 +243,11 @@ class DockerRuntime:
     def _run(self, launch: Launch, host_port: int) -> None:
         deploy = launch.deploy
         environment = {
+            "PYTHONUNBUFFERED": "1",  # a default the endpoint's env may change
             **deploy.env,
             "PORT": str(deploy.port),
             "MOORAGE_REPLICA_ID": launch.replica_id,
             "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
-            "MOORAGE_COMMAND": deploy.command,
-            "PYTHONUNBUFFERED": "1",
         }
         labels = {
             f"{LABEL}.installation": self.installation,
@@ -198,17 +265,29 @@ class DockerRuntime:
             options["device_requests"] = [
                 DeviceRequest(count=deploy.gpu_num, capabilities=[["gpu"]])
             ]
-        container = self.client.containers.create(
-            deploy.image_url,
-            entrypoint=["/bin/sh", "-c"],
-            command=[_SUPERVISOR],
-            name=self._container_name(launch.replica_id),
-            labels=labels,
-            environment=environment,
-            ports={f"{deploy.port}/tcp": ("127.0.0.1", host_port)},
-            init=True,  # a real PID 1 that reaps orphans and passes signals on
-            **options,
-        )
+        with self._network_lock:
+            try:
+                network = self._ensure_network(launch.endpoint_id)
+                container = self.client.containers.create(
+                    deploy.image_url,
+                    entrypoint=["/bin/sh", "-c"],
+                    command=[_SUPERVISOR, "moorage-replica", deploy.command],
+                    name=self._container_name(launch.replica_id),
+                    labels=labels,
+                    environment=environment,
+                    ports={f"{deploy.port}/tcp": ("127.0.0.1", host_port)},
+                    network=network,
+                    # The engine's default log driver, capped: Docker keeps this file and
+                    # one more; Podman (k8s-file) honours max-size alone, truncating.
+                    log_config=LogConfig(
+                        type="", config={"max-size": str(self.log_max_bytes), "max-file": "2"}
+                    ),
+                    init=True,  # a real PID 1 that reaps orphans and passes signals on
+                    **options,
+                )
+            except DockerException:
+                self._drop_network_if_unused(launch.endpoint_id)  # not left behind
+                raise
         if deploy.gpu_num and not container.attrs.get("HostConfig", {}).get("DeviceRequests"):
             # Podman's Docker API accepts device requests and drops them silently.
             raise StartError(
@@ -228,6 +307,9 @@ class DockerRuntime:
             if container.status == "running":
                 container.stop(timeout=max(1, int(self.stop_grace_s)))
             container.remove(force=True)
+        endpoint_id = container.labels.get(f"{LABEL}.endpoint")
+        if endpoint_id:
+            self._drop_network_if_unused(endpoint_id)
 
     async def observe(self) -> Mapping[str, Observed]:
         return await asyncio.to_thread(self._observe)
