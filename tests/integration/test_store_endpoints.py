@@ -306,3 +306,28 @@ def test_list_for_user_orders_same_moment_endpoints_stably(db: Database) -> None
             seen.extend(e.service_id for e in endpoints)
 
     assert seen == sorted(e.service_id for e in made), "paging must neither repeat nor skip"
+
+
+def test_the_controller_loads_only_endpoints_that_want_replicas(db: Database) -> None:
+    """Stopped, scaled-to-0 and deleted endpoints are not planned every pass; the live
+    idle ones give only what their route entry needs."""
+    user = _user(db, "alice")
+    running = _add(db, _endpoint(user, "running"))
+    stopped = _add(db, _endpoint(user, "stopped", state=DesiredState.STOPPED))
+    scaled_to_zero = _add(db, _endpoint(user, "zero", target=0))
+    deleted = _add(db, _endpoint(user, "deleted", state=DesiredState.STOPPED))
+    with db.session() as session:
+        repository = EndpointRepository(session)
+        repository.save(dataclasses.replace(deleted, deleted_at=T0))
+
+    with db.session() as session:
+        repository = EndpointRepository(session)
+        wanting = [e.service_id for e in repository.list_wanting_replicas()]
+        idle = {i.service_id: i for i in repository.list_idle()}
+
+    assert wanting == [running.service_id]
+    assert set(idle) == {stopped.service_id, scaled_to_zero.service_id}
+    assert idle[stopped.service_id].desired_state is DesiredState.STOPPED
+    assert idle[stopped.service_id].user_id == user
+    assert idle[scaled_to_zero.service_id].desired_state is DesiredState.RUNNING
+    assert idle[stopped.service_id].gateway == stopped.gateway
