@@ -4,7 +4,6 @@ URL of their choosing into answers (and into anything that caches or shares them
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,10 +57,14 @@ def test_request_headers_do_not_change_endpoint_url(
         alice.call("DELETE", f"/v1/inference-service/{service_id}")
 
 
-def test_public_url_sets_endpoint_url(tmp_path: Path, database_url: str) -> None:
+def test_public_url_sets_endpoint_url(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str
+) -> None:
     public = "https://moorage.example.com/base"
+    # A short home: replica sockets live under it and Unix socket paths are short.
+    home = tmp_path_factory.mktemp("pub")
     server = MoorageServer(
-        home=tmp_path, database_url=database_url, extra_env={"MOORAGE_PUBLIC_URL": public + "/"}
+        home=home, database_url=database_url, extra_env={"MOORAGE_PUBLIC_URL": public + "/"}
     ).start()
     try:
         admin = ApiClient(server.url, server.admin_token or "")
