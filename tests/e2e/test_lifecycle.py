@@ -126,7 +126,13 @@ def test_no_ready_replica_gives_a_clear_503(alice: ApiClient) -> None:
     service_id = alice.create(name="slow-start", deploy_metadata={"command": "sleep 60"})[
         "service_id"
     ]
-    response = alice.gateway(service_id)
+    # Unknown ids answer 404 at once (no wait that would tell them from others' ids):
+    # the endpoint is routed from the controller's next pass.
+    response = wait_for(
+        lambda: (r := alice.gateway(service_id)).status_code != 404 and [r],
+        timeout=10,
+        what="the new endpoint in the route table",
+    )[0]
     assert response.status_code == 503
     assert response.json()["code"] == "no_ready_replica"
     assert "available" in response.json()["message"]

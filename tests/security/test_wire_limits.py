@@ -253,7 +253,7 @@ def test_a_body_past_the_retry_buffer_is_not_replayed(tmp_path: Path) -> None:
         ]
         with StandaloneGateway(tmp_path, routes, args=["--retry-buffer-bytes", "1024"]) as gw:
             small, big = b"s" * 1000, b"b" * 5000
-            answers = {}
+            answers: dict[int, list[int]] = {}
             for body in (small, small, big, big):
                 answer = requests.put(gw.url("flaky", "x"), data=body, headers=retry, timeout=20)
                 answers.setdefault(len(body), []).append(answer.status_code)
