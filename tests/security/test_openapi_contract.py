@@ -211,7 +211,9 @@ def test_reference_example_responses_fit_the_models() -> None:
         for name, value in service.items():
             if value in ("<elided>", "..."):
                 continue
-            TypeAdapter(fields[name].annotation).validate_python(value)
+            annotation = fields[name].annotation
+            assert annotation is not None
+            TypeAdapter(annotation).validate_python(value)
 
 
 # -- error messages never grow with the input ----------------------------------------------
