@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from moorage.runtimes.base import Launch, Observed, StartError, StartPending
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
+log = logging.getLogger(__name__)
 _OUTPUT_TAIL_LINES = 5
 # The user's command runs under a small shell that passes SIGTERM/SIGINT on to
 # every process of the container, so `pip install x && python app.py` gets a
@@ -94,7 +96,7 @@ class DockerRuntime:
         # Serializes creating an endpoint's network and attaching a container to it
         # against removing the network when its last container goes.
         self._network_lock = threading.RLock()
-        self._isolation_options: dict[str, str] | None = None
+        self._isolation: dict[str, str] | None = None
 
     def _container_name(self, replica_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{replica_id}"
@@ -104,22 +106,37 @@ class DockerRuntime:
     def network_name(self, endpoint_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{endpoint_id}"
 
-    def _network_options(self) -> dict[str, str]:
-        """What keeps one endpoint's network from reaching another's. Docker isolates
-        bridge networks from each other by itself and honours ``enable_icc=false``
-        (replicas of one endpoint cannot talk either); Podman's Docker API drops that
-        option, and its networks route to each other unless created ``isolate``."""
-        if self._isolation_options is None:
-            components = self.client.version().get("Components") or []
+    def _network_isolation(self) -> dict[str, str]:
+        """The options that keep one endpoint's network from reaching another's, and
+        whether the network must be ``internal`` (no route out) for that.
+
+        Docker isolates bridge networks from each other by itself, and honours
+        ``enable_icc=false`` (replicas of one endpoint cannot talk to each other
+        either). Podman's Docker API drops that option; its networks route to each
+        other unless created ``isolate`` (netavark 1.5, Podman 4.5 and later). An
+        older Podman cannot isolate them through its API (an ``internal`` network
+        would, but loses published ports): moorage warns at start."""
+        if self._isolation is None:
+            version = self.client.version()
+            components = version.get("Components") or []
             podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
-            self._isolation_options = (
-                {"isolate": "true"} if podman else {"com.docker.network.bridge.enable_icc": "false"}
-            )
-        return self._isolation_options
+            if not podman:
+                self._isolation = {"com.docker.network.bridge.enable_icc": "false"}
+            else:
+                if _version_tuple(str(version.get("Version", "0"))) < (4, 5):
+                    log.warning(
+                        "Podman %s cannot isolate networks from each other: one endpoint's "
+                        "replicas can reach another's by address; use Podman 4.5 or later "
+                        "(netavark 1.5) or Docker",
+                        version.get("Version"),
+                    )
+                self._isolation = {"isolate": "true"}
+        return self._isolation
 
     def _ensure_network(self, endpoint_id: str) -> str:
         """The endpoint's own bridge network, created on first use. Call with the lock."""
         name = self.network_name(endpoint_id)
+        options = self._network_isolation()
         try:
             self.client.networks.get(name)
         except NotFound:
@@ -127,7 +144,7 @@ class DockerRuntime:
                 self.client.networks.create(
                     name,
                     driver="bridge",
-                    options=self._network_options(),
+                    options=options,
                     labels={
                         f"{LABEL}.installation": self.installation,
                         f"{LABEL}.endpoint": endpoint_id,
@@ -401,6 +418,15 @@ async def _iterate_in_thread(blocking: Iterator[bytes]) -> AsyncIterator[bytes]:
             yield item
     finally:
         consumer_gone.set()
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``4.3.1`` as (4, 3, 1); what is not a number counts as 0."""
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 def _explain(exc: DockerException) -> str:
