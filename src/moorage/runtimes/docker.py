@@ -36,9 +36,13 @@ _OUTPUT_TAIL_LINES = 5
 # every process of the container, so `pip install x && python app.py` gets a
 # polite stop too, not only a command that ends with `exec`. The command itself
 # arrives as the supervisor's first argument ($1), so no quoting can break it and
-# the environment holds only what the endpoint asked for.
+# the environment holds only what the endpoint asked for. After passing the signal
+# on it waits until every process has ended (the engine kills what is left at the
+# end of the grace): an app orphaned when its shell died still gets its grace,
+# since the container ends with the supervisor.
 _SUPERVISOR = (
-    "trap 'trap - TERM INT; kill -TERM -1 2>/dev/null' TERM INT; "
+    "trap 'trap - TERM INT; kill -TERM -1 2>/dev/null; "
+    "while kill -0 -1 2>/dev/null; do sleep 0.1; done' TERM INT; "
     '/bin/sh -c "$1" & child=$!; '
     'wait "$child"; status=$?; '
     'if [ "$status" -gt 128 ]; then wait "$child"; status=$?; fi; '
@@ -97,6 +101,7 @@ class DockerRuntime:
         # against removing the network when its last container goes.
         self._network_lock = threading.RLock()
         self._isolation: dict[str, str] | None = None
+        self._isolation_known = False
 
     def _container_name(self, replica_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{replica_id}"
@@ -106,37 +111,52 @@ class DockerRuntime:
     def network_name(self, endpoint_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{endpoint_id}"
 
-    def _network_isolation(self) -> dict[str, str]:
-        """The options that keep one endpoint's network from reaching another's, and
-        whether the network must be ``internal`` (no route out) for that.
+    def own_namespace_only(self) -> bool:
+        """Whether each container gets a user-mode network namespace of its own
+        (slirp4netns) instead of a bridge network per endpoint.
 
         Docker isolates bridge networks from each other by itself, and honours
         ``enable_icc=false`` (replicas of one endpoint cannot talk to each other
         either). Podman's Docker API drops that option; its networks route to each
-        other unless created ``isolate`` (netavark 1.5, Podman 4.5 and later). An
-        older Podman cannot isolate them through its API (an ``internal`` network
-        would, but loses published ports): moorage warns at start."""
-        if self._isolation is None:
+        other unless created ``isolate`` (netavark 1.5, Podman 4.5 and later). On an
+        older Podman no bridge option isolates them (``internal`` loses published
+        ports), so each container gets slirp4netns: its own namespace, reachable only
+        through its port published on the host's loopback, with no route to the
+        host's loopback or to any other container."""
+        self._network_isolation()
+        return self._isolation is None
+
+    def _network_isolation(self) -> dict[str, str] | None:
+        """The bridge options that isolate one endpoint's network from every other's;
+        None where only slirp4netns isolates (Podman before 4.5)."""
+        if not self._isolation_known:
             version = self.client.version()
             components = version.get("Components") or []
             podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
             if not podman:
                 self._isolation = {"com.docker.network.bridge.enable_icc": "false"}
+            elif _version_tuple(str(version.get("Version", "0"))) < (4, 5):
+                log.info(
+                    "Podman %s cannot isolate bridge networks: each replica gets a "
+                    "network namespace of its own (slirp4netns)",
+                    version.get("Version"),
+                )
+                self._isolation = None
             else:
-                if _version_tuple(str(version.get("Version", "0"))) < (4, 5):
-                    log.warning(
-                        "Podman %s cannot isolate networks from each other: one endpoint's "
-                        "replicas can reach another's by address; use Podman 4.5 or later "
-                        "(netavark 1.5) or Docker",
-                        version.get("Version"),
-                    )
                 self._isolation = {"isolate": "true"}
+            self._isolation_known = True
         return self._isolation
+
+    def _network_options(self, endpoint_id: str) -> dict[str, Any]:
+        """How a container of this endpoint is networked. Call with the lock."""
+        if self.own_namespace_only():
+            return {"network_mode": "slirp4netns"}
+        return {"network": self._ensure_network(endpoint_id)}
 
     def _ensure_network(self, endpoint_id: str) -> str:
         """The endpoint's own bridge network, created on first use. Call with the lock."""
         name = self.network_name(endpoint_id)
-        options = self._network_isolation()
+        options = self._network_isolation() or {}
         try:
             self.client.networks.get(name)
         except NotFound:
@@ -157,6 +177,8 @@ class DockerRuntime:
 
     def _drop_network_if_unused(self, endpoint_id: str) -> None:
         """Removes the endpoint's network once none of its containers is left."""
+        if self.own_namespace_only():
+            return
         with self._network_lock:
             left = self.client.containers.list(
                 all=True,
@@ -284,7 +306,7 @@ class DockerRuntime:
             ]
         with self._network_lock:
             try:
-                network = self._ensure_network(launch.endpoint_id)
+                network = self._network_options(launch.endpoint_id)
                 container = self.client.containers.create(
                     deploy.image_url,
                     entrypoint=["/bin/sh", "-c"],
@@ -293,7 +315,7 @@ class DockerRuntime:
                     labels=labels,
                     environment=environment,
                     ports={f"{deploy.port}/tcp": ("127.0.0.1", host_port)},
-                    network=network,
+                    **network,
                     # The engine's default log driver, capped: Docker keeps this file and
                     # one more; Podman (k8s-file) honours max-size alone, truncating.
                     log_config=LogConfig(
