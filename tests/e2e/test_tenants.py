@@ -118,7 +118,12 @@ def test_admin_manages_users_and_a_revoked_token_stops_working(
     assert issued.status_code == 201
     second = ApiClient(server.url, issued.json()["token"])
     assert second.get(alices_endpoint)["service_id"] == alices_endpoint
-    assert second.gateway(alices_endpoint).status_code == 200
+    # The gateway learns of tokens from the controller's next pass (a wake-up).
+    wait_for(
+        lambda: second.gateway(alices_endpoint).status_code == 200,
+        what="the gateway to accept a new token",
+        timeout=10,
+    )
 
     listed = admin.call("GET", "/v1/tokens").json()["token_list"]
     assert issued.json()["token_id"] in {t["token_id"] for t in listed}
