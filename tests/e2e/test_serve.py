@@ -3,14 +3,16 @@ signals that stop every replica, and a restart that brings endpoints back."""
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import database
-from tests.support.server import ApiClient, MoorageServer, processes_with_env, wait_for
+from tests.support.server import MOORAGE, ApiClient, MoorageServer, processes_with_env, wait_for
 
 
 def test_admin_token_is_generated_once_and_kept_private(tmp_path: Path) -> None:
@@ -54,6 +56,27 @@ def test_tokens_create_makes_the_user_and_prints_a_working_token(tmp_path: Path)
             assert [u["name"] for u in users].count("carol") == 1
         finally:
             server.stop()
+
+
+def test_tokens_create_refuses_a_home_with_no_store(tmp_path: Path) -> None:
+    """Run in the wrong directory, the command must not make a new, empty store
+    and print a token that no running server knows."""
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+    env["MOORAGE_HOME"] = str(empty)
+    result = subprocess.run(
+        [MOORAGE, "tokens", "create", "--user", "carol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""  # no token
+    assert "no moorage store" in result.stderr
+    assert "MOORAGE_HOME" in result.stderr
+    assert list(empty.iterdir()) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -28,7 +29,15 @@ def create(
     from moorage.store.db import Database
 
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    store_file = settings.home / "moorage.db"
+    if settings.database_url is None and not store_file.exists():
+        # A new, empty store would issue a token that no running server knows.
+        err.print(
+            f"[red]error:[/red] no moorage store at {store_file.resolve()}; run this "
+            "with the MOORAGE_HOME (or MOORAGE_DATABASE_URL) that `moorage serve` uses"
+        )
+        raise typer.Exit(2)
+    os.umask(0o077)  # like the server: whatever this writes is moorage's alone
     db = Database(settings.resolved_database_url)
     try:
         db.migrate()
