@@ -37,7 +37,7 @@ from moorage.settings import Settings
 from moorage.wire import new_id
 from tests.support.components import need
 from tests.support.runtimes import observe_until, refuses
-from tests.support.server import processes_with_env
+from tests.support.server import inline_app_command, processes_with_env
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +45,10 @@ APP = Path(__file__).with_name("replica_app.py")
 PYTHON = shlex.quote(sys.executable)
 RUN_APP = f"{PYTHON} {shlex.quote(str(APP))}"
 SERVE = f"exec {RUN_APP}"
+# Inside the sandbox /tmp and /home are empty and only the system's Python is on
+# PATH, wherever this checkout and its virtual environment live: the app travels
+# in the command, as users ship theirs.
+SANDBOXED_SERVE = inline_app_command(APP.read_text())
 WAIT_S = 10.0
 
 
@@ -511,7 +515,7 @@ async def test_a_sandboxed_replica_is_reached_through_its_socket_with_exactly_it
     monkeypatch.setenv("MOORAGE_ADMIN_TOKEN", "mrg_admin-secret-do-not-leak")
     monkeypatch.setenv("HOST_SETTING_FOR_REPLICAS", "from-the-host")
     runtime = sandboxed.runtime()
-    launch = sandboxed.launch(f"id -u > uid; {SERVE}", env={"MODEL_NAME": "tiny-llm"})
+    launch = sandboxed.launch(f"id -u > uid; {SANDBOXED_SERVE}", env={"MODEL_NAME": "tiny-llm"})
 
     address = await runtime.start(launch)
 
@@ -536,7 +540,7 @@ async def test_a_sandboxed_replica_stops_whole_and_its_socket_goes(
     sandboxed: SandboxedHarness,
 ) -> None:
     runtime = sandboxed.runtime(stop_grace_s=0.5)
-    launch = sandboxed.launch(f"sleep 300 & {SERVE} --term-note terminated.txt")
+    launch = sandboxed.launch(f"sleep 300 & {SANDBOXED_SERVE} --term-note terminated.txt")
     address = await runtime.start(launch)
     await _get_unix(address)
     pids = _replica_pids(launch.replica_id)
@@ -577,7 +581,7 @@ async def test_a_restarted_runtime_adopts_a_sandboxed_replica(
     sandboxed: SandboxedHarness,
 ) -> None:
     before = sandboxed.runtime()
-    launch = sandboxed.launch(SERVE)
+    launch = sandboxed.launch(SANDBOXED_SERVE)
     address = await before.start(launch)
     first = (await _get_unix(address))["env"]["MOORAGE_REPLICA_ID"]
 
@@ -598,7 +602,7 @@ async def test_a_crash_between_spawn_and_record_still_finds_the_sandbox(
     """The record written before the spawn has no pid; the launch token in the sandbox's
     own (outer) environment finds its session leader, though the replica never sees it."""
     before = sandboxed.runtime()
-    launch = sandboxed.launch(SERVE)
+    launch = sandboxed.launch(SANDBOXED_SERVE)
     address = await before.start(launch)
     env = (await _get_unix(address))["env"]
     assert "MOORAGE_LAUNCH_TOKEN" not in env
@@ -624,7 +628,7 @@ async def test_without_a_sandbox_a_normal_users_replica_is_refused(harness: Harn
     )
 
     with pytest.raises(StartError, match="apt-get install bubblewrap") as caught:
-        await runtime.start(_launch(SERVE, sandboxed=True))
+        await runtime.start(_launch(SANDBOXED_SERVE, sandboxed=True))
 
     assert "MOORAGE_RUNTIME=docker" in str(caught.value)
     assert await runtime.observe() == {}
@@ -634,7 +638,7 @@ async def test_with_the_sandbox_turned_off_a_normal_users_replica_runs_as_moorag
     harness: Harness,
 ) -> None:
     runtime = harness.runtime(sandbox=Sandbox.off())
-    address = await runtime.start(_launch(SERVE, sandboxed=True))
+    address = await runtime.start(_launch(SANDBOXED_SERVE, sandboxed=True))
 
     assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
     harness.watch((await _get(address))["pid"])

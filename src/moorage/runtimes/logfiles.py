@@ -51,6 +51,9 @@ def rotate_if_over(path: Path, max_bytes: int) -> bool:
     target = rotated(path)
     temporary = target.with_name(target.name + ".tmp")
     try:
+        # The older copy goes first, so that the disk never holds more than the
+        # log and one copy of it (twice the cap), even in the middle of a rotation.
+        target.unlink(missing_ok=True)
         with path.open("rb") as source, temporary.open("wb") as copy:
             shutil.copyfileobj(source, copy, _CHUNK)
         os.replace(temporary, target)
