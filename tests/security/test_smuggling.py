@@ -11,6 +11,7 @@ own answer.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,34 @@ def test_ambiguous_framing_is_refused_by_moorage_serve(
     assert alice.call("GET", "/v1/inference-service").status_code == 200
 
 
+@pytest.mark.parametrize("padding", [b" ", b"\t", b" \t "], ids=["space", "tab", "mixed"])
+def test_a_padded_content_length_frames_the_body_it_announced(
+    server: MoorageServer, alice: ApiClient, bob: ApiClient, padding: bytes
+) -> None:
+    """``Content-Length: N `` (optional whitespace, which parsers allow) once went
+    upstream as ``content-length: 0`` followed by the N bytes: a request of the
+    attacker's, completed by the next caller's head and run with the caller's token."""
+    victims = bob.create(name=f"smuggling-victim-{padding.hex()}")
+    service_id = victims["service_id"]
+    smuggled = f"POST /v1/inference-service/{service_id}/stop HTTP/1.1\r\nX-Pad: ".encode()
+    attack = b"GET /healthz HTTP/1.1\r\nHost: moorage\r\nContent-Length: %d%b\r\n\r\n%b" % (
+        len(smuggled),
+        padding,
+        smuggled,
+    )
+    for _ in range(3):
+        with connect(server.port) as sock:
+            sock.sendall(attack)
+            answer = read_answer(sock)
+        assert answer.status in (200, 400), answer
+        for caller in (bob, alice):
+            quota = caller.call("GET", "/v1/quota")
+            assert quota.status_code == 200, quota.text
+            assert {"user_id", "quota", "usage"} <= quota.json().keys(), quota.text
+    assert bob.get(service_id)["resource_metadata"]["target_instance_number"] == 1
+    assert bob.get(service_id)["status"] != "stopped"
+
+
 # -- the replica path, on a standalone gateway ----------------------------------------
 
 
@@ -133,6 +162,34 @@ def test_a_body_hidden_from_the_framing_never_reaches_a_replica(
         assert victim.status_code == 200, victim.text
         assert victim.content == HELLO, victim.text
     assert "/path/smuggled" not in honest.paths
+
+
+@pytest.mark.parametrize("padding", [b" ", b"\t"], ids=["space", "tab"])
+def test_a_padded_content_length_reaches_the_replica_framed(
+    hostile: StandaloneGateway, padding: bytes
+) -> None:
+    honest: Replica = hostile.honest  # type: ignore[attr-defined]
+    smuggled = b"GET /path/padded HTTP/1.1\r\nX-Swallow: "
+    with connect(hostile.port) as sock:
+        sock.sendall(
+            (
+                f"POST {PREFIX}svc/inspect HTTP/1.1\r\nHost: moorage\r\n"
+                f"Authorization: Bearer {TOKEN}\r\n"
+            ).encode()
+            + b"Content-Length: %d%b\r\n\r\n%b" % (len(smuggled), padding, smuggled)
+        )
+        answer = read_answer(sock)
+    assert answer.status in (200, 400), answer
+    if answer.status == 200:  # the replica got the body as a body, framed by its length
+        seen = answer.json()
+        assert seen["body_length"] == len(smuggled), seen
+        assert seen["body_sha256"] == hashlib.sha256(smuggled).hexdigest(), seen
+        assert ["content-length", str(len(smuggled))] in seen["headers"], seen
+    for _ in range(3):
+        victim = requests.get(hostile.url("svc", "hello"), headers=AUTH, timeout=10)
+        assert victim.status_code == 200, victim.text
+        assert victim.content == HELLO, victim.text
+    assert "/path/padded" not in honest.paths
 
 
 @pytest.mark.parametrize("hop", ["transfer-encoding", "host", "Content-Length, keep-alive"])

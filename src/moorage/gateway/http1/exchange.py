@@ -355,6 +355,11 @@ class Exchange:
                         chunked_in = True
                     continue
                 if lower == b"content-length":
+                    # Sent on as the number the parser framed the body by, padding gone.
+                    value = value.strip(b" \t")
+                    if not value.isdigit():
+                        self._bad_response("sent a Content-Length that is not a number")
+                        return
                     has_length = True
                 kept.append((lower, name, value))
             if dropped and not dropped.isdisjoint(FRAMING):

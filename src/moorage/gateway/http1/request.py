@@ -67,8 +67,15 @@ class Request:
             self.host = value
             self.host_given = True
         elif name == b"content-length":
-            # The parser refuses a malformed or second differing Content-Length itself.
-            self.content_length = int(value) if value.isdigit() else 0
+            # The parser refuses a second differing Content-Length itself, and reads
+            # the value with its optional whitespace (RFC 9110 section 5.5) stripped:
+            # so must this, or the body it frames would go upstream unannounced.
+            digits = value.strip(b" \t")
+            if digits.isdigit():
+                self.content_length = int(digits)
+            else:
+                self.content_length = 0
+                self.problem = self.problem or "Content-Length must be a decimal number"
         elif name == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
         elif name == b"expect":
