@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.raw_http import connect, read_answer
 from tests.support.server import ApiClient, MoorageServer, endpoint_body, new_user_token
 
 FORGED = [
@@ -80,3 +81,22 @@ def test_public_url_sets_endpoint_url(
         assert set(_urls(alice, {"X-Forwarded-Host": "evil.example"}, service_id)) == {expected}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/inference-service/x/", "/v1/inference-service/", "/v1/users/", "/healthz/"]
+)
+def test_no_redirect_points_where_the_host_header_says(
+    server: MoorageServer, alice: ApiClient, path: str
+) -> None:
+    """A trailing slash once answered 307 to ``http://<Host>/...``: an open redirect
+    that any page could send a user's browser through."""
+    with connect(server.port) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+            f"Authorization: Bearer {alice.token}\r\n\r\n".encode()
+        )
+        answer = read_answer(sock)
+    assert answer.status == 404, answer
+    assert answer.header("location") is None, answer
+    assert b"evil" not in answer.body

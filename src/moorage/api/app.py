@@ -22,7 +22,10 @@ every call. An endpoint's replicas answer at
 
 
 def create_api(services: Services) -> FastAPI:
-    app = FastAPI(title="moorage", version=__version__, description=DESCRIPTION)
+    # No redirects for a trailing slash: Starlette builds them from the Host header.
+    app = FastAPI(
+        title="moorage", version=__version__, description=DESCRIPTION, redirect_slashes=False
+    )
     app.state.services = services
     install_error_handlers(app)
 
