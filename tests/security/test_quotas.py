@@ -8,7 +8,9 @@ raises a user's quota through the API and the same request then succeeds.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +294,49 @@ def test_quota_shows_usage_and_null_restores_the_default(
 def test_the_admin_is_not_bound_by_quotas(admin: ApiClient) -> None:
     body = _body(SMALL, "admins", 4, deploy_metadata={"command": IDLE + " # " + "x" * 3000})
     _created(admin, body)
+
+
+def _running_replicas(client: ApiClient) -> tuple[int, dict[str, int]]:
+    """Replicas the caller's running endpoints want, in all and per flavor."""
+    listed = client.call("GET", "/v1/inference-service", params={"page_size": 100}).json()
+    per_flavor: dict[str, int] = {}
+    for e in listed["service_list"]:
+        if e["status"] != "stopped":
+            flavor = e["resource_metadata"]["flavor_id"]
+            wanted = int(e["resource_metadata"]["target_instance_number"])
+            per_flavor[flavor] = per_flavor.get(flavor, 0) + wanted
+    return sum(per_flavor.values()), per_flavor
+
+
+@pytest.mark.usefixtures("clean")
+def test_concurrent_changes_cannot_add_up_past_a_quota(alice: ApiClient) -> None:
+    """Each change fits alone; sent at once, they once all passed their checks before
+    any was written (alice took every slot of a flavor that way)."""
+    for attempt in range(5):
+        cpu = _cpu(alice)
+        scaled = [_created(alice, _body(cpu, f"race-{attempt}-{n}")) for n in range(2)]
+        stopped = _created(alice, _body(SMALL, f"race-{attempt}-stopped"))
+        assert alice.call("POST", f"/v1/inference-service/{stopped}/stop").status_code == 200
+        calls = [
+            (
+                "PUT",
+                f"/v1/inference-service/{s}",
+                {"resource_metadata": {"target_instance_number": 2}},
+            )
+            for s in scaled
+        ] + [("POST", f"/v1/inference-service/{stopped}/start", None)]
+        barrier = threading.Barrier(len(calls))
+
+        def send(call: tuple[str, str, Any], barrier: threading.Barrier = barrier) -> int:
+            method, path, body = call
+            barrier.wait(timeout=30)
+            return alice.call(method, path, json=body).status_code
+
+        with ThreadPoolExecutor(len(calls)) as pool:
+            statuses = list(pool.map(send, calls))
+        assert set(statuses) <= {200, 400, 403}, statuses
+        total, per_flavor = _running_replicas(alice)
+        assert total <= 3, f"replicas quota 3 exceeded: {per_flavor} ({statuses})"
+        assert statuses.count(200) == 1, statuses  # each fits alone: exactly one fits
+        for service_id in [*scaled, stopped]:
+            alice.call("DELETE", f"/v1/inference-service/{service_id}")

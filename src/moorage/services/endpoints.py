@@ -19,7 +19,7 @@ from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.services.quotas import QuotaService
-from moorage.store.accounts import User
+from moorage.store.accounts import AccountRepository, User
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository, StoredFlavor
@@ -114,7 +114,8 @@ class EndpointService:
             created_at=now,
             updated_at=now,
         )
-        with self.db.session() as session:
+        with self.db.checked_session() as session:
+            AccountRepository(session).lock_user(user.user_id)
             self._check_fits(session, endpoint)
             self._check_quotas(session, user, endpoint, None)
             EndpointRepository(session).add(endpoint)
@@ -124,7 +125,8 @@ class EndpointService:
         return view
 
     def update(self, user: User, service_id: str, request: UpdateEndpointRequest) -> EndpointView:
-        with self.db.session() as session:
+        with self.db.checked_session() as session:
+            AccountRepository(session).lock_user(user.user_id)
             current = self._owned(session, user, service_id)
             updated = _apply_patch(current, request)
             if updated != current:
@@ -150,7 +152,8 @@ class EndpointService:
         return view
 
     def set_running(self, user: User, service_id: str, running: bool) -> EndpointView:
-        with self.db.session() as session:
+        with self.db.checked_session() as session:
+            AccountRepository(session).lock_user(user.user_id)
             current = self._owned(session, user, service_id)
             wanted = DesiredState.RUNNING if running else DesiredState.STOPPED
             updated = current

@@ -70,6 +70,13 @@ class AccountRepository:
         row = self.session.scalars(select(UserRow).where(UserRow.name == name)).first()
         return _user(row) if row else None
 
+    def lock_user(self, user_id: str) -> None:
+        """Holds the user's row until the transaction ends (PostgreSQL), so that
+        checks of their quotas and the writes they allow take turns."""
+        self.session.execute(
+            select(UserRow.user_id).where(UserRow.user_id == user_id).with_for_update()
+        )
+
     def user_by_id(self, user_id: str) -> User | None:
         row = self.session.get(UserRow, user_id)
         return _user(row) if row else None

@@ -6,6 +6,7 @@ runs a separate step and every process sees the schema its code expects.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,8 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite ignores SELECT ... FOR UPDATE; see checked_session.
+        self._checked_turns = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -66,6 +69,20 @@ class Database:
         """A transaction: committed when the block ends, rolled back on error."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def checked_session(self) -> Iterator[Session]:
+        """A transaction for a write that is allowed by what it reads (free capacity,
+        quotas), which concurrent writes change. On PostgreSQL the caller's row locks
+        (``FOR UPDATE`` on the user and the flavor) make such writes take turns; SQLite
+        ignores those, so there they take turns in this process (a SQLite store has
+        one server)."""
+        if self._checked_turns is None:
+            with self.session() as session:
+                yield session
+        else:
+            with self._checked_turns, self.session() as session:
+                yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
