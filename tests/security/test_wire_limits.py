@@ -260,3 +260,69 @@ def test_a_body_past_the_retry_buffer_is_not_replayed(tmp_path: Path) -> None:
             assert answers[1000] == [200, 200], answers  # replayed within the buffer
             assert sorted(answers[5000]) == [200, 502], answers  # past it: not replayed
             assert good.count() == 3
+
+
+class _DrippingHeadReplica:
+    """A hostile replica: answers every request with a head that never ends, one
+    small piece after another (``X-Big: vvvv...``), until the gateway hangs up."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.sent: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __enter__(self) -> _DrippingHeadReplica:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        sent = 0
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Big: ")
+            while not self._stop.is_set() and sent < 64 * MIB:
+                conn.sendall(b"v" * 512)
+                sent += 512
+        self.sent.append(sent)
+
+
+def test_a_replica_head_that_never_ends_is_cut_at_the_head_limit(tmp_path: Path) -> None:
+    """A replica's endless response head once kept growing in the gateway's memory, at
+    a cost that grew with its square, while every other request waited."""
+    with _DrippingHeadReplica() as dripping, Replica() as honest:
+        routes = [
+            endpoint("dripping", [dripping.address], token=TOKEN),
+            endpoint("honest", [honest.address], token=TOKEN),
+        ]
+        with StandaloneGateway(tmp_path, routes, args=["--max-head-bytes", "65536"]) as gw:
+            started = time.monotonic()
+            answer = requests.get(gw.url("dripping", "x"), headers=AUTH, timeout=30)
+            assert answer.status_code == 502, answer.text
+            assert answer.json()["code"] == "bad_replica_response"
+            assert "65536" in answer.json()["message"]
+            assert time.monotonic() - started < 10
+            # The replica was cut off near the limit, not after megabytes.
+            wait_for(lambda: bool(dripping.sent), timeout=10, what="the replica to be cut off")
+            assert dripping.sent[0] < 4 * MIB, dripping.sent
+            assert requests.get(gw.url("honest", "hello"), headers=AUTH, timeout=10).ok

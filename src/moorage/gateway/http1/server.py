@@ -67,7 +67,7 @@ class ProxyServer:
     ) -> None:
         self.router = router
         self.limits = limits or WireLimits()
-        self.pool = UpstreamPool()
+        self.pool = UpstreamPool(max_head_bytes=self.limits.max_head_bytes)
         self.keepalive_timeout_s = keepalive_timeout_s
         self.connections: set[ClientConnection] = set()
         self.timed: set[Exchange] = set()

@@ -6,6 +6,10 @@ idle connection just as a request is written to it, would fail that request with
 a 502 (a request that may have reached a replica is not sent again), so idle
 connections are closed here first: after ``MAX_IDLE_S``, shorter than common
 servers' keep-alive timeouts (gunicorn 2 s, uvicorn and Node 5 s).
+
+A replica's response head is counted as it arrives, before the parser sees it (the
+parser joins a header's pieces itself, which costs quadratic time on a head sent in
+small pieces): past ``max_head_bytes`` the response is refused with a 502.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ MAX_IDLE_S = 1.5
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_head_room",
         "_headers",
+        "_in_head",
         "address",
         "exchange",
         "idle_since",
@@ -42,6 +48,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel = False
         self.idle_since = 0.0
         self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = True
+        self._head_room = pool.max_head_bytes
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -57,7 +65,12 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_tunnel_data(data)
             return
         try:
-            self.parser.feed_data(data)
+            if self._in_head and len(data) > self._head_room:
+                self._feed_bounded(data)
+            else:
+                if self._in_head:
+                    self._head_room -= len(data)
+                self.parser.feed_data(data)
             exchange.flush_head()
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
@@ -68,6 +81,29 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.upstream_malformed(exc)
             self.close()
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feeds the head's share of a read, then the rest once the head is complete;
+        a head that does not end within ``max_head_bytes`` is malformed."""
+        view = memoryview(data)
+        fed = 0
+        while view:
+            if not self._in_head or len(view) <= self._head_room:
+                if self._in_head:
+                    self._head_room -= len(view)
+                self.parser.feed_data(view)
+                return
+            piece, view = view[: self._head_room], view[self._head_room :]
+            self._head_room = 0
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:  # its offset is into the piece
+                raise httptools.HttpParserUpgrade(fed + upgrade.args[0]) from None
+            fed += len(piece)
+            if self._in_head and self._head_room == 0:
+                raise httptools.HttpParserError(
+                    f"a response head longer than {self.pool.max_head_bytes} bytes"
+                )
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -95,6 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self.exchange is not None:
             self.exchange.upstream_head(self.parser.get_status_code(), self._headers)
 
@@ -103,6 +140,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.upstream_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_head = True  # the next response (after a 1xx, or on reuse) has a head
+        self._head_room = self.pool.max_head_bytes
         if self.exchange is not None:
             self.exchange.upstream_complete(self.parser.should_keep_alive())
 
@@ -126,9 +165,15 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per replica address (``host:port``, ``unix:/path``)."""
 
-    def __init__(self, connect_timeout_s: float = 5.0, max_idle_s: float = MAX_IDLE_S) -> None:
+    def __init__(
+        self,
+        connect_timeout_s: float = 5.0,
+        max_idle_s: float = MAX_IDLE_S,
+        max_head_bytes: int = 64 * 1024,
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.max_idle_s = max_idle_s
+        self.max_head_bytes = max_head_bytes
         self._idle: dict[str, list[UpstreamConnection]] = {}
 
     def take_idle(self, address: str) -> UpstreamConnection | None:
