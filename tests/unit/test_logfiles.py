@@ -20,7 +20,21 @@ def test_rotation_copies_then_truncates_past_the_cap(tmp_path: Path) -> None:
     assert not logfiles.rotate_if_over(log, 10_000)
     assert logfiles.rotate_if_over(log, 100)
     assert log.stat().st_size == 0
-    assert logfiles.rotated(log).read_bytes() == _lines(100)
+    # The rotated file keeps the newest 100 bytes only, whatever was printed meanwhile.
+    assert logfiles.rotated(log).read_bytes() == _lines(100)[-100:]
+
+
+def test_a_flood_between_two_checks_leaves_a_rotated_file_within_the_cap(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "output.log"
+    log.write_bytes(_lines(200_000, "flood"))  # about 2.5 MB, against a 64 KiB cap
+    logfiles.rotated(log).write_bytes(b"older\n")
+    assert logfiles.rotate_if_over(log, 65536)
+    kept = logfiles.rotated(log).read_bytes()
+    assert len(kept) == 65536
+    assert kept.endswith(b"flood 199999\n")
+    assert log.stat().st_size == 0
 
 
 def test_tail_reads_from_the_end_across_the_rotated_file(tmp_path: Path) -> None:
@@ -68,7 +82,7 @@ def test_follow_goes_on_across_a_rotation_and_ends_with_the_replica(tmp_path: Pa
         await asyncio.sleep(0.1)
         with log.open("ab") as handle:
             handle.write(b"third\n")
-        logfiles.rotate_if_over(log, 1)
+        logfiles.rotate_if_over(log, 10)  # keeps "ond\nthird\n": what was not read yet
         with log.open("ab") as handle:
             handle.write(b"fourth\n")
         await asyncio.sleep(0.1)

@@ -40,6 +40,19 @@ def rotated(path: Path) -> Path:
     return path.with_name(path.name + ROTATED_SUFFIX)
 
 
+def _start_note(rotated_file: Path) -> Path:
+    """Beside the rotated file: the offset in the old log where its copy starts."""
+    return rotated_file.with_name(rotated_file.name + ".start")
+
+
+def rotated_start(rotated_file: Path) -> int:
+    """Where the rotated file's first byte was in the log it was copied from."""
+    try:
+        return int(_start_note(rotated_file).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def rotate_if_over(path: Path, max_bytes: int) -> bool:
     """Copy-truncates ``path`` into its rotated file when it holds more than
     ``max_bytes``; True when it did. Blocking: call it from a worker thread."""
@@ -55,7 +68,13 @@ def rotate_if_over(path: Path, max_bytes: int) -> bool:
         # log and one copy of it (twice the cap), even in the middle of a rotation.
         target.unlink(missing_ok=True)
         with path.open("rb") as source, temporary.open("wb") as copy:
+            # Only the newest max_bytes are kept: a replica that printed gigabytes
+            # between two checks leaves a rotated file no bigger than the cap. Where
+            # the copy starts in the old log is noted, for followers (see stream).
+            start = max(0, os.fstat(source.fileno()).st_size - max_bytes)
+            source.seek(start)
             shutil.copyfileobj(source, copy, _CHUNK)
+        _start_note(target).write_text(str(start))
         os.replace(temporary, target)
         os.truncate(path, 0)
     except OSError:
@@ -197,9 +216,9 @@ async def stream(
         if status.st_ino != inode:  # replaced: start over at its beginning
             inode, position = status.st_ino, 0
         if status.st_size < position:  # copy-truncated: finish what moved to .1
-            rest = await asyncio.to_thread(
-                read_range, rotated(path), position, position + max_bytes
-            )
+            older = rotated(path)
+            offset = max(0, position - await asyncio.to_thread(rotated_start, older))
+            rest = await asyncio.to_thread(read_range, older, offset, offset + max_bytes)
             if rest:
                 yield rest
             position = 0
