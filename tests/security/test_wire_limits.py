@@ -20,7 +20,7 @@ import requests
 
 from tests.support.backends import Replica
 from tests.support.gateway import PREFIX, StandaloneGateway, endpoint
-from tests.support.raw_http import AUTH, TOKEN, connect, read_answer
+from tests.support.raw_http import AUTH, TOKEN, ScriptedReplica, connect, read_answer
 from tests.support.resilience_backends import Backend
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
@@ -262,55 +262,18 @@ def test_a_body_past_the_retry_buffer_is_not_replayed(tmp_path: Path) -> None:
             assert good.count() == 3
 
 
-class _DrippingHeadReplica:
-    """A hostile replica: answers every request with a head that never ends, one
-    small piece after another (``X-Big: vvvv...``), until the gateway hangs up."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.sent: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def __enter__(self) -> _DrippingHeadReplica:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        sent = 0
-        with conn, contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Big: ")
-            while not self._stop.is_set() and sent < 64 * MIB:
-                conn.sendall(b"v" * 512)
-                sent += 512
-        self.sent.append(sent)
+def _endless_head(head: bytes) -> Iterator[bytes]:
+    """A hostile replica's answer: a head that never ends, one small piece after
+    another (``X-Big: vvvv...``), until the gateway hangs up (or 64 MiB)."""
+    yield b"HTTP/1.1 200 OK\r\nX-Big: "
+    for _ in range(64 * MIB // 512):
+        yield b"v" * 512
 
 
 def test_a_replica_head_that_never_ends_is_cut_at_the_head_limit(tmp_path: Path) -> None:
     """A replica's endless response head once kept growing in the gateway's memory, at
     a cost that grew with its square, while every other request waited."""
-    with _DrippingHeadReplica() as dripping, Replica() as honest:
+    with ScriptedReplica(_endless_head) as dripping, Replica() as honest:
         routes = [
             endpoint("dripping", [dripping.address], token=TOKEN),
             endpoint("honest", [honest.address], token=TOKEN),

@@ -206,11 +206,14 @@ def read_answer(sock: socket.socket) -> RawResponse:
 
 class ScriptedReplica:
     """A replica that records each request head and answers ``reply(head)`` verbatim:
-    for replicas that break HTTP on purpose (hostile framing, unrequested upgrades)."""
+    for replicas that break HTTP on purpose (hostile framing, unrequested upgrades).
+    ``reply`` may return an iterator of pieces, sent one by one until the gateway
+    hangs up; ``sent`` records how many bytes each answer got out."""
 
     def __init__(self, reply: Any) -> None:
         self.reply = reply
         self.heads: list[bytes] = []
+        self.sent: list[int] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -252,6 +255,16 @@ class ScriptedReplica:
                         data += piece
                     head, _, data = data.partition(b"\r\n\r\n")
                     self.heads.append(head)
-                    conn.sendall(self.reply(head))
+                    answer = self.reply(head)
+                    pieces = [answer] if isinstance(answer, bytes) else answer
+                    sent = 0
+                    try:
+                        for piece in pieces:
+                            if self._stop.is_set():
+                                break
+                            conn.sendall(piece)
+                            sent += len(piece)
+                    finally:
+                        self.sent.append(sent)
             except OSError:
                 return
