@@ -177,6 +177,27 @@ def test_taking_out_unknown_replicas_changes_nothing() -> None:
     assert before.without(frozenset({"not-routed"})) == before
 
 
+def test_replicas_that_just_passed_their_probe_join_before_the_store_says_so() -> None:
+    before = two_endpoint_table()
+    joining = [
+        make_replica("r-2b", endpoint_id="ep-2", state=ReplicaState.STARTING, address="h:2"),
+        make_replica("r-1a", endpoint_id="ep-1", state=ReplicaState.STARTING, address="h:9"),
+        make_replica("no-address", endpoint_id="ep-2", state=ReplicaState.STARTING, address=""),
+        make_replica("unrouted", endpoint_id="ep-9", state=ReplicaState.STARTING, address="h:3"),
+    ]
+
+    after = before.with_ready(joining)
+
+    assert [r.replica_id for r in after.endpoints["ep-2"].replicas] == [
+        *(r.replica_id for r in before.endpoints["ep-2"].replicas),
+        "r-2b",
+    ]
+    assert after.endpoints["ep-1"].replicas == before.endpoints["ep-1"].replicas  # no twice
+    assert set(after.endpoints) == set(before.endpoints)
+    assert after.known_token_hashes == before.known_token_hashes
+    assert before.with_ready([]) is before
+
+
 # -- waiting for a new endpoint's route -------------------------------------------------
 
 

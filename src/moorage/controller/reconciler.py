@@ -138,6 +138,10 @@ class Reconciler:
         # leave it, before anything is stopped: a rollout never has a moment with no
         # replica to route to, and no new request reaches a replica that is going.
         joining = [a for a in actions if isinstance(a, MarkReady)]
+        if joining:  # the gateway first: whoever reads `available` is served
+            self.publish_routes(
+                snapshot.routes.with_ready([a.replica for a in joining]).without(leaving)
+            )
         await self._apply_all(joining)
         if joining or leaving:
             await self.publish(also_without=leaving)

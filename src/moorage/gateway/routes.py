@@ -63,6 +63,26 @@ class RouteTable:
         }
         return RouteTable(MappingProxyType(routes), self.known_token_hashes)
 
+    def with_ready(self, replicas: Sequence[Replica]) -> RouteTable:
+        """This table plus replicas that just passed their probe, on endpoints it
+        routes: published before the store says they are ready, so that an endpoint
+        read as ``available`` is always served."""
+        joining: dict[str, list[ReplicaRoute]] = {}
+        for replica in replicas:
+            if replica.address and replica.endpoint_id in self.endpoints:
+                joining.setdefault(replica.endpoint_id, []).append(
+                    ReplicaRoute(replica.replica_id, replica.address)
+                )
+        if not joining:
+            return self
+        routes = dict(self.endpoints)
+        for service_id, added in joining.items():
+            route = routes[service_id]
+            known = {r.replica_id for r in route.replicas}
+            fresh = tuple(r for r in added if r.replica_id not in known)
+            routes[service_id] = replace(route, replicas=route.replicas + fresh)
+        return RouteTable(MappingProxyType(routes), self.known_token_hashes)
+
 
 def build_route_table(
     endpoints: Sequence[Endpoint],
