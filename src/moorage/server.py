@@ -24,8 +24,8 @@ from moorage.controller.reconciler import Reconciler
 from moorage.errors import MoorageError, Unavailable
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.metrics import GatewayMetrics
-from moorage.gateway.routes import RouteTableHolder
 from moorage.models.status import StatusPolicy
+from moorage.routing.holder import RouteTableHolder
 from moorage.runtimes import docker as docker_runtime
 from moorage.runtimes import logfiles
 from moorage.runtimes import process as process_runtime

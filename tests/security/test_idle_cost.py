@@ -25,8 +25,8 @@ from sqlalchemy import event
 from moorage.clock import FakeClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.gateway.routes import RouteTable
 from moorage.models.endpoints import DesiredState
+from moorage.routing.table import RouteTable
 from moorage.runtimes.base import Launch, Observed
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database

@@ -11,8 +11,8 @@ import pytest
 
 from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
 from moorage.gateway.policies import make_policy, policy_names
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute
 from moorage.models.endpoints import GatewaySettings
+from moorage.routing.table import EndpointRoute, ReplicaRoute
 
 REPLICAS = (ReplicaRoute("a", "127.0.0.1:1"), ReplicaRoute("b", "127.0.0.1:2"))
 

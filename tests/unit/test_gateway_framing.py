@@ -15,9 +15,9 @@ from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1.limits import Refused, WireLimits
 from moorage.gateway.http1.request import Request
 from moorage.gateway.http1.upstream import UpstreamPool
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTable
-from moorage.gateway.table_json import table_from_json, table_to_json
 from moorage.models.endpoints import GatewaySettings
+from moorage.routing.codec import table_from_json, table_to_json
+from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 
 UNIX = "unix:/run/moorage/replicas/r1/sock/replica.sock"
 

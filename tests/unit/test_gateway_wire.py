@@ -10,9 +10,9 @@ import pytest
 from moorage.errors import MoorageError
 from moorage.gateway.http1.request import Request
 from moorage.gateway.router import bearer_token
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTable
-from moorage.gateway.table_json import table_from_json, table_to_json
 from moorage.models.endpoints import GatewaySettings
+from moorage.routing.codec import table_from_json, table_to_json
+from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 
 DROPPED = frozenset({b"authorization", b"host", b"x-moorage-retry-on"})
 

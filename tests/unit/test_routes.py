@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from moorage.gateway.routes import (
-    EndpointRoute,
-    ReplicaRoute,
-    RouteTable,
-    RouteTableHolder,
-    build_route_table,
-)
 from moorage.models.endpoints import DesiredState
 from moorage.models.replicas import ReplicaState
+from moorage.routing.holder import RouteTableHolder
+from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable, build_route_table
 from tests.unit.builders import at, failing_replica, make_endpoint, make_replica
 
 TOKENS = {"user-1": frozenset({"hash-1a", "hash-1b"}), "user-2": frozenset({"hash-2"})}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from moorage import __version__
 from moorage.api import openapi, schemas
@@ -11,7 +12,6 @@ from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
 from moorage.api.routers import accounts, endpoints, flavors, gateway, logs, quotas
-from moorage.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 DESCRIPTION = """
 moorage runs dedicated inference endpoints on your own machines, with the
@@ -52,7 +52,7 @@ def create_api(services: Services) -> FastAPI:
         },
     )
     def metrics(services: ServicesDep, _admin: AdminUser) -> Response:
-        return Response(services.metrics(), media_type=METRICS_CONTENT_TYPE)
+        return Response(services.metrics(), media_type=CONTENT_TYPE_LATEST)
 
     # The flavor route goes first: it would otherwise match /{service_id}.
     app.include_router(flavors.router)

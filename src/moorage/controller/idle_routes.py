@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from moorage.gateway.routes import EndpointRoute
+from moorage.routing.table import EndpointRoute
 from moorage.store.endpoints import IdleEndpoint
 
 REFRESH_S = 60.0

@@ -36,7 +36,6 @@ from moorage.controller.plan import (
     probes_due,
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
-from moorage.gateway.routes import RouteTable, build_route_table
 from moorage.models.endpoints import Endpoint
 from moorage.models.replicas import (
     FailureReason,
@@ -45,6 +44,7 @@ from moorage.models.replicas import (
     ReplicaEventKind,
     ReplicaState,
 )
+from moorage.routing.table import RouteTable, build_route_table
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database

@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from moorage.gateway.policies import Policy, make_policy
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTableHolder
+from moorage.routing.holder import RouteTableHolder
+from moorage.routing.table import EndpointRoute, ReplicaRoute
 
 
 class Overloaded(Exception):

@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 from moorage.gateway.dispatch import Dispatcher
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _DispatcherCollector(Collector):

@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from moorage.gateway.routes import ReplicaRoute
+from moorage.routing.table import ReplicaRoute
 
 InFlight = Callable[[str], int]
 

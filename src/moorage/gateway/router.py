@@ -23,7 +23,8 @@ from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOu
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
 from moorage.gateway.http1.limits import body_too_large
 from moorage.gateway.metrics import GatewayMetrics
-from moorage.gateway.routes import EndpointRoute, RouteTableHolder
+from moorage.routing.holder import RouteTableHolder
+from moorage.routing.table import EndpointRoute
 from moorage.tokens import hash_token
 
 PREFIX = b"/inference-api/v1/inference_service/"

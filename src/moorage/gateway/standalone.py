@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 import uvloop
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from moorage.errors import MoorageError
 from moorage.gateway.dispatch import Dispatcher
@@ -34,10 +35,10 @@ from moorage.gateway.http1.server import (
     freeze_startup_heap,
     raise_open_file_limit,
 )
-from moorage.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.router import GatewayRouter, bearer_token
-from moorage.gateway.routes import RouteTableHolder
-from moorage.gateway.table_json import table_from_json
+from moorage.routing.codec import table_from_json
+from moorage.routing.holder import RouteTableHolder
 from moorage.tokens import hash_token
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,9 @@ def _metrics_handler(metrics: GatewayMetrics, token: str | None) -> Callable[[Ex
             )
             return
         body = metrics.render()
-        exchange.respond(wire.plain_response(200, body, CONTENT_TYPE.encode(), close=False), 200)
+        exchange.respond(
+            wire.plain_response(200, body, CONTENT_TYPE_LATEST.encode(), close=False), 200
+        )
 
     return handle
 

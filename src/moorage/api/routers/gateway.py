@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from moorage.api import schemas
 from moorage.api.deps import AdminUser, ServicesDep
 from moorage.api.responses import ADMIN, errors
-from moorage.gateway.table_json import table_to_json
+from moorage.routing.codec import table_to_json
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from moorage.gateway.dispatch import Lease
     from moorage.gateway.http1.client import ClientConnection
     from moorage.gateway.http1.upstream import UpstreamConnection
-    from moorage.gateway.routes import EndpointRoute
+    from moorage.routing.table import EndpointRoute
 
 _BODYLESS_STATUS = frozenset({204, 304})
 API_BODY_SETTING = "MOORAGE_API_MAX_BODY_BYTES"

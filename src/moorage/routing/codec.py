@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from moorage.errors import MoorageError
-from moorage.gateway.routes import EndpointRoute, ReplicaRoute, RouteTable
 from moorage.models.requests import GatewayMetadataIn
+from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 from moorage.tokens import hash_token
 
 
