@@ -27,6 +27,9 @@ class DerivedStatus:
 def derive_status(
     endpoint: Endpoint, replicas: Sequence[Replica], policy: StatusPolicy
 ) -> DerivedStatus:
+    """``available`` whenever requests are served as the endpoint asks: its revision is
+    ready, or (while a revision that cannot run is rolled back) an earlier one still
+    serves. ``unavailable`` only when nothing serves and a replica cannot run."""
     if endpoint.is_deleted or endpoint.desired_state is DesiredState.STOPPED:
         return DerivedStatus(EndpointStatus.STOPPED)
     current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
@@ -36,6 +39,16 @@ def derive_status(
     failing = [r for r in current if r.cannot_run(policy.crash_loop_threshold)]
     if failing:
         worst = max(failing, key=lambda r: r.consecutive_failures)
+        serving = [
+            r for r in replicas if r.revision != endpoint.revision and r.state is ReplicaState.READY
+        ]
+        if serving:  # the controller rolls back to them on its next pass
+            return DerivedStatus(
+                EndpointStatus.AVAILABLE,
+                f"revision {endpoint.revision} cannot run (replica {worst.replica_id} failed "
+                f"{worst.consecutive_failures} time(s), last: {worst.last_failure}); rolling "
+                f"back to revision {max(r.revision for r in serving)}, which keeps serving.",
+            )
         return DerivedStatus(
             EndpointStatus.UNAVAILABLE,
             f"{len(failing)} of {endpoint.target_instance_number} replicas cannot run: "
