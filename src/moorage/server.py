@@ -31,6 +31,7 @@ from moorage.runtimes import logfiles
 from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.fake import Behavior, FakeRuntime, always
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 def make_runtime(settings: Settings) -> Runtime:
     """The runtime settings ask for; ``auto`` is docker where an engine answers."""
+    if settings.runtime == "fake":
+        delay = settings.fake_start_delay_s
+        return FakeRuntime(script=always(Behavior(delay_s=delay)), serve="shared")
     if settings.runtime in ("auto", "docker"):
         try:
             client = docker_runtime.connect(settings.docker_host, timeout_s=60)

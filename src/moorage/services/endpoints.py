@@ -14,15 +14,17 @@ from sqlalchemy.orm import Session
 
 from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
+from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
+from moorage.models.flavors import StoredFlavor
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.services.quotas import QuotaService
-from moorage.store.accounts import AccountRepository, User
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
-from moorage.store.flavors import FlavorRepository, StoredFlavor
+from moorage.store.flavors import FlavorRepository
 from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
 
@@ -88,7 +90,16 @@ class EndpointService:
             endpoints, total = EndpointRepository(session).list_for_user(
                 user.user_id, offset=(page - 1) * page_size, limit=page_size
             )
-            views = [self._view(session, e) for e in endpoints]
+            # One query for the whole page's replicas and one per flavor, not two per
+            # endpoint.
+            replicas: dict[str, list[Replica]] = {e.service_id: [] for e in endpoints}
+            for replica in ReplicaRepository(session).live(replicas):
+                replicas[replica.endpoint_id].append(replica)
+            flavors = FlavorRepository(session)
+            by_id = {f: flavors.get(f) for f in {e.flavor_id for e in endpoints}}
+            views = [
+                self._assemble(e, by_id[e.flavor_id], replicas[e.service_id]) for e in endpoints
+            ]
         return EndpointPage(views, total, page, page_size)
 
     # -- writes --------------------------------------------------------------
@@ -236,6 +247,11 @@ class EndpointService:
         replicas = (
             [] if endpoint.is_deleted else ReplicaRepository(session).live([endpoint.service_id])
         )
+        return self._assemble(endpoint, flavor, replicas)
+
+    def _assemble(
+        self, endpoint: Endpoint, flavor: StoredFlavor | None, replicas: Sequence[Replica]
+    ) -> EndpointView:
         return EndpointView(
             endpoint, flavor, replicas, derive_status(endpoint, replicas, self.status_policy)
         )

@@ -74,22 +74,26 @@ class ReplicaRepository:
             row.progress = progress
 
     def live(self, endpoint_ids: Iterable[str] | None = None) -> Sequence[Replica]:
-        """Replicas not yet stopped, derived from their events."""
-        query = select(ReplicaRow).where(ReplicaRow.finished.is_(False))
+        """Replicas not yet stopped, derived from their events: two queries, however many
+        replicas (the events are selected by a join, not by a list of ids, which SQLite
+        caps at 32,766)."""
+        live = [ReplicaRow.finished.is_(False)]
         if endpoint_ids is not None:
-            query = query.where(ReplicaRow.endpoint_id.in_(list(endpoint_ids)))
+            live.append(ReplicaRow.endpoint_id.in_(list(endpoint_ids)))
         rows = list(
-            self.session.scalars(query.order_by(ReplicaRow.created_at, ReplicaRow.replica_id))
+            self.session.scalars(
+                select(ReplicaRow)
+                .where(*live)
+                .order_by(ReplicaRow.created_at, ReplicaRow.replica_id)
+            )
         )
-        return self._derive(rows)
-
-    def _derive(self, rows: Sequence[ReplicaRow]) -> Sequence[Replica]:
         if not rows:
             return []
         events: dict[str, list[ReplicaEvent]] = defaultdict(list)
         event_rows = self.session.scalars(
             select(ReplicaEventRow)
-            .where(ReplicaEventRow.replica_id.in_([r.replica_id for r in rows]))
+            .join(ReplicaRow, ReplicaRow.replica_id == ReplicaEventRow.replica_id)
+            .where(*live)
             .order_by(ReplicaEventRow.event_id)
         )
         for event_row in event_rows:

@@ -117,6 +117,8 @@ class EndpointRow(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        Index("ix_endpoints_desired_state", "desired_state", "deleted_at"),
+        Index("ix_endpoints_user_created", "user_id", "created_at", "service_id"),
     )
 
     service_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -152,6 +154,7 @@ class EndpointRevisionRow(Base):
 
 class ReplicaRow(Base):
     __tablename__ = "replicas"
+    __table_args__ = (Index("ix_replicas_endpoint_finished", "endpoint_id", "finished"),)
 
     replica_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.service_id"), index=True)
@@ -167,6 +170,7 @@ class ReplicaRow(Base):
 
 class ReplicaEventRow(Base):
     __tablename__ = "replica_events"
+    __table_args__ = (Index("ix_replica_events_replica_event", "replica_id", "event_id"),)
 
     event_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
