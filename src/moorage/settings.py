@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-RuntimeName = Literal["auto", "process", "docker"]
+RuntimeName = Literal["auto", "process", "docker", "fake"]
 
 
 class Settings(BaseSettings):
@@ -37,7 +37,12 @@ class Settings(BaseSettings):
         default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
     )
     runtime: RuntimeName = Field(
-        default="auto", description="auto: docker where an engine answers, else process."
+        default="auto",
+        description="auto: docker where an engine answers, else process. fake: replicas "
+        "in memory, all answered by one tiny app (benchmarks of the control plane).",
+    )
+    fake_start_delay_s: float = Field(
+        default=0.0, ge=0, description="The fake runtime: how long each start takes."
     )
     docker_host: str = Field(
         default_factory=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),

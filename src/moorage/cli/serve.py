@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Annotated
 
 import typer
@@ -19,14 +21,34 @@ def _describe_store(url: str) -> str:
     return "SQLite" if url.startswith("sqlite") else url.split("://", 1)[0].split("+")[0]
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None. Checked before anything is
+    created or printed: a server that cannot listen must not issue an admin token."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r} ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the gateway listens: a port left in TIME_WAIT by a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "the port is already in use"
+            return exc.strerror or str(exc)
+    return None
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [MOORAGE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [MOORAGE_PORT].")] = None,
     runtime: Annotated[
         str | None,
         typer.Option(
-            help="auto, process or docker [MOORAGE_RUNTIME]; auto picks docker "
-            "where an engine answers."
+            help="auto, process, docker or fake [MOORAGE_RUNTIME]; auto picks docker "
+            "where an engine answers; fake keeps replicas in memory (benchmarks)."
         ),
     ] = None,
 ) -> None:
@@ -42,6 +64,13 @@ def serve(
     except ValidationError as exc:
         err.print(f"[red]error:[/red] {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
+    taken = _port_taken(settings.host, settings.port)
+    if taken is not None:
+        err.print(
+            f"[red]error:[/red] cannot listen on {settings.host}:{settings.port}: {taken}. "
+            "Stop what uses it, or pick another port with --port or MOORAGE_PORT."
+        )
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         server = MoorageServer(settings)

@@ -1,0 +1,371 @@
+"""The ``fake`` runtime: replicas that live in memory, for tests and benchmarks.
+
+It keeps the ``Runtime`` contract (runtimes/base.py) without starting anything:
+a replica is a record in a dict. What happens at each start is up to a
+``script``, a plain function from the ``Launch`` to a ``Behavior`` (as httpx's
+``MockTransport`` wraps a function): a delay, a ``StartError`` or
+``StartPending``, an exit some seconds after starting, the output it prints, an
+app that never answers. Tests can also ``crash`` a running replica by hand.
+
+An idle replica costs a small record and nothing else: no task, no thread, no
+timer. A scheduled exit is noticed when someone looks (``observe``, ``logs``),
+by comparing the injected clock with the exit time.
+
+Where the replicas answer HTTP:
+
+- ``serve="shared"`` (what ``MOORAGE_RUNTIME=fake`` uses): one tiny HTTP app on
+  127.0.0.1, started with the first replica, answers for all of them, so 50,000
+  replicas cost one socket;
+- ``serve="replica"``: a listening socket per replica (for tests that must tell
+  replicas apart through the gateway), closed when the replica exits or stops;
+- ``backend="host:port"``: every replica's address is that server's.
+
+The app answers ``GET`` with the replica's identity and environment as JSON,
+appends ``POST /say``'s body to the replica's output, and exits the replica with
+``POST /exit/<code>`` (the body becomes its last output line), the same small
+protocol the tests' real replica apps speak.
+
+Replicas belong to a ``FakeHost`` shared by the runtimes given it, so a runtime
+made "after a restart" on the same host adopts what an earlier one started;
+another ``installation`` on the same host sees none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from moorage.clock import Clock, SystemClock
+from moorage.runtimes.base import Launch, Observed, StartError, StartPending
+from moorage.runtimes.ports import free_port
+
+TAIL_LINES = 5
+# How often a log follower looks again for an exit the clock scheduled.
+_FOLLOW_POLL_S = 0.1
+_MAX_HEAD_BYTES = 64 * 1024
+_EXIT_PATH = re.compile(r"/exit/(\d+)")
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """What one start does. The default starts at once and runs until stopped."""
+
+    delay_s: float = 0.0
+    """``start`` awaits this long (``asyncio.sleep``) before answering."""
+    error: StartError | StartPending | None = None
+    """Raised by ``start`` after the delay; nothing is left running."""
+    exit_code: int | None = None
+    """The replica exits with this code ``exit_after_s`` after its start."""
+    exit_after_s: float = 0.0
+    output: str = ""
+    """Lines the replica prints as it starts."""
+    answers: bool = True
+    """False: its address is a port nothing listens on (an app that never comes up)."""
+
+
+Script = Callable[[Launch], Behavior]
+
+
+def always(behavior: Behavior) -> Script:
+    """A script doing the same on every start."""
+    return lambda _launch: behavior
+
+
+@dataclass
+class _Replica:
+    launch: Launch
+    installation: str
+    address: str
+    env: dict[str, str]
+    exit_at: datetime | None
+    exit_code_due: int | None
+    output: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    exited: bool = False
+    server: asyncio.Server | None = None
+    # Created only while someone follows the logs.
+    changed: asyncio.Event | None = None
+
+    def say(self, text: str) -> None:
+        self.output.extend(text.splitlines())
+        if self.changed is not None:
+            self.changed.set()
+
+    def end(self, code: int) -> None:
+        if self.exited:
+            return
+        self.exited, self.exit_code = True, code
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.changed is not None:
+            self.changed.set()
+
+
+@dataclass
+class FakeHost:
+    """The machine fake replicas "run" on; it outlives the runtimes that share it."""
+
+    replicas: dict[str, _Replica] = field(default_factory=dict)
+
+
+def replica_env(launch: Launch, port: int) -> dict[str, str]:
+    """What a replica would see: its deploy env, then what moorage sets (which wins)."""
+    return {
+        **launch.deploy.env,
+        "PORT": str(port),
+        "MOORAGE_REPLICA_ID": launch.replica_id,
+        "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
+    }
+
+
+class FakeRuntime:
+    name = "fake"
+
+    def __init__(
+        self,
+        *,
+        script: Script | None = None,
+        clock: Clock | None = None,
+        serve: Literal["shared", "replica"] = "replica",
+        backend: str | None = None,
+        host: FakeHost | None = None,
+        installation: str = "fake",
+    ) -> None:
+        self.script = script or always(Behavior())
+        self.clock = clock or SystemClock()
+        self.serve = serve
+        self.backend = backend
+        self.host = host or FakeHost()
+        self.installation = installation
+        self.starts: list[Launch] = []
+        """Every launch ``start`` was called with, in order (failed ones too)."""
+        self.stops: list[str] = []
+        """Every replica id ``stop`` was called with, in order."""
+        self._shared: asyncio.Server | None = None
+        self._shared_address: str | None = None
+
+    # -- the Runtime contract --------------------------------------------------
+
+    async def start(self, launch: Launch) -> str:
+        self.starts.append(launch)
+        behavior = self.script(launch)
+        await self.stop(launch.replica_id)  # never two replicas under one id
+        if behavior.delay_s > 0:
+            await asyncio.sleep(behavior.delay_s)
+        if behavior.error is not None:
+            raise behavior.error
+        now = self.clock.now()
+        replica = _Replica(
+            launch=launch,
+            installation=self.installation,
+            address="",
+            env={},
+            exit_at=(
+                now + timedelta(seconds=behavior.exit_after_s)
+                if behavior.exit_code is not None
+                else None
+            ),
+            exit_code_due=behavior.exit_code,
+        )
+        replica.address, port = await self._address_for(replica, behavior.answers)
+        replica.env = replica_env(launch, port)
+        replica.say(behavior.output)
+        self.host.replicas[launch.replica_id] = replica
+        self._due(replica, now)
+        return replica.address
+
+    async def stop(self, replica_id: str) -> None:
+        self.stops.append(replica_id)
+        replica = self._mine(replica_id)
+        if replica is None:
+            return
+        replica.end(-15)  # SIGTERM, as a real runtime reports it; a no-op once exited
+        del self.host.replicas[replica_id]
+
+    async def observe(self) -> Mapping[str, Observed]:
+        now = self.clock.now()
+        observed: dict[str, Observed] = {}
+        for replica in list(self.host.replicas.values()):
+            if replica.installation != self.installation:
+                continue
+            self._due(replica, now)
+            launch = replica.launch
+            observed[launch.replica_id] = Observed(
+                replica_id=launch.replica_id,
+                endpoint_id=launch.endpoint_id,
+                revision=launch.revision,
+                address=replica.address,
+                running=not replica.exited,
+                exit_code=replica.exit_code,
+                output_tail=_tail(replica.output) if replica.exited else None,
+            )
+        return observed
+
+    async def logs(
+        self, replica_id: str, *, tail: int | None, follow: bool
+    ) -> AsyncIterator[bytes]:
+        replica = self._mine(replica_id)
+        if replica is None:
+            return
+        lines = replica.output if tail is None else replica.output[-tail:] if tail else []
+        sent = len(replica.output)
+        if lines:
+            yield "".join(f"{line}\n" for line in lines).encode()
+        if not follow:
+            return
+        changed = replica.changed = replica.changed or asyncio.Event()
+        while True:
+            self._due(replica, self.clock.now())
+            if len(replica.output) > sent:
+                new, sent = replica.output[sent:], len(replica.output)
+                yield "".join(f"{line}\n" for line in new).encode()
+            if replica.exited or self._mine(replica_id) is not replica:
+                return
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), _FOLLOW_POLL_S)
+
+    async def close(self) -> None:
+        """Closes the shared app; replicas stay on the host (they "keep running")."""
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+    # -- for tests ---------------------------------------------------------------
+
+    def crash(self, replica_id: str, exit_code: int, output: str = "") -> None:
+        """The replica prints ``output`` and exits with ``exit_code``, now."""
+        replica = self._mine(replica_id)
+        if replica is None:
+            raise KeyError(f"no replica {replica_id} runs here")
+        replica.say(output)
+        replica.end(exit_code)
+
+    # -- inside ----------------------------------------------------------------
+
+    def _mine(self, replica_id: str) -> _Replica | None:
+        replica = self.host.replicas.get(replica_id)
+        return (
+            replica if replica is not None and replica.installation == self.installation else None
+        )
+
+    def _due(self, replica: _Replica, now: datetime) -> None:
+        """Applies an exit the script scheduled, once its time has come."""
+        if replica.exit_at is not None and not replica.exited and now >= replica.exit_at:
+            replica.end(replica.exit_code_due if replica.exit_code_due is not None else 0)
+
+    async def _address_for(self, replica: _Replica, answers: bool) -> tuple[str, int]:
+        if not answers:
+            port = free_port()
+            return f"127.0.0.1:{port}", port
+        if self.backend is not None:
+            return self.backend, int(self.backend.rsplit(":", 1)[1])
+        if self.serve == "shared":
+            if self._shared is None:
+                self._shared = await _listen(lambda _path: None)
+            port = self._shared.sockets[0].getsockname()[1]
+            return f"127.0.0.1:{port}", port
+        replica.server = await _listen(lambda _path: replica)
+        port = replica.server.sockets[0].getsockname()[1]
+        return f"127.0.0.1:{port}", port
+
+
+def _tail(output: list[str]) -> str | None:
+    kept = [line for line in output if line.strip()][-TAIL_LINES:]
+    return "\n".join(kept) or None
+
+
+# -- the replicas' app: HTTP/1.1 with keep-alive, enough for probes and the gateway ----
+
+
+async def _listen(which: Callable[[str], _Replica | None]) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await _answer_one(reader, writer, which):
+                pass
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, limit=_MAX_HEAD_BYTES)
+
+
+async def _answer_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    which: Callable[[str], _Replica | None],
+) -> bool:
+    """Reads one request and answers it; False once the connection should close."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = request_line.split(" ", 2)
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in header_lines if line)
+    }
+    body = await _read_body(reader, headers)
+    path = target.split("?", 1)[0]
+    replica = which(path)
+    status, payload, after = _route(method, path, body, replica)
+    data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    keep = headers.get("connection", "").lower() != "close" and after is None
+    writer.write(
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n".encode()
+        + data
+    )
+    await writer.drain()
+    if after is not None:
+        after()
+    return keep
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+            pass
+        return b"".join(chunks)
+    return await reader.readexactly(int(headers.get("content-length") or 0))
+
+
+def _route(
+    method: str, path: str, body: bytes, replica: _Replica | None
+) -> tuple[str, object, Callable[[], None] | None]:
+    """The answer's status, body, and what to do once it is sent."""
+    text = body.decode(errors="replace")
+    if replica is None:  # the shared app speaks for no replica in particular
+        return "200 OK", {"path": path, "method": method}, None
+    if method == "POST" and path == "/say":
+        replica.say(text)
+        return "200 OK", "said", None
+    if method == "POST" and (match := _EXIT_PATH.fullmatch(path)):
+        code = int(match.group(1))
+
+        def exit_now() -> None:
+            replica.say(text)
+            replica.end(code)
+
+        return "200 OK", "exiting", exit_now
+    launch = replica.launch
+    identity = {
+        "replica_id": launch.replica_id,
+        "endpoint_id": launch.endpoint_id,
+        "revision": launch.revision,
+        "path": path,
+        "method": method,
+        "env": replica.env,
+    }
+    return "200 OK", identity, None
