@@ -202,3 +202,30 @@ def test_stopping_and_starting_is_seen_at_the_next_pass(database_url: str) -> No
             )
 
     assert asyncio.run(scenario()) == ("stopped", "running", "stopped-0001")
+
+
+def test_a_quiet_pass_reads_the_store_once(database_url: str) -> None:
+    """A pass that finds nothing to do publishes what it loaded instead of loading
+    again: the idle cost of every endpoint that wants replicas, halved."""
+
+    async def scenario() -> tuple[int, int]:
+        async with installation(database_url, 3) as reconciler:
+            for _ in range(PASSES):  # settle: the running endpoint's replica starts
+                await reconciler.reconcile_once()
+            loads = 0
+            original = reconciler._load
+
+            def counted() -> Any:
+                nonlocal loads
+                loads += 1
+                return original()
+
+            tables: list[RouteTable] = []
+            reconciler.publish_routes = tables.append
+            reconciler._load = counted  # type: ignore[method-assign]
+            for _ in range(PASSES):
+                await reconciler.reconcile_once()
+            assert all(len(t.endpoints) == 4 for t in tables)
+            return loads, len(tables)
+
+    assert asyncio.run(scenario()) == (PASSES, PASSES)

@@ -145,8 +145,12 @@ class Reconciler:
         await self._apply_all(joining)
         if joining or leaving:
             await self.publish(also_without=leaving)
-        await self._apply_all([a for a in actions if not isinstance(a, MarkReady)])
-        await self.publish(also_without=frozenset(self._stopping))
+        rest = [a for a in actions if not isinstance(a, MarkReady)]
+        await self._apply_all(rest)
+        if joining or leaving or rest:
+            await self.publish(also_without=frozenset(self._stopping))
+        else:  # nothing was done and nothing is stopping: the load is still the truth
+            self.publish_routes(snapshot.routes)
 
     def _start_probes(
         self, snapshot: _Snapshot, observed: Mapping[str, Observed], now: datetime
