@@ -7,7 +7,9 @@ crash is on the container as labels (endpoint, replica, revision, host port,
 and the moorage installation it belongs to), so a restarted moorage adopts its
 containers and never touches another installation's.
 
-The Docker SDK is blocking; every call runs in a worker thread.
+The Docker SDK is blocking; every call runs in a worker thread (``asyncio.to_thread``),
+and nothing runs in a thread of its own: image pulls (``docker_images.py``) and log
+readers are asyncio work whose streams ``close()`` cuts, so none outlives shutdown.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest, LogConfig
+from docker.types import CancellableStream, DeviceRequest, LogConfig
 
-from moorage.runtimes.base import Launch, Observed, StartError, StartPending
+from moorage.runtimes.base import Launch, Observed, StartError
+from moorage.runtimes.docker_images import ImagePuller
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
@@ -66,21 +68,6 @@ def connect(base_url: str, timeout_s: float = 30.0) -> docker.DockerClient:
     return client
 
 
-@dataclass
-class _Pull:
-    """One image pull in the background, and how far it has come."""
-
-    image: str
-    layers: dict[str, tuple[int, int]] = field(default_factory=dict)
-    done: bool = False
-    error: str | None = None
-
-    def percent(self) -> int:
-        current = sum(c for c, _ in self.layers.values())
-        total = sum(t for _, t in self.layers.values())
-        return int(100 * current / total) if total else 0
-
-
 class DockerRuntime:
     name = "docker"
 
@@ -96,7 +83,9 @@ class DockerRuntime:
         self.installation = installation
         self.stop_grace_s = stop_grace_s
         self.log_max_bytes = log_max_bytes
-        self._pulls: dict[str, _Pull] = {}
+        self._images = ImagePuller(client)
+        # Open log streams, closed by close() so that no reader outlives the runtime.
+        self._log_streams: set[CancellableStream[bytes]] = set()
         # Serializes creating an endpoint's network and attaching a container to it
         # against removing the network when its last container goes.
         self._network_lock = threading.RLock()
@@ -209,52 +198,10 @@ class DockerRuntime:
         )
         return found[0] if found else None
 
-    # -- images ----------------------------------------------------------------
-
-    async def _ensure_image(self, image: str) -> None:
-        pull = self._pulls.get(image)
-        if pull is None:
-            if await asyncio.to_thread(self._has_image, image):
-                return
-            pull = self._pulls[image] = _Pull(image)
-            threading.Thread(target=self._pull, args=(pull,), daemon=True).start()
-        if not pull.done:
-            raise StartPending(f"pulling {image}: {pull.percent()}%")
-        del self._pulls[image]  # a failed pull is retried on the replica's next start
-        if pull.error is not None:
-            raise StartError(
-                f"cannot pull image {image!r}: {pull.error}; check deploy_metadata.image_url "
-                "and that the engine can reach its registry"
-            )
-
-    def _has_image(self, image: str) -> bool:
-        try:
-            self.client.images.get(image)
-        except ImageNotFound:
-            return False
-        return True
-
-    def _pull(self, pull: _Pull) -> None:
-        repository, _, tag = pull.image.rpartition(":")
-        if not repository or "/" in tag:
-            repository, tag = pull.image, "latest"
-        try:
-            for message in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
-                if "error" in message:
-                    pull.error = str(message["error"])
-                    break
-                detail = message.get("progressDetail") or {}
-                if message.get("id") and detail.get("total"):
-                    pull.layers[message["id"]] = (int(detail["current"]), int(detail["total"]))
-        except DockerException as exc:
-            pull.error = _explain(exc)
-        finally:
-            pull.done = True
-
     # -- replicas --------------------------------------------------------------
 
     async def start(self, launch: Launch) -> str:
-        await self._ensure_image(launch.deploy.image_url)
+        await self._images.ensure(launch.deploy.image_url)
         await self.stop(launch.replica_id)  # never two containers for one replica
         host_port = free_port()
         try:
@@ -391,55 +338,27 @@ class DockerRuntime:
         container = await asyncio.to_thread(self._find, replica_id)
         if container is None:
             return
-        stream = await asyncio.to_thread(
+        stream: CancellableStream[bytes] = await asyncio.to_thread(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
+        self._log_streams.add(stream)
         try:
-            async for chunk in _iterate_in_thread(stream):
+            # One worker-thread hop per chunk; a consumer that goes away (or close())
+            # closes the stream's socket, which ends a read blocked on it.
+            while (chunk := await asyncio.to_thread(next, stream, None)) is not None:
                 yield chunk
         finally:
+            self._log_streams.discard(stream)
             with contextlib.suppress(Exception):
                 stream.close()
 
     async def close(self) -> None:
+        """Ends every pull and log reader, then closes the engine client."""
+        for stream in list(self._log_streams):
+            with contextlib.suppress(Exception):
+                stream.close()
+        await self._images.close()
         await asyncio.to_thread(self.client.close)
-
-
-async def _iterate_in_thread(blocking: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Bridges a blocking iterator to async code without holding the event loop; the
-    reading thread ends soon after the consumer goes away, even with a full queue."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
-    consumer_gone = threading.Event()
-
-    def hand_over(item: bytes | None) -> bool:
-        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        while not consumer_gone.is_set():
-            try:
-                future.result(timeout=0.5)
-                return True
-            except TimeoutError:
-                continue
-        future.cancel()
-        return False
-
-    def pump() -> None:
-        try:
-            for item in blocking:
-                if not hand_over(item):
-                    return
-        except Exception:  # the stream was closed under us: the consumer has gone
-            pass
-        finally:
-            with contextlib.suppress(RuntimeError):
-                hand_over(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-    finally:
-        consumer_gone.set()
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
