@@ -16,7 +16,8 @@ from moorage.models.builtin_flavors import (
     cpu_flavor,
     detected_gpu_flavors,
 )
-from moorage.models.flavors import FlavorFileError, load_flavor_file, stable_flavor_id
+from moorage.models.flavor_file import load_flavor_file
+from moorage.models.flavors import FlavorFileError, stable_flavor_id
 
 A100 = """
 [[flavor]]
@@ -155,8 +156,8 @@ def test_explicit_flavor_id_is_kept(tmp_path: Path) -> None:
 def test_malformed_explicit_flavor_id_is_rejected(tmp_path: Path, flavor_id: str) -> None:
     message = load_error(tmp_path, CPU + f'flavor_id = "{flavor_id}"\n')
 
-    assert "flavor #1" in message
-    assert "flavor_id must be 32 lowercase hex characters" in message
+    assert "flavor #1 ('CPU')" in message
+    assert "flavor_id: must be 32 lowercase hex characters" in message
 
 
 def test_two_entries_with_the_same_identity_are_rejected(tmp_path: Path) -> None:
@@ -205,6 +206,34 @@ def test_error_names_the_file(tmp_path: Path) -> None:
     message = load_error(tmp_path, CPU + "capacity = -1\n")
 
     assert str(tmp_path / "flavors.toml") in message
+
+
+def test_error_names_the_file_the_flavor_and_the_field(tmp_path: Path) -> None:
+    message = load_error(tmp_path, CPU + A100.replace("capacity = 4", "capacity = -4"))
+
+    assert message.startswith(f"{tmp_path / 'flavors.toml'}: flavor #2 ('A100'): capacity: ")
+    assert "greater than or equal to 0" in message
+    assert "-4" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [("capacty = 4", "capacty"), ("billing = { eur_price_unit = 1.0 }", "billing.eur_price_unit")],
+)
+def test_a_misspelt_key_is_rejected_not_ignored(tmp_path: Path, line: str, key: str) -> None:
+    message = load_error(tmp_path, CPU + line + "\n")
+
+    assert f"{key}: unknown key" in message
+
+
+def test_numbers_are_accepted_where_names_and_meta_info_are_text(tmp_path: Path) -> None:
+    text = CPU + 'cluster_id = 7\nvram = 24\nmeta_info = { cuda = 12.0, region = "eu" }\n'
+
+    [flavor] = load_flavor_file(write(tmp_path, text))
+
+    assert (flavor.cluster_id, flavor.vram) == ("7", "24")
+    assert flavor.meta_info == {"cuda": "12.0", "region": "eu"}
+    assert flavor.flavor_id == stable_flavor_id("7", "cpu", "eu")
 
 
 def test_zero_capacity_is_allowed_to_take_a_flavor_out_of_service(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from moorage.clock import Clock
 from moorage.models.builtin_flavors import builtin_flavors
-from moorage.models.flavors import Flavor, load_flavor_file
+from moorage.models.flavor_file import load_flavor_file
+from moorage.models.flavors import Flavor, StoredFlavor
 from moorage.settings import Settings
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
-from moorage.store.flavors import FlavorRepository, StoredFlavor
+from moorage.store.flavors import FlavorRepository
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""The operator's flavor file (TOML, one ``[[flavor]]`` table each) as pydantic models.
+
+The file is checked strictly: ``capacity = "4"``, ``capacity = true`` and a
+misspelt key (``capacty``) are errors, not silently converted or ignored, since
+the operator would otherwise serve a flavor other than the one they wrote.
+Every error names the file, the flavor (its position and ``display_name``) and
+the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from moorage.models.flavors import CURRENCIES, Flavor, FlavorFileError, stable_flavor_id
+
+__all__ = ["FlavorEntry", "load_flavor_file"]
+
+# TOML gives ints for ids like `cluster_id = 1`; they mean the same as "1".
+_Name = Annotated[str | int, Field(union_mode="left_to_right")]
+_Count = Annotated[int, Field(ge=0)]
+_Price = Annotated[float, Field(ge=0)]
+_Scalar = str | int | float | bool
+
+
+class Billing(BaseModel):
+    """Price of one replica for one hour, per currency; a currency not given is free."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    usd_price_unit: _Price = 0.0
+    cny_price_unit: _Price = 0.0
+    nmt_price_unit: _Price = 0.0
+
+    def prices(self) -> dict[str, float]:
+        return {currency: float(getattr(self, f"{currency}_price_unit")) for currency in CURRENCIES}
+
+
+class FlavorEntry(BaseModel):
+    """One ``[[flavor]]`` table. ``flavor_id`` is derived from ``cluster_id``,
+    ``cluster_flavor_id`` and ``meta_info.region`` when absent, so it survives
+    restarts, re-ordering, renaming and repricing."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    display_name: _Name
+    cluster_flavor_id: _Name
+    cluster_id: _Name = "1"
+    flavor_id: str | None = None
+    capacity: _Count = 1
+    node_max_gpu: _Count = 0
+    vram: _Name | None = None
+    meta_info: dict[str, _Scalar] = Field(default_factory=dict)
+    billing: Billing = Field(default_factory=Billing)
+
+    @field_validator("flavor_id")
+    @classmethod
+    def _hex_id(cls, value: str | None) -> str | None:
+        if value is not None and (
+            len(value) != 32 or any(c not in "0123456789abcdef" for c in value)
+        ):
+            raise ValueError("must be 32 lowercase hex characters")
+        return value
+
+    def to_flavor(self) -> Flavor:
+        meta_info = {key: str(value) for key, value in self.meta_info.items()}
+        cluster_id = str(self.cluster_id)
+        cluster_flavor_id = str(self.cluster_flavor_id)
+        return Flavor(
+            flavor_id=self.flavor_id
+            or stable_flavor_id(cluster_id, cluster_flavor_id, meta_info.get("region", "")),
+            display_name=str(self.display_name),
+            cluster_id=cluster_id,
+            cluster_flavor_id=cluster_flavor_id,
+            capacity=self.capacity,
+            node_max_gpu=self.node_max_gpu,
+            meta_info=meta_info,
+            prices=self.billing.prices(),
+            vram=None if self.vram is None else str(self.vram),
+        )
+
+
+def load_flavor_file(path: Path) -> list[Flavor]:
+    """Reads the file's flavors, in its order; raises ``FlavorFileError`` naming the
+    file, the flavor and the field to fix."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FlavorFileError(f"cannot read flavor file {path}: {exc}") from exc
+    entries = document.get("flavor")
+    if not isinstance(entries, list) or not entries:
+        raise FlavorFileError(f"{path}: expected one or more [[flavor]] tables")
+    flavors = [_entry(path, index, entry).to_flavor() for index, entry in enumerate(entries)]
+    seen: set[str] = set()
+    for flavor in flavors:
+        if flavor.flavor_id in seen:
+            raise FlavorFileError(f"{path}: flavor id {flavor.flavor_id} appears twice")
+        seen.add(flavor.flavor_id)
+    return flavors
+
+
+def _entry(path: Path, index: int, entry: Any) -> FlavorEntry:
+    where = f"{path}: flavor #{index + 1}"
+    if not isinstance(entry, dict):
+        raise FlavorFileError(f"{where}: must be a table")
+    if isinstance(entry.get("display_name"), str):
+        where += f" ({entry['display_name']!r})"
+    try:
+        return FlavorEntry.model_validate(entry)
+    except ValidationError as exc:
+        raise FlavorFileError(f"{where}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        # A union's branch name ("str", "int") is pydantic's, not the file's.
+        loc = [str(p) for p in error["loc"] if p not in ("str", "int", "float", "bool")]
+        field = ".".join(loc) or "table"
+        kind = error["type"]
+        if kind == "missing":
+            problems.append(f"{field}: required key is missing")
+        elif kind == "extra_forbidden":
+            problems.append(f"{field}: unknown key; check its spelling")
+        elif kind == "value_error":
+            problems.append(f"{field}: {error['ctx']['error']}")
+        else:
+            problems.append(f"{field}: {error['msg']}, got {error.get('input')!r}")
+    return "; ".join(dict.fromkeys(problems))
