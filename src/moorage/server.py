@@ -24,14 +24,15 @@ from moorage.controller.reconciler import Reconciler
 from moorage.errors import MoorageError, Unavailable
 from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.metrics import GatewayMetrics
+from moorage.models.accounts import User
 from moorage.models.status import StatusPolicy
 from moorage.routing.holder import RouteTableHolder
 from moorage.runtimes import docker as docker_runtime
 from moorage.runtimes import logfiles
 from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
-from moorage.runtimes.process import ProcessRuntime
 from moorage.runtimes.fake import Behavior, FakeRuntime, always
+from moorage.runtimes.process import ProcessRuntime
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
@@ -39,7 +40,6 @@ from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
 from moorage.settings import Settings
-from moorage.store.accounts import User
 from moorage.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,12 @@ from sqlalchemy import text
 
 from moorage.clock import FakeClock
 from moorage.errors import Conflict, MoorageError, Unauthenticated
+from moorage.models.accounts import User
 from moorage.services.accounts import AccountService
 from moorage.settings import Settings
-from moorage.store.accounts import AccountRepository, User, generate_token
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
+from moorage.tokens import generate_token
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from moorage.models.flavors import Flavor
+from moorage.models.flavors import Flavor, StoredFlavor
 from moorage.store.db import Database
-from moorage.store.flavors import FlavorRepository, StoredFlavor
+from moorage.store.flavors import FlavorRepository
 
 T0 = datetime(2026, 2, 1, 8, 0, 0, 500_000, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

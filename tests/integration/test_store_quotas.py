@@ -10,11 +10,12 @@ import pytest
 
 from moorage.clock import FakeClock
 from moorage.errors import Forbidden, NotFound
+from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.flavors import Flavor
 from moorage.models.requests import QuotaPatch
 from moorage.services.quotas import Quotas, QuotaService
-from moorage.store.accounts import AccountRepository, User
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository

@@ -9,13 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from moorage.models.accounts import User
 from moorage.routing.holder import RouteTableHolder
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
 from moorage.services.quotas import QuotaService
-from moorage.store.accounts import User
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from moorage.api import schemas
+from moorage.models.accounts import ApiToken, User
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
-from moorage.store.accounts import ApiToken, User
 from moorage.wire import format_timestamp
 
 GATEWAY_PATH = "/inference-api/v1/inference_service/"

@@ -16,9 +16,11 @@ from moorage.errors import (
     NotFound,
     Unauthenticated,
 )
+from moorage.models.accounts import ApiToken, User
 from moorage.settings import Settings
-from moorage.store.accounts import AccountRepository, ApiToken, User, generate_token
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
+from moorage.tokens import generate_token
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from moorage.errors import InvalidField, MoorageError
+from moorage.models.accounts import User
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.logfiles import Housekeeper
 from moorage.services.endpoints import EndpointService
-from moorage.store.accounts import User
 
 MAX_TAIL = 100_000
 DEFAULT_RESPONSE_MAX_BYTES = 16 * 1024 * 1024

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from moorage.clock import Clock
 from moorage.errors import Forbidden, NotFound
+from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.requests import QuotaPatch, env_bytes
 from moorage.settings import Settings
-from moorage.store.accounts import AccountRepository, User
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.flavors import FlavorRepository
 from moorage.store.quotas import QuotaRepository

@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moorage.models.accounts import ApiToken, User
 from moorage.store.tables import TokenRow, UserRow
 from moorage.tokens import hash_token
 from moorage.wire import new_id
-
-TOKEN_PREFIX = "mrg_"
-
-
-def generate_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True)
-class User:
-    user_id: str
-    name: str
-    is_admin: bool
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    token_id: str
-    user_id: str
-    name: str
-    prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
-    bootstrap: bool = False
 
 
 def _user(row: UserRow) -> User:

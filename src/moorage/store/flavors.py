@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.models.flavors import Flavor
+from moorage.models.flavors import Flavor, StoredFlavor
 from moorage.store.tables import FlavorRow
-
-
-@dataclass(frozen=True)
-class StoredFlavor:
-    flavor: Flavor
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None
 
 
 def _stored(row: FlavorRow) -> StoredFlavor:
