@@ -86,6 +86,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/inference-service/{service_id}/stop"): Row(OWNER_ONLY, target="fresh"),
     ("POST", "/v1/inference-service/{service_id}/start"): Row(OWNER_ONLY),
     ("GET", "/v1/inference-service/{service_id}/logs"): Row(OWNER_ONLY),
+    ("GET", "/v1/inference-service/{service_id}/events"): Row(OWNER_ONLY),
     ("GET", "/v1/users"): Row(ADMIN_ONLY),
     ("POST", "/v1/users"): Row(
         {**ADMIN_ONLY, "admin": 201},

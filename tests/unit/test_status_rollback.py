@@ -108,6 +108,7 @@ def test_an_automatic_rollback_reads_available_from_first_failure_to_the_end() -
     assert "rolling back to revision 1" in (rollback[0].status_info or "")
     assert "missing weights" in (rollback[0].status_info or "")
     assert world.endpoint.revision == 1
+    assert new.events[-1].detail == "its revision was rolled back"
     assert world.seen[-1] == DerivedStatus(EndpointStatus.AVAILABLE, world.endpoint.rollout_note)
 
 

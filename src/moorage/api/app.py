@@ -11,7 +11,7 @@ from moorage.api import openapi, schemas
 from moorage.api.deps import AdminUser, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
-from moorage.api.routers import accounts, endpoints, flavors, gateway, logs, quotas
+from moorage.api.routers import accounts, endpoints, events, flavors, gateway, logs, quotas
 
 DESCRIPTION = """
 moorage runs dedicated inference endpoints on your own machines, with the
@@ -58,6 +58,7 @@ def create_api(services: Services) -> FastAPI:
     app.include_router(flavors.router)
     app.include_router(endpoints.router)
     app.include_router(logs.router)
+    app.include_router(events.router)
     app.include_router(accounts.router)
     app.include_router(gateway.router)
     app.include_router(quotas.router)

@@ -20,7 +20,7 @@ from moorage.models.endpoints import (
     ReadinessProbe,
     Resources,
 )
-from moorage.models.replicas import ReplicaState
+from moorage.models.replicas import FailureReason, ReplicaEventKind, ReplicaState
 
 # ``YYYY-MM-DD HH:MM:SS`` in UTC, as the reference writes them (``wire.format_timestamp``).
 Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
@@ -144,6 +144,28 @@ class Endpoint(_Closed):
 
 class EndpointPage(_Closed):
     service_list: list[Endpoint]
+    total: Count
+    page: int
+    page_size: int
+
+
+class EndpointEvent(_Closed):
+    """One thing that happened to one of the endpoint's replicas, and why."""
+
+    time: Timestamp
+    kind: ReplicaEventKind
+    replica_id: str
+    revision: int
+    reason: FailureReason | None = Field(description="Why a replica failed (`failed` only).")
+    detail: str | None = Field(
+        description="As recorded: the exit code and last output of a failure, why a "
+        "replica stopped or left the rotation, `adopted` for a replica found after a restart."
+    )
+    message: str = Field(description="The event as one sentence.")
+
+
+class EventPage(_Closed):
+    event_list: list[EndpointEvent]
     total: Count
     page: int
     page_size: int

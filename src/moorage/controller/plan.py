@@ -331,8 +331,16 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
 
     # Earlier revisions serve until the current one is fully ready, then go.
     current_ready = sum(1 for r in kept if state[r.replica_id] is ReplicaState.READY)
-    why = "replaced by a newer revision" if wanted else "the endpoint was stopped or deleted"
     for replica in previous:
         if current_ready >= wanted or state[replica.replica_id] is not ReplicaState.READY:
-            actions.append(StopReplica(replica, why))
+            actions.append(StopReplica(replica, _why_previous(replica, endpoint)))
     return actions
+
+
+def _why_previous(replica: Replica, endpoint: Endpoint) -> str:
+    """Why a replica of another revision goes: a later revision is one rolled back from."""
+    if not endpoint.wanted_replicas:
+        return "the endpoint was stopped or deleted"
+    if replica.revision > endpoint.revision:
+        return "its revision was rolled back"
+    return "replaced by a newer revision"

@@ -16,6 +16,7 @@ from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
+from moorage.models.events import EventPage
 from moorage.models.flavors import StoredFlavor
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
@@ -80,12 +81,7 @@ class EndpointService:
             return self._view(session, self._owned(session, user, service_id))
 
     def list(self, user: User, *, page: int, page_size: int) -> EndpointPage:
-        if not 1 <= page <= MAX_PAGE:
-            raise InvalidField("page", f"must be between 1 and {MAX_PAGE}, got {page}")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise InvalidField(
-                "page_size", f"must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
-            )
+        _check_page(page, page_size)
         with self.db.session() as session:
             endpoints, total = EndpointRepository(session).list_for_user(
                 user.user_id, offset=(page - 1) * page_size, limit=page_size
@@ -101,6 +97,16 @@ class EndpointService:
                 self._assemble(e, by_id[e.flavor_id], replicas[e.service_id]) for e in endpoints
             ]
         return EndpointPage(views, total, page, page_size)
+
+    def events(self, user: User, service_id: str, *, page: int, page_size: int) -> EventPage:
+        """What happened to the user's endpoint, newest first (see ``models.events``)."""
+        _check_page(page, page_size)
+        with self.db.session() as session:
+            self._owned(session, user, service_id)
+            items, total = ReplicaRepository(session).events_page(
+                service_id, offset=(page - 1) * page_size, limit=page_size
+            )
+        return EventPage(items, total, page, page_size)
 
     # -- writes --------------------------------------------------------------
 
@@ -255,6 +261,13 @@ class EndpointService:
         return EndpointView(
             endpoint, flavor, replicas, derive_status(endpoint, replicas, self.status_policy)
         )
+
+
+def _check_page(page: int, page_size: int) -> None:
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidField("page", f"must be between 1 and {MAX_PAGE}, got {page}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidField("page_size", f"must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
 
 
 def _apply_patch(current: Endpoint, request: UpdateEndpointRequest) -> Endpoint:

@@ -6,9 +6,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from moorage.models.events import RecordedEvent
 from moorage.models.replicas import (
     FailureReason,
     Replica,
@@ -112,3 +113,22 @@ class ReplicaRepository:
             .order_by(ReplicaEventRow.event_id)
         )
         return [_event(r) for r in rows]
+
+    def events_page(
+        self, endpoint_id: str, *, offset: int, limit: int
+    ) -> tuple[Sequence[RecordedEvent], int]:
+        """One page of the endpoint's events, newest first, and how many there are."""
+        rows = self.session.execute(
+            select(ReplicaEventRow, ReplicaRow.revision)
+            .join(ReplicaRow, ReplicaRow.replica_id == ReplicaEventRow.replica_id)
+            .where(ReplicaEventRow.endpoint_id == endpoint_id)
+            .order_by(ReplicaEventRow.event_id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        total = self.session.scalar(
+            select(func.count())
+            .select_from(ReplicaEventRow)
+            .where(ReplicaEventRow.endpoint_id == endpoint_id)
+        )
+        return [RecordedEvent(_event(row), revision) for row, revision in rows], total or 0
