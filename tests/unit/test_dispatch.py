@@ -12,13 +12,15 @@ import pytest
 from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
 from moorage.gateway.policies import make_policy, policy_names
 from moorage.models.endpoints import GatewaySettings
+from moorage.models.states import DesiredState, PolicyName
 from moorage.routing.table import EndpointRoute, ReplicaRoute
 
 REPLICAS = (ReplicaRoute("a", "127.0.0.1:1"), ReplicaRoute("b", "127.0.0.1:2"))
 
 
 def route(**admission: object) -> EndpointRoute:
-    return EndpointRoute("ep", frozenset(), REPLICAS, "running", GatewaySettings(**admission))  # type: ignore[arg-type]
+    settings = GatewaySettings(**admission)  # type: ignore[arg-type]
+    return EndpointRoute("ep", frozenset(), REPLICAS, DesiredState.RUNNING, settings)
 
 
 def dispatcher_for(current: EndpointRoute) -> Dispatcher:
@@ -135,7 +137,7 @@ async def test_counts_stay_exact_when_requests_fail_or_are_cancelled() -> None:
 @pytest.mark.anyio
 async def test_new_replicas_take_waiting_requests() -> None:
     current = EndpointRoute(
-        "ep", frozenset(), REPLICAS[:1], "running", GatewaySettings(max_concurrency=1)
+        "ep", frozenset(), REPLICAS[:1], DesiredState.RUNNING, GatewaySettings(max_concurrency=1)
     )
     routes = {"ep": current}
     dispatcher = Dispatcher(routes.get, random.Random(3))
@@ -145,7 +147,9 @@ async def test_new_replicas_take_waiting_requests() -> None:
     await asyncio.sleep(0)
     assert dispatcher.queue_length("ep") == 1
 
-    routes["ep"] = EndpointRoute("ep", frozenset(), REPLICAS, "running", current.admission)
+    routes["ep"] = EndpointRoute(
+        "ep", frozenset(), REPLICAS, DesiredState.RUNNING, current.admission
+    )
     dispatcher.routes_changed()
     await asyncio.sleep(0)
     assert dispatcher.queue_length("ep") == 0
@@ -155,11 +159,7 @@ async def test_new_replicas_take_waiting_requests() -> None:
 
 
 def test_the_api_offers_exactly_the_registered_policies() -> None:
-    from typing import get_args
-
-    from moorage.models.requests import PolicyName
-
-    assert set(get_args(PolicyName)) == set(policy_names())
+    assert set(policy_names()) == {str(name) for name in PolicyName}
 
 
 @pytest.mark.anyio

@@ -16,6 +16,7 @@ from moorage.gateway.http1.limits import Refused, WireLimits
 from moorage.gateway.http1.request import Request
 from moorage.gateway.http1.upstream import UpstreamPool
 from moorage.models.endpoints import GatewaySettings
+from moorage.models.states import DesiredState
 from moorage.routing.codec import table_from_json, table_to_json
 from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 
@@ -117,7 +118,7 @@ def test_the_host_header_for_a_unix_socket_is_localhost() -> None:
 
 def test_the_dispatcher_leases_unix_addresses_unchanged() -> None:
     current = EndpointRoute(
-        "ep", frozenset(), (ReplicaRoute("r1", UNIX),), "running", GatewaySettings()
+        "ep", frozenset(), (ReplicaRoute("r1", UNIX),), DesiredState.RUNNING, GatewaySettings()
     )
     lease = Dispatcher(lambda _s: current, random.Random(1)).try_acquire(current)
     assert lease is not None

@@ -11,6 +11,7 @@ from moorage.errors import MoorageError
 from moorage.gateway.http1.request import Request
 from moorage.gateway.router import bearer_token
 from moorage.models.endpoints import GatewaySettings
+from moorage.models.states import DesiredState
 from moorage.routing.codec import table_from_json, table_to_json
 from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 
@@ -119,7 +120,7 @@ def table() -> RouteTable:
         "ep1",
         frozenset({"d1"}),
         (ReplicaRoute("r1", "127.0.0.1:9001"),),
-        "running",
+        DesiredState.RUNNING,
         GatewaySettings(max_concurrency=2, idle_timeout_s=600.0),
     )
     return RouteTable({"ep1": route}, frozenset({"d1", "d2"}))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from moorage.errors import MoorageError
 from moorage.models.endpoints import DesiredState
 from moorage.models.replicas import ReplicaState
+from moorage.routing.codec import table_from_json, table_to_json
 from moorage.routing.holder import RouteTableHolder
 from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable, build_route_table
 from tests.unit.builders import at, failing_replica, make_endpoint, make_replica
@@ -238,3 +242,18 @@ def test_waiting_for_an_endpoint_that_never_appears_gives_up_after_the_timeout()
 
     assert route is None
     assert 0.04 <= waited < 2
+
+
+def test_a_stopped_hint_survives_the_trip_to_a_standalone_gateway() -> None:
+    table = build_route_table([make_endpoint(desired_state=DesiredState.STOPPED)], [], TOKENS)
+
+    copy = table_from_json(table_to_json(table), "control plane")
+
+    assert copy.endpoints["ep-1"].status_hint is DesiredState.STOPPED
+
+
+def test_a_route_file_with_an_unknown_status_is_refused_naming_the_field() -> None:
+    body = {"endpoints": [{"service_id": "ep", "tokens": ["t"], "status": "paused"}]}
+
+    with pytest.raises(MoorageError, match=r"routes.json: endpoints\[0\].status: give 'running'"):
+        table_from_json(body, "routes.json")

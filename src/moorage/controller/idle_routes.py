@@ -64,7 +64,7 @@ class IdleRoutes:
                     service_id=idle.service_id,
                     owner_token_hashes=tokens.get(idle.user_id, frozenset()),
                     replicas=(),
-                    status_hint=idle.desired_state.value,
+                    status_hint=idle.desired_state,
                     admission=idle.gateway,
                 )
                 for idle in self._rows

@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from moorage.models.states import PolicyName
 from moorage.routing.table import ReplicaRoute
 
 InFlight = Callable[[str], int]
@@ -21,11 +22,11 @@ class Policy(Protocol):
 
 
 PolicyFactory = Callable[[random.Random], Policy]
-_REGISTRY: dict[str, PolicyFactory] = {}
-DEFAULT_POLICY = "least_outstanding"
+_REGISTRY: dict[PolicyName, PolicyFactory] = {}
+DEFAULT_POLICY = PolicyName.LEAST_OUTSTANDING
 
 
-def register(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
+def register(name: PolicyName) -> Callable[[PolicyFactory], PolicyFactory]:
     def add(factory: PolicyFactory) -> PolicyFactory:
         _REGISTRY[name] = factory
         return factory
@@ -39,13 +40,13 @@ def policy_names() -> tuple[str, ...]:
 
 def make_policy(name: str, rng: random.Random) -> Policy:
     try:
-        return _REGISTRY[name](rng)
-    except KeyError:
+        return _REGISTRY[PolicyName(name)](rng)
+    except (KeyError, ValueError):
         choices = ", ".join(policy_names())
         raise ValueError(f"unknown policy {name!r}; choose one of {choices}") from None
 
 
-@register("round_robin")
+@register(PolicyName.ROUND_ROBIN)
 class RoundRobin:
     """Each replica in turn, whatever it is doing: the baseline to beat."""
 
@@ -56,7 +57,7 @@ class RoundRobin:
         return candidates[next(self._turn) % len(candidates)]
 
 
-@register("least_outstanding")
+@register(PolicyName.LEAST_OUTSTANDING)
 class LeastOutstanding:
     """The replica with the fewest requests in flight; ties broken at random so idle
     replicas share the load instead of the first one taking it all."""
@@ -70,7 +71,7 @@ class LeastOutstanding:
         return tied[0] if len(tied) == 1 else self._rng.choice(tied)
 
 
-@register("power_of_two")
+@register(PolicyName.POWER_OF_TWO)
 class PowerOfTwo:
     """Two replicas at random, the less loaded of them: near least-outstanding with
     O(1) work, and no herd on one replica when counts are stale."""

@@ -23,6 +23,7 @@ from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOu
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
 from moorage.gateway.http1.limits import body_too_large
 from moorage.gateway.metrics import GatewayMetrics
+from moorage.models.states import DesiredState
 from moorage.routing.holder import RouteTableHolder
 from moorage.routing.table import EndpointRoute
 from moorage.tokens import hash_token
@@ -58,7 +59,7 @@ class TokenDigests:
 
 def _no_replica_message(route: EndpointRoute) -> str:
     service_id = route.service_id
-    if route.status_hint == "stopped":
+    if route.status_hint is DesiredState.STOPPED:
         return (
             f"endpoint {service_id} is stopped; "
             f"POST /v1/inference-service/{service_id}/start to run it again"

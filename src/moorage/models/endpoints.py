@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-
-class EndpointStatus(enum.StrEnum):
-    """The four statuses of the reference API, in the words it uses."""
-
-    INITIALIZING = "initializing"
-    AVAILABLE = "available"
-    STOPPED = "stopped"
-    UNAVAILABLE = "unavailable"
-
-
-class DesiredState(enum.StrEnum):
-    """What the user last asked for: replicas running, or none."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
+# Re-exported: they were defined here before the registry held them.
+from moorage.models.states import DesiredState as DesiredState
+from moorage.models.states import EndpointStatus as EndpointStatus
+from moorage.models.states import PolicyName
 
 
 @dataclass(frozen=True)
@@ -73,13 +61,17 @@ class GatewaySettings:
     is never cut); ``request_timeout_s``, when set, bounds the whole exchange.
     """
 
-    policy: str = "least_outstanding"
+    policy: PolicyName = PolicyName.LEAST_OUTSTANDING
     max_concurrency: int | None = None
     max_queue: int = 100
     queue_timeout_s: float = 30.0
     retries: int = 1
     idle_timeout_s: float = 300.0
     request_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        # Read back from the store or a route file as a plain string.
+        object.__setattr__(self, "policy", PolicyName(self.policy))
 
 
 @dataclass(frozen=True)

@@ -6,54 +6,14 @@ routing and (later) billing all read the same facts and cannot disagree.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-
-class ReplicaEventKind(enum.StrEnum):
-    REQUESTED = "requested"
-    STARTED = "started"
-    READY = "ready"
-    UNREADY = "unready"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class FailureReason(enum.StrEnum):
-    """Why a replica failed; the first two mean retrying alone will not help."""
-
-    START_ERROR = "start_error"
-    NOT_READY = "not_ready"
-    EXITED = "exited"
-    UNHEALTHY = "unhealthy"
-
-    @property
-    def needs_user(self) -> bool:
-        return self in (FailureReason.START_ERROR, FailureReason.NOT_READY)
-
-
-class ReplicaState(enum.StrEnum):
-    """The state the last event leaves a replica in."""
-
-    REQUESTED = "requested"
-    STARTING = "starting"
-    READY = "ready"
-    UNREADY = "unready"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-    @property
-    def is_live(self) -> bool:
-        """Still part of its endpoint: running, about to run, or waiting to restart."""
-        return self is not ReplicaState.STOPPED
-
-    @property
-    def has_process(self) -> bool:
-        """The runtime should have something running for it."""
-        return self in (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.UNREADY)
-
+# Re-exported: they were defined here before the registry held them.
+from moorage.models.states import FailureReason as FailureReason
+from moorage.models.states import ReplicaEventKind as ReplicaEventKind
+from moorage.models.states import ReplicaState as ReplicaState
 
 _STATE_AFTER = {
     ReplicaEventKind.REQUESTED: ReplicaState.REQUESTED,

@@ -30,6 +30,7 @@ from pydantic import (
 
 from moorage.models.endpoints import DeploySpec, GatewaySettings, ReadinessProbe, Resources
 from moorage.models.flavors import CURRENCIES
+from moorage.models.states import PolicyName
 
 PaymentType = Literal["usd", "cny", "nmt"]
 assert set(CURRENCIES) == {"usd", "cny", "nmt"}
@@ -186,22 +187,26 @@ class DeployMetadataIn(_Strict):
         )
 
 
-PolicyName = Literal["least_outstanding", "power_of_two", "round_robin"]
-
-
+# gateway_metadata: each field's bounds are written here once, for the create body,
+# the PUT patch and the route-table file alike; defaults come from GatewaySettings.
 # A day: long enough for any stream, short enough to catch a typo'd unit.
 TimeoutSeconds = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=86_400)]
+QueueTimeoutSeconds = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)]
+MaxConcurrency = Annotated[WholeNumber, Field(ge=1, le=100_000)]
+MaxQueue = Annotated[WholeNumber, Field(ge=0, le=100_000)]
+Retries = Annotated[WholeNumber, Field(ge=0, le=10)]
 _REMOVABLE_LIMITS = frozenset({"max_concurrency", "request_timeout_s"})
+_GATEWAY_DEFAULTS = GatewaySettings()
 
 
 class GatewayMetadataIn(_Strict):
-    policy: PolicyName = "least_outstanding"
-    max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
-    max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] = 100
-    queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] = 30.0
-    retries: Annotated[WholeNumber, Field(ge=0, le=10)] = 1
-    idle_timeout_s: TimeoutSeconds = 300.0
-    request_timeout_s: TimeoutSeconds | None = None
+    policy: PolicyName = _GATEWAY_DEFAULTS.policy
+    max_concurrency: MaxConcurrency | None = _GATEWAY_DEFAULTS.max_concurrency
+    max_queue: MaxQueue = _GATEWAY_DEFAULTS.max_queue
+    queue_timeout_s: QueueTimeoutSeconds = _GATEWAY_DEFAULTS.queue_timeout_s
+    retries: Retries = _GATEWAY_DEFAULTS.retries
+    idle_timeout_s: TimeoutSeconds = _GATEWAY_DEFAULTS.idle_timeout_s
+    request_timeout_s: TimeoutSeconds | None = _GATEWAY_DEFAULTS.request_timeout_s
 
     def to_settings(self) -> GatewaySettings:
         return GatewaySettings(**self.model_dump())
@@ -209,10 +214,10 @@ class GatewayMetadataIn(_Strict):
 
 class GatewayMetadataPatch(_Strict):
     policy: PolicyName | None = None
-    max_concurrency: Annotated[WholeNumber, Field(ge=1, le=100_000)] | None = None
-    max_queue: Annotated[WholeNumber, Field(ge=0, le=100_000)] | None = None
-    queue_timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=3600)] | None = None
-    retries: Annotated[WholeNumber, Field(ge=0, le=10)] | None = None
+    max_concurrency: MaxConcurrency | None = None
+    max_queue: MaxQueue | None = None
+    queue_timeout_s: QueueTimeoutSeconds | None = None
+    retries: Retries | None = None
     idle_timeout_s: TimeoutSeconds | None = None
     request_timeout_s: TimeoutSeconds | None = None
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from moorage.errors import MoorageError
 from moorage.models.requests import GatewayMetadataIn
+from moorage.models.states import DesiredState
 from moorage.routing.table import EndpointRoute, ReplicaRoute, RouteTable
 from moorage.tokens import hash_token
 
@@ -58,6 +59,15 @@ def _listed(entry: dict[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
+def _status(entry: dict[str, Any], where: str) -> DesiredState:
+    value = entry.get("status", DesiredState.RUNNING)
+    try:
+        return DesiredState(value)
+    except ValueError:
+        choices = " or ".join(repr(str(s)) for s in DesiredState)
+        raise MoorageError(f"{where}.status: give {choices}, not {value!r}") from None
+
+
 def table_from_json(body: dict[str, Any], source: str) -> RouteTable:
     """Reads a table; a malformed one raises ``MoorageError`` naming the field."""
     routes: dict[str, EndpointRoute] = {}
@@ -81,7 +91,7 @@ def table_from_json(body: dict[str, Any], source: str) -> RouteTable:
                 replicas=tuple(
                     _replica(i, r) for i, r in enumerate(_listed(entry, "replicas", where))
                 ),
-                status_hint=str(entry.get("status", "running")),
+                status_hint=_status(entry, where),
                 admission=admission,
             )
             routes[route.service_id] = route

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from moorage.models.endpoints import Endpoint, GatewaySettings
-from moorage.models.replicas import Replica, ReplicaState
+from moorage.models.replicas import Replica
+from moorage.models.states import DesiredState, ReplicaState
 
 
 def host_header(address: str) -> bytes:
@@ -39,7 +40,8 @@ class EndpointRoute:
     service_id: str
     owner_token_hashes: frozenset[str]
     replicas: tuple[ReplicaRoute, ...]
-    status_hint: str = "initializing"
+    # What the owner asked for: a route without replicas is "stopped" or still starting.
+    status_hint: DesiredState = DesiredState.RUNNING
     admission: GatewaySettings = field(default_factory=GatewaySettings)
 
 
@@ -99,7 +101,7 @@ def build_route_table(
             service_id=e.service_id,
             owner_token_hashes=token_hashes_by_user.get(e.user_id, frozenset()),
             replicas=tuple(ready.get(e.service_id, ())),
-            status_hint=e.desired_state.value,
+            status_hint=e.desired_state,
             admission=e.gateway,
         )
         for e in endpoints
