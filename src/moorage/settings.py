@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from moorage.logformat import LogFormat
+
 RuntimeName = Literal["auto", "process", "docker", "fake"]
 
 
@@ -33,6 +35,10 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; SQLite in MOORAGE_HOME when unset."
     )
     admin_token: SecretStr | None = None
+    log_format: LogFormat = Field(
+        default="text",
+        description="text: one line per record for people; json: one JSON object per line.",
+    )
     flavors: Path | None = Field(
         default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from moorage import logformat
 from moorage.errors import MoorageError
 from moorage.settings import Settings
 
@@ -71,7 +71,7 @@ def serve(
             "Stop what uses it, or pick another port with --port or MOORAGE_PORT."
         )
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logformat.configure(settings.log_format)
     try:
         server = MoorageServer(settings)
         generated = server.prepare()

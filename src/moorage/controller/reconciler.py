@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
+from moorage import lifecycle
 from moorage.clock import Clock
 from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.plan import (
@@ -87,6 +88,8 @@ class Reconciler:
         # The last failure logged per replica: a start that fails the same way on every
         # retry is said once, not once per backoff.
         self._logged_failures: dict[str, str] = {}
+        # (endpoint, revision) pairs whose finished rollout was logged.
+        self._rollouts_logged: set[tuple[str, int]] = set()
         self.in_flight = in_flight
         self.drain_timeout_s = drain_timeout_s
         # Replicas being drained and stopped in the background, by id.
@@ -203,9 +206,12 @@ class Reconciler:
         )
         return _Snapshot(list(endpoints.values()), replicas, routes)
 
-    def _record(self, event: ReplicaEvent) -> None:
+    def _record(self, event: ReplicaEvent, log_it: bool = True) -> None:
+        """Records the event, then logs it (one line per event a person should see)."""
         with self.db.session() as session:
-            ReplicaRepository(session).record(event)
+            revision = ReplicaRepository(session).record(event)
+        if log_it and revision is not None:
+            lifecycle.replica(event, revision)
 
     async def _record_async(
         self,
@@ -216,11 +222,12 @@ class Reconciler:
         address: str | None = None,
         reason: FailureReason | None = None,
         detail: str | None = None,
+        log_it: bool = True,
     ) -> None:
         event = ReplicaEvent(
             replica_id, endpoint_id, kind, self.clock.now(), address, reason, detail
         )
-        await asyncio.to_thread(self._record, event)
+        await asyncio.to_thread(self._record, event, log_it)
 
     async def _apply(self, action: Action) -> None:
         match action:
@@ -242,12 +249,6 @@ class Reconciler:
                 await self._record_async(
                     replica.replica_id, replica.endpoint_id, ReplicaEventKind.READY
                 )
-                log.info(
-                    "replica %s of endpoint %s is ready (%s)",
-                    replica.replica_id,
-                    replica.endpoint_id,
-                    self._probe_detail(replica.replica_id),
-                )
             case MarkFailed(replica, reason, detail):
                 await self.runtime.stop(replica.replica_id)
                 await self._record_async(
@@ -259,13 +260,10 @@ class Reconciler:
                 )
             case MarkUnready(replica):
                 await self._record_async(
-                    replica.replica_id, replica.endpoint_id, ReplicaEventKind.UNREADY
-                )
-                log.warning(
-                    "replica %s of endpoint %s is unready, out of rotation (%s)",
                     replica.replica_id,
                     replica.endpoint_id,
-                    self._probe_detail(replica.replica_id),
+                    ReplicaEventKind.UNREADY,
+                    detail=f"failed a readiness probe: {self._probe_detail(replica.replica_id)}",
                 )
             case StopReplica(replica, why):
                 if replica.replica_id not in self._stopping:
@@ -301,6 +299,7 @@ class Reconciler:
             await self._record_async(
                 replica.replica_id, replica.endpoint_id, ReplicaEventKind.STOPPED, detail=why
             )
+            await asyncio.to_thread(self._log_rollout_finished, replica)
         except Exception:
             log.exception("stopping replica %s failed; the next pass retries", replica.replica_id)
         finally:
@@ -329,7 +328,29 @@ class Reconciler:
                     updated_at=self.clock.now(),
                 )
             )
-        log.warning("endpoint %s: %s", action.endpoint.service_id, note)
+        lifecycle.rollout(
+            current.service_id, action.to_revision, "rolled_back", note, logging.WARNING
+        )
+
+    def _log_rollout_finished(self, stopped: Replica) -> None:
+        """Logs a rollout's end once the last replica of other revisions has stopped."""
+        with self.db.session() as session:
+            endpoint = EndpointRepository(session).get_live(stopped.endpoint_id)
+            if endpoint is None or stopped.revision >= endpoint.revision:
+                return
+            live = ReplicaRepository(session).live([endpoint.service_id])
+        if any(r.revision != endpoint.revision for r in live):
+            return
+        done = (endpoint.service_id, endpoint.revision)
+        if done in self._rollouts_logged:  # two old replicas may stop at once
+            return
+        self._rollouts_logged.add(done)
+        lifecycle.rollout(
+            endpoint.service_id,
+            endpoint.revision,
+            "finished",
+            f"rollout of revision {endpoint.revision} finished: every replica runs it",
+        )
 
     def _set_progress(self, replica_id: str, progress: str | None) -> None:
         with self.db.session() as session:
@@ -377,21 +398,16 @@ class Reconciler:
     async def _start_failed(self, endpoint: Endpoint, replica_id: str, detail: str) -> None:
         """Records the failure (the endpoint shows it, and the replica is retried with
         backoff) and logs it once, not again while each retry fails the same way."""
+        repeated = self._logged_failures.get(replica_id) == detail
+        self._logged_failures[replica_id] = detail
         await self._record_async(
             replica_id,
             endpoint.service_id,
             ReplicaEventKind.FAILED,
             reason=FailureReason.START_ERROR,
             detail=detail,
+            log_it=not repeated,
         )
-        if self._logged_failures.get(replica_id) != detail:
-            self._logged_failures[replica_id] = detail
-            log.warning(
-                "replica %s of endpoint %s could not start: %s; retrying with backoff",
-                replica_id,
-                endpoint.service_id,
-                detail,
-            )
 
     async def shutdown(self) -> None:
         """Stops the loop, then every replica, recording why, so nothing outlives moorage."""

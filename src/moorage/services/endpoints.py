@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from moorage import lifecycle
 from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
 from moorage.models.accounts import User
@@ -138,6 +139,7 @@ class EndpointService:
             EndpointRepository(session).add(endpoint)
             EndpointRepository(session).add_revision(endpoint)
             view = self._view(session, endpoint)
+        lifecycle.created(endpoint)
         self.on_change()
         return view
 
@@ -165,6 +167,8 @@ class EndpointService:
                 if new_revision:
                     repository.add_revision(updated)
             view = self._view(session, updated)
+        if updated != current:
+            lifecycle.changed(current, updated)
         self.on_change()
         return view
 
@@ -184,6 +188,8 @@ class EndpointService:
                     self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)
             view = self._view(session, updated)
+        if updated is not current:
+            lifecycle.running(updated, running)
         self.on_change()
         return view
 
@@ -194,6 +200,7 @@ class EndpointService:
             deleted = dataclasses.replace(current, deleted_at=now, updated_at=now)
             EndpointRepository(session).save(deleted)
             view = self._view(session, deleted)
+        lifecycle.deleted(deleted)
         self.on_change()
         return view
 

@@ -50,7 +50,8 @@ class ReplicaRepository:
         self.session.flush()
         self.record(ReplicaEvent(replica_id, endpoint_id, ReplicaEventKind.REQUESTED, now))
 
-    def record(self, event: ReplicaEvent) -> None:
+    def record(self, event: ReplicaEvent) -> int | None:
+        """Appends the event; answers the replica's revision (None for an unknown replica)."""
         self.session.add(
             ReplicaEventRow(
                 replica_id=event.replica_id,
@@ -68,6 +69,7 @@ class ReplicaRepository:
         if row is not None and event.kind is ReplicaEventKind.STARTED:
             row.progress = None
         self.session.flush()
+        return row.revision if row is not None else None
 
     def set_progress(self, replica_id: str, progress: str | None) -> None:
         row = self.session.get(ReplicaRow, replica_id)
