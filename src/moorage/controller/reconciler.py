@@ -199,7 +199,7 @@ class Reconciler:
             for endpoint in repository.get_many(sorted(missing)):
                 endpoints[endpoint.service_id] = endpoint
             tokens = AccountRepository(session).active_token_hashes()
-            idle = self.idle_routes.routes(repository.list_idle, tokens)
+            idle = self.idle_routes.routes(repository, tokens)
         active = build_route_table(list(endpoints.values()), replicas, tokens)
         routes = RouteTable(
             MappingProxyType({**idle, **active.endpoints}), active.known_token_hashes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +53,15 @@ class IdleEndpoint:
     user_id: str
     desired_state: DesiredState
     gateway: GatewaySettings
+
+
+@dataclass(frozen=True)
+class IdleChange:
+    """An endpoint written since some time: its idle entry, or None if it has none now."""
+
+    service_id: str
+    updated_at: datetime
+    idle: IdleEndpoint | None
 
 
 def _wanting_replicas() -> tuple[ColumnElement[bool], ...]:
@@ -174,6 +184,38 @@ class EndpointRepository:
             )
             for service_id, user_id, state, gateway in rows
         ]
+
+    def idle_changes(self, since: datetime) -> Sequence[IdleChange]:
+        """Endpoints written at or after ``since`` (by ``updated_at``, indexed), each with
+        its idle entry, or None when it now wants replicas or is deleted: what keeps
+        the idle entries current after a write without reloading every one."""
+        rows = self.session.execute(
+            select(
+                EndpointRow.service_id,
+                EndpointRow.user_id,
+                EndpointRow.desired_state,
+                EndpointRow.target_instance_number,
+                EndpointRow.deleted_at,
+                EndpointRow.gateway,
+                EndpointRow.updated_at,
+            ).where(EndpointRow.updated_at >= since)
+        )
+        changes = []
+        for service_id, user_id, state, target, deleted_at, gateway, updated_at in rows:
+            idle = deleted_at is None and (state != DesiredState.RUNNING.value or target <= 0)
+            entry = (
+                IdleEndpoint(
+                    service_id, user_id, DesiredState(state), GatewaySettings(**(gateway or {}))
+                )
+                if idle
+                else None
+            )
+            changes.append(IdleChange(service_id, updated_at, entry))
+        return changes
+
+    def last_update(self) -> datetime | None:
+        """The newest ``updated_at`` of any endpoint (indexed)."""
+        return self.session.scalar(select(func.max(EndpointRow.updated_at)))
 
     def get_many(self, service_ids: Sequence[str]) -> Sequence[Endpoint]:
         if not service_ids:

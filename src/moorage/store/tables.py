@@ -119,6 +119,7 @@ class EndpointRow(Base):
         ),
         Index("ix_endpoints_desired_state", "desired_state", "deleted_at"),
         Index("ix_endpoints_user_created", "user_id", "created_at", "service_id"),
+        Index("ix_endpoints_updated_at", "updated_at"),
     )
 
     service_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -21,6 +21,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_endpoints_user_created", "endpoints", ["user_id", "created_at", "service_id"]
     )
+    # What changed since the controller last looked, after a write.
+    op.create_index("ix_endpoints_updated_at", "endpoints", ["updated_at"])
     # One endpoint's live replicas, among every replica it ever had.
     op.create_index("ix_replicas_endpoint_finished", "replicas", ["endpoint_id", "finished"])
     # A replica's events in order, without a sort.
@@ -30,5 +32,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_replica_events_replica_event", table_name="replica_events")
     op.drop_index("ix_replicas_endpoint_finished", table_name="replicas")
+    op.drop_index("ix_endpoints_updated_at", table_name="endpoints")
     op.drop_index("ix_endpoints_user_created", table_name="endpoints")
     op.drop_index("ix_endpoints_desired_state", table_name="endpoints")
