@@ -1,5 +1,6 @@
-"""The docker runtime with real containers: start, environment, labels, exit, stop,
-adoption, images, GPUs and logs, on a real engine (Podman's Docker API in CI).
+"""The docker runtime with real containers: what only it does (networks, labels,
+signals through the container's init, images, GPUs), on a real engine (Podman's
+Docker API in CI). What every runtime does is in ``test_runtime_contract.py``.
 
 Each replica runs a small Flask app shipped inline in its command. Every wait is
 bounded; the ``docker_runtime`` fixture removes whatever a test left, and fails
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -22,12 +22,12 @@ import pytest
 from docker.models.containers import Container
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
-from moorage.runtimes.docker import LABEL, DockerRuntime, connect
+from moorage.runtimes.base import Launch, StartError, StartPending
+from moorage.runtimes.docker import LABEL, DockerRuntime
 from moorage.runtimes.ports import free_port
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
-from tests.support.runtimes import observe_until, refuses
+from tests.support.runtimes import refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -136,24 +136,10 @@ async def _get(address: str) -> dict[str, Any]:
     return body
 
 
-async def _observe_until(
-    runtime: Runtime,
-    replica_id: str,
-    done: Callable[[Observed | None], bool],
-    what: str,
-) -> Observed | None:
-    return await observe_until(runtime, replica_id, done, what, timeout_s=WAIT_S, interval_s=0.1)
-
-
 async def _timed(action: Callable[[], Awaitable[None]]) -> float:
     started = time.monotonic()
     await action()
     return time.monotonic() - started
-
-
-async def _logs(runtime: DockerRuntime, replica_id: str, *, tail: int | None) -> str:
-    chunks = [c async for c in runtime.logs(replica_id, tail=tail, follow=False)]
-    return b"".join(chunks).decode()
 
 
 @dataclass
@@ -209,59 +195,6 @@ async def _start_and_wait(runtime: DockerRuntime, launch: Launch) -> tuple[str, 
 
 
 # -- start, environment, labels ------------------------------------------------
-
-
-async def test_start_returns_a_local_address_where_the_app_answers(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-
-    address = await docker_runtime.start(launch)
-
-    assert re.fullmatch(r"127\.0\.0\.1:\d+", address), f"unexpected address {address!r}"
-    body = await _get(address)
-    assert body["env"]["PORT"] == str(CONTAINER_PORT)
-    observed = (await docker_runtime.observe())[launch.replica_id]
-    assert observed.running is True
-    assert observed.address == address
-    assert observed.endpoint_id == launch.endpoint_id
-    assert observed.revision == 2
-    assert observed.exit_code is None
-    assert observed.output_tail is None
-    assert LISTENING in await _logs(docker_runtime, launch.replica_id, tail=None)
-    await docker_runtime.stop(launch.replica_id)
-
-
-async def test_the_container_gets_the_spec_env_and_its_identity(
-    docker_runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MOORAGE_ADMIN_TOKEN", "mrg_admin-secret-do-not-leak")
-    monkeypatch.setenv("MOORAGE_DATABASE_URL", "postgresql://moorage:hunter2@db/moorage")
-    launch = _launch(
-        env={
-            "MODEL_NAME": "tiny-llm",
-            "GREETING": "hello 'quoted' world $HOME; `true` \"too\"",
-            "PORT": "1",  # the port is deploy_metadata.port; a user's value cannot win
-        }
-    )
-
-    _, body = await _start_and_wait(docker_runtime, launch)
-    env: dict[str, str] = body["env"]
-
-    assert env["PORT"] == str(CONTAINER_PORT)
-    assert env["MOORAGE_REPLICA_ID"] == launch.replica_id
-    assert env["MOORAGE_ENDPOINT_ID"] == launch.endpoint_id
-    assert env["MODEL_NAME"] == "tiny-llm"
-    assert env["GREETING"] == "hello 'quoted' world $HOME; `true` \"too\""
-    # The supervising shell gets the command as an argument, not in the environment.
-    assert {k for k in env if k.startswith("MOORAGE_")} == {
-        "MOORAGE_REPLICA_ID",
-        "MOORAGE_ENDPOINT_ID",
-    }
-    for key, value in env.items():
-        assert "mrg_admin-secret" not in value, f"the admin token leaked through {key}"
-        assert "hunter2" not in value, f"the database password leaked through {key}"
-    await docker_runtime.stop(launch.replica_id)
 
 
 async def test_each_endpoint_gets_a_network_of_its_own_removed_with_its_last_container(
@@ -328,56 +261,7 @@ async def test_the_container_carries_the_labels_a_restarted_moorage_needs(
 # -- exit ----------------------------------------------------------------------
 
 
-async def test_observe_reports_an_exit_with_its_code_and_output_tail(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-
-    running = (await docker_runtime.observe())[launch.replica_id]
-    assert running.running is True
-    assert running.exit_code is None
-    assert running.output_tail is None
-
-    shards = "\n".join(f"loading shard {i:02d}" for i in range(20))
-    await _request("POST", address, "/say", content=shards)
-    await _request("POST", address, "/exit/3", content="fatal: model weights not found")
-    exited = await _observe_until(
-        docker_runtime,
-        launch.replica_id,
-        lambda o: o is not None and not o.running,
-        "exited",
-    )
-
-    assert exited is not None
-    assert exited.exit_code == 3
-    assert exited.address == running.address
-    assert exited.output_tail is not None
-    lines = exited.output_tail.splitlines()
-    assert lines[-1] == "fatal: model weights not found"
-    assert "loading shard 19" in lines
-    assert "loading shard 00" not in lines, "the tail should be short, not the whole log"
-
-    await docker_runtime.stop(launch.replica_id)
-    assert launch.replica_id not in await docker_runtime.observe()
-    assert _containers(docker_runtime, launch.replica_id) == []
-
-
 # -- stop ----------------------------------------------------------------------
-
-
-async def test_stop_removes_the_container_and_its_address_stops_answering(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-
-    elapsed = await _timed(lambda: docker_runtime.stop(launch.replica_id))
-
-    assert elapsed < 5, f"stop took {elapsed:.2f} s"
-    assert _containers(docker_runtime, launch.replica_id) == []
-    assert launch.replica_id not in await docker_runtime.observe()
-    assert await refuses(address)
 
 
 async def test_stop_asks_the_app_politely_and_does_not_wait_out_the_grace(
@@ -432,95 +316,7 @@ async def test_a_container_that_ignores_sigterm_is_killed_after_the_grace(
     assert await refuses(address)
 
 
-async def test_stopping_an_unknown_replica_is_a_no_op(docker_runtime: DockerRuntime) -> None:
-    launch = _launch()
-    address, body = await _start_and_wait(docker_runtime, launch)
-
-    await docker_runtime.stop(new_id())
-    await docker_runtime.stop(new_id())
-
-    assert (await docker_runtime.observe())[launch.replica_id].running is True
-    assert (await _get(address))["pid"] == body["pid"]
-    assert [c async for c in docker_runtime.logs(new_id(), tail=10, follow=True)] == []
-    await docker_runtime.stop(launch.replica_id)
-
-
-async def test_starting_a_replica_again_replaces_its_container(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    first_address, _ = await _start_and_wait(docker_runtime, launch)
-    [first] = _containers(docker_runtime, launch.replica_id)
-
-    second_address, _ = await _start_and_wait(docker_runtime, launch)
-
-    [second] = _containers(docker_runtime, launch.replica_id)
-    assert second.id != first.id, "the first container is still the replica's"
-    observed = await docker_runtime.observe()
-    assert list(observed) == [launch.replica_id]
-    assert observed[launch.replica_id].address == second_address
-    if second_address != first_address:
-        assert await refuses(first_address)
-    await docker_runtime.stop(launch.replica_id)
-
-
 # -- adoption and installations --------------------------------------------------
-
-
-async def test_a_restarted_runtime_of_the_installation_adopts_and_stops_the_container(
-    docker_runtime: DockerRuntime, docker_engine_url: str
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-
-    # A new moorage process after a crash: a new client, the same installation.
-    after = DockerRuntime(
-        connect(docker_engine_url), installation=docker_runtime.installation, stop_grace_s=2
-    )
-    try:
-        adopted = (await after.observe()).get(launch.replica_id)
-
-        assert adopted is not None, "the new runtime does not see the running container"
-        assert adopted.running is True
-        assert adopted.address == address
-        assert adopted.endpoint_id == launch.endpoint_id
-        assert adopted.revision == launch.revision
-
-        await after.stop(launch.replica_id)
-    finally:
-        await after.close()
-
-    assert await refuses(address)
-    assert _containers(docker_runtime, launch.replica_id) == []
-    assert launch.replica_id not in await docker_runtime.observe()
-
-
-async def test_another_installation_does_not_see_the_container(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    await _start_and_wait(docker_runtime, launch)
-    other = DockerRuntime(docker_runtime.client, installation=f"moorage-test-{new_id()}")
-
-    assert launch.replica_id not in await other.observe()
-    assert launch.replica_id in await docker_runtime.observe()
-    await docker_runtime.stop(launch.replica_id)
-
-
-async def test_another_installation_cannot_stop_the_container(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-    other = DockerRuntime(docker_runtime.client, installation=f"moorage-test-{new_id()}")
-
-    await other.stop(launch.replica_id)
-
-    observed = (await docker_runtime.observe()).get(launch.replica_id)
-    assert observed is not None, "another installation's stop() removed the container"
-    assert observed.running is True
-    await _get(address)
-    await docker_runtime.stop(launch.replica_id)
 
 
 async def test_observe_survives_a_container_removed_while_it_looks(
@@ -596,52 +392,3 @@ async def test_a_gpu_request_is_refused_naming_gpu_num(docker_runtime: DockerRun
 
 
 # -- logs ----------------------------------------------------------------------
-
-
-async def test_logs_return_the_last_lines_or_all(docker_runtime: DockerRuntime) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-    await _request("POST", address, "/say", content="\n".join(f"line {i}" for i in range(1, 11)))
-
-    assert await _logs(docker_runtime, launch.replica_id, tail=3) == "line 8\nline 9\nline 10\n"
-    everything = await _logs(docker_runtime, launch.replica_id, tail=None)
-    assert LISTENING in everything
-    assert everything.endswith("\n".join(f"line {i}" for i in range(1, 11)) + "\n")
-    await docker_runtime.stop(launch.replica_id)
-
-
-async def test_following_logs_yields_output_as_it_comes_and_ends_with_the_container(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-
-    async with _follow(docker_runtime, launch.replica_id, tail=1) as follower:
-        await _request("POST", address, "/say", content="first")
-        await follower.wait_for("first\n")
-        assert "second" not in follower.text
-        await _request("POST", address, "/say", content="second")
-        await follower.wait_for("second\n")
-        await _request("POST", address, "/exit/0", content="bye")
-        assert await follower.ended(), "following did not end when the container exited"
-
-    assert "listening on" not in follower.text, "tail=1 should not replay the whole log"
-    assert follower.text.index("first") < follower.text.index("second")
-    assert follower.text.rstrip().endswith("bye")
-    assert not (await docker_runtime.observe())[launch.replica_id].running
-    await docker_runtime.stop(launch.replica_id)
-
-
-async def test_following_logs_ends_when_the_replica_is_stopped(
-    docker_runtime: DockerRuntime,
-) -> None:
-    launch = _launch()
-    address, _ = await _start_and_wait(docker_runtime, launch)
-
-    async with _follow(docker_runtime, launch.replica_id, tail=None) as follower:
-        await _request("POST", address, "/say", content="still here")
-        await follower.wait_for("still here")
-        await docker_runtime.stop(launch.replica_id)
-        assert await follower.ended(), "following did not end when the replica was stopped"
-
-    assert LISTENING in follower.text
