@@ -21,26 +21,54 @@ def _replicas_gone(admin: ApiClient, service_id: str) -> bool:
     return not admin.get(service_id)["endpoint_metadata"]["replicas"]
 
 
+def _revisions(endpoint: dict[str, Any]) -> set[int]:
+    return {r["revision"] for r in endpoint["endpoint_metadata"]["replicas"]}
+
+
 def _run_lifecycle(server: MoorageServer) -> tuple[str, list[str]]:
-    """Creates, scales to 2, stops and deletes an endpoint; answers its id and replicas."""
+    """Creates an endpoint, scales it to 2, rolls out revision 2, has revision 3 (which
+    cannot run) rolled back, stops and deletes it; answers its id and the replicas of
+    revision 2, which serve to the end."""
     admin = ApiClient(server.url, server.admin_token or "")
     service_id = admin.create(name="logged", deploy_metadata={"command": SERVER_COMMAND})[
         "service_id"
     ]
+    path = f"/v1/inference-service/{service_id}"
     admin.wait_status(service_id, "available")
-    scaled = admin.call(
-        "PUT",
-        f"/v1/inference-service/{service_id}",
-        json={"resource_metadata": {"target_instance_number": "2"}},
-    )
+    scaled = admin.call("PUT", path, json={"resource_metadata": {"target_instance_number": "2"}})
     assert scaled.status_code == 200, scaled.text
+    admin.wait_status(service_id, "available")
+
+    rolled = admin.call("PUT", path, json={"deploy_metadata": {"env": {"REVISION": "2"}}})
+    assert rolled.status_code == 200, rolled.text
+
+    def rolled_out() -> dict[str, Any] | None:
+        endpoint = admin.get(service_id)
+        done = endpoint["status"] == "available" and _revisions(endpoint) == {2}
+        return endpoint if done else None
+
     replicas = [
         r["replica_id"]
-        for r in admin.wait_status(service_id, "available")["endpoint_metadata"]["replicas"]
+        for r in wait_for(rolled_out, timeout=60, what="revision 2 alone")["endpoint_metadata"][
+            "replicas"
+        ]
     ]
-    for _ in range(3):  # a few probe periods: none of them may be logged
-        assert admin.gateway(service_id).status_code == 200
-    wait_for(lambda: len(replicas) == 2, timeout=5, what="two replicas")
+    assert len(replicas) == 2
+
+    broken = admin.call(
+        "PUT", path, json={"deploy_metadata": {"command": "echo missing weights >&2; exit 3"}}
+    )
+    assert broken.status_code == 200, broken.text
+    seen: list[str] = []
+
+    def rolled_back() -> bool:
+        endpoint = admin.get(service_id)
+        seen.append(endpoint["status"])
+        return _revisions(endpoint) == {2} and "rolled back" in (endpoint["status_info"] or "")
+
+    wait_for(rolled_back, timeout=60, interval=0.1, what="revision 3 to be rolled back")
+    # Revision 2 served throughout: the endpoint never read unavailable.
+    assert "unavailable" not in seen, seen
 
     stopped = admin.call("POST", f"/v1/inference-service/{service_id}/stop")
     assert stopped.status_code == 200, stopped.text
@@ -58,6 +86,17 @@ def _run_lifecycle(server: MoorageServer) -> tuple[str, list[str]]:
     ]
     assert listed[0]["kind"] == "stopped"
     assert "the endpoint was stopped or deleted" in listed[0]["message"]
+    failed = [e for e in listed if e["kind"] == "failed"]
+    assert failed
+    assert all(e["revision"] == 3 and e["reason"] == "exited" for e in failed)
+    assert "exited with code 3" in failed[-1]["detail"]
+    assert "missing weights" in failed[-1]["detail"]
+    why_stopped = {(e["revision"], e["detail"]) for e in listed if e["kind"] == "stopped"}
+    assert why_stopped == {
+        (1, "replaced by a newer revision"),
+        (3, "its revision was rolled back"),
+        (2, "the endpoint was stopped or deleted"),
+    }
     first_page = admin.call("GET", f"/v1/inference-service/{service_id}/events?page_size=2")
     assert first_page.json()["event_list"] == listed[:2]
     assert first_page.json()["total"] == len(listed)
@@ -65,7 +104,7 @@ def _run_lifecycle(server: MoorageServer) -> tuple[str, list[str]]:
     deleted = admin.call("DELETE", f"/v1/inference-service/{service_id}")
     assert deleted.status_code == 200, deleted.text
     wait_for(
-        lambda: "deleted" in server.log().split(service_id, 1)[-1],
+        lambda: "deleted: its replicas stop" in server.log(),
         timeout=10,
         what="the delete to be logged",
     )
@@ -95,6 +134,12 @@ def test_text_log_has_one_line_per_lifecycle_event(tmp_path: Path) -> None:
     assert count(service_id, "scaled from 1 to 2 replica(s)") == 1
     assert count(service_id, "stopped: its replicas stop") == 1
     assert count(service_id, "deleted: its replicas stop") == 1
+    assert count(service_id, "rollout of revision 2 begun (replaces revision 1)") == 1
+    assert count(service_id, "rollout of revision 2 finished") == 1
+    assert count(service_id, "rollout of revision 3 begun (replaces revision 2)") == 1
+    assert count(service_id, "rollout of revision 3 finished") == 0
+    assert count("WARNING", service_id, "revision 3 could not run and was rolled back") == 1
+    assert count("WARNING", service_id, "(revision 3) failed (exited): exited with code 3") >= 1
     for replica_id in replicas:
         assert count(service_id, replica_id, "started at") == 1
         assert count(service_id, replica_id, "is ready") == 1
@@ -130,6 +175,11 @@ def test_json_log_has_one_object_per_line_with_the_ids(tmp_path: Path) -> None:
     assert events["endpoint.scaled"] == 1
     assert events["endpoint.stopped"] == 1
     assert events["endpoint.deleted"] == 1
+    assert events["rollout.begun"] == 2
+    assert events["rollout.finished"] == 1
+    assert events["rollout.rolled_back"] == 1
+    assert {r["revision"] for r in mine if r["event"] == "rollout.rolled_back"} == {2}
+    assert all(r.get("reason") == "exited" for r in mine if r["event"] == "replica.failed")
     for replica_id in replicas:
         of_replica = Counter(r["event"] for r in mine if r.get("replica_id") == replica_id)
         assert of_replica["replica.started"] == 1
