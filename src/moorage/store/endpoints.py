@@ -148,12 +148,20 @@ class EndpointRepository:
     ) -> tuple[Sequence[Endpoint], int]:
         live = (EndpointRow.user_id == user_id, EndpointRow.deleted_at.is_(None))
         total = self.session.scalar(select(func.count()).select_from(EndpointRow).where(*live)) or 0
-        rows = self.session.scalars(
-            select(EndpointRow)
+        # The page's ids first, from the index alone (skipped rows are never read),
+        # then those rows.
+        newest_first = (EndpointRow.created_at.desc(), EndpointRow.service_id)
+        page = (
+            select(EndpointRow.service_id)
             .where(*live)
-            .order_by(EndpointRow.created_at.desc(), EndpointRow.service_id)
+            .order_by(*newest_first)
             .offset(offset)
             .limit(limit)
+        )
+        rows = self.session.scalars(
+            select(EndpointRow)
+            .where(EndpointRow.service_id.in_(page.scalar_subquery()))
+            .order_by(*newest_first)
         )
         return [_endpoint(r) for r in rows], total
 

@@ -118,7 +118,13 @@ class EndpointRow(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_endpoints_desired_state", "desired_state", "deleted_at"),
-        Index("ix_endpoints_user_created", "user_id", "created_at", "service_id"),
+        Index(
+            "ix_endpoints_user_created",
+            "user_id",
+            "deleted_at",
+            text("created_at DESC"),
+            "service_id",
+        ),
         Index("ix_endpoints_updated_at", "updated_at"),
     )
 

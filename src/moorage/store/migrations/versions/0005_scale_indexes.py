@@ -6,6 +6,7 @@ Revises: 0004
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
@@ -17,9 +18,12 @@ depends_on = None
 def upgrade() -> None:
     # The controller's "endpoints that want replicas" query, each pass.
     op.create_index("ix_endpoints_desired_state", "endpoints", ["desired_state", "deleted_at"])
-    # A user's list, newest first, one page at a time: read in index order, no sort.
+    # A user's live endpoints, counted and listed newest first one page at a time,
+    # from the index alone: no sort, no table row read for a skipped one.
     op.create_index(
-        "ix_endpoints_user_created", "endpoints", ["user_id", "created_at", "service_id"]
+        "ix_endpoints_user_created",
+        "endpoints",
+        ["user_id", "deleted_at", sa.text("created_at DESC"), "service_id"],
     )
     # What changed since the controller last looked, after a write.
     op.create_index("ix_endpoints_updated_at", "endpoints", ["updated_at"])
