@@ -39,6 +39,7 @@ from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
+from moorage.services.routes import RouteFeed
 from moorage.settings import Settings
 from moorage.store.db import Database
 
@@ -162,7 +163,7 @@ class MoorageServer:
                 self.flavors,
                 self.logs,
                 self.metrics.render,
-                self.routes,
+                RouteFeed(self.db, max_age_s=settings.reconcile_interval_s, local=self.routes),
                 settings.resolved_public_url,
                 self.quotas,
             )

@@ -10,12 +10,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from moorage.models.accounts import User
-from moorage.routing.holder import RouteTableHolder
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
 from moorage.services.quotas import QuotaService
+from moorage.services.routes import RouteFeed
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Services:
     flavors: FlavorService
     logs: LogService
     metrics: Callable[[], bytes]
-    routes: RouteTableHolder
+    routes: RouteFeed
     # Where users reach moorage (MOORAGE_PUBLIC_URL, else the listen address): the
     # only source of endpoint URLs, never a request's Host or X-Forwarded-* headers.
     public_url: str

@@ -42,13 +42,6 @@ class RouteTableHolder:
         for listener in self._listeners:
             listener()
 
-    async def next_swap(self, timeout_s: float) -> None:
-        """Returns at the next swap, or after ``timeout_s``."""
-        if self._swapped is None:
-            self._swapped = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._swapped.wait(), timeout_s)
-
     async def wait_for_route(self, service_id: str, timeout_s: float) -> EndpointRoute | None:
         if not self.live:
             return self.current.endpoints.get(service_id)

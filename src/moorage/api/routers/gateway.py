@@ -3,12 +3,12 @@
 A gateway long-polls: with ``version`` set to the table it holds, the call
 returns as soon as the table changes, or after ``wait`` seconds with the same
 table, so routing changes reach every gateway within moments without a
-request storm.
+request storm. The table is the store's (``services.routes``), so this answers
+whether or not the controller runs in this process.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query
 from moorage.api import schemas
 from moorage.api.deps import AdminUser, ServicesDep
 from moorage.api.responses import ADMIN, errors
-from moorage.routing.codec import table_to_json
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 
@@ -33,11 +32,5 @@ async def routes(
     version: Annotated[str | None, Query(description="The version you hold")] = None,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
 ) -> schemas.RouteTable:
-    holder = services.routes
-    body = table_to_json(holder.current)
-    deadline = time.monotonic() + wait
-    # The controller republishes every pass; only a different table ends the wait.
-    while body["version"] == version and (remaining := deadline - time.monotonic()) > 0:
-        await holder.next_swap(remaining)
-        body = table_to_json(holder.current)
+    body = await services.routes.changed_from(version, wait)
     return schemas.RouteTable.model_validate(body)
