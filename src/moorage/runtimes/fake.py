@@ -88,7 +88,7 @@ class _Replica:
     output: list[str] = field(default_factory=list)
     exit_code: int | None = None
     exited: bool = False
-    server: asyncio.Server | None = None
+    app: _App | None = None
     # Created only while someone follows the logs.
     changed: asyncio.Event | None = None
 
@@ -101,9 +101,9 @@ class _Replica:
         if self.exited:
             return
         self.exited, self.exit_code = True, code
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        if self.app is not None:
+            self.app.close()
+            self.app = None
         if self.changed is not None:
             self.changed.set()
 
@@ -148,15 +148,14 @@ class FakeRuntime:
         """Every launch ``start`` was called with, in order (failed ones too)."""
         self.stops: list[str] = []
         """Every replica id ``stop`` was called with, in order."""
-        self._shared: asyncio.Server | None = None
-        self._shared_address: str | None = None
+        self._shared: _App | None = None
 
     # -- the Runtime contract --------------------------------------------------
 
     async def start(self, launch: Launch) -> str:
         self.starts.append(launch)
         behavior = self.script(launch)
-        await self.stop(launch.replica_id)  # never two replicas under one id
+        self._end(launch.replica_id)  # never two replicas under one id
         if behavior.delay_s > 0:
             await asyncio.sleep(behavior.delay_s)
         if behavior.error is not None:
@@ -183,6 +182,9 @@ class FakeRuntime:
 
     async def stop(self, replica_id: str) -> None:
         self.stops.append(replica_id)
+        self._end(replica_id)
+
+    def _end(self, replica_id: str) -> None:
         replica = self._mine(replica_id)
         if replica is None:
             return
@@ -233,10 +235,14 @@ class FakeRuntime:
                 await asyncio.wait_for(changed.wait(), _FOLLOW_POLL_S)
 
     async def close(self) -> None:
-        """Closes the shared app; replicas stay on the host (they "keep running")."""
+        """Closes the apps (they lived in this process); the replicas' records stay on
+        the host, so a runtime made after a "restart" adopts them."""
         if self._shared is not None:
             self._shared.close()
             self._shared = None
+        for replica in self.host.replicas.values():
+            if replica.installation == self.installation and replica.app is not None:
+                replica.app.close()
 
     # -- for tests ---------------------------------------------------------------
 
@@ -269,12 +275,10 @@ class FakeRuntime:
             return self.backend, int(self.backend.rsplit(":", 1)[1])
         if self.serve == "shared":
             if self._shared is None:
-                self._shared = await _listen(lambda _path: None)
-            port = self._shared.sockets[0].getsockname()[1]
-            return f"127.0.0.1:{port}", port
-        replica.server = await _listen(lambda _path: replica)
-        port = replica.server.sockets[0].getsockname()[1]
-        return f"127.0.0.1:{port}", port
+                self._shared = await _App.listen(None)
+            return f"127.0.0.1:{self._shared.port}", self._shared.port
+        replica.app = await _App.listen(replica)
+        return f"127.0.0.1:{replica.app.port}", replica.app.port
 
 
 def _tail(output: list[str]) -> str | None:
@@ -285,23 +289,49 @@ def _tail(output: list[str]) -> str | None:
 # -- the replicas' app: HTTP/1.1 with keep-alive, enough for probes and the gateway ----
 
 
-async def _listen(which: Callable[[str], _Replica | None]) -> asyncio.Server:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class _App:
+    """A listening socket and the connections it accepted, closed together (closing an
+    asyncio server alone leaves its connections open)."""
+
+    def __init__(self, replica: _Replica | None) -> None:
+        self.replica = replica
+        self.connections: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    @classmethod
+    async def listen(cls, replica: _Replica | None) -> _App:
+        app = cls(replica)
+        app.server = await asyncio.start_server(app._handle, "127.0.0.1", 0, limit=_MAX_HEAD_BYTES)
+        return app
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.connections:
+            writer.close()
+        self.connections.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.add(writer)
         try:
-            while await _answer_one(reader, writer, which):
+            while await _answer_one(reader, writer, self.replica):
                 pass
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            self.connections.discard(writer)
             writer.close()
-
-    return await asyncio.start_server(handle, "127.0.0.1", 0, limit=_MAX_HEAD_BYTES)
 
 
 async def _answer_one(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    which: Callable[[str], _Replica | None],
+    replica: _Replica | None,
 ) -> bool:
     """Reads one request and answers it; False once the connection should close."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -313,7 +343,6 @@ async def _answer_one(
     }
     body = await _read_body(reader, headers)
     path = target.split("?", 1)[0]
-    replica = which(path)
     status, payload, after = _route(method, path, body, replica)
     data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
     keep = headers.get("connection", "").lower() != "close" and after is None

@@ -1,0 +1,435 @@
+"""The reconciler in process: a SQLite store in tmp_path, the fake runtime, a fake clock.
+
+What each test checks is what a user would see from outside: which replicas the
+gateway's table routes (every table the controller publishes is kept), what the
+runtime was told to start and stop, and the replicas' recorded states. Each pass
+is driven by hand (``reconcile_once`` after moving the clock); readiness probes
+are real HTTP requests to the fake replicas on 127.0.0.1, so a pass is repeated
+until a condition holds, with a deadline, rather than timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from moorage.clock import FakeClock
+from moorage.controller.plan import PlanPolicy
+from moorage.controller.reconciler import Reconciler
+from moorage.models.endpoints import DeploySpec, Endpoint
+from moorage.models.replicas import Replica, ReplicaState
+from moorage.routing.table import RouteTable
+from moorage.runtimes.base import Launch, StartError, StartPending
+from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
+from moorage.store.accounts import AccountRepository
+from moorage.store.db import Database
+from moorage.store.endpoints import EndpointRepository
+from moorage.store.replicas import ReplicaRepository
+from tests.unit.builders import T0, make_endpoint
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 10.0
+GOOD = "serve the model"
+BROKEN = "python3 -m no_such_module"
+
+
+@dataclass
+class Published:
+    """One route table the controller published, and what the runtime had stopped by then."""
+
+    routed: frozenset[str]
+    stopped_before: frozenset[str]
+
+
+@dataclass
+class Control:
+    """A store, a fake runtime on a fake host, and a reconciler publishing into a list."""
+
+    db: Database
+    clock: FakeClock
+    host: FakeHost
+    script: Callable[[Launch], Behavior]
+    policy: PlanPolicy
+    in_flight: dict[str, int] = field(default_factory=dict)
+    tables: list[Published] = field(default_factory=list)
+    user_id: str = ""
+    runtime: FakeRuntime = field(init=False)
+    reconciler: Reconciler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._make()
+
+    async def restart(self) -> None:
+        """moorage killed and started again: nothing in memory survives (the old probe
+        clients are closed, as the dead process's sockets would be); the replicas run on,
+        and the new runtime and reconciler share the host and the store."""
+        await self.reconciler.probes.close()
+        await self.reconciler.http_probe.close()
+        self._make()
+
+    def _make(self) -> None:
+        self.runtime = FakeRuntime(script=self.script, clock=self.clock, host=self.host)
+        self.reconciler = Reconciler(
+            self.db,
+            self.runtime,
+            self.clock,
+            self.policy,
+            self._publish,
+            in_flight=lambda replica_id: self.in_flight.get(replica_id, 0),
+            drain_timeout_s=5.0,
+        )
+
+    def _publish(self, table: RouteTable) -> None:
+        routed = frozenset(
+            r.replica_id for route in table.endpoints.values() for r in route.replicas
+        )
+        self.tables.append(Published(routed, frozenset(self.runtime.stops)))
+
+    # -- the store, as the services write it --------------------------------------
+
+    def create(self, target: int = 1, command: str = GOOD) -> Endpoint:
+        endpoint = dataclasses.replace(
+            make_endpoint(f"ep-{time.monotonic_ns()}"),
+            user_id=self.user_id,
+            target_instance_number=target,
+            deploy=DeploySpec(image_url="local", command=command, port=8000),
+        )
+        with self.db.session() as session:
+            EndpointRepository(session).add(endpoint)
+            EndpointRepository(session).add_revision(endpoint)
+        return endpoint
+
+    def change_command(self, endpoint: Endpoint, command: str) -> Endpoint:
+        """A PUT of new deploy_metadata: a new revision."""
+        with self.db.session() as session:
+            repository = EndpointRepository(session)
+            current = repository.get_live(endpoint.service_id)
+            assert current is not None
+            updated = dataclasses.replace(
+                current,
+                deploy=dataclasses.replace(current.deploy, command=command),
+                revision=repository.latest_revision(endpoint.service_id) + 1,
+                rollout_note=None,
+            )
+            repository.save(updated)
+            repository.add_revision(updated)
+        return updated
+
+    def endpoint(self, service_id: str) -> Endpoint:
+        with self.db.session() as session:
+            found = EndpointRepository(session).get_live(service_id)
+        assert found is not None
+        return found
+
+    def replicas(self, service_id: str | None = None) -> Sequence[Replica]:
+        with self.db.session() as session:
+            return ReplicaRepository(session).live([service_id] if service_id else None)
+
+    def ready(self, service_id: str, revision: int | None = None) -> list[Replica]:
+        return [
+            r
+            for r in self.replicas(service_id)
+            if r.state is ReplicaState.READY and revision in (None, r.revision)
+        ]
+
+    # -- passes ----------------------------------------------------------------
+
+    async def step(self, advance_s: float = 1.0) -> None:
+        """One pass, ``advance_s`` later than the last, then a moment for its probes and
+        background stops to finish."""
+        self.clock.advance(advance_s)
+        await self.reconciler.reconcile_once()
+        await asyncio.sleep(0.02)
+
+    async def until(
+        self, condition: Callable[[], object], what: str, *, advance_s: float = 1.0
+    ) -> None:
+        """Passes until ``condition`` holds; fails after WAIT_S of real time."""
+        deadline = time.monotonic() + WAIT_S
+        while not condition():
+            assert time.monotonic() < deadline, f"never: {what}"
+            await self.step(advance_s)
+
+
+async def _control(
+    tmp_path: Path, script: Callable[[Launch], Behavior] | None = None, **policy: float
+) -> Control:
+    db = Database(f"sqlite:///{tmp_path / 'moorage.db'}")
+    db.migrate()
+    with db.session() as session:
+        user = AccountRepository(session).create_user("tenant", is_admin=False, now=T0)
+    return Control(
+        db,
+        FakeClock(),
+        FakeHost(),
+        script or (lambda _launch: Behavior()),
+        PlanPolicy(**policy),  # type: ignore[arg-type]
+        user_id=user.user_id,
+    )
+
+
+@pytest.fixture
+async def control(tmp_path: Path) -> AsyncIterator[Control]:
+    made = await _control(tmp_path, _by_command)
+    try:
+        yield made
+    finally:
+        await made.reconciler.shutdown()
+        made.db.dispose()
+
+
+def _by_command(launch: Launch) -> Behavior:
+    """GOOD serves; BROKEN exits at once with an import error, as a typo would."""
+    if launch.deploy.command == BROKEN:
+        return Behavior(exit_code=1, output="ModuleNotFoundError: No module named 'no_such'")
+    return Behavior()
+
+
+# -- a pass ----------------------------------------------------------------------------------
+
+
+async def test_a_new_endpoint_gets_its_replicas_started_and_routed_once_ready(
+    control: Control,
+) -> None:
+    endpoint = control.create(target=2)
+
+    await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
+
+    ready = {r.replica_id for r in control.ready(endpoint.service_id)}
+    assert control.tables[-1].routed == ready
+    assert [launch.endpoint_id for launch in control.runtime.starts] == [endpoint.service_id] * 2
+    assert all(launch.sandboxed for launch in control.runtime.starts), "a tenant's runs sandboxed"
+    # Routed only once its probe passed: no table routed a replica before it was ready.
+    first_routed = next(i for i, t in enumerate(control.tables) if t.routed)
+    assert control.tables[first_routed].routed <= ready
+
+
+async def test_a_rollout_routes_the_new_replica_before_the_old_one_is_stopped(
+    control: Control,
+) -> None:
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "revision 1 ready")
+    [old] = control.ready(endpoint.service_id)
+    published_before = len(control.tables)
+
+    control.change_command(endpoint, "serve the model, better")
+    await control.until(
+        lambda: (
+            control.ready(endpoint.service_id, revision=2)
+            and old.replica_id in control.runtime.stops
+        ),
+        "revision 2 ready and revision 1 stopped",
+    )
+
+    [new] = control.ready(endpoint.service_id, revision=2)
+    during = control.tables[published_before:]
+    assert all(t.routed for t in during), "a table of the rollout routed no replica"
+    joined = next(t for t in during if new.replica_id in t.routed)
+    assert old.replica_id not in joined.stopped_before, "the old replica stopped first"
+    for table in during:
+        if old.replica_id in table.stopped_before:
+            assert old.replica_id not in table.routed, "a stopped replica was still routed"
+    assert control.tables[-1].routed == {new.replica_id}
+    assert [r.replica_id for r in control.replicas(endpoint.service_id)] == [new.replica_id]
+
+
+async def test_a_replica_being_replaced_finishes_its_requests_before_it_stops(
+    control: Control,
+) -> None:
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "revision 1 ready")
+    [old] = control.ready(endpoint.service_id)
+    control.in_flight[old.replica_id] = 1  # a long answer is still streaming
+
+    control.change_command(endpoint, "serve the model, better")
+    await control.until(lambda: control.ready(endpoint.service_id, revision=2), "revision 2 ready")
+    for _ in range(3):
+        await control.step()
+
+    assert old.replica_id not in control.tables[-1].routed, "it still gets new requests"
+    assert old.replica_id not in control.runtime.stops, "stopped while a request ran"
+    control.in_flight[old.replica_id] = 0
+    await control.until(lambda: old.replica_id in control.runtime.stops, "stopped once done")
+    assert [r.replica_id for r in control.replicas(endpoint.service_id)] != [old.replica_id]
+
+
+async def test_a_revision_that_cannot_run_is_rolled_back_while_the_old_one_serves(
+    control: Control,
+) -> None:
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "revision 1 ready")
+    [old] = control.ready(endpoint.service_id)
+    published_before = len(control.tables)
+
+    control.change_command(endpoint, BROKEN)
+    await control.until(
+        lambda: control.endpoint(endpoint.service_id).deploy.command == GOOD, "rolled back"
+    )
+
+    rolled_back = control.endpoint(endpoint.service_id)
+    assert rolled_back.revision == 1
+    assert rolled_back.rollout_note is not None
+    assert "revision 2 could not run" in rolled_back.rollout_note
+    assert "No module named" in rolled_back.rollout_note, "the reason is the app's own words"
+    broken_starts = [s for s in control.runtime.starts if s.deploy.command == BROKEN]
+    assert len(broken_starts) >= control.policy.crash_loop_threshold
+    assert all(old.replica_id in t.routed for t in control.tables[published_before:]), (
+        "the earlier revision stopped serving during the rollback"
+    )
+    await control.until(
+        lambda: [r.revision for r in control.replicas(endpoint.service_id)] == [1],
+        "no replica of revision 2 left",
+    )
+    assert [r.replica_id for r in control.ready(endpoint.service_id)] == [old.replica_id]
+
+
+# -- failures and retries --------------------------------------------------------------------
+
+
+async def test_a_failing_start_is_retried_with_growing_backoff_until_it_starts(
+    tmp_path: Path,
+) -> None:
+    failures = 3
+
+    def script(launch: Launch) -> Behavior:
+        if len(attempts) < failures:
+            attempts.append(launch)
+            return Behavior(error=StartError("deploy_metadata.image_url: no such image"))
+        return Behavior()
+
+    attempts: list[Launch] = []
+    control = await _control(tmp_path, script, backoff_base_s=4.0)
+    try:
+        endpoint = control.create()
+        await control.step(0)
+        assert len(attempts) == 1
+        [failed] = control.replicas(endpoint.service_id)
+        assert failed.state is ReplicaState.FAILED
+        assert failed.last_failure is not None
+        assert "no such image" in failed.last_failure
+
+        # Backoff 4 s after the first failure, 8 s after the second.
+        for waited in (3, 1, 7, 1):
+            before = len(attempts)
+            await control.step(waited)
+            retried = len(attempts) > before
+            assert retried == (waited == 1), f"{waited} s later, retried: {retried}"
+        await control.until(lambda: control.ready(endpoint.service_id), "ready", advance_s=16)
+        assert control.replicas(endpoint.service_id)[0].replica_id == failed.replica_id
+    finally:
+        await control.reconciler.shutdown()
+        control.db.dispose()
+
+
+async def test_a_start_pending_an_image_pull_shows_its_progress_then_starts(
+    tmp_path: Path,
+) -> None:
+    pulls: list[str] = []
+
+    def script(_launch: Launch) -> Behavior:
+        pulls.append("again")
+        if len(pulls) < 3:
+            return Behavior(error=StartPending(f"pulling the image: {len(pulls) * 30}%"))
+        return Behavior()
+
+    control = await _control(tmp_path, script)
+    try:
+        endpoint = control.create()
+        await control.step()
+        [pending] = control.replicas(endpoint.service_id)
+        assert pending.progress == "pulling the image: 30%"
+        assert pending.state is not ReplicaState.FAILED, "a pull in progress is no failure"
+        await control.until(lambda: control.ready(endpoint.service_id), "ready")
+        assert len(pulls) == 3
+    finally:
+        await control.reconciler.shutdown()
+        control.db.dispose()
+
+
+async def test_a_replica_that_keeps_crashing_is_restarted_with_backoff_and_says_why(
+    control: Control,
+) -> None:
+    endpoint = control.create(command=BROKEN)
+
+    await control.until(
+        lambda: any(
+            r.consecutive_failures >= control.policy.crash_loop_threshold
+            for r in control.replicas(endpoint.service_id)
+        ),
+        "a crash loop",
+    )
+
+    [replica] = control.replicas(endpoint.service_id)
+    assert replica.last_failure is not None
+    assert "code 1" in replica.last_failure
+    assert "No module named 'no_such'" in replica.last_failure
+    assert all(not t.routed for t in control.tables), "a crashing replica was routed"
+    starts = len(control.runtime.starts)
+    await control.step(0.5)
+    assert len(control.runtime.starts) == starts, "restarted without waiting"
+
+
+async def test_a_crashed_ready_replica_leaves_rotation_and_is_started_again(
+    control: Control,
+) -> None:
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "ready")
+    [replica] = control.ready(endpoint.service_id)
+
+    control.runtime.crash(replica.replica_id, 137, "Killed")
+    await control.step()
+
+    assert replica.replica_id not in control.tables[-1].routed
+    [failed] = control.replicas(endpoint.service_id)
+    assert failed.last_failure is not None
+    assert "137" in failed.last_failure
+    await control.until(lambda: control.ready(endpoint.service_id), "ready again")
+    assert control.ready(endpoint.service_id)[0].replica_id == replica.replica_id
+
+
+# -- restarts of moorage ---------------------------------------------------------------------
+
+
+async def test_a_restarted_controller_adopts_running_replicas_and_starts_none(
+    control: Control,
+) -> None:
+    endpoint = control.create(target=2)
+    await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
+    serving = {r.replica_id for r in control.ready(endpoint.service_id)}
+
+    await control.restart()  # moorage killed: nothing in memory survives, the replicas run on
+    await control.until(lambda: control.tables[-1].routed == serving, "serving again")
+    for _ in range(3):
+        await control.step()
+
+    assert control.runtime.starts == [], "a running replica was started again"
+    assert control.runtime.stops == []
+    assert {r.replica_id for r in control.ready(endpoint.service_id)} == serving
+
+
+async def test_a_restarted_controller_stops_replicas_no_endpoint_owns_and_replaces_gone_ones(
+    control: Control,
+) -> None:
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "ready")
+    [replica] = control.ready(endpoint.service_id)
+    stray = make_endpoint("deleted-meanwhile")
+    orphan = Launch("orphan-replica", stray.service_id, 1, stray.deploy)
+    await control.runtime.start(orphan)  # its endpoint's row is gone
+    await FakeRuntime(host=control.host).stop(replica.replica_id)  # gone while moorage was
+
+    await control.restart()
+    await control.until(
+        lambda: "orphan-replica" in control.runtime.stops and control.ready(endpoint.service_id),
+        "the orphan stopped and the endpoint served again",
+    )
+
+    assert "orphan-replica" not in await control.runtime.observe()
+    assert [launch.replica_id for launch in control.runtime.starts] == [replica.replica_id]
