@@ -3,15 +3,16 @@
 All lines come from the ``moorage.lifecycle`` logger and carry their ids as
 fields (``endpoint_id``, ``replica_id``, ``revision``, ``event``), which the
 JSON format (``logformat``) writes out. Probes and requests have no line here:
-a person reading the log sees what changed, not what was checked.
+a person reading the log sees what changed, not what was checked. The same
+facts are recorded in the store and listed by ``GET .../events``
+(``models.events``); this module only says them.
 """
 
 from __future__ import annotations
 
 import logging
 
-from moorage.models.endpoints import Endpoint
-from moorage.models.events import describe
+from moorage.models.events import EndpointChange, EndpointEventKind, describe
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
 
 log = logging.getLogger("moorage.lifecycle")
@@ -25,18 +26,27 @@ _REPLICA_LEVELS = {
     ReplicaEventKind.STOPPED: logging.INFO,
 }
 
+# The ``event`` field of each endpoint change: rollouts apart, for filtering.
+_ENDPOINT_EVENTS = {
+    EndpointEventKind.ROLLOUT_BEGUN: "rollout.begun",
+    EndpointEventKind.ROLLOUT_FINISHED: "rollout.finished",
+    EndpointEventKind.ROLLED_BACK: "rollout.rolled_back",
+}
 
-def endpoint(subject: Endpoint, event: str, message: str) -> None:
-    """``event`` (created, scaled, updated, stopped, started, deleted) happened to it."""
-    log.info(
+
+def endpoint(change: EndpointChange, name: str) -> None:
+    """Says a change of the endpoint called ``name``; a rollback is a warning."""
+    level = logging.WARNING if change.kind is EndpointEventKind.ROLLED_BACK else logging.INFO
+    log.log(
+        level,
         "endpoint %s (%s) %s",
-        subject.service_id,
-        subject.name,
-        message,
+        change.endpoint_id,
+        name,
+        change.message,
         extra={
-            "event": f"endpoint.{event}",
-            "endpoint_id": subject.service_id,
-            "revision": subject.revision,
+            "event": _ENDPOINT_EVENTS.get(change.kind, f"endpoint.{change.kind.value}"),
+            "endpoint_id": change.endpoint_id,
+            "revision": change.revision,
         },
     )
 
@@ -56,61 +66,3 @@ def replica(event: ReplicaEvent, revision: int) -> None:
     if event.reason is not None:
         fields["reason"] = event.reason.value
     log.log(level, "endpoint %s: %s", event.endpoint_id, describe(event, revision), extra=fields)
-
-
-def rollout(
-    endpoint_id: str, revision: int, event: str, message: str, level: int = logging.INFO
-) -> None:
-    """A rollout ``begun``, ``finished``, or ``rolled_back`` (to ``revision``)."""
-    log.log(
-        level,
-        "endpoint %s: %s",
-        endpoint_id,
-        message,
-        extra={"event": f"rollout.{event}", "endpoint_id": endpoint_id, "revision": revision},
-    )
-
-
-def created(subject: Endpoint) -> None:
-    endpoint(
-        subject,
-        "created",
-        f"created: {subject.target_instance_number} replica(s) of revision "
-        f"{subject.revision} on flavor {subject.flavor_id}",
-    )
-
-
-def changed(before: Endpoint, after: Endpoint) -> None:
-    """The lines one accepted PUT gets: scaled, a rollout begun, other fields updated."""
-    if after.target_instance_number != before.target_instance_number:
-        endpoint(
-            after,
-            "scaled",
-            f"scaled from {before.target_instance_number} to "
-            f"{after.target_instance_number} replica(s)",
-        )
-    if after.revision != before.revision:
-        rollout(
-            after.service_id,
-            after.revision,
-            "begun",
-            f"rollout of revision {after.revision} begun (replaces revision {before.revision})",
-        )
-    others = [
-        name
-        for name in ("name", "description", "payment_type", "scale_type", "gateway")
-        if getattr(after, name) != getattr(before, name)
-    ]
-    if others:
-        endpoint(after, "updated", f"updated: {', '.join(others)}")
-
-
-def running(subject: Endpoint, started: bool) -> None:
-    if started:
-        endpoint(subject, "started", "started: replicas will be brought back")
-    else:
-        endpoint(subject, "stopped", "stopped: its replicas stop")
-
-
-def deleted(subject: Endpoint) -> None:
-    endpoint(subject, "deleted", "deleted: its replicas stop")

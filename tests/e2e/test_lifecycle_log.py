@@ -91,12 +91,26 @@ def _run_lifecycle(server: MoorageServer) -> tuple[str, list[str]]:
     assert all(e["revision"] == 3 and e["reason"] == "exited" for e in failed)
     assert "exited with code 3" in failed[-1]["detail"]
     assert "missing weights" in failed[-1]["detail"]
-    why_stopped = {(e["revision"], e["detail"]) for e in listed if e["kind"] == "stopped"}
+    why_stopped = {
+        (e["revision"], e["detail"])
+        for e in listed
+        if e["kind"] == "stopped" and e["replica_id"] is not None
+    }
     assert why_stopped == {
         (1, "replaced by a newer revision"),
         (3, "its revision was rolled back"),
         (2, "the endpoint was stopped or deleted"),
     }
+    # The endpoint's own changes, newest first, at the revision each left it on.
+    assert [(e["kind"], e["revision"]) for e in listed if e["replica_id"] is None] == [
+        ("stopped", 2),
+        ("rolled_back", 2),
+        ("rollout_begun", 3),
+        ("rollout_finished", 2),
+        ("rollout_begun", 2),
+        ("scaled", 1),
+        ("created", 1),
+    ]
     first_page = admin.call("GET", f"/v1/inference-service/{service_id}/events?page_size=2")
     assert first_page.json()["event_list"] == listed[:2]
     assert first_page.json()["total"] == len(listed)

@@ -1,12 +1,15 @@
-"""Each recorded replica event said as one sentence a user can act on."""
+"""Each recorded event said as one sentence a user can act on, and what a write changed."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from moorage.models.events import describe
+from moorage.models.endpoints import DesiredState
+from moorage.models.events import EndpointEventKind, changes, describe
 from moorage.models.replicas import FailureReason, ReplicaEvent, ReplicaEventKind
-from tests.unit.builders import T0
+from tests.unit.builders import T0, make_endpoint
 
 
 def _event(
@@ -56,3 +59,41 @@ def _event(
 )
 def test_each_event_reads_as_one_sentence(event: ReplicaEvent, expected: str) -> None:
     assert describe(event, 2) == expected
+
+
+def test_a_create_is_one_change() -> None:
+    endpoint = make_endpoint(target=2)
+
+    assert [(c.kind, c.message) for c in changes(None, endpoint, T0)] == [
+        (
+            EndpointEventKind.CREATED,
+            f"created: 2 replica(s) of revision 1 on flavor {endpoint.flavor_id}",
+        )
+    ]
+
+
+def test_one_write_that_scales_and_rolls_out_is_two_changes_at_the_new_revision() -> None:
+    before = make_endpoint(target=1, revision=1)
+    after = dataclasses.replace(before, target_instance_number=3, revision=2, description="x")
+
+    found = changes(before, after, T0)
+
+    assert [(c.kind, c.revision) for c in found] == [
+        (EndpointEventKind.SCALED, 2),
+        (EndpointEventKind.ROLLOUT_BEGUN, 2),
+        (EndpointEventKind.UPDATED, 2),
+    ]
+    assert found[0].message == "scaled from 1 to 3 replica(s)"
+    assert found[1].message == "rollout of revision 2 begun (replaces revision 1)"
+    assert found[2].message == "updated: description"
+
+
+def test_stop_start_and_delete_are_said_alone() -> None:
+    running = make_endpoint()
+    stopped = dataclasses.replace(running, desired_state=DesiredState.STOPPED)
+    deleted = dataclasses.replace(stopped, deleted_at=T0)
+
+    assert [c.kind for c in changes(running, stopped, T0)] == [EndpointEventKind.STOPPED]
+    assert [c.kind for c in changes(stopped, running, T0)] == [EndpointEventKind.STARTED]
+    assert [c.kind for c in changes(stopped, deleted, T0)] == [EndpointEventKind.DELETED]
+    assert changes(running, running, T0) == []

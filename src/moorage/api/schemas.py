@@ -20,6 +20,7 @@ from moorage.models.endpoints import (
     ReadinessProbe,
     Resources,
 )
+from moorage.models.events import EndpointEventKind
 from moorage.models.replicas import FailureReason, ReplicaEventKind, ReplicaState
 
 # ``YYYY-MM-DD HH:MM:SS`` in UTC, as the reference writes them (``wire.format_timestamp``).
@@ -150,12 +151,16 @@ class EndpointPage(_Closed):
 
 
 class EndpointEvent(_Closed):
-    """One thing that happened to one of the endpoint's replicas, and why."""
+    """One thing that happened to the endpoint or one of its replicas, and why."""
 
     time: Timestamp
-    kind: ReplicaEventKind
-    replica_id: str
-    revision: int
+    kind: ReplicaEventKind | EndpointEventKind = Field(
+        description="A replica's event (`replica_id` set), or a change of the endpoint "
+        "itself (`replica_id` null): created, scaled, updated, stopped, started, deleted, "
+        "rollout_begun, rollout_finished, rolled_back."
+    )
+    replica_id: str | None
+    revision: int = Field(description="The replica's revision, or the endpoint's after a change.")
     reason: FailureReason | None = Field(description="Why a replica failed (`failed` only).")
     detail: str | None = Field(
         description="As recorded: the exit code and last output of a failure, why a "

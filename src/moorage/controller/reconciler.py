@@ -38,6 +38,7 @@ from moorage.controller.plan import (
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.models.endpoints import Endpoint
+from moorage.models.events import EndpointChange, EndpointEventKind
 from moorage.models.replicas import (
     FailureReason,
     Replica,
@@ -50,6 +51,7 @@ from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPe
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
+from moorage.store.events import EventRepository
 from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
 
@@ -318,6 +320,7 @@ class Reconciler:
                 f"{action.to_revision}, which keeps serving: {action.reason}. Fix "
                 "deploy_metadata and PUT it again."
             )
+            now = self.clock.now()
             repository.save(
                 dataclasses.replace(
                     current,
@@ -325,32 +328,36 @@ class Reconciler:
                     flavor_id=flavor_id,
                     deploy=deploy,
                     rollout_note=note,
-                    updated_at=self.clock.now(),
+                    updated_at=now,
                 )
             )
-        lifecycle.rollout(
-            current.service_id, action.to_revision, "rolled_back", note, logging.WARNING
-        )
+            change = EndpointChange(
+                current.service_id, EndpointEventKind.ROLLED_BACK, now, action.to_revision, note
+            )
+            EventRepository(session).record(change)
+        lifecycle.endpoint(change, current.name)
 
     def _log_rollout_finished(self, stopped: Replica) -> None:
-        """Logs a rollout's end once the last replica of other revisions has stopped."""
+        """Records and logs a rollout's end once the last replica of other revisions has
+        stopped (the replicas it replaced stop in parallel: only the last one does)."""
         with self.db.session() as session:
             endpoint = EndpointRepository(session).get_live(stopped.endpoint_id)
             if endpoint is None or stopped.revision >= endpoint.revision:
                 return
             live = ReplicaRepository(session).live([endpoint.service_id])
-        if any(r.revision != endpoint.revision for r in live):
-            return
-        done = (endpoint.service_id, endpoint.revision)
-        if done in self._rollouts_logged:  # two old replicas may stop at once
-            return
-        self._rollouts_logged.add(done)
-        lifecycle.rollout(
-            endpoint.service_id,
-            endpoint.revision,
-            "finished",
-            f"rollout of revision {endpoint.revision} finished: every replica runs it",
-        )
+            done = (endpoint.service_id, endpoint.revision)
+            if any(r.revision != endpoint.revision for r in live) or done in self._rollouts_logged:
+                return
+            self._rollouts_logged.add(done)
+            change = EndpointChange(
+                endpoint.service_id,
+                EndpointEventKind.ROLLOUT_FINISHED,
+                self.clock.now(),
+                endpoint.revision,
+                f"rollout of revision {endpoint.revision} finished: every replica runs it",
+            )
+            EventRepository(session).record(change)
+        lifecycle.endpoint(change, endpoint.name)
 
     def _set_progress(self, replica_id: str, progress: str | None) -> None:
         with self.db.session() as session:

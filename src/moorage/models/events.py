@@ -1,17 +1,45 @@
-"""What happened to an endpoint, as ``GET .../events`` lists it.
+"""What happened to an endpoint, as ``GET .../events`` lists it and the log says it.
 
-The facts are the replicas' recorded events (``replica_events``): the same rows
-status and routing are derived from, so this history cannot disagree with
-them. Each one is said as a sentence a user can act on, here, where it can be
-tested without the API.
+Two kinds of facts: the replicas' recorded events (``replica_events``), the
+same rows status and routing are derived from, so this history cannot disagree
+with them; and the endpoint's own changes (``endpoint_events``: created,
+scaled, stopped, a rollout begun, finished or rolled back), written in the
+transaction that makes the change. Each is said as a sentence a user can act
+on, here, where it can be tested without the API.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+
+
+class EndpointEventKind(enum.StrEnum):
+    CREATED = "created"
+    SCALED = "scaled"
+    UPDATED = "updated"
+    STOPPED = "stopped"
+    STARTED = "started"
+    DELETED = "deleted"
+    ROLLOUT_BEGUN = "rollout_begun"
+    ROLLOUT_FINISHED = "rollout_finished"
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class EndpointChange:
+    """A change to the endpoint itself; ``revision`` is the one it runs afterwards."""
+
+    endpoint_id: str
+    kind: EndpointEventKind
+    at: datetime
+    revision: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -28,7 +56,7 @@ class RecordedEvent:
 
 @dataclass(frozen=True)
 class EventPage:
-    items: Sequence[RecordedEvent]
+    items: Sequence[RecordedEvent | EndpointChange]
     total: int
     page: int
     page_size: int
@@ -54,3 +82,51 @@ def describe(event: ReplicaEvent, revision: int) -> str:
             return f"{who} failed{reason}: {detail or 'no detail'}"
         case ReplicaEventKind.STOPPED:
             return f"{who} stopped: {detail or 'no reason recorded'}"
+
+
+def changes(before: Endpoint | None, after: Endpoint, at: datetime) -> list[EndpointChange]:
+    """What one accepted write did to the endpoint, ``before`` None for a create."""
+
+    def change(kind: EndpointEventKind, message: str) -> EndpointChange:
+        return EndpointChange(after.service_id, kind, at, after.revision, message)
+
+    if before is None:
+        return [
+            change(
+                EndpointEventKind.CREATED,
+                f"created: {after.target_instance_number} replica(s) of revision "
+                f"{after.revision} on flavor {after.flavor_id}",
+            )
+        ]
+    if after.is_deleted and not before.is_deleted:
+        return [change(EndpointEventKind.DELETED, "deleted: its replicas stop")]
+    found: list[EndpointChange] = []
+    if after.desired_state != before.desired_state:
+        found.append(
+            change(EndpointEventKind.STOPPED, "stopped: its replicas stop")
+            if after.desired_state is DesiredState.STOPPED
+            else change(EndpointEventKind.STARTED, "started: its replicas start again")
+        )
+    if after.target_instance_number != before.target_instance_number:
+        found.append(
+            change(
+                EndpointEventKind.SCALED,
+                f"scaled from {before.target_instance_number} to "
+                f"{after.target_instance_number} replica(s)",
+            )
+        )
+    if after.revision != before.revision:
+        found.append(
+            change(
+                EndpointEventKind.ROLLOUT_BEGUN,
+                f"rollout of revision {after.revision} begun (replaces revision {before.revision})",
+            )
+        )
+    others = [
+        name
+        for name in ("name", "description", "payment_type", "scale_type", "gateway")
+        if getattr(after, name) != getattr(before, name)
+    ]
+    if others:
+        found.append(change(EndpointEventKind.UPDATED, f"updated: {', '.join(others)}"))
+    return found

@@ -17,7 +17,7 @@ from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
-from moorage.models.events import EventPage
+from moorage.models.events import EndpointChange, EventPage, changes
 from moorage.models.flavors import StoredFlavor
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
@@ -26,6 +26,7 @@ from moorage.services.quotas import QuotaService
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
+from moorage.store.events import EventRepository
 from moorage.store.flavors import FlavorRepository
 from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
@@ -104,7 +105,7 @@ class EndpointService:
         _check_page(page, page_size)
         with self.db.session() as session:
             self._owned(session, user, service_id)
-            items, total = ReplicaRepository(session).events_page(
+            items, total = EventRepository(session).page(
                 service_id, offset=(page - 1) * page_size, limit=page_size
             )
         return EventPage(items, total, page, page_size)
@@ -138,8 +139,9 @@ class EndpointService:
             self._check_quotas(session, user, endpoint, None)
             EndpointRepository(session).add(endpoint)
             EndpointRepository(session).add_revision(endpoint)
+            done = _record_changes(session, None, endpoint)
             view = self._view(session, endpoint)
-        lifecycle.created(endpoint)
+        _log_changes(done, endpoint)
         self.on_change()
         return view
 
@@ -148,6 +150,7 @@ class EndpointService:
             AccountRepository(session).lock_user(user.user_id)
             current = self._owned(session, user, service_id)
             updated = _apply_patch(current, request)
+            done: list[EndpointChange] = []
             if updated != current:
                 repository = EndpointRepository(session)
                 updated = dataclasses.replace(updated, updated_at=self.clock.now())
@@ -166,9 +169,9 @@ class EndpointService:
                 repository.save(updated)
                 if new_revision:
                     repository.add_revision(updated)
+                done = _record_changes(session, current, updated)
             view = self._view(session, updated)
-        if updated != current:
-            lifecycle.changed(current, updated)
+        _log_changes(done, updated)
         self.on_change()
         return view
 
@@ -178,6 +181,7 @@ class EndpointService:
             current = self._owned(session, user, service_id)
             wanted = DesiredState.RUNNING if running else DesiredState.STOPPED
             updated = current
+            done: list[EndpointChange] = []
             if current.desired_state is not wanted:
                 updated = dataclasses.replace(
                     current, desired_state=wanted, updated_at=self.clock.now()
@@ -187,9 +191,9 @@ class EndpointService:
                     self._check_fits(session, updated)
                     self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)
+                done = _record_changes(session, current, updated)
             view = self._view(session, updated)
-        if updated is not current:
-            lifecycle.running(updated, running)
+        _log_changes(done, updated)
         self.on_change()
         return view
 
@@ -199,8 +203,9 @@ class EndpointService:
             now = self.clock.now()
             deleted = dataclasses.replace(current, deleted_at=now, updated_at=now)
             EndpointRepository(session).save(deleted)
+            done = _record_changes(session, current, deleted)
             view = self._view(session, deleted)
-        lifecycle.deleted(deleted)
+        _log_changes(done, deleted)
         self.on_change()
         return view
 
@@ -268,6 +273,21 @@ class EndpointService:
         return EndpointView(
             endpoint, flavor, replicas, derive_status(endpoint, replicas, self.status_policy)
         )
+
+
+def _record_changes(
+    session: Session, before: Endpoint | None, after: Endpoint
+) -> list[EndpointChange]:
+    """Records what the write changed, in its transaction; logged once it commits."""
+    done = changes(before, after, after.updated_at)
+    for change in done:
+        EventRepository(session).record(change)
+    return done
+
+
+def _log_changes(done: Sequence[EndpointChange], endpoint: Endpoint) -> None:
+    for change in done:
+        lifecycle.endpoint(change, endpoint.name)
 
 
 def _check_page(page: int, page_size: int) -> None:

@@ -6,10 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moorage.models.events import RecordedEvent
 from moorage.models.replicas import (
     FailureReason,
     Replica,
@@ -20,7 +19,7 @@ from moorage.models.replicas import (
 from moorage.store.tables import ReplicaEventRow, ReplicaRow
 
 
-def _event(row: ReplicaEventRow) -> ReplicaEvent:
+def replica_event(row: ReplicaEventRow) -> ReplicaEvent:
     return ReplicaEvent(
         replica_id=row.replica_id,
         endpoint_id=row.endpoint_id,
@@ -100,7 +99,7 @@ class ReplicaRepository:
             .order_by(ReplicaEventRow.event_id)
         )
         for event_row in event_rows:
-            events[event_row.replica_id].append(_event(event_row))
+            events[event_row.replica_id].append(replica_event(event_row))
         return [
             derive_replica(
                 r.replica_id, r.endpoint_id, r.revision, events[r.replica_id], r.progress
@@ -114,23 +113,4 @@ class ReplicaRepository:
             .where(ReplicaEventRow.endpoint_id == endpoint_id)
             .order_by(ReplicaEventRow.event_id)
         )
-        return [_event(r) for r in rows]
-
-    def events_page(
-        self, endpoint_id: str, *, offset: int, limit: int
-    ) -> tuple[Sequence[RecordedEvent], int]:
-        """One page of the endpoint's events, newest first, and how many there are."""
-        rows = self.session.execute(
-            select(ReplicaEventRow, ReplicaRow.revision)
-            .join(ReplicaRow, ReplicaRow.replica_id == ReplicaEventRow.replica_id)
-            .where(ReplicaEventRow.endpoint_id == endpoint_id)
-            .order_by(ReplicaEventRow.event_id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        total = self.session.scalar(
-            select(func.count())
-            .select_from(ReplicaEventRow)
-            .where(ReplicaEventRow.endpoint_id == endpoint_id)
-        )
-        return [RecordedEvent(_event(row), revision) for row, revision in rows], total or 0
+        return [replica_event(r) for r in rows]

@@ -189,3 +189,20 @@ class ReplicaEventRow(Base):
     address: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class EndpointEventRow(Base):
+    """Changes to an endpoint itself (created, scaled, a rollout, a rollback), written in
+    the transaction that makes them; replicas' own events are in ``replica_events``."""
+
+    __tablename__ = "endpoint_events"
+    __table_args__ = (Index("ix_endpoint_events_endpoint_event", "endpoint_id", "event_id"),)
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    endpoint_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    revision: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
