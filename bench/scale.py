@@ -54,13 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backends import Processes, free_port, moorage_executable, process_tree, wait_http
 
 from moorage.clock import SystemClock
+from moorage.composition import MoorageServer
 from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.replicas import ReplicaEventKind
 from moorage.runtimes.fake import FakeRuntime
-from moorage.composition import MoorageServer
 from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
