@@ -11,8 +11,9 @@ from pathlib import Path
 import httptools
 import pytest
 
+from moorage import refusals
 from moorage.gateway.dispatch import Dispatcher
-from moorage.gateway.http1.limits import Refused, WireLimits
+from moorage.gateway.http1.limits import WireLimits
 from moorage.gateway.http1.request import Request
 from moorage.gateway.http1.upstream import UpstreamPool
 from moorage.models.endpoints import GatewaySettings
@@ -71,16 +72,19 @@ def test_two_hosts_are_a_problem_one_is_not() -> None:
 
 
 def test_refusals_name_their_setting() -> None:
-    from moorage.gateway.http1 import limits
-
-    for refusal in (
-        limits.url_too_long(WireLimits()),
-        limits.header_too_large(WireLimits()),
-        limits.head_too_large(WireLimits()),
+    limits = WireLimits()
+    for refusal, status in (
+        (refusals.url_too_long(limits.max_url_bytes), 414),
+        (refusals.header_too_large(limits.max_header_bytes), 431),
+        (refusals.headers_too_large(limits.max_head_bytes), 431),
+        (refusals.header_timeout(limits.header_timeout_s), 408),
+        (refusals.body_timeout(limits.body_timeout_s), 408),
     ):
-        assert isinstance(refusal, Refused)
+        assert refusal.status_code == status
         assert "MOORAGE_GATEWAY_" in refusal.message
-    assert "MOORAGE_API_MAX_BODY_BYTES" in limits.body_too_large(5, "MOORAGE_API_MAX_BODY_BYTES")[2]
+    too_large = refusals.body_too_large(5, "MOORAGE_API_MAX_BODY_BYTES")
+    assert (too_large.status_code, too_large.code) == (413, "body_too_large")
+    assert "MOORAGE_API_MAX_BODY_BYTES" in too_large.message
 
 
 def test_llhttp_refuses_ambiguous_framing_itself() -> None:

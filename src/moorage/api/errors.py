@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moorage.api.openapi import allowed_methods
 from moorage.api.schemas import MAX_ERROR_MESSAGE_CHARS
-from moorage.errors import MoorageError
+from moorage.errors import ErrorCode, MoorageError
 
 ECHO_CHARS = 64
 MAX_LISTED_ERRORS = 10
@@ -90,14 +90,14 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
         position = detail.get("ctx", {}).get("error", "")
         return JSONResponse(
             {
-                "code": "malformed_json",
+                "code": ErrorCode.MALFORMED_JSON,
                 "message": bounded(f"the request body is not valid JSON: {position}"),
             },
             status_code=400,
         )
     return JSONResponse(
         {
-            "code": "invalid_request",
+            "code": ErrorCode.INVALID_REQUEST,
             "message": describe_validation_errors(errors),
         },
         status_code=422,
@@ -106,17 +106,21 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _moorage(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MoorageError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(round(exc.retry_after_s))
     return JSONResponse(
         {"code": exc.code, "message": bounded(exc.message)},
         status_code=exc.status_code,
-        headers=headers,
+        headers=headers or None,
     )
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+        exc.status_code, "http_error"
+    )
     headers = dict(exc.headers or {})
     message = str(exc.detail)
     if exc.status_code == 405:

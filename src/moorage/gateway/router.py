@@ -17,11 +17,12 @@ ids exist.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
+from moorage import refusals
 from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
-from moorage.gateway.http1.limits import body_too_large
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.models.states import DesiredState
 from moorage.routing.holder import RouteTableHolder
@@ -41,33 +42,9 @@ def bearer_token(authorization: bytes) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-class TokenDigests:
-    """sha256 of recently seen tokens: hashing on every request is avoidable work."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._digests: dict[str, str] = {}
-
-    def __call__(self, token: str) -> str:
-        digest = self._digests.get(token)
-        if digest is None:
-            if len(self._digests) >= self._size:
-                self._digests.clear()
-            digest = self._digests[token] = hash_token(token)
-        return digest
-
-
-def _no_replica_message(route: EndpointRoute) -> str:
-    service_id = route.service_id
-    if route.status_hint is DesiredState.STOPPED:
-        return (
-            f"endpoint {service_id} is stopped; "
-            f"POST /v1/inference-service/{service_id}/start to run it again"
-        )
-    return (
-        f"endpoint {service_id} has no ready replica yet; retry when "
-        f"GET /v1/inference-service/{service_id} says 'available'"
-    )
+# sha256 of recently seen tokens: hashing on every request is avoidable work. Bounded,
+# so a flood of made-up tokens evicts old entries instead of growing memory.
+token_digest = functools.lru_cache(maxsize=4096)(hash_token)
 
 
 class GatewayRouter:
@@ -85,7 +62,6 @@ class GatewayRouter:
         self.metrics = metrics
         self.api_address = api_address
         self.local = local or {}
-        self._digest = TokenDigests()
 
     # -- Router ----------------------------------------------------------------------
 
@@ -94,7 +70,7 @@ class GatewayRouter:
         target = request.target
         if target.startswith(PREFIX):
             if request.content_length > exchange.body_limit:
-                exchange.respond_error(*body_too_large(exchange.body_limit, BODY_SETTING))
+                exchange.refuse(refusals.body_too_large(exchange.body_limit, BODY_SETTING))
                 return
             self._inference(exchange, target[len(PREFIX) :])
             return
@@ -104,7 +80,7 @@ class GatewayRouter:
         elif self.api_address is not None:
             exchange.body_limit = limit = exchange.server.limits.api_max_body_bytes
             if request.content_length > limit:
-                exchange.respond_error(*body_too_large(limit, API_BODY_SETTING))
+                exchange.refuse(refusals.body_too_large(limit, API_BODY_SETTING))
                 return
             exchange.forward(
                 self.api_address,
@@ -113,12 +89,7 @@ class GatewayRouter:
                 ),
             )
         else:
-            exchange.respond_error(
-                404,
-                "not_found",
-                "this gateway serves /inference-api/v1/inference_service/{service_id}/...; "
-                "the API is on the control plane",
-            )
+            exchange.refuse(refusals.api_elsewhere())
 
     def upstream_failed(self, exchange: Exchange, error: Exception | None) -> None:
         route = exchange.route
@@ -134,18 +105,9 @@ class GatewayRouter:
                 return
         reason = type(error).__name__ if error is not None else "closed the connection"
         if route is None:
-            exchange.respond_error(
-                502,
-                "api_unreachable",
-                f"the control plane did not answer ({reason}); check the moorage server's log",
-            )
+            exchange.refuse(refusals.api_unreachable(reason))
             return
-        exchange.respond_error(
-            502,
-            "replica_unreachable",
-            f"no replica of endpoint {route.service_id} answered ({reason}); retry the call, "
-            f"and check GET /v1/inference-service/{route.service_id}/logs if it persists",
-        )
+        exchange.refuse(refusals.replica_unreachable(route.service_id, reason))
 
     def finished(self, exchange: Exchange) -> None:
         route = exchange.route
@@ -167,20 +129,12 @@ class GatewayRouter:
             suffix = b"?" + query
         token = bearer_token(exchange.request.authorization)
         if token is None:
-            exchange.respond_error(
-                401,
-                "unauthenticated",
-                "send your moorage token as 'Authorization: Bearer <token>'",
-            )
+            exchange.refuse(refusals.no_token())
             return
-        digest = self._digest(token)
+        digest = token_digest(token)
         table = self.routes.current
         if digest not in table.known_token_hashes:
-            exchange.respond_error(
-                401,
-                "unauthenticated",
-                "this token is unknown or revoked; ask your admin for a new one",
-            )
+            exchange.refuse(refusals.unknown_token())
             return
         service_id = service.decode("latin-1")
         route = table.endpoints.get(service_id)
@@ -192,11 +146,7 @@ class GatewayRouter:
         self._admit(exchange, route, digest, suffix)
 
     def _not_found(self, exchange: Exchange, service_id: str) -> None:
-        exchange.respond_error(
-            404,
-            "not_found",
-            f"no endpoint {service_id!r}; GET /v1/inference-service lists yours",
-        )
+        exchange.refuse(refusals.endpoint_not_found(service_id))
 
     def _admit(self, exchange: Exchange, route: EndpointRoute, digest: str, suffix: bytes) -> None:
         if digest not in route.owner_token_hashes:
@@ -206,8 +156,11 @@ class GatewayRouter:
         exchange.retries_left = route.admission.retries
         exchange.path = b"/" + suffix
         if not route.replicas:
-            exchange.respond_error(
-                503, "no_ready_replica", _no_replica_message(route), ((b"retry-after", b"2"),)
+            stopped = route.status_hint is DesiredState.STOPPED
+            exchange.refuse(
+                refusals.endpoint_stopped(route.service_id)
+                if stopped
+                else refusals.no_ready_replica(route.service_id)
             )
             return
         lease = self.dispatcher.try_acquire(route)
@@ -221,22 +174,12 @@ class GatewayRouter:
             lease = await self.dispatcher.acquire(route)
         except Overloaded as full:
             exchange.task = None
-            exchange.respond_error(
-                429,
-                "overloaded",
-                f"every replica of endpoint {route.service_id} is busy and its queue is full; "
-                f"retry in {full.retry_after_s} s or scale the endpoint up",
-                ((b"retry-after", str(full.retry_after_s).encode()),),
-            )
+            exchange.refuse(refusals.overloaded(route.service_id, full.retry_after_s))
             return
         except QueueTimedOut:
             exchange.task = None
-            exchange.respond_error(
-                503,
-                "queue_timeout",
-                f"no replica of endpoint {route.service_id} became free within "
-                f"{route.admission.queue_timeout_s:g} s; retry, or scale the endpoint up",
-                ((b"retry-after", b"1"),),
+            exchange.refuse(
+                refusals.queue_timeout(route.service_id, route.admission.queue_timeout_s)
             )
             return
         exchange.task = None

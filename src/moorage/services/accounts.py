@@ -7,14 +7,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from moorage import refusals
 from moorage.clock import Clock
 from moorage.errors import (
     Conflict,
+    ErrorCode,
     Forbidden,
     InvalidField,
     MoorageError,
     NotFound,
-    Unauthenticated,
 )
 from moorage.models.accounts import ApiToken, User
 from moorage.settings import Settings
@@ -102,11 +103,11 @@ class AccountService:
 
     def authenticate(self, token: str | None) -> User:
         if not token:
-            raise Unauthenticated("send your moorage token as 'Authorization: Bearer <token>'")
+            raise refusals.no_token()
         with self.db.session() as session:
             user = AccountRepository(session).user_for_token(token)
         if user is None:
-            raise Unauthenticated("this token is unknown or revoked; ask your admin for a new one")
+            raise refusals.unknown_token()
         return user
 
     @staticmethod
@@ -119,7 +120,9 @@ class AccountService:
         with self.db.session() as session:
             accounts = AccountRepository(session)
             if accounts.user_by_name(name) is not None:
-                raise Conflict(f"name: a user named {name!r} exists already", code="name_in_use")
+                raise Conflict(
+                    f"name: a user named {name!r} exists already", code=ErrorCode.NAME_IN_USE
+                )
             return accounts.create_user(name, is_admin=False, now=self.clock.now())
 
     def list_users(self) -> Sequence[User]:
@@ -173,7 +176,7 @@ class AccountService:
                     "or its token file) and cannot be revoked here; to replace it, set "
                     "MOORAGE_ADMIN_TOKEN to a new token and restart moorage, which then "
                     "revokes this one",
-                    code="admin_token_configured",
+                    code=ErrorCode.ADMIN_TOKEN_CONFIGURED,
                 )
             record = accounts.revoke_token(token_id, self.clock.now())
         if record is None:
@@ -198,11 +201,11 @@ def _check_configured(record: ApiToken, admin: User, source: str, settings: Sett
         raise MoorageError(
             f"the admin token from {source} ({record.prefix}...) is a token of another user, "
             f"not of the admin; {fix}",
-            code="admin_token_invalid",
+            code=ErrorCode.ADMIN_TOKEN_INVALID,
         )
     if record.revoked_at is not None:
         raise MoorageError(
             f"the admin token from {source} ({record.prefix}...) was revoked at "
             f"{record.revoked_at.isoformat()}; a revoked token is never brought back; {fix}",
-            code="admin_token_revoked",
+            code=ErrorCode.ADMIN_TOKEN_REVOKED,
         )

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from moorage.errors import InvalidField, MoorageError
+from moorage.errors import ErrorCode, InvalidField, TooManyRequests
 from moorage.models.accounts import User
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.logfiles import Housekeeper
@@ -28,11 +28,10 @@ DEFAULT_RESPONSE_MAX_BYTES = 16 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
 
 
-class TooManyFollowers(MoorageError):
+class TooManyFollowers(TooManyRequests):
     """429: the user already holds as many log followers as their quota allows."""
 
-    status_code = 429
-    code = "quota_exceeded"
+    code = ErrorCode.QUOTA_EXCEEDED
 
 
 class _Followers:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy.orm import Session
 
 from moorage.clock import Clock
-from moorage.errors import Forbidden, NotFound
+from moorage.errors import ErrorCode, Forbidden, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.requests import QuotaPatch, env_bytes
@@ -267,7 +267,7 @@ class QuotaService:
             )
         if problems:
             raise Forbidden(
-                "; ".join(p.message(user.user_id) for p in problems), code="quota_exceeded"
+                "; ".join(p.message(user.user_id) for p in problems), code=ErrorCode.QUOTA_EXCEEDED
             )
 
     def _view(self, quotas: QuotaRepository, user_id: str) -> QuotaView:

@@ -19,15 +19,11 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from moorage import refusals
+from moorage.errors import BadRequest, MoorageError
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
-from moorage.gateway.http1.limits import (
-    Refused,
-    head_too_large,
-    header_timeout,
-    header_too_large,
-    url_too_long,
-)
+from moorage.gateway.http1.limits import Refused
 from moorage.gateway.http1.request import Request
 
 # After a refusal with request bytes still coming, the connection reads and drops them
@@ -115,11 +111,11 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             refused = exc.__context__
             if isinstance(refused, Refused):
-                self.refuse(refused.status, refused.code, refused.message)
+                self.refuse(refused.error)
             else:
-                self._malformed(exc)
+                self.refuse(refusals.not_http(str(exc)))
         except Refused as refused:
-            self.refuse(refused.status, refused.code, refused.message)
+            self.refuse(refused.error)
         finally:
             self.reading = False
         if self.current is not None:  # only the current exchange has a replica to write to
@@ -143,7 +139,7 @@ class ClientConnection(asyncio.Protocol):
                 self.parser.feed_data(piece)
                 fed += len(piece)
                 if not self.in_body and self.head_room == 0:
-                    raise head_too_large(self.limits)
+                    raise Refused(refusals.headers_too_large(self.limits.max_head_bytes))
         except httptools.HttpParserUpgrade as upgrade:  # its offset is into the piece
             raise httptools.HttpParserUpgrade(fed + upgrade.args[0]) from None
 
@@ -179,13 +175,13 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         target = self._request.target
         if len(target) + len(url) > self.limits.max_url_bytes:
-            raise url_too_long(self.limits)
+            raise Refused(refusals.url_too_long(self.limits.max_url_bytes))
         # Usually one piece; more are joined under the small URL limit.
         self._request.target = target + url if target else url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > self.limits.max_header_bytes:
-            raise header_too_large(self.limits)
+            raise Refused(refusals.header_too_large(self.limits.max_header_bytes))
         self._request.add_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -200,9 +196,7 @@ class ClientConnection(asyncio.Protocol):
         request.upgrade = request.upgrade and parser.should_upgrade()
         if request.problem or not (request.host_given or request.http10):
             raise Refused(
-                400,
-                "bad_request",
-                request.problem or "send a Host header: HTTP/1.1 requires exactly one",
+                BadRequest(request.problem or "send a Host header: HTTP/1.1 requires exactly one")
             )
         exchange = Exchange(self, request)
         if self.current is None:
@@ -280,16 +274,13 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading_for(self)
             self.server.router.route(self.current)
 
-    def _malformed(self, exc: Exception) -> None:
-        self.refuse(
-            400, "bad_request", f"the request is not valid HTTP/1.1 ({exc}); check the client"
-        )
-
-    def refuse(self, status: int, code: str, message: str) -> None:
+    def refuse(self, error: MoorageError) -> None:
         """Answers a request that cannot be parsed on, or breaks a limit, and ends the
         connection: what follows on it cannot be trusted to start a request."""
         if self.current is None and self.transport is not None:
-            self.write(wire.error_response(status, code, message, close=True))
+            self.write(
+                wire.error_response(error.status_code, error.code, error.message, close=True)
+            )
         elif self.current is not None:
             self.current.client_lost()
         self.linger()
@@ -310,4 +301,4 @@ class ClientConnection(asyncio.Protocol):
 
     def timed_out_head(self) -> None:
         """The ticker's verdict: a request head started and did not end in time."""
-        self.refuse(*header_timeout(self.limits))
+        self.refuse(refusals.header_timeout(self.limits.header_timeout_s))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from moorage import refusals
+from moorage.errors import MoorageError
 from moorage.gateway.http1 import wire
-from moorage.gateway.http1.limits import body_timeout, body_too_large
 from moorage.gateway.http1.request import BUFFER_LIMIT, FRAMING, Request
 
 if TYPE_CHECKING:
@@ -123,6 +124,14 @@ class Exchange:
         self.client.write(data)
         self.head_sent = True
         self._finish(keep_alive=not close)
+
+    def refuse(self, error: MoorageError) -> None:
+        """Answers with one of moorage's errors (``moorage.refusals``), its
+        ``Retry-After`` included."""
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        if error.retry_after_s is not None:
+            headers = ((b"retry-after", b"%d" % round(error.retry_after_s)),)
+        self.respond_error(error.status_code, error.code, error.message, headers)
 
     def respond_error(
         self,
@@ -256,7 +265,7 @@ class Exchange:
             self.client.abort()
             self._finish(keep_alive=False)
         else:
-            self.respond_error(*body_too_large(self.body_limit, self.body_limit_setting()))
+            self.refuse(refusals.body_too_large(self.body_limit, self.body_limit_setting()))
 
     def body_stalled(self, now: float, limit_s: float) -> bool:
         """The client stopped sending a body the gateway is ready to read (not waiting
@@ -278,7 +287,7 @@ class Exchange:
             self.client.abort()
             self._finish(keep_alive=False)
         else:
-            self.respond_error(*body_timeout(self.server.limits))
+            self.refuse(refusals.body_timeout(self.server.limits.body_timeout_s))
 
     def client_body_done(self) -> None:
         self.request_done = True
@@ -396,11 +405,7 @@ class Exchange:
             upstream.abort()
         route = self.route
         name = f"endpoint {route.service_id}'s replica" if route is not None else "the API"
-        self.respond_error(
-            502,
-            "bad_replica_response",
-            f"{name} sent a response the gateway refuses ({what}); fix the app's HTTP server",
-        )
+        self.refuse(refusals.bad_response(name, what))
 
     def upstream_body(self, data: bytes) -> None:
         if self.finished:
@@ -472,12 +477,7 @@ class Exchange:
             self.client.abort()
             self._finish(keep_alive=False)
         else:
-            self.respond_error(
-                504,
-                f"{what}_timeout",
-                f"the replica did not answer within the endpoint's {what} timeout; raise "
-                f"gateway_metadata.{what}_timeout_s if the model needs longer",
-            )
+            self.refuse(refusals.replica_timeout(what))
 
     # -- ending ----------------------------------------------------------------------
 

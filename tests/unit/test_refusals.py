@@ -1,0 +1,59 @@
+"""The errors moorage answers with: one code per case, from one list, wherever it is said."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from moorage import refusals
+from moorage.errors import ErrorCode, MoorageError
+
+SAMPLE_ARGUMENTS: dict[str, Any] = {
+    "service_id": "0" * 32,
+    "reason": "ConnectionRefusedError",
+    "problem": "invalid method",
+    "max_bytes": 1024,
+    "setting": "MOORAGE_GATEWAY_MAX_BODY_BYTES",
+    "timeout_s": 1.5,
+    "retry_after_s": 3,
+    "sender": "the API",
+    "what": "two Content-Length headers",
+    "which": "idle",
+}
+REFUSALS = [
+    (name, function)
+    for name, function in inspect.getmembers(refusals, inspect.isfunction)
+    if function.__module__ == refusals.__name__
+]
+
+
+def _call(function: Any) -> MoorageError:
+    parameters = inspect.signature(function).parameters
+    error = function(**{p: SAMPLE_ARGUMENTS[p] for p in parameters})
+    assert isinstance(error, MoorageError)
+    return error
+
+
+@pytest.mark.parametrize(("name", "function"), REFUSALS, ids=[n for n, _ in REFUSALS])
+def test_each_refusal_has_a_listed_code_and_a_status_that_fits(name: str, function: Any) -> None:
+    error = _call(function)
+
+    assert error.code in set(ErrorCode), f"{name}: code {error.code!r} is not an ErrorCode"
+    assert 400 <= error.status_code < 600
+    assert error.message
+
+
+def test_a_refusal_that_asks_to_retry_says_when() -> None:
+    assert refusals.no_ready_replica("ep").retry_after_s == 2
+    assert refusals.overloaded("ep", 3).retry_after_s == 3
+    assert refusals.queue_timeout("ep", 30).retry_after_s == 1
+    assert refusals.endpoint_not_found("ep").retry_after_s is None
+
+
+def test_codes_are_unique_words() -> None:
+    values = [code.value for code in ErrorCode]
+
+    assert len(values) == len(set(values))
+    assert all(v.replace("_", "").isalpha() and v.islower() for v in values)
