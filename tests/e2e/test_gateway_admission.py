@@ -1,41 +1,15 @@
-"""Per-replica concurrency caps, the bounded queue and its 429, as a client sees them."""
+"""Gateway settings through the API and the gateway's metrics, against a real server.
+
+The cap, the queue and its 429 are tested in process
+(tests/integration/test_gateway_in_process.py)."""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
-
 from tests.support.metrics import metric
 from tests.support.server import ApiClient, wait_for
-
-
-def test_requests_past_the_cap_queue_then_overflow_with_429(alice: ApiClient) -> None:
-    endpoint = alice.create(
-        name="capped",
-        gateway_metadata={"max_concurrency": 1, "max_queue": 1, "queue_timeout_s": 10},
-    )
-    service_id = endpoint["service_id"]
-    assert endpoint["gateway_metadata"]["max_concurrency"] == 1
-    alice.wait_status(service_id, "available")
-    url = f"{alice.base}/inference-api/v1/inference_service/{service_id}/slow"
-
-    def call(delay: float) -> tuple[int, str | None, float]:
-        time.sleep(delay)
-        started = time.monotonic()
-        response = requests.get(url, params={"seconds": "1"}, headers=alice.headers, timeout=30)
-        return response.status_code, response.headers.get("retry-after"), time.monotonic() - started
-
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(call, [0.0, 0.2, 0.4]))
-    served, queued, refused = results
-    assert served[0] == 200
-    assert queued[0] == 200
-    assert queued[2] > 1.5  # it waited for the first to finish
-    assert refused[0] == 429
-    assert refused[1] is not None
-    assert refused[2] < 0.5  # refused at once, not after waiting
 
 
 def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> None:

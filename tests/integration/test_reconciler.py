@@ -22,8 +22,9 @@ import pytest
 from moorage.clock import FakeClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.models.endpoints import DeploySpec, Endpoint
+from moorage.models.endpoints import DeploySpec, Endpoint, EndpointStatus
 from moorage.models.replicas import Replica, ReplicaState
+from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.routing.table import RouteTable
 from moorage.runtimes.base import Launch, StartError, StartPending
 from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.anyio
 WAIT_S = 10.0
 GOOD = "serve the model"
 BROKEN = "python3 -m no_such_module"
+SILENT = "sleep 300"
 
 
 @dataclass
@@ -132,6 +134,11 @@ class Control:
         with self.db.session() as session:
             return ReplicaRepository(session).live([service_id] if service_id else None)
 
+    def status(self, service_id: str) -> DerivedStatus:
+        """What ``GET /v1/inference-service/{id}`` would say."""
+        policy = StatusPolicy(crash_loop_threshold=self.policy.crash_loop_threshold)
+        return derive_status(self.endpoint(service_id), self.replicas(service_id), policy)
+
     def ready(self, service_id: str, revision: int | None = None) -> list[Replica]:
         return [
             r
@@ -186,9 +193,12 @@ async def control(tmp_path: Path) -> AsyncIterator[Control]:
 
 
 def _by_command(launch: Launch) -> Behavior:
-    """GOOD serves; BROKEN exits at once with an import error, as a typo would."""
+    """GOOD serves; BROKEN exits at once with an import error, as a typo would; SILENT
+    runs but never listens."""
     if launch.deploy.command == BROKEN:
         return Behavior(exit_code=1, output="ModuleNotFoundError: No module named 'no_such'")
+    if launch.deploy.command == SILENT:
+        return Behavior(answers=False)
     return Behavior()
 
 
@@ -392,6 +402,86 @@ async def test_a_crashed_ready_replica_leaves_rotation_and_is_started_again(
     assert "137" in failed.last_failure
     await control.until(lambda: control.ready(endpoint.service_id), "ready again")
     assert control.ready(endpoint.service_id)[0].replica_id == replica.replica_id
+
+
+async def test_a_crashing_command_makes_the_endpoint_unavailable_saying_what_to_fix(
+    control: Control,
+) -> None:
+    endpoint = control.create(command=BROKEN)
+
+    await control.until(
+        lambda: control.status(endpoint.service_id).status is EndpointStatus.UNAVAILABLE,
+        "unavailable",
+    )
+
+    info = control.status(endpoint.service_id).status_info
+    assert info is not None
+    assert "exited with code 1" in info
+    assert "No module named 'no_such'" in info
+    assert "deploy_metadata" in info
+
+
+async def test_an_app_that_never_listens_is_unavailable_after_the_ready_timeout(
+    tmp_path: Path,
+) -> None:
+    control = await _control(tmp_path, _by_command, ready_timeout_s=30.0)
+    try:
+        endpoint = control.create(command=SILENT)
+        await control.step()
+        await control.step(20)
+        assert control.status(endpoint.service_id).status is EndpointStatus.INITIALIZING
+
+        await control.until(
+            lambda: control.status(endpoint.service_id).status is EndpointStatus.UNAVAILABLE,
+            "unavailable",
+            advance_s=5,
+        )
+
+        info = control.status(endpoint.service_id).status_info
+        assert info is not None
+        assert "$PORT" in info, "the words do not point at the usual mistake"
+    finally:
+        await control.reconciler.shutdown()
+        control.db.dispose()
+
+
+async def test_fixing_the_command_recovers_the_endpoint(control: Control) -> None:
+    endpoint = control.create(command=BROKEN)
+    await control.until(
+        lambda: control.status(endpoint.service_id).status is EndpointStatus.UNAVAILABLE,
+        "unavailable",
+    )
+
+    control.change_command(endpoint, GOOD)
+    await control.until(
+        lambda: control.status(endpoint.service_id).status is EndpointStatus.AVAILABLE,
+        "available again",
+    )
+
+    assert control.status(endpoint.service_id).status_info is None
+    [ready] = control.ready(endpoint.service_id)
+    assert control.tables[-1].routed == {ready.replica_id}
+
+
+async def test_a_replica_failing_its_probe_leaves_rotation_and_is_replaced(
+    control: Control,
+) -> None:
+    endpoint = control.create(target=2)
+    await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
+    sick, healthy = control.ready(endpoint.service_id)
+
+    control.runtime.answer_with(sick.replica_id, 500)
+    await control.until(
+        lambda: sick.replica_id not in control.tables[-1].routed, "the sick replica out"
+    )
+
+    assert healthy.replica_id in control.tables[-1].routed, "the healthy one left too"
+    await control.until(
+        lambda: control.tables[-1].routed == {sick.replica_id, healthy.replica_id},
+        "the sick replica replaced and back in rotation",
+    )
+    restarts = [s for s in control.runtime.starts if s.replica_id == sick.replica_id]
+    assert len(restarts) == 2, "it rejoined without being started afresh"
 
 
 # -- restarts of moorage ---------------------------------------------------------------------

@@ -20,7 +20,8 @@ Where the replicas answer HTTP:
   replicas apart through the gateway), closed when the replica exits or stops;
 - ``backend="host:port"``: every replica's address is that server's.
 
-The app answers ``GET`` with the replica's identity and environment as JSON,
+The app answers ``GET`` with the replica's identity and environment as JSON
+(with status 200, or what ``answer_with`` set),
 appends ``POST /say``'s body to the replica's output, and exits the replica with
 ``POST /exit/<code>`` (the body becomes its last output line), the same small
 protocol the tests' real replica apps speak.
@@ -86,6 +87,8 @@ class _Replica:
     exit_at: datetime | None
     exit_code_due: int | None
     output: list[str] = field(default_factory=list)
+    # What its app answers GET with: 200, or what ``answer_with`` set (a sick app).
+    status: int = 200
     exit_code: int | None = None
     exited: bool = False
     app: _App | None = None
@@ -254,6 +257,13 @@ class FakeRuntime:
         replica.say(output)
         replica.end(exit_code)
 
+    def answer_with(self, replica_id: str, status: int) -> None:
+        """From now on the replica's app answers ``GET`` with ``status`` (500: sick)."""
+        replica = self._mine(replica_id)
+        if replica is None:
+            raise KeyError(f"no replica {replica_id} runs here")
+        replica.status = status
+
     # -- inside ----------------------------------------------------------------
 
     def _mine(self, replica_id: str) -> _Replica | None:
@@ -397,4 +407,4 @@ def _route(
         "method": method,
         "env": replica.env,
     }
-    return "200 OK", identity, None
+    return f"{replica.status} {'OK' if replica.status < 400 else 'Sick'}", identity, None
