@@ -1,20 +1,22 @@
-"""The composition root: one process serving API, controller and gateway on one port.
+"""The composition root: every part of ``moorage serve`` built from the settings, once.
 
 The reference serves the control API and the data plane from one host, so
-moorage does too (see ``serving``): the gateway's front door takes every
-request and passes what is not inference traffic to this ASGI app. The
-controller runs as a task on the same event loop and is stopped (with every
-replica it runs) when the server shuts down.
+moorage does too: the gateway's front door takes every request and passes what
+is not inference traffic to the API (``runner`` binds the sockets and runs the
+event loop). The API's lifespan starts the controller, as a task on the same
+event loop, and the front door; it stops them, and every replica the
+controller runs, when the API shuts down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from docker.errors import DockerException
-from starlette.types import Receive, Scope, Send
+from fastapi import FastAPI
 
 from moorage.api.app import create_api
 from moorage.api.deps import Services
@@ -22,8 +24,8 @@ from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.errors import MoorageError, Unavailable
-from moorage.gateway.dispatch import Dispatcher
-from moorage.gateway.metrics import GatewayMetrics
+from moorage.gateway.assembly import build_gateway, wire_limits
+from moorage.gateway.http1.server import freeze_startup_heap
 from moorage.models.accounts import User
 from moorage.models.status import StatusPolicy
 from moorage.routing.holder import RouteTableHolder
@@ -93,6 +95,11 @@ def launch_guard(runtime: Runtime) -> Callable[[User], None]:
     return guard
 
 
+def api_address(settings: Settings) -> str:
+    """Where the front door reaches the API: its private Unix socket (``runner``)."""
+    return f"unix:{settings.api_socket.resolve()}"
+
+
 def private_home(settings: Settings) -> None:
     """MOORAGE_HOME holds the store, the admin token and every tenant's logs: 0700, and
     whatever moorage creates from now on is its own alone (umask 077, so files 0600).
@@ -112,9 +119,9 @@ class MoorageServer:
         self.clock = clock or SystemClock()
         private_home(settings)
         self.db = Database(settings.resolved_database_url)
-        self.routes = RouteTableHolder()
-        self.dispatcher = Dispatcher.following(self.routes)
-        self.metrics = GatewayMetrics(self.dispatcher)
+        self.gateway = build_gateway(
+            RouteTableHolder(), wire_limits(settings), api_address=api_address(settings)
+        )
         self.runtime = make_runtime(settings)
         self.reconciler = Reconciler(
             self.db,
@@ -124,9 +131,9 @@ class MoorageServer:
                 ready_timeout_s=settings.ready_timeout_s,
                 crash_loop_threshold=settings.crash_loop_threshold,
             ),
-            self.routes.swap,
+            self.gateway.routes.swap,
             interval_s=settings.reconcile_interval_s,
-            in_flight=self.dispatcher.in_flight,
+            in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
         )
         status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
@@ -162,11 +169,14 @@ class MoorageServer:
                 self.endpoints,
                 self.flavors,
                 self.logs,
-                self.metrics.render,
-                RouteFeed(self.db, max_age_s=settings.reconcile_interval_s, local=self.routes),
+                self.gateway.metrics.render,
+                RouteFeed(
+                    self.db, max_age_s=settings.reconcile_interval_s, local=self.gateway.routes
+                ),
                 settings.resolved_public_url,
                 self.quotas,
-            )
+            ),
+            lifespan=self.lifespan,
         )
 
     def prepare(self) -> str | None:
@@ -176,27 +186,19 @@ class MoorageServer:
         self.flavors.sync(configured_flavors(self.settings))
         return self.accounts.ensure_admin(self.settings)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        else:
-            await self.api(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.reconciler.start()
-                    self.logs.start()
-                except Exception as exc:
-                    log.exception("moorage failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.logs.close()
-                await self.reconciler.shutdown()
-                self.db.dispose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _api: FastAPI) -> AsyncIterator[None]:
+        """Starts the controller, the log housekeeper and the front door with the API,
+        and stops them in reverse: the front door first, so no new request arrives
+        while replicas stop. What started before a failure is stopped too."""
+        async with contextlib.AsyncExitStack() as started:
+            started.callback(self.db.dispose)
+            await self.reconciler.start()
+            started.push_async_callback(self.reconciler.shutdown)
+            self.logs.start()
+            started.push_async_callback(self.logs.close)
+            await self.gateway.proxy.listen(self.settings.host, self.settings.port)
+            started.push_async_callback(self.gateway.proxy.close)
+            freeze_startup_heap()
+            yield
+        log.info("moorage stopped; its replicas are stopped too")

@@ -1,9 +1,11 @@
-"""Running ``moorage serve``: the gateway's front door on the public port, the API behind it.
+"""Runs what ``composition`` built: the API on its private socket, the event loop, signals.
 
 Every request arrives at the raw-protocol gateway (``gateway.http1``), which
 serves ``/inference-api/`` itself and forwards the rest to the API's ASGI app,
 run by uvicorn on a private socket. Inference traffic thus never pays for ASGI,
-while API calls pay one local hop.
+while API calls pay one local hop. The front door opens and closes with the
+API's lifespan (``MoorageServer.lifespan``), inside uvicorn's run, so uvicorn's
+own signal handling covers the whole of moorage.
 
 The private socket is a Unix socket in a 0700 directory of ``MOORAGE_HOME``
 (``run/api.sock``), not a loopback port: anything on the host could connect to a
@@ -14,44 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
 import uvloop
 
+from moorage.composition import MoorageServer
 from moorage.errors import MoorageError
-from moorage.gateway.http1.limits import WireLimits
-from moorage.gateway.http1.server import (
-    ProxyServer,
-    freeze_startup_heap,
-    raise_open_file_limit,
-)
-from moorage.gateway.router import GatewayRouter
-from moorage.server import MoorageServer
-from moorage.settings import Settings
-
-log = logging.getLogger(__name__)
-
+from moorage.gateway.http1.server import raise_open_file_limit
 
 # sun_path holds 108 bytes, the last a NUL.
 _UNIX_PATH_MAX = 107
-
-
-def wire_limits(settings: Settings) -> WireLimits:
-    return WireLimits(
-        max_url_bytes=settings.gateway_max_url_bytes,
-        max_header_bytes=settings.gateway_max_header_bytes,
-        max_head_bytes=settings.gateway_max_head_bytes,
-        max_body_bytes=settings.gateway_max_body_bytes,
-        api_max_body_bytes=settings.api_max_body_bytes,
-        retry_buffer_bytes=settings.gateway_retry_buffer_bytes,
-        header_timeout_s=settings.gateway_header_timeout_s,
-        body_timeout_s=settings.gateway_body_timeout_s,
-    )
 
 
 def private_socket(path: Path) -> socket.socket:
@@ -78,53 +55,31 @@ def private_socket(path: Path) -> socket.socket:
     return sock
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn, with signals caught around the whole run (gateway included) instead of
-    around the API alone, so the gateway closes and the last log line is written before
-    the signal is raised again."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def capture_signals_for_whole_run(self) -> contextlib.AbstractContextManager[None]:
-        return uvicorn.Server.capture_signals(self)
-
-
-async def serve(server: MoorageServer, host: str, port: int) -> None:
+async def serve(server: MoorageServer) -> None:
     api_socket = private_socket(server.settings.api_socket)
-    api_address = f"unix:{api_socket.getsockname()}"
-    api = _ApiServer(
+    api = uvicorn.Server(
         uvicorn.Config(
-            server,
+            server.api,
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_level="warning",
             access_log=False,
         )
     )
-    proxy = ProxyServer(
-        GatewayRouter(server.routes, server.dispatcher, server.metrics, api_address=api_address),
-        limits=wire_limits(server.settings),
-    )
-    with api.capture_signals_for_whole_run():
-        await proxy.listen(host, port)
-        freeze_startup_heap()
-        try:
-            await api.serve(sockets=[api_socket])
-        finally:
-            await proxy.close()
-            with contextlib.suppress(OSError):
-                os.unlink(api_socket.getsockname())
-        if api.started:
-            log.info("moorage stopped; its replicas are stopped too")
+    try:
+        await api.serve(sockets=[api_socket])
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(api_socket.getsockname())
+    if not api.started:  # a signal would have been raised again above
+        raise MoorageError("moorage failed to start; the log above says why")
 
 
-def run(server: MoorageServer, host: str, port: int) -> None:
+def run(server: MoorageServer) -> None:
     raise_open_file_limit()
     # Ctrl-C is raised again once everything stopped; by then it is an ordinary exit.
     with (
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(serve(server, host, port))
+        runner.run(serve(server))

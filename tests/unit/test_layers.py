@@ -29,8 +29,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"runtimes"}),
     frozenset({"services", "controller", "gateway"}),
     frozenset({"api"}),
-    frozenset({"server"}),  # the composition root
-    frozenset({"serving"}),  # runs what server.py composed
+    frozenset({"composition"}),  # the composition root
+    frozenset({"runner"}),  # runs what composition.py built
     frozenset({"cli"}),
 )
 # Never import one another, whatever their layers: each becomes a process of its own.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,10 +24,18 @@ every call. An endpoint's replicas answer at
 """
 
 
-def create_api(services: Services) -> FastAPI:
+def create_api(
+    services: Services,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The API over ``services``; ``lifespan`` runs what must live as long as it."""
     # No redirects for a trailing slash: Starlette builds them from the Host header.
     app = FastAPI(
-        title="moorage", version=__version__, description=DESCRIPTION, redirect_slashes=False
+        title="moorage",
+        version=__version__,
+        description=DESCRIPTION,
+        redirect_slashes=False,
+        lifespan=lifespan,
     )
     app.state.services = services
     install_error_handlers(app)

@@ -54,8 +54,8 @@ def serve(
 ) -> None:
     """Run moorage: the API, the controller and the gateway, on one port."""
     # Imported here: `moorage gateway` shares this CLI and needs none of the server.
-    from moorage import serving
-    from moorage.server import MoorageServer
+    from moorage import runner
+    from moorage.composition import MoorageServer
 
     given = {"host": host, "port": port, "runtime": runtime}
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -94,7 +94,7 @@ def serve(
     elif settings.admin_token is None:
         err.print(f"  admin token: in {settings.admin_token_file.resolve()}")
     try:
-        serving.run(server, settings.host, settings.port)
+        runner.run(server)
     except MoorageError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc

@@ -26,17 +26,16 @@ import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from moorage.errors import MoorageError
-from moorage.gateway.dispatch import Dispatcher
+from moorage.gateway.assembly import build_gateway
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
 from moorage.gateway.http1.limits import WireLimits
 from moorage.gateway.http1.server import (
-    ProxyServer,
     freeze_startup_heap,
     raise_open_file_limit,
 )
 from moorage.gateway.metrics import GatewayMetrics
-from moorage.gateway.router import GatewayRouter, bearer_token
+from moorage.gateway.router import bearer_token
 from moorage.routing.codec import table_from_json
 from moorage.routing.holder import RouteTableHolder
 from moorage.tokens import hash_token
@@ -145,15 +144,14 @@ async def run_worker(config: GatewayConfig) -> None:
     else:
         holder = RouteTableHolder()
         feed = ControlPlaneFeed(holder, config.control_plane or "", config.token or "")
-    dispatcher = Dispatcher.following(holder)
-    metrics = GatewayMetrics(dispatcher)
-    router = GatewayRouter(
+    proxy = build_gateway(
         holder,
-        dispatcher,
-        metrics,
-        local={b"/healthz": _health, b"/metrics": _metrics_handler(metrics, config.token)},
-    )
-    proxy = ProxyServer(router, limits=config.limits)
+        config.limits,
+        local=lambda metrics: {
+            b"/healthz": _health,
+            b"/metrics": _metrics_handler(metrics, config.token),
+        },
+    ).proxy
     feeding = asyncio.create_task(feed.run()) if feed is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
