@@ -220,8 +220,12 @@ async def load(
     return latencies
 
 
-async def put_to_action(client: httpx.AsyncClient, service_id: str, tries: int) -> list[float]:
-    """Scales up by one and polls until the new replica shows; then back down."""
+async def put_to_action(
+    client: httpx.AsyncClient, service_id: str, tries: int
+) -> tuple[list[float], list[float]]:
+    """Scales up by one and polls until the new replica shows; then back down. Returns
+    the times to the PUT's answer and to the new replica, in ms."""
+    answered: list[float] = []
     times: list[float] = []
     for _ in range(tries):
         before = await get_json(client, f"{API}/{service_id}")
@@ -233,6 +237,7 @@ async def put_to_action(client: httpx.AsyncClient, service_id: str, tries: int) 
             json={"resource_metadata": {"target_instance_number": target + 1}},
         )
         response.raise_for_status()
+        answered.append((time.perf_counter() - began) * 1000)
         await wait_replicas(client, service_id, count.__lt__, deadline_s=10)
         times.append((time.perf_counter() - began) * 1000)
         response = await client.put(
@@ -240,7 +245,7 @@ async def put_to_action(client: httpx.AsyncClient, service_id: str, tries: int) 
         )
         response.raise_for_status()
         await wait_replicas(client, service_id, count.__eq__, deadline_s=30)
-    return times
+    return answered, times
 
 
 async def replica_count(client: httpx.AsyncClient, service_id: str) -> int:
@@ -334,7 +339,8 @@ async def measure_server(
         figures.add("GET a page of 100 p99", percentile(listed, 0.99), "ms")
         if running:
             say("PUT to the runtime's action (scale up by one, 10 times)")
-            acted = await put_to_action(client, running[0], 10)
+            answered, acted = await put_to_action(client, running[0], 10)
+            figures.add("PUT answered", statistics.median(answered), "ms")
             figures.add("PUT to the runtime's action", statistics.median(acted), "ms")
             figures.add("PUT to the runtime's action, max", max(acted), "ms")
             say("stopping the running endpoints")
