@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -32,7 +31,3 @@ class FakeClock:
         from datetime import timedelta
 
         self.current += timedelta(seconds=seconds)
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     )
     reconcile_interval_s: float = Field(default=1.0, gt=0)
     ready_timeout_s: float = Field(default=900.0, gt=0)
-    probe_interval_s: float = Field(default=1.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="How long a replica being replaced may finish requests."

@@ -164,7 +164,7 @@ def test_failed_session_block_stores_no_user_and_no_token(db: Database) -> None:
         accounts = AccountRepository(session)
         assert accounts.user_by_name("alice") is None
         assert accounts.user_for_token(token) is None
-        assert accounts.has_token(token) is False
+        assert accounts.token_by_text(token) is None
         assert list(accounts.list_tokens()) == []
 
 

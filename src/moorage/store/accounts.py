@@ -77,13 +77,6 @@ class AccountRepository:
         self.session.flush()
         return _token(row)
 
-    def has_token(self, token: str) -> bool:
-        digest = hash_token(token)
-        return (
-            self.session.scalars(select(TokenRow).where(TokenRow.token_hash == digest)).first()
-            is not None
-        )
-
     def token_by_text(self, token: str) -> ApiToken | None:
         """The record of a token, revoked or not, found by its hash."""
         digest = hash_token(token)
