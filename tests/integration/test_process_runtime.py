@@ -184,6 +184,19 @@ async def test_the_admins_replica_inherits_the_hosts_environment_but_not_moorage
     assert "MOORAGE_LAUNCH_TOKEN" in body["env"], "a crash mid-launch could not find it"
 
 
+async def test_an_env_value_the_os_cannot_pass_fails_the_start_and_leaves_nothing(
+    harness: Harness,
+) -> None:
+    """The API refuses a NUL byte in env, but an old store may hold one; the start fails
+    naming the field (the endpoint shows it), and nothing runs or is left recorded."""
+    runtime = harness.runtime()
+
+    with pytest.raises(StartError, match=r"deploy_metadata\.env .*null byte"):
+        await runtime.start(_launch(SERVE, env={"BAD": "before\x00after"}))
+
+    assert await runtime.observe() == {}
+
+
 async def test_stop_kills_the_whole_process_group_including_a_grandchild(
     harness: Harness,
 ) -> None:

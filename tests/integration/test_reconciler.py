@@ -484,6 +484,42 @@ async def test_a_replica_failing_its_probe_leaves_rotation_and_is_replaced(
     assert len(restarts) == 2, "it rejoined without being started afresh"
 
 
+async def test_a_replica_the_runtime_cannot_launch_fails_once_in_the_log_and_others_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runtime raising what it should not (the process runtime raised ``ValueError:
+    embedded null byte`` for an old store's env) fails that replica, with the words,
+    one log line in all while retried, and every other endpoint is served."""
+
+    def script(launch: Launch) -> Behavior:
+        if launch.deploy.command == BROKEN:
+            return Behavior(error=ValueError("embedded null byte"))
+        return Behavior()
+
+    control = await _control(tmp_path, script)
+    try:
+        broken = control.create(command=BROKEN)
+        fine = control.create()
+        await control.until(
+            lambda: any(r.consecutive_failures >= 3 for r in control.replicas(broken.service_id)),
+            "the broken replica retried three times",
+            advance_s=5,
+        )
+        await control.until(lambda: control.ready(fine.service_id), "the other one ready")
+
+        info = control.status(broken.service_id).status_info
+        assert control.status(broken.service_id).status is EndpointStatus.UNAVAILABLE
+        assert info is not None
+        assert "embedded null byte" in info
+        about_it = [r for r in caplog.records if "embedded null byte" in r.getMessage()]
+        assert len(about_it) == 1, [r.getMessage() for r in about_it]
+        assert about_it[0].exc_info is None, "a traceback for a replica's failure"
+        assert broken.service_id in about_it[0].getMessage()
+    finally:
+        await control.reconciler.shutdown()
+        control.db.dispose()
+
+
 # -- restarts of moorage ---------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from moorage.clock import Clock, SystemClock
-from moorage.runtimes.base import Launch, Observed, StartError, StartPending
+from moorage.runtimes.base import Launch, Observed
 from moorage.runtimes.ports import free_port
 
 TAIL_LINES = 5
@@ -59,8 +59,10 @@ class Behavior:
 
     delay_s: float = 0.0
     """``start`` awaits this long (``asyncio.sleep``) before answering."""
-    error: StartError | StartPending | None = None
-    """Raised by ``start`` after the delay; nothing is left running."""
+    error: Exception | None = None
+    """Raised by ``start`` after the delay; nothing is left running. A ``StartError`` or
+    ``StartPending`` is what a runtime says on purpose; anything else is a runtime's
+    bug the controller must survive."""
     exit_code: int | None = None
     """The replica exits with this code ``exit_after_s`` after its start."""
     exit_after_s: float = 0.0

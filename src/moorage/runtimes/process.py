@@ -183,6 +183,9 @@ class ProcessRuntime:
                     start_new_session=True,
                     preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
                 )
+            except ValueError as exc:  # a NUL byte in env: what an old store may hold
+                (workdir / RECORD_FILE).unlink(missing_ok=True)
+                raise StartError(f"deploy_metadata.env cannot be passed on: {exc}") from exc
             except OSError as exc:
                 (workdir / RECORD_FILE).unlink(missing_ok=True)
                 raise StartError(f"cannot run /bin/sh for the command: {exc}") from exc
@@ -233,6 +236,9 @@ class ProcessRuntime:
                     outer_env={LAUNCH_TOKEN_VARIABLE: record.launch_token},
                     preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
                 )
+            except ValueError as exc:  # a NUL byte in env: what an old store may hold
+                (replica_dir / RECORD_FILE).unlink(missing_ok=True)
+                raise StartError(f"deploy_metadata.env cannot be passed on: {exc}") from exc
             except OSError as exc:
                 (replica_dir / RECORD_FILE).unlink(missing_ok=True)
                 raise StartError(f"cannot run {config.bwrap} for the sandbox: {exc}") from exc
