@@ -155,6 +155,17 @@ def replica_timeout(which: str) -> GatewayTimeout:
     )
 
 
+def insufficient_capacity(flavor: str, wanted: int, free: int, capacity: int) -> Unavailable:
+    """The flavor could hold ``wanted`` replicas, but not while other endpoints hold
+    it: a shortage the operator owns, which passes, so 503 (not a 4xx)."""
+    return Unavailable(
+        f"resource_metadata.target_instance_number: {wanted} replica(s) of flavor {flavor} "
+        f"do not fit now, {free} of its {capacity} are free; retry later, ask for fewer, "
+        "or stop or scale down another endpoint",
+        code=ErrorCode.INSUFFICIENT_CAPACITY,
+    )
+
+
 # -- the control plane ------------------------------------------------------------------
 
 

@@ -296,6 +296,26 @@ def test_the_admin_is_not_bound_by_quotas(admin: ApiClient) -> None:
     _created(admin, body)
 
 
+@pytest.mark.usefixtures("clean")
+def test_a_full_flavor_answers_503_and_a_request_beyond_it_400(
+    alice: ApiClient, admin: ApiClient
+) -> None:
+    _created(admin, _body(SMALL, "all-of-it", 4))
+    before = _state(alice)
+
+    full = _create(alice, _body(SMALL, "none-left"))
+    assert full.status_code == 503, full.text
+    assert full.json()["code"] == "insufficient_capacity"
+    assert "0 of its 4 are free" in full.json()["message"]
+    beyond = _create(admin, _body(SMALL, "too-big", 5))
+    assert beyond.status_code == 400, beyond.text
+    assert (
+        "resource_metadata.target_instance_number: must be between 1 and 4"
+        in (beyond.json()["message"])
+    )
+    assert _state(alice) == before
+
+
 def _running_replicas(client: ApiClient) -> tuple[int, dict[str, int]]:
     """Replicas the caller's running endpoints want, in all and per flavor."""
     listed = client.call("GET", "/v1/inference-service", params={"page_size": 100}).json()

@@ -21,6 +21,10 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "sender": "the API",
     "what": "two Content-Length headers",
     "which": "idle",
+    "flavor": "CPU",
+    "wanted": 3,
+    "free": 1,
+    "capacity": 8,
 }
 REFUSALS = [
     (name, function)
@@ -57,3 +61,11 @@ def test_codes_are_unique_words() -> None:
 
     assert len(values) == len(set(values))
     assert all(v.replace("_", "").isalpha() and v.islower() for v in values)
+
+
+def test_running_out_of_capacity_is_a_503_a_request_beyond_the_flavor_is_not() -> None:
+    shortage = refusals.insufficient_capacity("CPU", 3, 1, 8)
+
+    assert (shortage.status_code, shortage.code) == (503, "insufficient_capacity")
+    assert "resource_metadata.target_instance_number" in shortage.message
+    assert "1 of its 8 are free" in shortage.message

@@ -16,8 +16,9 @@ from typing import Any
 from moorage.api.schemas import ErrorBody
 
 WHEN: dict[int, str] = {
-    400: "A value the current state does not allow (unknown flavor, no free capacity, "
-    "`gpu_num` above the flavor's), or a body that is not JSON (`malformed_json`).",
+    400: "A value the current state does not allow (unknown flavor, more replicas than the "
+    "flavor holds, `gpu_num` above the flavor's), or a body that is not JSON "
+    "(`malformed_json`).",
     401: "No token, a malformed `Authorization` header, or an unknown or revoked token "
     "(`unauthenticated`).",
     403: "The token is valid but lacks the right: the admin token is needed (`forbidden`), "
@@ -31,8 +32,10 @@ WHEN: dict[int, str] = {
     "message names each field and what is allowed.",
     429: "The user already holds as many log followers as their quota allows "
     "(`quota_exceeded`); one frees its slot when its client disconnects.",
-    503: "moorage cannot run the change now: the process runtime has no sandbox for a "
-    "normal user's replicas (`sandbox_unavailable`, saying how to enable one).",
+    503: "moorage cannot run the change now: the flavor's capacity is held by other "
+    "endpoints (`insufficient_capacity`, saying how many replicas are free), or the process "
+    "runtime has no sandbox for a normal user's replicas (`sandbox_unavailable`, saying how "
+    "to enable one).",
 }
 
 # What every route behind a token can answer, and what the admin routes add.

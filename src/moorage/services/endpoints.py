@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from moorage import lifecycle
+from moorage import lifecycle, refusals
 from moorage.clock import Clock
 from moorage.errors import InvalidField, NotFound
 from moorage.models.accounts import User
@@ -235,24 +235,29 @@ class EndpointService:
                 f"must be at most {flavor.flavor.node_max_gpu} on flavor "
                 f"{flavor.flavor.display_name} (node_max_gpu), got {endpoint.deploy.gpu_num}",
             )
+        # Asking for more than the flavor can ever hold is the caller's mistake (400);
+        # asking for what it holds while other endpoints hold it is the operator's
+        # shortage, which passes (503: see docs/api.md, "Running out of capacity").
         count = endpoint.target_instance_number
-        free = flavor.flavor.capacity - EndpointRepository(session).held_instances(
-            endpoint.flavor_id, except_id=endpoint.service_id
-        )
-        limit = max(0, min(self.max_instances, free))
-        if not 1 <= count <= limit:
+        capacity = flavor.flavor.capacity
+        most = min(self.max_instances, capacity) if capacity else self.max_instances
+        if not 1 <= count <= most:
             hint = (
-                " (the flavor has no free capacity now; stop or scale down another endpoint)"
-                if limit == 0
-                else f" ({flavor.flavor.display_name} has {free} free of {flavor.flavor.capacity})"
-                if limit == free
+                f" (flavor {flavor.flavor.display_name} holds {capacity})"
+                if most == capacity
                 else ""
             )
             raise InvalidField(
                 "resource_metadata.target_instance_number",
-                f"must be between 1 and {limit}{hint}, got {count}; "
+                f"must be between 1 and {most}{hint}, got {count}; "
                 "use POST .../stop to run no replica",
             )
+        held = EndpointRepository(session).held_instances(
+            endpoint.flavor_id, except_id=endpoint.service_id
+        )
+        free = max(0, capacity - held)
+        if count > free:
+            raise refusals.insufficient_capacity(flavor.flavor.display_name, count, free, capacity)
 
     def _check_quotas(
         self, session: Session, user: User, updated: Endpoint, current: Endpoint | None

@@ -16,7 +16,8 @@ from moorage.services.endpoints import MAX_PAGE, MAX_PAGE_SIZE
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
 # Writes that may start replicas (create, update, start): 403 when a quota refuses,
-# 503 when the process runtime has no sandbox for a normal user's replicas.
+# 503 when the flavor has no room for them now or the process runtime has no sandbox
+# for a normal user's replicas.
 QUOTA = (403, 503)
 
 
