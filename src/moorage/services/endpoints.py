@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from moorage import lifecycle, refusals
 from moorage.clock import Clock
-from moorage.errors import InvalidField, NotFound
+from moorage.errors import InvalidField
 from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.events import EndpointChange, EventPage, changes
@@ -216,10 +216,7 @@ class EndpointService:
         # Another user's endpoint is reported exactly like a missing one, after the same
         # single lookup, so neither the answer nor its timing tells them apart.
         if endpoint is None or endpoint.user_id != user.user_id:
-            shown = service_id if len(service_id) <= 64 else service_id[:64] + "..."
-            raise NotFound(
-                f"no endpoint {shown!r}; GET /v1/inference-service lists yours",
-            )
+            raise refusals.endpoint_not_found(service_id)
         return endpoint
 
     def _check_fits(self, session: Session, endpoint: Endpoint) -> None:
