@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from moorage.models.events import EndpointChange, EndpointEventKind, describe
+from moorage.models.events import EndpointChange, describe
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+from moorage.models.states import EndpointEventKind
 
 log = logging.getLogger("moorage.lifecycle")
 

@@ -3,8 +3,9 @@ events merged, newest first, with revisions."""
 
 from __future__ import annotations
 
-from moorage.models.events import EndpointChange, EndpointEventKind, RecordedEvent
+from moorage.models.events import EndpointChange, RecordedEvent
 from moorage.models.replicas import FailureReason, ReplicaEventKind
+from moorage.models.states import EndpointEventKind
 from moorage.store.db import Database
 from moorage.store.events import EventRepository
 from tests.integration.test_store_replicas import _at, _create, _endpoint, _record

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from moorage.models.endpoints import DesiredState
-from moorage.models.events import EndpointEventKind, changes, describe
+from moorage.models.events import changes, describe
 from moorage.models.replicas import FailureReason, ReplicaEvent, ReplicaEventKind
+from moorage.models.states import EndpointEventKind
 from tests.unit.builders import T0, make_endpoint
 
 

@@ -20,8 +20,8 @@ from moorage.models.endpoints import (
     ReadinessProbe,
     Resources,
 )
-from moorage.models.events import EndpointEventKind
 from moorage.models.replicas import FailureReason, ReplicaEventKind, ReplicaState
+from moorage.models.states import EndpointEventKind
 
 # ``YYYY-MM-DD HH:MM:SS`` in UTC, as the reference writes them (``wire.format_timestamp``).
 Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]

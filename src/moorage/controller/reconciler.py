@@ -38,7 +38,7 @@ from moorage.controller.plan import (
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.models.endpoints import Endpoint
-from moorage.models.events import EndpointChange, EndpointEventKind
+from moorage.models.events import EndpointChange
 from moorage.models.replicas import (
     FailureReason,
     Replica,
@@ -46,6 +46,7 @@ from moorage.models.replicas import (
     ReplicaEventKind,
     ReplicaState,
 )
+from moorage.models.states import EndpointEventKind
 from moorage.routing.table import RouteTable, build_route_table
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.store.accounts import AccountRepository

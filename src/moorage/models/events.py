@@ -10,25 +10,13 @@ on, here, where it can be tested without the API.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
-
-
-class EndpointEventKind(enum.StrEnum):
-    CREATED = "created"
-    SCALED = "scaled"
-    UPDATED = "updated"
-    STOPPED = "stopped"
-    STARTED = "started"
-    DELETED = "deleted"
-    ROLLOUT_BEGUN = "rollout_begun"
-    ROLLOUT_FINISHED = "rollout_finished"
-    ROLLED_BACK = "rolled_back"
+from moorage.models.states import EndpointEventKind
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Every enumerated name moorage reads or writes, in one place.
 
 Endpoint statuses, what a user asked an endpoint to be, a replica's events,
-states and failure reasons, and the gateway's load-balancing policies: the API,
+states and failure reasons, an endpoint's own events, and the gateway's
+load-balancing policies: the API,
 the store, the route table and the gateway all take these names from here, so
 a spelling exists once and a typo is a type error, not a silent mismatch.
 Each enum is a ``StrEnum``: its members are the words on the wire and in the
@@ -14,6 +15,7 @@ import enum
 
 __all__ = [
     "DesiredState",
+    "EndpointEventKind",
     "EndpointStatus",
     "FailureReason",
     "PolicyName",
@@ -47,6 +49,20 @@ class ReplicaEventKind(enum.StrEnum):
     UNREADY = "unready"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+class EndpointEventKind(enum.StrEnum):
+    """Changes to an endpoint itself, as ``endpoint_events`` records them."""
+
+    CREATED = "created"
+    SCALED = "scaled"
+    UPDATED = "updated"
+    STOPPED = "stopped"
+    STARTED = "started"
+    DELETED = "deleted"
+    ROLLOUT_BEGUN = "rollout_begun"
+    ROLLOUT_FINISHED = "rollout_finished"
+    ROLLED_BACK = "rolled_back"
 
 
 class FailureReason(enum.StrEnum):

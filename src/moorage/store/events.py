@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from moorage.models.events import EndpointChange, EndpointEventKind, RecordedEvent
+from moorage.models.events import EndpointChange, RecordedEvent
+from moorage.models.states import EndpointEventKind
 from moorage.store.replicas import replica_event
 from moorage.store.tables import EndpointEventRow, ReplicaEventRow, ReplicaRow
 
