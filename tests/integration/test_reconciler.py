@@ -22,7 +22,7 @@ import pytest
 from moorage.clock import FakeClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.models.endpoints import DeploySpec, Endpoint, EndpointStatus
+from moorage.models.endpoints import DeploySpec, Endpoint, EndpointStatus, ReadinessProbe
 from moorage.models.replicas import Replica, ReplicaState
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.routing.table import RouteTable
@@ -32,6 +32,7 @@ from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.replicas import ReplicaRepository
+from moorage.tokens import hash_token
 from tests.unit.builders import T0, make_endpoint
 
 pytestmark = pytest.mark.anyio
@@ -48,6 +49,7 @@ class Published:
 
     routed: frozenset[str]
     stopped_before: frozenset[str]
+    tokens: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -92,16 +94,25 @@ class Control:
         routed = frozenset(
             r.replica_id for route in table.endpoints.values() for r in route.replicas
         )
-        self.tables.append(Published(routed, frozenset(self.runtime.stops)))
+        self.tables.append(
+            Published(routed, frozenset(self.runtime.stops), table.known_token_hashes)
+        )
 
     # -- the store, as the services write it --------------------------------------
 
-    def create(self, target: int = 1, command: str = GOOD) -> Endpoint:
+    def create(
+        self, target: int = 1, command: str = GOOD, probe: ReadinessProbe | None = None
+    ) -> Endpoint:
         endpoint = dataclasses.replace(
             make_endpoint(f"ep-{time.monotonic_ns()}"),
             user_id=self.user_id,
             target_instance_number=target,
-            deploy=DeploySpec(image_url="local", command=command, port=8000),
+            deploy=DeploySpec(
+                image_url="local",
+                command=command,
+                port=8000,
+                readiness_probe=probe or ReadinessProbe(),
+            ),
         )
         with self.db.session() as session:
             EndpointRepository(session).add(endpoint)
@@ -233,7 +244,7 @@ async def test_a_rollout_routes_the_new_replica_before_the_old_one_is_stopped(
     await control.until(
         lambda: (
             control.ready(endpoint.service_id, revision=2)
-            and old.replica_id in control.runtime.stops
+            and len(control.replicas(endpoint.service_id)) == 1
         ),
         "revision 2 ready and revision 1 stopped",
     )
@@ -246,6 +257,7 @@ async def test_a_rollout_routes_the_new_replica_before_the_old_one_is_stopped(
     for table in during:
         if old.replica_id in table.stopped_before:
             assert old.replica_id not in table.routed, "a stopped replica was still routed"
+    assert old.replica_id in control.runtime.stops
     assert control.tables[-1].routed == {new.replica_id}
     assert [r.replica_id for r in control.replicas(endpoint.service_id)] == [new.replica_id]
 
@@ -515,6 +527,92 @@ async def test_a_replica_the_runtime_cannot_launch_fails_once_in_the_log_and_oth
         assert len(about_it) == 1, [r.getMessage() for r in about_it]
         assert about_it[0].exc_info is None, "a traceback for a replica's failure"
         assert broken.service_id in about_it[0].getMessage()
+    finally:
+        await control.reconciler.shutdown()
+        control.db.dispose()
+
+
+# -- one tenant's probes ----------------------------------------------------------------------
+
+
+@dataclass
+class Hostile:
+    """Apps whose probe never completes: one answers a byte a second, one never answers."""
+
+    drip: str
+    silent: str
+    probed: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Hostile]:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def drip(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        found.probed.append("drip")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        while not writer.is_closing():  # a header that never ends
+            await asyncio.sleep(1)
+            writer.write(b"a")
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        found.probed.append("silent")
+        while await reader.read(4096):  # reads what comes, answers nothing
+            pass
+
+    servers = [
+        await asyncio.start_server(drip, "127.0.0.1", 0),
+        await asyncio.start_server(silent, "127.0.0.1", 0),
+    ]
+    drip_address, silent_address = (f"127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in servers)
+    found = Hostile(drip_address, silent_address)
+    try:
+        yield found
+    finally:
+        for server in servers:
+            server.close()
+        for writer in connections:
+            writer.close()
+
+
+async def test_probes_that_never_complete_hold_up_no_other_tenant_nor_a_revocation(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    def script(launch: Launch) -> Behavior:
+        return Behavior(address=getattr(hostile, launch.deploy.command, None))
+
+    control = await _control(tmp_path, script)
+    try:
+        attacks = [
+            control.create(command=mode, probe=ReadinessProbe(path="/ready", timeout_s=timeout))
+            for mode, timeout in (("drip", 60.0), ("silent", 600.0))
+        ]
+        await control.until(lambda: {"drip", "silent"} <= set(hostile.probed), "both probed")
+        with control.db.session() as session:
+            accounts = AccountRepository(session)
+            token = accounts.add_token(control.user_id, "mrg_second", name="second", now=T0)
+        passes: list[float] = []
+
+        async def timed_step() -> None:
+            started = time.monotonic()
+            await control.step()
+            passes.append(time.monotonic() - started)
+
+        other = control.create()
+        while not control.ready(other.service_id):
+            assert len(passes) < 10, "another tenant's endpoint never became ready"
+            await timed_step()
+        assert hash_token("mrg_second") in control.tables[-1].tokens
+        with control.db.session() as session:
+            AccountRepository(session).revoke_token(token.token_id, control.clock.now())
+        await timed_step()
+
+        assert hash_token("mrg_second") not in control.tables[-1].tokens, "revoked, yet routed"
+        assert max(passes) < 1.0, f"a pass waited for a probe: {max(passes):.2f} s"
+        for attack in attacks:
+            assert control.status(attack.service_id).status is EndpointStatus.INITIALIZING
     finally:
         await control.reconciler.shutdown()
         control.db.dispose()

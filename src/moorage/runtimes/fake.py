@@ -70,6 +70,8 @@ class Behavior:
     """Lines the replica prints as it starts."""
     answers: bool = True
     """False: its address is a port nothing listens on (an app that never comes up)."""
+    address: str | None = None
+    """``host:port`` of a server the test runs: the replica's app is that one."""
 
 
 Script = Callable[[Launch], Behavior]
@@ -178,7 +180,7 @@ class FakeRuntime:
             ),
             exit_code_due=behavior.exit_code,
         )
-        replica.address, port = await self._address_for(replica, behavior.answers)
+        replica.address, port = await self._address_for(replica, behavior)
         replica.env = replica_env(launch, port)
         replica.say(behavior.output)
         self.host.replicas[launch.replica_id] = replica
@@ -279,12 +281,13 @@ class FakeRuntime:
         if replica.exit_at is not None and not replica.exited and now >= replica.exit_at:
             replica.end(replica.exit_code_due if replica.exit_code_due is not None else 0)
 
-    async def _address_for(self, replica: _Replica, answers: bool) -> tuple[str, int]:
-        if not answers:
+    async def _address_for(self, replica: _Replica, behavior: Behavior) -> tuple[str, int]:
+        if not behavior.answers:
             port = free_port()
             return f"127.0.0.1:{port}", port
-        if self.backend is not None:
-            return self.backend, int(self.backend.rsplit(":", 1)[1])
+        backend = behavior.address or self.backend
+        if backend is not None:
+            return backend, int(backend.rsplit(":", 1)[1])
         if self.serve == "shared":
             if self._shared is None:
                 self._shared = await _App.listen(None)
