@@ -23,7 +23,7 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.errors import MoorageError, Unavailable
+from moorage.errors import ErrorCode, MoorageError, Unavailable
 from moorage.gateway.assembly import build_gateway, wire_limits
 from moorage.gateway.http1.server import freeze_startup_heap
 from moorage.models.accounts import User
@@ -62,7 +62,7 @@ def make_runtime(settings: Settings) -> Runtime:
                     f"no container engine answers at {settings.docker_host} ({exc}); start "
                     "Docker, or `podman system service --time=0 unix:///PATH` and set "
                     "MOORAGE_DOCKER_HOST=unix:///PATH, or set MOORAGE_RUNTIME=process",
-                    code="runtime_unavailable",
+                    code=ErrorCode.RUNTIME_UNAVAILABLE,
                 ) from exc
         else:
             return docker_runtime.DockerRuntime(
@@ -90,7 +90,7 @@ def launch_guard(runtime: Runtime) -> Callable[[User], None]:
 
     def guard(user: User) -> None:
         if refusal is not None and not user.is_admin:
-            raise Unavailable(refusal, code="sandbox_unavailable")
+            raise Unavailable(refusal, code=ErrorCode.SANDBOX_UNAVAILABLE)
 
     return guard
 

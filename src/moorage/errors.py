@@ -54,6 +54,8 @@ class ErrorCode(enum.StrEnum):
     """Every ``code`` an error body can carry, from the API or the gateway."""
 
     INTERNAL_ERROR = "internal_error"
+    # moorage cannot start: the operator's files
+    INVALID_FLAVOR_FILE = "invalid_flavor_file"
     # 400
     BAD_REQUEST = "bad_request"
     INVALID_FIELD = "invalid_field"

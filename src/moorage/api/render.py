@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moorage.api import schemas
 from moorage.models.accounts import ApiToken, User
+from moorage.models.states import ReplicaState
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
 from moorage.wire import format_timestamp
@@ -37,7 +38,7 @@ def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
     e = view.endpoint
     flavor_record = view.flavor.flavor if view.flavor else None
     price = flavor_record.price_per_hour(e.payment_type) if flavor_record else 0.0
-    ready = [r for r in view.replicas if r.state.value == "ready"]
+    ready = [r for r in view.replicas if r.state is ReplicaState.READY]
     return schemas.Endpoint(
         service_id=e.service_id,
         name=e.name,

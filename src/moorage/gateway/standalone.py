@@ -25,6 +25,7 @@ import aiohttp
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from moorage import refusals
 from moorage.errors import MoorageError
 from moorage.gateway.assembly import build_gateway
 from moorage.gateway.http1 import wire
@@ -125,9 +126,7 @@ def _metrics_handler(metrics: GatewayMetrics, token: str | None) -> Callable[[Ex
     def handle(exchange: Exchange) -> None:
         given = bearer_token(exchange.request.authorization)
         if wanted is not None and (given is None or hash_token(given) != wanted):
-            exchange.respond_error(
-                401, "unauthenticated", "send the gateway's admin token to read /metrics"
-            )
+            exchange.refuse(refusals.metrics_token_needed())
             return
         body = metrics.render()
         exchange.respond(

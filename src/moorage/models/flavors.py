@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from moorage.errors import MoorageError
+from moorage.errors import ErrorCode, MoorageError
 
 _FLAVOR_NAMESPACE = uuid.UUID("6f1c3d2a-58b4-4f0e-9a57-6d6f6f726167")
 CURRENCIES = ("usd", "cny", "nmt")
@@ -53,7 +53,7 @@ class StoredFlavor:
 class FlavorFileError(MoorageError):
     """The operator's flavor file cannot be served (``flavor_file.py`` reads it)."""
 
-    code = "invalid_flavor_file"
+    code = ErrorCode.INVALID_FLAVOR_FILE
 
 
 def stable_flavor_id(cluster_id: str, cluster_flavor_id: str, region: str) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from moorage.errors import Conflict
+from moorage.errors import Conflict, ErrorCode
 from moorage.models.endpoints import (
     DeploySpec,
     DesiredState,
@@ -124,7 +124,7 @@ class EndpointRepository:
             raise Conflict(
                 f"name: you already have an endpoint named {name!r}; "
                 "pick another name or delete that endpoint first",
-                code="name_in_use",
+                code=ErrorCode.NAME_IN_USE,
             ) from exc
 
     def get_live(self, service_id: str) -> Endpoint | None:
