@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -89,8 +90,6 @@ class DockerRuntime:
         # Serializes creating an endpoint's network and attaching a container to it
         # against removing the network when its last container goes.
         self._network_lock = threading.RLock()
-        self._isolation: dict[str, str] | None = None
-        self._isolation_known = False
 
     def _container_name(self, replica_id: str) -> str:
         return f"moorage-{self.installation[:8]}-{replica_id}"
@@ -112,29 +111,26 @@ class DockerRuntime:
         ports), so each container gets slirp4netns: its own namespace, reachable only
         through its port published on the host's loopback, with no route to the
         host's loopback or to any other container."""
-        self._network_isolation()
-        return self._isolation is None
+        return self._network_isolation is None
 
+    @functools.cached_property
     def _network_isolation(self) -> dict[str, str] | None:
         """The bridge options that isolate one endpoint's network from every other's;
-        None where only slirp4netns isolates (Podman before 4.5)."""
-        if not self._isolation_known:
-            version = self.client.version()
-            components = version.get("Components") or []
-            podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
-            if not podman:
-                self._isolation = {"com.docker.network.bridge.enable_icc": "false"}
-            elif _version_tuple(str(version.get("Version", "0"))) < (4, 5):
-                log.info(
-                    "Podman %s cannot isolate bridge networks: each replica gets a "
-                    "network namespace of its own (slirp4netns)",
-                    version.get("Version"),
-                )
-                self._isolation = None
-            else:
-                self._isolation = {"isolate": "true"}
-            self._isolation_known = True
-        return self._isolation
+        None where only slirp4netns isolates (Podman before 4.5). Asked of the engine
+        once (two threads asking at once both get the same answer)."""
+        version = self.client.version()
+        components = version.get("Components") or []
+        podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+        if not podman:
+            return {"com.docker.network.bridge.enable_icc": "false"}
+        if _version_tuple(str(version.get("Version", "0"))) < (4, 5):
+            log.info(
+                "Podman %s cannot isolate bridge networks: each replica gets a "
+                "network namespace of its own (slirp4netns)",
+                version.get("Version"),
+            )
+            return None
+        return {"isolate": "true"}
 
     def _network_options(self, endpoint_id: str) -> dict[str, Any]:
         """How a container of this endpoint is networked. Call with the lock."""
@@ -145,7 +141,7 @@ class DockerRuntime:
     def _ensure_network(self, endpoint_id: str) -> str:
         """The endpoint's own bridge network, created on first use. Call with the lock."""
         name = self.network_name(endpoint_id)
-        options = self._network_isolation() or {}
+        options = self._network_isolation or {}
         try:
             self.client.networks.get(name)
         except NotFound:
