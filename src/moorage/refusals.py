@@ -23,6 +23,7 @@ from moorage.errors import (
     Unavailable,
     UriTooLong,
 )
+from moorage.models.states import EndpointStatus
 
 # -- who is calling -----------------------------------------------------------------
 
@@ -111,7 +112,7 @@ def endpoint_stopped(service_id: str) -> Unavailable:
 def no_ready_replica(service_id: str) -> Unavailable:
     return Unavailable(
         f"endpoint {service_id} has no ready replica yet; retry when "
-        f"GET /v1/inference-service/{service_id} says 'available'",
+        f"GET /v1/inference-service/{service_id} says {EndpointStatus.AVAILABLE.value!r}",
         code=ErrorCode.NO_READY_REPLICA,
         retry_after_s=2,
     )
