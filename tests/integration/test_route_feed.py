@@ -4,7 +4,8 @@ when a replica leaves it, and how the long-poll answers."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-def _endpoint(db: Database, token: str) -> str:
+def _endpoint(db: Database, token: str, desired_state: DesiredState = DesiredState.RUNNING) -> str:
     with db.session() as session:
         accounts = AccountRepository(session)
         user = accounts.create_user(new_id(), is_admin=False, now=T0)
@@ -41,7 +42,7 @@ def _endpoint(db: Database, token: str) -> str:
             target_instance_number=2,
             deploy=DeploySpec(image_url="img", command="serve", port=8080),
             revision=1,
-            desired_state=DesiredState.RUNNING,
+            desired_state=desired_state,
             service_type="normal",
             created_at=T0,
             updated_at=T0,
@@ -156,3 +157,30 @@ async def test_a_stale_version_is_answered_at_once(db: Database) -> None:
 
     assert body["version"] != "not-this-one"
     assert loop.time() - started < 3
+
+
+async def test_an_endpoint_stopped_by_a_write_is_listed_as_stopped(db: Database) -> None:
+    """Stopped endpoints are reloaded only after a write; that write is never missed,
+    or a stopped endpoint would answer 404 instead of "stopped"."""
+    service_id = _endpoint(db, generate_token())
+    already_stopped = _endpoint(db, generate_token(), DesiredState.STOPPED)
+    feed = RouteFeed(db, max_age_s=0)
+    first = await feed.current()
+    statuses = {e["service_id"]: e["status"] for e in first["endpoints"]}
+    assert statuses == {service_id: "running", already_stopped: "stopped"}
+
+    with db.session() as session:
+        repository = EndpointRepository(session)
+        running = repository.get_live(service_id)
+        assert running is not None
+        repository.save(
+            dataclasses.replace(
+                running,
+                desired_state=DesiredState.STOPPED,
+                updated_at=running.updated_at + timedelta(seconds=1),
+            )
+        )
+    second = await feed.current()
+
+    statuses = {e["service_id"]: e["status"] for e in second["endpoints"]}
+    assert statuses == {service_id: "stopped", already_stopped: "stopped"}

@@ -3,7 +3,11 @@
 Built from the store, not taken from the controller's memory, so a process that
 serves the API without running the controller answers ``/v1/gateway/routes``
 just as well. A table is built only while some gateway asks, at most once per
-``max_age_s`` however many gateways wait, and shared by them all.
+``max_age_s`` however many gateways wait, and shared by them all. A build costs
+in proportion to what is active: endpoints that want no replicas (stopped, or
+scaled to 0) are reloaded only when the newest ``updated_at`` of any endpoint
+or the set of live tokens moved (or every ``IDLE_REFRESH_S``, a safety net),
+and the JSON is recomputed only when the table differs from the last one.
 
 Replicas going away: the store stops calling a replica ready before the
 controller stops it (a drained replica is recorded ``unready`` first; one
@@ -19,16 +23,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from moorage.routing.codec import table_to_json
 from moorage.routing.holder import RouteTableHolder
-from moorage.routing.table import RouteTable, build_route_table
+from moorage.routing.table import EndpointRoute, RouteTable, build_route_table
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.replicas import ReplicaRepository
+
+IDLE_REFRESH_S = 60.0
+
+
+@dataclass(frozen=True)
+class _IdleMark:
+    """What the idle entries were loaded at: reload when either moves."""
+
+    last_update: datetime | None
+    tokens: Mapping[str, frozenset[str]]
 
 
 def replica_ids(table: RouteTable) -> frozenset[str]:
@@ -64,6 +81,10 @@ class RouteFeed:
         self.local = local
         self._monotonic = monotonic
         self._body: dict[str, Any] | None = None
+        self._table: RouteTable | None = None
+        self._idle: dict[str, EndpointRoute] = {}
+        self._idle_mark: _IdleMark | None = None
+        self._idle_at = 0.0
         self._built_at = 0.0
         self._stale = True
         self._building = asyncio.Lock()
@@ -78,10 +99,34 @@ class RouteFeed:
 
     def _load(self) -> RouteTable:
         with self.db.session() as session:
-            endpoints = EndpointRepository(session).list_all_live()
-            replicas = ReplicaRepository(session).live()
+            repository = EndpointRepository(session)
             tokens = AccountRepository(session).active_token_hashes()
-        return build_route_table(endpoints, replicas, tokens)
+            # Read before the rows: a write landing in between is seen again next time.
+            mark = _IdleMark(repository.last_update(), tokens)
+            now = self._monotonic()
+            if mark != self._idle_mark or now - self._idle_at >= IDLE_REFRESH_S:
+                # Entries only so the gateway says "stopped" (503), not "no such
+                # endpoint" (404).
+                self._idle = {
+                    idle.service_id: EndpointRoute(
+                        service_id=idle.service_id,
+                        owner_token_hashes=tokens.get(idle.user_id, frozenset()),
+                        replicas=(),
+                        status_hint=idle.desired_state,
+                        admission=idle.gateway,
+                    )
+                    for idle in repository.list_idle()
+                }
+                self._idle_mark, self._idle_at = mark, now
+            replicas = ReplicaRepository(session).live()
+            active = {e.service_id: e for e in repository.list_wanting_replicas()}
+            # Stopped or deleted endpoints whose replicas still run: their entries say so.
+            missing = sorted({r.endpoint_id for r in replicas} - active.keys())
+            for endpoint in repository.get_many(missing):
+                active[endpoint.service_id] = endpoint
+        built = build_route_table(list(active.values()), replicas, tokens)
+        routes = MappingProxyType({**self._idle, **built.endpoints})
+        return RouteTable(routes, built.known_token_hashes)
 
     async def current(self) -> dict[str, Any]:
         """The table, rebuilt first if older than ``max_age_s`` or the local one changed.
@@ -95,7 +140,9 @@ class RouteFeed:
                 self._built_at = self._monotonic()
                 stored = await asyncio.to_thread(self._load)
                 local = self.local.current if self.local is not None else None
-                self._body = table_to_json(served(stored, local))
+                table = served(stored, local)
+                if self._body is None or table != self._table:
+                    self._table, self._body = table, table_to_json(table)
             return self._body
 
     async def changed_from(self, version: str | None, wait_s: float) -> dict[str, Any]:
