@@ -22,9 +22,9 @@ SRC = Path(moorage.__file__).parent
 # the layer of the lowest thing that may import it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "errors", "clock", "wire", "tokens", "logformat"}),
-    frozenset({"settings", "refusals"}),
+    frozenset({"settings"}),
     frozenset({"models"}),
-    frozenset({"routing", "lifecycle"}),
+    frozenset({"routing", "lifecycle", "refusals"}),
     frozenset({"store"}),
     frozenset({"runtimes"}),
     frozenset({"services", "controller", "gateway"}),
