@@ -66,13 +66,17 @@ async def serve(server: MoorageServer) -> None:
             access_log=False,
         )
     )
+    failed = MoorageError("moorage failed to start; the log above says why")
     try:
         await api.serve(sockets=[api_socket])
+    except SystemExit as exc:  # how uvicorn ends a lifespan that failed to start
+        raise failed from exc
     finally:
         with contextlib.suppress(OSError):
             os.unlink(api_socket.getsockname())
-    if not api.started:  # a signal would have been raised again above
-        raise MoorageError("moorage failed to start; the log above says why")
+        api_socket.close()  # uvicorn leaves it open when the lifespan fails
+    if not api.started:  # older uvicorn returns instead (a signal was raised again above)
+        raise failed
 
 
 def run(server: MoorageServer) -> None:
