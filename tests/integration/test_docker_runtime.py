@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -27,7 +25,7 @@ from moorage.runtimes.docker import LABEL, DockerRuntime
 from moorage.runtimes.ports import free_port
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
-from tests.support.runtimes import refuses
+from tests.support.runtimes import follow, refuses
 
 pytestmark = pytest.mark.anyio
 
@@ -142,53 +140,6 @@ async def _timed(action: Callable[[], Awaitable[None]]) -> float:
     return time.monotonic() - started
 
 
-@dataclass
-class Follower:
-    """Collects ``logs(follow=True)`` in a task, so a test can act while it runs."""
-
-    chunks: list[bytes] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def text(self) -> str:
-        return b"".join(self.chunks).decode(errors="replace")
-
-    async def wait_for(self, needle: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while needle not in self.text:
-            assert self.task is not None
-            if self.task.done():
-                raise AssertionError(f"the stream ended without {needle!r}: {self.text!r}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} never came; followed so far: {self.text!r}")
-            await asyncio.sleep(0.05)
-
-    async def ended(self) -> bool:
-        """Whether the stream ends within WAIT_S."""
-        assert self.task is not None
-        done, _ = await asyncio.wait({self.task}, timeout=WAIT_S)
-        return bool(done)
-
-
-@asynccontextmanager
-async def _follow(
-    runtime: DockerRuntime, replica_id: str, *, tail: int | None
-) -> AsyncIterator[Follower]:
-    follower = Follower()
-
-    async def collect() -> None:
-        async for chunk in runtime.logs(replica_id, tail=tail, follow=True):
-            follower.chunks.append(chunk)
-
-    follower.task = asyncio.create_task(collect())
-    try:
-        yield follower
-    finally:
-        if not follower.task.done():
-            follower.task.cancel()
-        await asyncio.gather(follower.task, return_exceptions=True)
-
-
 async def _start_and_wait(runtime: DockerRuntime, launch: Launch) -> tuple[str, dict[str, Any]]:
     address = await runtime.start(launch)
     return address, await _get(address)
@@ -273,7 +224,7 @@ async def test_stop_asks_the_app_politely_and_does_not_wait_out_the_grace(
     launch = _launch(SERVE_EXEC)
     address, _ = await _start_and_wait(patient, launch)
 
-    async with _follow(patient, launch.replica_id, tail=None) as follower:
+    async with follow(patient, launch.replica_id, tail=None) as follower:
         await follower.wait_for(LISTENING)  # following for sure before the stop
         elapsed = await _timed(lambda: patient.stop(launch.replica_id))
         assert await follower.ended(), "following the logs did not end with the container"
@@ -293,7 +244,7 @@ async def test_stop_asks_politely_an_app_that_is_not_the_shells_last_exec(
     launch = _launch(SERVE)
     await _start_and_wait(patient, launch)
 
-    async with _follow(patient, launch.replica_id, tail=None) as follower:
+    async with follow(patient, launch.replica_id, tail=None) as follower:
         await follower.wait_for(LISTENING)
         await patient.stop(launch.replica_id)
         assert await follower.ended()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
 from moorage.runtimes.process import ProcessRuntime
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
-from tests.support.runtimes import observe_until, refuses
+from tests.support.runtimes import follow, observe_until, refuses
 from tests.support.server import inline_app_command
 
 pytestmark = pytest.mark.anyio
@@ -188,51 +187,6 @@ async def _logs_until(runtime: Runtime, replica_id: str, needle: str) -> str:
         assert time.monotonic() < deadline, f"{needle!r} never reached the log: {text!r}"
         await asyncio.sleep(0.05)
     return text
-
-
-@dataclass
-class Follower:
-    """Collects ``logs(follow=True)`` in a task, so a test can act while it runs."""
-
-    chunks: list[bytes] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def text(self) -> str:
-        return b"".join(self.chunks).decode(errors="replace")
-
-    async def wait_for(self, needle: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while needle not in self.text:
-            assert self.task is not None
-            if self.task.done():
-                raise AssertionError(f"the stream ended without {needle!r}: {self.text!r}")
-            assert time.monotonic() < deadline, f"{needle!r} never came: {self.text!r}"
-            await asyncio.sleep(0.05)
-
-    async def ended(self) -> bool:
-        assert self.task is not None
-        done, _ = await asyncio.wait({self.task}, timeout=WAIT_S)
-        return bool(done)
-
-
-@asynccontextmanager
-async def _follow(
-    runtime: Runtime, replica_id: str, *, tail: int | None
-) -> AsyncIterator[Follower]:
-    follower = Follower()
-
-    async def collect() -> None:
-        async for chunk in runtime.logs(replica_id, tail=tail, follow=True):
-            follower.chunks.append(chunk)
-
-    follower.task = asyncio.create_task(collect())
-    try:
-        yield follower
-    finally:
-        if not follower.task.done():
-            follower.task.cancel()
-        await asyncio.gather(follower.task, return_exceptions=True)
 
 
 # -- start, identity ---------------------------------------------------------------------
@@ -445,7 +399,7 @@ async def test_following_logs_yields_output_as_it_comes_and_ends_with_the_replic
     await _request("POST", address, "/say", content="zero")
     await _logs_until(runtime, launch.replica_id, "zero\n")
 
-    async with _follow(runtime, launch.replica_id, tail=1) as follower:
+    async with follow(runtime, launch.replica_id, tail=1) as follower:
         await follower.wait_for("zero\n")
         await _request("POST", address, "/say", content="first")
         await follower.wait_for("first\n")
@@ -466,7 +420,7 @@ async def test_following_logs_ends_when_the_replica_is_stopped(kit: Kit) -> None
     address = await runtime.start(launch)
     await _env(address)
 
-    async with _follow(runtime, launch.replica_id, tail=None) as follower:
+    async with follow(runtime, launch.replica_id, tail=None) as follower:
         await _request("POST", address, "/say", content="still here")
         await follower.wait_for("still here")
         await runtime.stop(launch.replica_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -39,3 +41,52 @@ async def observe_until(
             return seen
         await asyncio.sleep(interval_s)
     raise AssertionError(f"replica {replica_id} never {what}; last observed: {seen}")
+
+
+FOLLOW_WAIT_S = 20.0
+
+
+@dataclass
+class Follower:
+    """Collects ``logs(follow=True)`` in a task, so a test can act while it runs."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+    async def wait_for(self, needle: str) -> None:
+        deadline = time.monotonic() + FOLLOW_WAIT_S
+        while needle not in self.text:
+            assert self.task is not None
+            if self.task.done():
+                raise AssertionError(f"the stream ended without {needle!r}: {self.text!r}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never came; followed so far: {self.text!r}")
+            await asyncio.sleep(0.05)
+
+    async def ended(self) -> bool:
+        """Whether the stream ends within FOLLOW_WAIT_S."""
+        assert self.task is not None
+        done, _ = await asyncio.wait({self.task}, timeout=FOLLOW_WAIT_S)
+        return bool(done)
+
+
+@asynccontextmanager
+async def follow(runtime: Runtime, replica_id: str, *, tail: int | None) -> AsyncIterator[Follower]:
+    """Follows a replica's logs for the block; the follower is cancelled after it."""
+    follower = Follower()
+
+    async def collect() -> None:
+        async for chunk in runtime.logs(replica_id, tail=tail, follow=True):
+            follower.chunks.append(chunk)
+
+    follower.task = asyncio.create_task(collect())
+    try:
+        yield follower
+    finally:
+        if not follower.task.done():
+            follower.task.cancel()
+        await asyncio.gather(follower.task, return_exceptions=True)
