@@ -32,7 +32,11 @@ class Services:
     quotas: QuotaService
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that neither block nor touch the store are coroutines: FastAPI runs
+# plain functions in its thread pool, a hop per dependency per request.
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -48,12 +52,12 @@ def current_user(
     return services.accounts.authenticate(credentials.credentials if credentials else None)
 
 
-def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user)]) -> User:
+async def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user)]) -> User:
     services.accounts.require_admin(user)
     return user
 
 
-def base_url(services: ServicesDep) -> str:
+async def base_url(services: ServicesDep) -> str:
     """The configured base URL: request headers are the client's to choose, so they
     never reach an endpoint URL another client may follow."""
     return services.public_url
