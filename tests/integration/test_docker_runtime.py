@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import httpx
 import pytest
 from docker.models.containers import Container
 
@@ -25,7 +24,7 @@ from moorage.runtimes.docker import LABEL, DockerRuntime
 from moorage.runtimes.ports import free_port
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
-from tests.support.runtimes import follow, refuses
+from tests.support.runtimes import follow, refuses, request_until_answered
 
 pytestmark = pytest.mark.anyio
 
@@ -111,26 +110,8 @@ def _containers(runtime: DockerRuntime, replica_id: str) -> list[Container]:
     )
 
 
-async def _request(
-    method: str, address: str, path: str = "/", *, content: str = "", timeout_s: float = WAIT_S
-) -> httpx.Response:
-    """A request to the replica, retried until it answers; fails after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = await client.request(method, f"http://{address}{path}", content=content)
-                response.raise_for_status()
-                return response
-            except httpx.TransportError as exc:
-                last = exc
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answered HTTP on {address} within {timeout_s} s: {last!r}")
-
-
 async def _get(address: str) -> dict[str, Any]:
-    body: dict[str, Any] = (await _request("GET", address)).json()
+    body: dict[str, Any] = (await request_until_answered("GET", address)).json()
     return body
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from moorage.models.endpoints import DeploySpec
@@ -33,7 +32,7 @@ from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
 from moorage.runtimes.process import ProcessRuntime
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
-from tests.support.runtimes import follow, observe_until, refuses
+from tests.support.runtimes import follow, observe_until, refuses, request_until_answered
 from tests.support.server import inline_app_command
 
 pytestmark = pytest.mark.anyio
@@ -144,26 +143,8 @@ async def kit(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[K
             await runtime.close()
 
 
-async def _request(
-    method: str, address: str, path: str = "/", *, content: str = ""
-) -> httpx.Response:
-    """A request to the replica, retried until it answers; fails after WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    last: Exception | None = None
-    async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = await client.request(method, f"http://{address}{path}", content=content)
-                response.raise_for_status()
-                return response
-            except httpx.TransportError as exc:
-                last = exc
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing answered HTTP on {address} within {WAIT_S} s: {last!r}")
-
-
 async def _env(address: str) -> dict[str, str]:
-    body: dict[str, Any] = (await _request("GET", address)).json()
+    body: dict[str, Any] = (await request_until_answered("GET", address)).json()
     env: dict[str, str] = body["env"]
     return env
 
@@ -251,8 +232,10 @@ async def test_observe_reports_an_exit_with_its_code_and_output_tail(kit: Kit) -
     await _env(address)
 
     shards = "\n".join(f"loading shard {i:02d}" for i in range(20))
-    await _request("POST", address, "/say", content=shards)
-    await _request("POST", address, "/exit/3", content="fatal: model weights not found")
+    await request_until_answered("POST", address, "/say", content=shards)
+    await request_until_answered(
+        "POST", address, "/exit/3", content="fatal: model weights not found"
+    )
     exited = await _observe_until(
         runtime, launch.replica_id, lambda o: o is not None and not o.running, "exited"
     )
@@ -381,7 +364,9 @@ async def test_logs_return_the_last_lines_or_all(kit: Kit) -> None:
     launch = kit.launch()
     address = await runtime.start(launch)
     await _env(address)
-    await _request("POST", address, "/say", content="\n".join(f"line {i}" for i in range(1, 11)))
+    await request_until_answered(
+        "POST", address, "/say", content="\n".join(f"line {i}" for i in range(1, 11))
+    )
     everything = await _logs_until(runtime, launch.replica_id, "line 10\n")
 
     assert await _logs(runtime, launch.replica_id, tail=3) == "line 8\nline 9\nline 10\n"
@@ -396,17 +381,17 @@ async def test_following_logs_yields_output_as_it_comes_and_ends_with_the_replic
     launch = kit.launch()
     address = await runtime.start(launch)
     await _env(address)
-    await _request("POST", address, "/say", content="zero")
+    await request_until_answered("POST", address, "/say", content="zero")
     await _logs_until(runtime, launch.replica_id, "zero\n")
 
     async with follow(runtime, launch.replica_id, tail=1) as follower:
         await follower.wait_for("zero\n")
-        await _request("POST", address, "/say", content="first")
+        await request_until_answered("POST", address, "/say", content="first")
         await follower.wait_for("first\n")
         assert "second" not in follower.text
-        await _request("POST", address, "/say", content="second")
+        await request_until_answered("POST", address, "/say", content="second")
         await follower.wait_for("second\n")
-        await _request("POST", address, "/exit/0", content="bye")
+        await request_until_answered("POST", address, "/exit/0", content="bye")
         assert await follower.ended(), "following did not end when the replica exited"
 
     assert LISTENING not in follower.text, "tail=1 should not replay the whole log"
@@ -421,7 +406,7 @@ async def test_following_logs_ends_when_the_replica_is_stopped(kit: Kit) -> None
     await _env(address)
 
     async with follow(runtime, launch.replica_id, tail=None) as follower:
-        await _request("POST", address, "/say", content="still here")
+        await request_until_answered("POST", address, "/say", content="still here")
         await follower.wait_for("still here")
         await runtime.stop(launch.replica_id)
         assert await follower.ended(), "following did not end when the replica was stopped"

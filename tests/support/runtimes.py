@@ -90,3 +90,27 @@ async def follow(runtime: Runtime, replica_id: str, *, tail: int | None) -> Asyn
         if not follower.task.done():
             follower.task.cancel()
         await asyncio.gather(follower.task, return_exceptions=True)
+
+
+async def request_until_answered(
+    method: str,
+    address: str,
+    path: str = "/",
+    *,
+    content: str = "",
+    timeout_s: float = FOLLOW_WAIT_S,
+) -> httpx.Response:
+    """A request to a replica at ``host:port``, retried until it answers; fails after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = await client.request(method, f"http://{address}{path}", content=content)
+                response.raise_for_status()
+                return response
+            except httpx.TransportError as exc:
+                last = exc
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing answered HTTP on {address} within {timeout_s} s: {last!r}")
