@@ -21,6 +21,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -338,15 +339,21 @@ class DockerRuntime:
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
         self._log_streams.add(stream)
+        # A thread of its own per reader: a follower blocks its thread for as long as
+        # it follows, and many of them in the loop's default executor (a few threads)
+        # would stall every other worker-thread call, the controller's included.
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moorage-docker-logs")
+        loop = asyncio.get_running_loop()
         try:
-            # One worker-thread hop per chunk; a consumer that goes away (or close())
-            # closes the stream's socket, which ends a read blocked on it.
-            while (chunk := await asyncio.to_thread(next, stream, None)) is not None:
+            # A consumer that goes away (or close()) closes the stream's socket, which
+            # ends a read blocked on it.
+            while (chunk := await loop.run_in_executor(reader, next, stream, None)) is not None:
                 yield chunk
         finally:
             self._log_streams.discard(stream)
             with contextlib.suppress(Exception):
                 stream.close()
+            reader.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         """Ends every pull and log reader, then closes the engine client."""
