@@ -100,11 +100,15 @@ class ReplicaRepository:
         )
         for event_row in event_rows:
             events[event_row.replica_id].append(replica_event(event_row))
+        # The two reads are two snapshots on SQLite (each SELECT stands alone): a
+        # replica that finished in between has no events in the second; it is no
+        # longer live, so it is left out.
         return [
             derive_replica(
                 r.replica_id, r.endpoint_id, r.revision, events[r.replica_id], r.progress
             )
             for r in rows
+            if events[r.replica_id]
         ]
 
     def events_for_endpoint(self, endpoint_id: str) -> Sequence[ReplicaEvent]:
