@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 
+import anyio.to_thread
 from docker.errors import DockerException
 from fastapi import FastAPI
 
@@ -46,6 +47,11 @@ from moorage.settings import Settings
 from moorage.store.db import Database
 
 log = logging.getLogger(__name__)
+
+# The API's handlers that read the store run in worker threads (anyio's, 40 by
+# default). Python runs one thread at a time, so past a few threads more only add
+# hand-offs of the interpreter lock; eight let a slow store call not hold up the rest.
+API_WORKER_THREADS = 8
 
 
 def make_runtime(settings: Settings) -> Runtime:
@@ -199,6 +205,7 @@ class MoorageServer:
             started.push_async_callback(self.logs.close)
             await self.gateway.proxy.listen(self.settings.host, self.settings.port)
             started.push_async_callback(self.gateway.proxy.close)
+            anyio.to_thread.current_default_thread_limiter().total_tokens = API_WORKER_THREADS
             freeze_startup_heap()
             yield
         log.info("moorage stopped; its replicas are stopped too")

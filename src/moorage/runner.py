@@ -64,6 +64,9 @@ async def serve(server: MoorageServer) -> None:
             timeout_graceful_shutdown=5,
             log_level="warning",
             access_log=False,
+            # Only the gateway connects, and moorage never reads a client's address
+            # from headers a client chose.
+            proxy_headers=False,
         )
     )
     failed = MoorageError("moorage failed to start; the log above says why")

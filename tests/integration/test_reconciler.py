@@ -71,11 +71,10 @@ class Control:
         self._make()
 
     async def restart(self) -> None:
-        """moorage killed and started again: nothing in memory survives (the old probe
-        clients are closed, as the dead process's sockets would be); the replicas run on,
-        and the new runtime and reconciler share the host and the store."""
+        """moorage killed and started again: nothing in memory survives (the
+        probes in flight are cancelled); the replicas run on, and the new runtime
+        and reconciler share the host and the store."""
         await self.reconciler.probes.close()
-        await self.reconciler.http_probe.close()
         self._make()
 
     def _make(self) -> None:

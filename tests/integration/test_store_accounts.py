@@ -14,7 +14,7 @@ from sqlalchemy import text
 from moorage.clock import FakeClock
 from moorage.errors import Conflict, MoorageError, Unauthenticated
 from moorage.models.accounts import User
-from moorage.services.accounts import AccountService
+from moorage.services.accounts import TOKEN_CACHE_S, AccountService
 from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
@@ -241,3 +241,48 @@ def test_a_revoked_or_foreign_configured_token_stops_the_start(
     assert foreign.value.code == "admin_token_invalid"
     assert not service.authenticate(issued.token).is_admin
     assert service.authenticate(new).is_admin
+
+
+def test_a_token_seen_recently_is_known_without_the_store_for_a_few_seconds(
+    db: Database,
+) -> None:
+    """What another process revokes (the store changed behind this service) stops
+    working within TOKEN_CACHE_S; what this service revokes stops at once."""
+    clock = FakeClock(T0)
+    service = AccountService(db, clock)
+    user = _new_user(db, "alice")
+    elsewhere, here = generate_token(), generate_token()
+    with db.session() as session:
+        accounts = AccountRepository(session)
+        first = accounts.add_token(user.user_id, elsewhere, name="a", now=T0)
+        second = accounts.add_token(user.user_id, here, name="b", now=T0)
+    assert service.recently_authenticated(elsewhere) is None  # never seen yet
+    assert service.authenticate(elsewhere) == user
+    assert service.authenticate(here) == user
+    assert service.recently_authenticated(elsewhere) == user
+
+    with db.session() as session:  # revoked by another process
+        AccountRepository(session).revoke_token(first.token_id, T0)
+    clock.advance(TOKEN_CACHE_S - 0.5)
+    assert service.recently_authenticated(elsewhere) == user
+    clock.advance(1.0)
+    assert service.recently_authenticated(elsewhere) is None
+    with pytest.raises(Unauthenticated):
+        service.authenticate(elsewhere)
+
+    assert service.authenticate(here) == user
+    service.revoke_token(second.token_id)
+    assert service.recently_authenticated(here) is None
+    with pytest.raises(Unauthenticated):
+        service.authenticate(here)
+
+
+def test_unknown_tokens_are_never_remembered(db: Database) -> None:
+    service = AccountService(db, FakeClock(T0))
+    for _ in range(3):
+        guess = generate_token()
+        with pytest.raises(Unauthenticated):
+            service.authenticate(guess)
+        assert service.recently_authenticated(guess) is None
+    assert service.recently_authenticated(None) is None
+    assert service.recently_authenticated("") is None

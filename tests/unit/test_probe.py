@@ -253,10 +253,8 @@ async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 @pytest.mark.anyio
 @pytest.mark.parametrize(("status", "ok"), [(200, True), (404, True), (503, False)])
 async def test_the_http_probe_passes_below_500(status: int, ok: bool) -> None:
-    probe = HttpProbe()
     async with serving(await answer(status)) as address:
-        result = await probe(address, "/ready", 2.0)
-    await probe.close()
+        result = await HttpProbe()(address, "/ready", 2.0)
     assert result == ProbeAnswer(ok, f"answered {status}")
 
 
@@ -275,24 +273,72 @@ async def test_a_dripping_answer_fails_at_the_deadline_not_later() -> None:
 
 @pytest.mark.anyio
 async def test_a_huge_body_is_not_read() -> None:
-    probe = HttpProbe(max_body_bytes=4096)
     async with serving(huge) as address:
-        result = await asyncio.wait_for(probe(address, "/", 2.0), 5)
-    await probe.close()
+        result = await asyncio.wait_for(HttpProbe()(address, "/", 2.0), 5)
     assert result.ok
 
 
 @pytest.mark.anyio
-async def test_unix_socket_addresses_are_probed_and_their_client_reused(tmp_path: Path) -> None:
-    probe = HttpProbe()
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (b"", "closed the connection without answering"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "answered something other than HTTP"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "answered something other than HTTP"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 20000, "answered a head over 16384 bytes"),
+    ],
+)
+async def test_an_answer_that_is_not_http_fails_and_says_what_came(reply: bytes, said: str) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    async with serving(handle) as address:
+        result = await HttpProbe()(address, "/", 2.0)
+    assert not result.ok
+    assert result.detail.startswith(said)
+
+
+@pytest.mark.anyio
+async def test_nothing_listening_fails_with_the_reason() -> None:
+    server = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    result = await HttpProbe()(f"127.0.0.1:{port}", "/", 2.0)
+    assert result == ProbeAnswer(False, "cannot connect: Connection refused")
+
+
+@pytest.mark.anyio
+async def test_the_probe_sends_one_get_that_closes_its_connection() -> None:
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        heads.append(await reader.read())  # the probe closes: nothing more comes
+        writer.close()
+
+    async with serving(handle) as address:
+        assert (await HttpProbe()(address, "/health?x=1", 2.0)).ok
+        async with asyncio.timeout(5):
+            while len(heads) < 2:
+                await asyncio.sleep(0.01)
+    request_line, *headers = heads[0].decode().split("\r\n")
+    assert request_line == "GET /health?x=1 HTTP/1.1"
+    assert "Connection: close" in headers
+    assert heads[1] == b""
+
+
+@pytest.mark.anyio
+async def test_unix_socket_addresses_are_probed(tmp_path: Path) -> None:
     socket_path = tmp_path / "replica.sock"
     async with serving(await answer(200), unix=socket_path) as address:
-        first = await probe(address, "/ready", 2.0)
-        second = await probe(address, "/ready", 2.0)
-        clients = dict(probe._unix)
-        await probe.retain([])
+        first = await HttpProbe()(address, "/ready", 2.0)
+        second = await HttpProbe()(address, "/ready", 2.0)
     assert first.ok
     assert second.ok
-    assert list(clients) == [f"unix:{socket_path}"]
-    assert probe._unix == {}
-    await probe.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from moorage.models.accounts import User
@@ -45,11 +46,17 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="Your moorage API token.")
 
 
-def current_user(
+async def current_user(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    return services.accounts.authenticate(credentials.credentials if credentials else None)
+    """A token seen in the last seconds is known without the store (no thread hop);
+    any other is looked up in a worker thread."""
+    token = credentials.credentials if credentials else None
+    user = services.accounts.recently_authenticated(token)
+    if user is None:
+        user = await run_in_threadpool(services.accounts.authenticate, token)
+    return user
 
 
 async def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user)]) -> User:

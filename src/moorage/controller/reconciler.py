@@ -85,8 +85,7 @@ class Reconciler:
         self.policy = policy
         self.publish_routes = publish_routes
         self.interval_s = interval_s
-        self.http_probe = HttpProbe()
-        self.probes = ProbeScheduler(self.http_probe, clock)
+        self.probes = ProbeScheduler(HttpProbe(), clock)
         self.idle_routes = IdleRoutes()
         # The last failure logged per replica: a start that fails the same way on every
         # retry is said once, not once per backoff.
@@ -128,7 +127,6 @@ class Reconciler:
         now = self.clock.now()
         results, failures = probe_verdicts(snapshot.replicas, self.probes.results())
         self._start_probes(snapshot, observed, now)
-        await self.http_probe.retain(o.address for o in observed.values() if o.address)
         actions = plan(
             snapshot.endpoints, snapshot.replicas, observed, results, now, self.policy, failures
         )
@@ -437,7 +435,6 @@ class Reconciler:
         observed = await self.runtime.observe()
         await asyncio.gather(*(self.runtime.stop(rid) for rid in observed))
         await self.probes.close()
-        await self.http_probe.close()
         await self.runtime.close()
 
     async def _stop_for_shutdown(self, replica: Replica) -> None:

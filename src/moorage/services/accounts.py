@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from cachetools import TTLCache
 
 from moorage import refusals
 from moorage.clock import Clock
@@ -21,12 +24,19 @@ from moorage.models.accounts import ApiToken, User
 from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
-from moorage.tokens import generate_token
+from moorage.tokens import generate_token, hash_token
 
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 MAX_NAME_LENGTH = 128
+# Tokens that authenticated in the last few seconds, by hash, so that a request with
+# a token seen recently costs no store read (nor a worker thread: see api.deps). A
+# revocation through this service forgets them all at once; one made by another
+# process sharing the store takes effect within TOKEN_CACHE_S. Unknown tokens are
+# never kept: a caller guessing tokens cannot fill the cache.
+TOKEN_CACHE_S = 5.0
+TOKEN_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,10 @@ class AccountService:
         self.db = db
         self.clock = clock
         self.on_change = on_change
+        self._recent: TTLCache[str, User] = TTLCache(
+            TOKEN_CACHE_SIZE, TOKEN_CACHE_S, timer=lambda: clock.now().timestamp()
+        )
+        self._recent_lock = threading.Lock()  # authenticate runs in worker threads
 
     def ensure_admin(self, settings: Settings) -> str | None:
         """Makes the configured token the admin's one bootstrap token; returns it only
@@ -101,6 +115,14 @@ class AccountService:
                     )
         return generated
 
+    def recently_authenticated(self, token: str | None) -> User | None:
+        """The user of a token that authenticated within TOKEN_CACHE_S, without reading
+        the store; None when it did not (``authenticate`` then decides)."""
+        if not token:
+            return None
+        with self._recent_lock:
+            return self._recent.get(hash_token(token))
+
     def authenticate(self, token: str | None) -> User:
         if not token:
             raise refusals.no_token()
@@ -108,7 +130,13 @@ class AccountService:
             user = AccountRepository(session).user_for_token(token)
         if user is None:
             raise refusals.unknown_token()
+        with self._recent_lock:
+            self._recent[hash_token(token)] = user
         return user
+
+    def _forget_recent(self) -> None:
+        with self._recent_lock:
+            self._recent.clear()
 
     @staticmethod
     def require_admin(user: User) -> None:
@@ -179,6 +207,7 @@ class AccountService:
                     code=ErrorCode.ADMIN_TOKEN_CONFIGURED,
                 )
             record = accounts.revoke_token(token_id, self.clock.now())
+        self._forget_recent()
         if record is None:
             raise NotFound(f"no token {token_id!r}; GET /v1/tokens lists them")
         self.on_change()

@@ -7,9 +7,11 @@ nothing when a check fails; the controller is woken after each commit.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from sqlalchemy.orm import Session
 
 from moorage import lifecycle, refusals
@@ -32,6 +34,7 @@ from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
 
 MAX_PAGE_SIZE = 100
+FLAVOR_CACHE_S = 10.0
 # Far past any user's endpoints, and (page - 1) * page_size stays a 64-bit integer.
 MAX_PAGE = 1_000_000
 
@@ -75,6 +78,10 @@ class EndpointService:
         self.max_instances = max_instances
         self.on_change = on_change
         self.quotas = quotas
+        self._flavors: TTLCache[str, StoredFlavor | None] = TTLCache(
+            1024, FLAVOR_CACHE_S, timer=lambda: clock.now().timestamp()
+        )
+        self._flavors_lock = threading.Lock()  # reads run in worker threads
 
     # -- reads ---------------------------------------------------------------
 
@@ -93,8 +100,7 @@ class EndpointService:
             replicas: dict[str, list[Replica]] = {e.service_id: [] for e in endpoints}
             for replica in ReplicaRepository(session).live(replicas):
                 replicas[replica.endpoint_id].append(replica)
-            flavors = FlavorRepository(session)
-            by_id = {f: flavors.get(f) for f in {e.flavor_id for e in endpoints}}
+            by_id = {f: self._flavor(session, f) for f in {e.flavor_id for e in endpoints}}
             views = [
                 self._assemble(e, by_id[e.flavor_id], replicas[e.service_id]) for e in endpoints
             ]
@@ -263,11 +269,22 @@ class EndpointService:
             self.quotas.check(session, user, updated, current)
 
     def _view(self, session: Session, endpoint: Endpoint) -> EndpointView:
-        flavor = FlavorRepository(session).get(endpoint.flavor_id)
+        flavor = self._flavor(session, endpoint.flavor_id)
         replicas = (
             [] if endpoint.is_deleted else ReplicaRepository(session).live([endpoint.service_id])
         )
         return self._assemble(endpoint, flavor, replicas)
+
+    def _flavor(self, session: Session, flavor_id: str) -> StoredFlavor | None:
+        """A flavor as responses show it, read from the store at most every
+        FLAVOR_CACHE_S (flavors change only when a server starts with a new file)."""
+        with self._flavors_lock:
+            if flavor_id in self._flavors:
+                return self._flavors[flavor_id]
+        flavor = FlavorRepository(session).get(flavor_id)
+        with self._flavors_lock:
+            self._flavors[flavor_id] = flavor
+        return flavor
 
     def _assemble(
         self, endpoint: Endpoint, flavor: StoredFlavor | None, replicas: Sequence[Replica]

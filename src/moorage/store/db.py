@@ -18,6 +18,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Connections kept open for the threads that read the store at once (the API's worker
+# threads, the controller's): SQLAlchemy's default of 5 made every further thread open
+# a connection, and run its PRAGMAs, per request.
+SQLITE_POOL_SIZE = 16
+SQLITE_POOL_OVERFLOW = 48
 
 
 def _normalise_url(url: str) -> str:
@@ -30,7 +35,12 @@ def _normalise_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = _normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_OVERFLOW,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

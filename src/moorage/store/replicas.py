@@ -82,24 +82,47 @@ class ReplicaRepository:
         live = [ReplicaRow.finished.is_(False)]
         if endpoint_ids is not None:
             live.append(ReplicaRow.endpoint_id.in_(list(endpoint_ids)))
-        rows = list(
-            self.session.scalars(
-                select(ReplicaRow)
-                .where(*live)
-                .order_by(ReplicaRow.created_at, ReplicaRow.replica_id)
+        # Columns, not ORM objects: these reads serve every GET of an endpoint, and
+        # SQLAlchemy's identity map and attribute machinery cost more than the query.
+        rows = self.session.execute(
+            select(
+                ReplicaRow.replica_id,
+                ReplicaRow.endpoint_id,
+                ReplicaRow.revision,
+                ReplicaRow.progress,
             )
-        )
+            .where(*live)
+            .order_by(ReplicaRow.created_at, ReplicaRow.replica_id)
+        ).all()
         if not rows:
             return []
         events: dict[str, list[ReplicaEvent]] = defaultdict(list)
-        event_rows = self.session.scalars(
-            select(ReplicaEventRow)
+        event_rows = self.session.execute(
+            select(
+                ReplicaEventRow.replica_id,
+                ReplicaEventRow.endpoint_id,
+                ReplicaEventRow.kind,
+                ReplicaEventRow.at,
+                ReplicaEventRow.address,
+                ReplicaEventRow.reason,
+                ReplicaEventRow.detail,
+            )
             .join(ReplicaRow, ReplicaRow.replica_id == ReplicaEventRow.replica_id)
             .where(*live)
             .order_by(ReplicaEventRow.event_id)
         )
-        for event_row in event_rows:
-            events[event_row.replica_id].append(replica_event(event_row))
+        for replica_id, endpoint_id, kind, at, address, reason, detail in event_rows:
+            events[replica_id].append(
+                ReplicaEvent(
+                    replica_id=replica_id,
+                    endpoint_id=endpoint_id,
+                    kind=ReplicaEventKind(kind),
+                    at=at,
+                    address=address,
+                    reason=FailureReason(reason) if reason else None,
+                    detail=detail,
+                )
+            )
         # The two reads are two snapshots on SQLite (each SELECT stands alone): a
         # replica that finished in between has no events in the second; it is no
         # longer live, so it is left out.
