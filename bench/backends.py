@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -485,6 +486,54 @@ def select(names: Sequence[str], only: str | None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run measured."""
+
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        raise ValueError(f"cannot read wrk's latency {value!r}")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(
+    name: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    token: str | None,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+) -> WrkResult:
+    """One wrk run (one thread, ``connections`` connections, latencies recorded);
+    a run with any non-2xx answer stops the benchmark."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
+    if token:
+        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    if script_args:
+        command += ["--", *script_args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Latency Distribution" not in output:
+        raise SystemExit(f"{name}: wrk printed no latencies:\n{output}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{output}")
+    return WrkResult(name, rps, p50, p99)
 
 
 def main() -> None:

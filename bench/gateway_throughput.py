@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,10 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from backends import WrkResult, run_wrk
 
 BACKEND_CONF = """
 worker_processes 1;
@@ -88,14 +90,6 @@ backend replica
 DELAY_MS = 2
 
 
-@dataclass(frozen=True)
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -112,39 +106,6 @@ def wait_http(url: str, headers: dict[str, str] | None = None, timeout: float = 
             pass
         time.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {timeout} s")
-
-
-def _ms(value: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
-    if match is None:
-        raise ValueError(f"cannot read wrk's latency {value!r}")
-    number, unit = match.groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def run_wrk(
-    name: str,
-    url: str,
-    seconds: int,
-    connections: int,
-    token: str | None,
-    script: Path | None = None,
-) -> Result:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if script is not None:
-        command[1:1] = ["-s", str(script)]
-    if token:
-        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Latency Distribution" not in output:
-        raise SystemExit(f"{name}: wrk printed no latencies:\n{output}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if errors:
-        raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{output}")
-    return Result(name, rps, p50, p99)
 
 
 def main() -> None:
@@ -276,7 +237,7 @@ def main() -> None:
     print_table(paced)
 
 
-def print_table(results: list[Result]) -> None:
+def print_table(results: list[WrkResult]) -> None:
     direct, via_nginx = results[0], results[1]
     print(
         f"{'path':28} {'req/s':>10} {'vs direct':>10} {'vs nginx':>9} "

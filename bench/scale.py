@@ -15,8 +15,10 @@ What it does, in order, printing progress on stderr:
    controller, on the fake runtime, as in production.
 2. Starts ``moorage serve`` with ``MOORAGE_RUNTIME=fake`` on that store and waits
    until the running endpoints are available.
-3. Measures, with ``--clients`` concurrent httpx clients: GET one endpoint (a random
-   one of all) and GET a page of 100 (a random page): p50 and p99.
+3. Measures, with ``--clients`` concurrent connections from wrk (C, one thread, so
+   the load takes little of the server's CPU), each sending its next request when
+   the last is answered, for ``--seconds`` each: GET one endpoint (a random one of
+   all) and GET a page of 100 (a random page): p50, p99 and the rate.
 4. PUT to the runtime's action: scales a running endpoint up by one and reads the
    server's JSON log for the time its new replica started (logged right after the
    runtime's ``start`` returned); the bench asks the server nothing meanwhile.
@@ -37,7 +39,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import secrets
 import statistics
 import sys
@@ -54,7 +55,14 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backends import Processes, free_port, moorage_executable, process_tree, wait_http
+from backends import (
+    Processes,
+    free_port,
+    moorage_executable,
+    process_tree,
+    run_wrk,
+    wait_http,
+)
 
 from moorage.clock import SystemClock
 from moorage.composition import MoorageServer
@@ -83,6 +91,17 @@ capacity = 1000000
 node_max_gpu = 0
 meta_info = {{ region = "bench" }}
 billing = {{ usd_price_unit = 0.1 }}
+"""
+# wrk's requests, each a random line of the file named after "--".
+WRK_PATHS = """
+local paths = {}
+function init(args)
+  math.randomseed(os.time())
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+end
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
 """
 TARGETS = {
     "GET one endpoint p99": ("ms", 50.0),
@@ -195,32 +214,6 @@ def seed(db: Database, endpoints: int, replicas: int, running: int, per_running:
 
 
 # -- measuring ----------------------------------------------------------------------
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
-
-
-async def load(
-    client: httpx.AsyncClient, clients: int, requests: int, target: Callable[[], str]
-) -> list[float]:
-    """``requests`` GETs from ``clients`` concurrent workers; each latency in ms."""
-    latencies: list[float] = []
-    left = requests
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            began = time.perf_counter()
-            response = await client.get(target())
-            latencies.append((time.perf_counter() - began) * 1000)
-            if response.status_code != 200:
-                raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
-
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies
 
 
 class ServerLog:
@@ -358,24 +351,29 @@ async def measure_server(
     ) as client:
         say(f"waiting for the {len(running)} running endpoints to be available")
         await wait_available(client, running, deadline_s=300)
-        await load(client, args.clients, 200, lambda: f"{API}/{random.choice(ids)}")  # warm
-        say(f"GET one endpoint: {args.requests:,} requests from {args.clients} clients")
-        began = time.perf_counter()
-        got = await load(client, args.clients, args.requests, lambda: f"{API}/{random.choice(ids)}")
-        rate = len(got) / (time.perf_counter() - began)
-        figures.add("GET one endpoint p50", percentile(got, 0.50), "ms")
-        figures.add("GET one endpoint p99", percentile(got, 0.99), "ms")
-        figures.add("GET one endpoint, rate", rate, "requests/s")
+        # The load comes from wrk (C, one thread), so the clients take little of the CPU
+        # the server needs; each connection is one client waiting for its answer.
+        one = work / "one.txt"
+        one.write_text("".join(f"{API}/{service_id}\n" for service_id in ids))
         pages = max(1, len(ids) // 100)
-        say(f"GET a page of 100: {args.requests // 4:,} requests from {args.clients} clients")
-        listed = await load(
-            client,
-            args.clients,
-            args.requests // 4,
-            lambda: f"{API}?page={random.randint(1, pages)}&page_size=100",
+        paged = work / "pages.txt"
+        paged.write_text(
+            "".join(f"{API}?page={page}&page_size=100\n" for page in range(1, pages + 1))
         )
-        figures.add("GET a page of 100 p50", percentile(listed, 0.50), "ms")
-        figures.add("GET a page of 100 p99", percentile(listed, 0.99), "ms")
+        script = work / "paths.lua"
+        script.write_text(WRK_PATHS)
+        url = f"{base}/"
+        run_wrk("warm-up", url, 2, args.clients, token, script, [str(one)])
+        say(f"GET one endpoint: {args.seconds} s from {args.clients} clients (wrk)")
+        got = run_wrk("GET one", url, args.seconds, args.clients, token, script, [str(one)])
+        figures.add("GET one endpoint p50", got.p50_ms, "ms")
+        figures.add("GET one endpoint p99", got.p99_ms, "ms")
+        figures.add("GET one endpoint, rate", got.rps, "requests/s")
+        say(f"GET a page of 100: {args.seconds} s from {args.clients} clients (wrk)")
+        listed = run_wrk("GET a page", url, args.seconds, args.clients, token, script, [str(paged)])
+        figures.add("GET a page of 100 p50", listed.p50_ms, "ms")
+        figures.add("GET a page of 100 p99", listed.p99_ms, "ms")
+        figures.add("GET a page of 100, rate", listed.rps, "requests/s")
         if running:
             say("PUT to the runtime's action (scale up by one, 10 times)")
             log = ServerLog(work / "serve.log")
@@ -442,7 +440,7 @@ def main() -> None:
     parser.add_argument("--per-running", type=int, default=5, help="replicas of each")
     parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL")
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=4000, help="GETs of one endpoint")
+    parser.add_argument("--seconds", type=int, default=10, help="of each wrk load")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
