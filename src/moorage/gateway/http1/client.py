@@ -23,6 +23,7 @@ from moorage import refusals
 from moorage.errors import BadRequest, MoorageError
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
+from moorage.gateway.http1.headroom import feed_bounded
 from moorage.gateway.http1.limits import Refused
 from moorage.gateway.http1.request import Request
 
@@ -102,7 +103,7 @@ class ClientConnection(asyncio.Protocol):
                 self.head_room -= len(data)
                 self.parser.feed_data(data)
             else:
-                self._feed_bounded(data)
+                feed_bounded(self, data)
         except httptools.HttpParserUpgrade as upgrade:
             exchange = self._parsing()
             if exchange is not None and exchange.request.upgrade:
@@ -121,27 +122,8 @@ class ClientConnection(asyncio.Protocol):
         if self.current is not None:  # only the current exchange has a replica to write to
             self.current.flush_request()
 
-    def _feed_bounded(self, data: bytes) -> None:
-        """A read longer than the room left for the head: feed the head's share, then
-        the rest once the head is complete (a body, or pipelined requests, which each
-        get their own room). Raises ``Refused`` for a head longer than allowed."""
-        view = memoryview(data)
-        fed = 0
-        try:
-            while view:
-                if self.in_body or len(view) <= self.head_room:
-                    if not self.in_body:
-                        self.head_room -= len(view)
-                    self.parser.feed_data(view)
-                    return
-                piece, view = view[: self.head_room], view[self.head_room :]
-                self.head_room = 0
-                self.parser.feed_data(piece)
-                fed += len(piece)
-                if not self.in_body and self.head_room == 0:
-                    raise Refused(refusals.headers_too_large(self.limits.max_head_bytes))
-        except httptools.HttpParserUpgrade as upgrade:  # its offset is into the piece
-            raise httptools.HttpParserUpgrade(fed + upgrade.args[0]) from None
+    def head_too_long(self) -> Exception:
+        return Refused(refusals.headers_too_large(self.limits.max_head_bytes))
 
     def _drop(self, size: int) -> None:
         self.lingering -= size

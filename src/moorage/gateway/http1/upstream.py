@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from moorage.gateway.http1.headroom import feed_bounded
+
 if TYPE_CHECKING:
     from moorage.gateway.http1.exchange import Exchange
 
@@ -27,12 +29,12 @@ MAX_IDLE_S = 1.5
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_head_room",
         "_headers",
-        "_in_head",
         "address",
         "exchange",
+        "head_room",
         "idle_since",
+        "in_body",
         "parser",
         "pool",
         "transport",
@@ -48,8 +50,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel = False
         self.idle_since = 0.0
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = True
-        self._head_room = pool.max_head_bytes
+        self.in_body = False  # the parser is past a head: reads are body bytes
+        self.head_room = pool.max_head_bytes  # bytes the current head may still take
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -65,12 +67,13 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_tunnel_data(data)
             return
         try:
-            if self._in_head and len(data) > self._head_room:
-                self._feed_bounded(data)
-            else:
-                if self._in_head:
-                    self._head_room -= len(data)
+            if self.in_body:
                 self.parser.feed_data(data)
+            elif len(data) <= self.head_room:
+                self.head_room -= len(data)
+                self.parser.feed_data(data)
+            else:
+                feed_bounded(self, data)
             exchange.flush_head()
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
@@ -82,28 +85,10 @@ class UpstreamConnection(asyncio.Protocol):
                 self.exchange.upstream_malformed(exc)
             self.close()
 
-    def _feed_bounded(self, data: bytes) -> None:
-        """Feeds the head's share of a read, then the rest once the head is complete;
-        a head that does not end within ``max_head_bytes`` is malformed."""
-        view = memoryview(data)
-        fed = 0
-        while view:
-            if not self._in_head or len(view) <= self._head_room:
-                if self._in_head:
-                    self._head_room -= len(view)
-                self.parser.feed_data(view)
-                return
-            piece, view = view[: self._head_room], view[self._head_room :]
-            self._head_room = 0
-            try:
-                self.parser.feed_data(piece)
-            except httptools.HttpParserUpgrade as upgrade:  # its offset is into the piece
-                raise httptools.HttpParserUpgrade(fed + upgrade.args[0]) from None
-            fed += len(piece)
-            if self._in_head and self._head_room == 0:
-                raise httptools.HttpParserError(
-                    f"a response head longer than {self.pool.max_head_bytes} bytes"
-                )
+    def head_too_long(self) -> Exception:
+        return httptools.HttpParserError(
+            f"a response head longer than {self.pool.max_head_bytes} bytes"
+        )
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -131,7 +116,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_body = True
         if self.exchange is not None:
             self.exchange.upstream_head(self.parser.get_status_code(), self._headers)
 
@@ -140,8 +125,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.upstream_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_head = True  # the next response (after a 1xx, or on reuse) has a head
-        self._head_room = self.pool.max_head_bytes
+        self.in_body = False  # the next response (after a 1xx, or on reuse) has a head
+        self.head_room = self.pool.max_head_bytes
         if self.exchange is not None:
             self.exchange.upstream_complete(self.parser.should_keep_alive())
 
