@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.replicas import (
@@ -17,7 +18,8 @@ from moorage.models.replicas import (
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
-from moorage.store.replicas import ReplicaRepository
+from moorage.store.replicas import ReplicaRepository, replica_event
+from moorage.store.tables import ReplicaEventRow
 from moorage.wire import new_id
 
 T0 = datetime(2026, 5, 1, 0, 0, 0, 1, tzinfo=UTC)
@@ -78,9 +80,20 @@ def _live(db: Database, endpoint_ids: list[str] | None = None) -> dict[str, Repl
         return {r.replica_id: r for r in ReplicaRepository(session).live(endpoint_ids)}
 
 
-def _kinds(db: Database, endpoint_id: str) -> list[ReplicaEventKind]:
+def _log(db: Database, endpoint_id: str) -> list[ReplicaEvent]:
+    """The endpoint's replica events in the order they were recorded (the events API
+    lists by time, newest first; these tests check the log's own order)."""
     with db.session() as session:
-        return [e.kind for e in ReplicaRepository(session).events_for_endpoint(endpoint_id)]
+        rows = session.scalars(
+            select(ReplicaEventRow)
+            .where(ReplicaEventRow.endpoint_id == endpoint_id)
+            .order_by(ReplicaEventRow.event_id)
+        )
+        return [replica_event(row) for row in rows]
+
+
+def _kinds(db: Database, endpoint_id: str) -> list[ReplicaEventKind]:
+    return [e.kind for e in _log(db, endpoint_id)]
 
 
 def test_create_writes_a_requested_event(db: Database) -> None:
@@ -88,8 +101,7 @@ def test_create_writes_a_requested_event(db: Database) -> None:
 
     replica_id = _create(db, endpoint_id, revision=3, at=0)
 
-    with db.session() as session:
-        events = list(ReplicaRepository(session).events_for_endpoint(endpoint_id))
+    events = _log(db, endpoint_id)
     assert events == [ReplicaEvent(replica_id, endpoint_id, ReplicaEventKind.REQUESTED, T0)]
     assert events[0].at.tzinfo == UTC
     replica = _live(db)[replica_id]
@@ -124,8 +136,7 @@ def test_record_appends_in_recorded_order_whatever_the_clock_says(db: Database) 
     _record(db, replica_id, endpoint_id, ReplicaEventKind.STARTED, 1, address=address)
     _record(db, replica_id, endpoint_id, ReplicaEventKind.READY, 2)
 
-    with db.session() as session:
-        events = list(ReplicaRepository(session).events_for_endpoint(endpoint_id))
+    events = _log(db, endpoint_id)
     assert [e.kind for e in events] == [
         ReplicaEventKind.REQUESTED,
         ReplicaEventKind.STARTED,

@@ -319,9 +319,6 @@ class ProcessRuntime:
             )
         return observed
 
-    def output_path(self, replica_id: str) -> Path:
-        return self._dir(replica_id) / OUTPUT_FILE
-
     async def logs(
         self, replica_id: str, *, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:

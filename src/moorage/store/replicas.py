@@ -133,11 +133,3 @@ class ReplicaRepository:
             for r in rows
             if events[r.replica_id]
         ]
-
-    def events_for_endpoint(self, endpoint_id: str) -> Sequence[ReplicaEvent]:
-        rows = self.session.scalars(
-            select(ReplicaEventRow)
-            .where(ReplicaEventRow.endpoint_id == endpoint_id)
-            .order_by(ReplicaEventRow.event_id)
-        )
-        return [replica_event(r) for r in rows]
