@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -175,31 +176,49 @@ class Control:
             await self.step(advance_s)
 
 
-async def _control(
-    tmp_path: Path, script: Callable[[Launch], Behavior] | None = None, **policy: float
-) -> Control:
-    db = Database(f"sqlite:///{tmp_path / 'moorage.db'}")
-    db.migrate()
-    with db.session() as session:
-        user = AccountRepository(session).create_user("tenant", is_admin=False, now=T0)
-    return Control(
-        db,
-        FakeClock(),
-        FakeHost(),
-        script or (lambda _launch: Behavior()),
-        PlanPolicy(**policy),  # type: ignore[arg-type]
-        user_id=user.user_id,
-    )
+class MakeControl(Protocol):
+    def __call__(
+        self, script: Callable[[Launch], Behavior] | None = None, **policy: float
+    ) -> Control:
+        """A Control whose runtime runs ``script`` (every replica serves by default),
+        under a plan policy with the given fields changed."""
+        ...
 
 
 @pytest.fixture
-async def control(tmp_path: Path) -> AsyncIterator[Control]:
-    made = await _control(tmp_path, _by_command)
+async def make_control(tmp_path: Path) -> AsyncIterator[MakeControl]:
+    """Controls for tests that script the runtime or change the policy; each is shut
+    down and its store closed after the test."""
+    made: list[Control] = []
+
+    def make(script: Callable[[Launch], Behavior] | None = None, **policy: float) -> Control:
+        db = Database(f"sqlite:///{tmp_path / f'moorage-{len(made)}.db'}")
+        db.migrate()
+        with db.session() as session:
+            user = AccountRepository(session).create_user("tenant", is_admin=False, now=T0)
+        control = Control(
+            db,
+            FakeClock(),
+            FakeHost(),
+            script or (lambda _launch: Behavior()),
+            PlanPolicy(**policy),  # type: ignore[arg-type]
+            user_id=user.user_id,
+        )
+        made.append(control)
+        return control
+
     try:
-        yield made
+        yield make
     finally:
-        await made.reconciler.shutdown()
-        made.db.dispose()
+        for control in made:
+            await control.reconciler.shutdown()
+            control.db.dispose()
+
+
+@pytest.fixture
+def control(make_control: MakeControl) -> Control:
+    """GOOD, BROKEN and SILENT commands, the default policy."""
+    return make_control(_by_command)
 
 
 def _by_command(launch: Launch) -> Behavior:
@@ -315,7 +334,7 @@ async def test_a_revision_that_cannot_run_is_rolled_back_while_the_old_one_serve
 
 
 async def test_a_failing_start_is_retried_with_growing_backoff_until_it_starts(
-    tmp_path: Path,
+    make_control: MakeControl,
 ) -> None:
     failures = 3
 
@@ -326,31 +345,27 @@ async def test_a_failing_start_is_retried_with_growing_backoff_until_it_starts(
         return Behavior()
 
     attempts: list[Launch] = []
-    control = await _control(tmp_path, script, backoff_base_s=4.0)
-    try:
-        endpoint = control.create()
-        await control.step(0)
-        assert len(attempts) == 1
-        [failed] = control.replicas(endpoint.service_id)
-        assert failed.state is ReplicaState.FAILED
-        assert failed.last_failure is not None
-        assert "no such image" in failed.last_failure
+    control = make_control(script, backoff_base_s=4.0)
+    endpoint = control.create()
+    await control.step(0)
+    assert len(attempts) == 1
+    [failed] = control.replicas(endpoint.service_id)
+    assert failed.state is ReplicaState.FAILED
+    assert failed.last_failure is not None
+    assert "no such image" in failed.last_failure
 
-        # Backoff 4 s after the first failure, 8 s after the second.
-        for waited in (3, 1, 7, 1):
-            before = len(attempts)
-            await control.step(waited)
-            retried = len(attempts) > before
-            assert retried == (waited == 1), f"{waited} s later, retried: {retried}"
-        await control.until(lambda: control.ready(endpoint.service_id), "ready", advance_s=16)
-        assert control.replicas(endpoint.service_id)[0].replica_id == failed.replica_id
-    finally:
-        await control.reconciler.shutdown()
-        control.db.dispose()
+    # Backoff 4 s after the first failure, 8 s after the second.
+    for waited in (3, 1, 7, 1):
+        before = len(attempts)
+        await control.step(waited)
+        retried = len(attempts) > before
+        assert retried == (waited == 1), f"{waited} s later, retried: {retried}"
+    await control.until(lambda: control.ready(endpoint.service_id), "ready", advance_s=16)
+    assert control.replicas(endpoint.service_id)[0].replica_id == failed.replica_id
 
 
 async def test_a_start_pending_an_image_pull_shows_its_progress_then_starts(
-    tmp_path: Path,
+    make_control: MakeControl,
 ) -> None:
     pulls: list[str] = []
 
@@ -360,18 +375,14 @@ async def test_a_start_pending_an_image_pull_shows_its_progress_then_starts(
             return Behavior(error=StartPending(f"pulling the image: {len(pulls) * 30}%"))
         return Behavior()
 
-    control = await _control(tmp_path, script)
-    try:
-        endpoint = control.create()
-        await control.step()
-        [pending] = control.replicas(endpoint.service_id)
-        assert pending.progress == "pulling the image: 30%"
-        assert pending.state is not ReplicaState.FAILED, "a pull in progress is no failure"
-        await control.until(lambda: control.ready(endpoint.service_id), "ready")
-        assert len(pulls) == 3
-    finally:
-        await control.reconciler.shutdown()
-        control.db.dispose()
+    control = make_control(script)
+    endpoint = control.create()
+    await control.step()
+    [pending] = control.replicas(endpoint.service_id)
+    assert pending.progress == "pulling the image: 30%"
+    assert pending.state is not ReplicaState.FAILED, "a pull in progress is no failure"
+    await control.until(lambda: control.ready(endpoint.service_id), "ready")
+    assert len(pulls) == 3
 
 
 async def test_a_replica_that_keeps_crashing_is_restarted_with_backoff_and_says_why(
@@ -433,27 +444,23 @@ async def test_a_crashing_command_makes_the_endpoint_unavailable_saying_what_to_
 
 
 async def test_an_app_that_never_listens_is_unavailable_after_the_ready_timeout(
-    tmp_path: Path,
+    make_control: MakeControl,
 ) -> None:
-    control = await _control(tmp_path, _by_command, ready_timeout_s=30.0)
-    try:
-        endpoint = control.create(command=SILENT)
-        await control.step()
-        await control.step(20)
-        assert control.status(endpoint.service_id).status is EndpointStatus.INITIALIZING
+    control = make_control(_by_command, ready_timeout_s=30.0)
+    endpoint = control.create(command=SILENT)
+    await control.step()
+    await control.step(20)
+    assert control.status(endpoint.service_id).status is EndpointStatus.INITIALIZING
 
-        await control.until(
-            lambda: control.status(endpoint.service_id).status is EndpointStatus.UNAVAILABLE,
-            "unavailable",
-            advance_s=5,
-        )
+    await control.until(
+        lambda: control.status(endpoint.service_id).status is EndpointStatus.UNAVAILABLE,
+        "unavailable",
+        advance_s=5,
+    )
 
-        info = control.status(endpoint.service_id).status_info
-        assert info is not None
-        assert "$PORT" in info, "the words do not point at the usual mistake"
-    finally:
-        await control.reconciler.shutdown()
-        control.db.dispose()
+    info = control.status(endpoint.service_id).status_info
+    assert info is not None
+    assert "$PORT" in info, "the words do not point at the usual mistake"
 
 
 async def test_fixing_the_command_recovers_the_endpoint(control: Control) -> None:
@@ -496,7 +503,7 @@ async def test_a_replica_failing_its_probe_leaves_rotation_and_is_replaced(
 
 
 async def test_a_replica_the_runtime_cannot_launch_fails_once_in_the_log_and_others_serve(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_control: MakeControl, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A runtime raising what it should not (the process runtime raised ``ValueError:
     embedded null byte`` for an old store's env) fails that replica, with the words,
@@ -507,28 +514,24 @@ async def test_a_replica_the_runtime_cannot_launch_fails_once_in_the_log_and_oth
             return Behavior(error=ValueError("embedded null byte"))
         return Behavior()
 
-    control = await _control(tmp_path, script)
-    try:
-        broken = control.create(command=BROKEN)
-        fine = control.create()
-        await control.until(
-            lambda: any(r.consecutive_failures >= 3 for r in control.replicas(broken.service_id)),
-            "the broken replica retried three times",
-            advance_s=5,
-        )
-        await control.until(lambda: control.ready(fine.service_id), "the other one ready")
+    control = make_control(script)
+    broken = control.create(command=BROKEN)
+    fine = control.create()
+    await control.until(
+        lambda: any(r.consecutive_failures >= 3 for r in control.replicas(broken.service_id)),
+        "the broken replica retried three times",
+        advance_s=5,
+    )
+    await control.until(lambda: control.ready(fine.service_id), "the other one ready")
 
-        info = control.status(broken.service_id).status_info
-        assert control.status(broken.service_id).status is EndpointStatus.UNAVAILABLE
-        assert info is not None
-        assert "embedded null byte" in info
-        about_it = [r for r in caplog.records if "embedded null byte" in r.getMessage()]
-        assert len(about_it) == 1, [r.getMessage() for r in about_it]
-        assert about_it[0].exc_info is None, "a traceback for a replica's failure"
-        assert broken.service_id in about_it[0].getMessage()
-    finally:
-        await control.reconciler.shutdown()
-        control.db.dispose()
+    info = control.status(broken.service_id).status_info
+    assert control.status(broken.service_id).status is EndpointStatus.UNAVAILABLE
+    assert info is not None
+    assert "embedded null byte" in info
+    about_it = [r for r in caplog.records if "embedded null byte" in r.getMessage()]
+    assert len(about_it) == 1, [r.getMessage() for r in about_it]
+    assert about_it[0].exc_info is None, "a traceback for a replica's failure"
+    assert broken.service_id in about_it[0].getMessage()
 
 
 # -- one tenant's probes ----------------------------------------------------------------------
@@ -577,44 +580,40 @@ async def hostile() -> AsyncIterator[Hostile]:
 
 
 async def test_probes_that_never_complete_hold_up_no_other_tenant_nor_a_revocation(
-    tmp_path: Path, hostile: Hostile
+    make_control: MakeControl, hostile: Hostile
 ) -> None:
     def script(launch: Launch) -> Behavior:
         return Behavior(address=getattr(hostile, launch.deploy.command, None))
 
-    control = await _control(tmp_path, script)
-    try:
-        attacks = [
-            control.create(command=mode, probe=ReadinessProbe(path="/ready", timeout_s=timeout))
-            for mode, timeout in (("drip", 60.0), ("silent", 600.0))
-        ]
-        await control.until(lambda: {"drip", "silent"} <= set(hostile.probed), "both probed")
-        with control.db.session() as session:
-            accounts = AccountRepository(session)
-            token = accounts.add_token(control.user_id, "mrg_second", name="second", now=T0)
-        passes: list[float] = []
+    control = make_control(script)
+    attacks = [
+        control.create(command=mode, probe=ReadinessProbe(path="/ready", timeout_s=timeout))
+        for mode, timeout in (("drip", 60.0), ("silent", 600.0))
+    ]
+    await control.until(lambda: {"drip", "silent"} <= set(hostile.probed), "both probed")
+    with control.db.session() as session:
+        accounts = AccountRepository(session)
+        token = accounts.add_token(control.user_id, "mrg_second", name="second", now=T0)
+    passes: list[float] = []
 
-        async def timed_step() -> None:
-            started = time.monotonic()
-            await control.step()
-            passes.append(time.monotonic() - started)
+    async def timed_step() -> None:
+        started = time.monotonic()
+        await control.step()
+        passes.append(time.monotonic() - started)
 
-        other = control.create()
-        while not control.ready(other.service_id):
-            assert len(passes) < 10, "another tenant's endpoint never became ready"
-            await timed_step()
-        assert hash_token("mrg_second") in control.tables[-1].tokens
-        with control.db.session() as session:
-            AccountRepository(session).revoke_token(token.token_id, control.clock.now())
+    other = control.create()
+    while not control.ready(other.service_id):
+        assert len(passes) < 10, "another tenant's endpoint never became ready"
         await timed_step()
+    assert hash_token("mrg_second") in control.tables[-1].tokens
+    with control.db.session() as session:
+        AccountRepository(session).revoke_token(token.token_id, control.clock.now())
+    await timed_step()
 
-        assert hash_token("mrg_second") not in control.tables[-1].tokens, "revoked, yet routed"
-        assert max(passes) < 1.0, f"a pass waited for a probe: {max(passes):.2f} s"
-        for attack in attacks:
-            assert control.status(attack.service_id).status is EndpointStatus.INITIALIZING
-    finally:
-        await control.reconciler.shutdown()
-        control.db.dispose()
+    assert hash_token("mrg_second") not in control.tables[-1].tokens, "revoked, yet routed"
+    assert max(passes) < 1.0, f"a pass waited for a probe: {max(passes):.2f} s"
+    for attack in attacks:
+        assert control.status(attack.service_id).status is EndpointStatus.INITIALIZING
 
 
 # -- restarts of moorage ---------------------------------------------------------------------
