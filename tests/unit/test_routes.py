@@ -255,5 +255,7 @@ def test_a_stopped_hint_survives_the_trip_to_a_standalone_gateway() -> None:
 def test_a_route_file_with_an_unknown_status_is_refused_naming_the_field() -> None:
     body = {"endpoints": [{"service_id": "ep", "tokens": ["t"], "status": "paused"}]}
 
-    with pytest.raises(MoorageError, match=r"routes.json: endpoints\[0\].status: give 'running'"):
+    with pytest.raises(
+        MoorageError, match=r"routes.json: endpoints\[0\].status: should be 'running'"
+    ):
         table_from_json(body, "routes.json")

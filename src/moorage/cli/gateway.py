@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from moorage.errors import MoorageError
 from moorage.gateway import standalone
@@ -105,7 +106,7 @@ def gateway(
     try:
         standalone.run(config)
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")  # it quotes the file
         raise typer.Exit(2) from exc
     except OSError as exc:
         err.print(
