@@ -1,7 +1,7 @@
 """What ``moorage serve`` says while an endpoint is created, scaled, stopped and deleted:
 one line per lifecycle event with its ids, no line per probe or per request, as text or
-(``MOORAGE_LOG_FORMAT=json``) one JSON object per line. The events API lists the same
-history, newest first."""
+(``MOORAGE_LOG_FORMAT=json``) one JSON object per line, as ``moorage gateway`` writes
+its own. The events API lists the same history, newest first."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import ApiClient, MoorageServer, wait_for
+from tests.support.gateway import StandaloneGateway
+from tests.support.server import ApiClient, MoorageServer, free_port, wait_for
 
 SERVER_COMMAND = "exec python3 -m http.server $PORT"
 
@@ -217,3 +218,27 @@ def test_an_unknown_log_format_is_refused_naming_the_setting(tmp_path: Path, val
 
     assert result.returncode != 0
     assert "log_format" in result.stderr
+
+
+def test_the_standalone_gateway_logs_json_when_told_to(tmp_path: Path) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    gateway = StandaloneGateway(
+        tmp_path, control_plane=unreachable, token="t", env={"MOORAGE_LOG_FORMAT": "json"}
+    )
+
+    with gateway:
+        line = wait_for(
+            lambda: next((x for x in gateway.log().splitlines() if "cannot reach" in x), None),
+            what="the gateway to say it cannot reach the control plane",
+        )
+
+    record = json.loads(line)
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "moorage.gateway.standalone"
+    assert unreachable in record["message"]
+    text_records = [
+        x
+        for x in gateway.log().splitlines()
+        if x.startswith(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    ]
+    assert text_records == [], text_records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class StandaloneGateway:
     token: str | None = None
     workers: int = 1
     args: list[str] = field(default_factory=list)  # more options, e.g. limits
+    env: dict[str, str] = field(default_factory=dict)  # more environment, e.g. MOORAGE_*
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -72,7 +74,12 @@ class StandaloneGateway:
 
     def start(self) -> StandaloneGateway:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+            )
         track(self.process, signal.SIGTERM)
         try:  # a gateway that never listens is stopped before the failure is raised
             wait_for(self._healthy, timeout=60, what=f"moorage gateway to listen\n{self.log()}")

@@ -12,6 +12,7 @@ from rich.markup import escape
 from moorage.errors import MoorageError
 from moorage.gateway import standalone
 from moorage.gateway.http1.limits import WireLimits
+from moorage.logformat import LogFormat
 
 _DEFAULTS = WireLimits()
 
@@ -72,6 +73,13 @@ def gateway(
         float,
         _limit("MOORAGE_GATEWAY_BODY_TIMEOUT_S", "Longest pause inside a request body (408)."),
     ] = _DEFAULTS.body_timeout_s,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="MOORAGE_LOG_FORMAT",
+            help="text: one line per record for people; json: one JSON object per line.",
+        ),
+    ] = "text",
 ) -> None:
     """Run the gateway alone: /inference-api/... to replicas, nothing else."""
     if (control_plane is None) == (routes is None):
@@ -101,7 +109,14 @@ def gateway(
         body_timeout_s=body_timeout_s,
     )
     config = standalone.GatewayConfig(
-        host, port, workers, routes, control_plane, token, limits=limits
+        host,
+        port,
+        workers,
+        routes,
+        control_plane,
+        token,
+        limits=limits,
+        log_format=log_format,
     )
     try:
         standalone.run(config)

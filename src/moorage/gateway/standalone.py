@@ -25,7 +25,7 @@ import aiohttp
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from moorage import refusals
+from moorage import logformat, refusals
 from moorage.errors import MoorageError
 from moorage.gateway.assembly import build_gateway
 from moorage.gateway.http1 import wire
@@ -55,6 +55,7 @@ class GatewayConfig:
     control_plane: str | None = None
     token: str | None = None
     limits: WireLimits = field(default_factory=WireLimits)
+    log_format: logformat.LogFormat = "text"
 
 
 def read_routes_file(path: Path) -> RouteTableHolder:
@@ -167,13 +168,15 @@ async def run_worker(config: GatewayConfig) -> None:
 
 
 def _worker_main(config: GatewayConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run_worker(config))
 
 
 def run(config: GatewayConfig) -> None:
-    """Runs the workers until SIGINT or SIGTERM; each finishes its requests first."""
+    """Runs the workers until SIGINT or SIGTERM; each finishes its requests first.
+    The log is set up here, as ``moorage serve`` sets up its own; forked workers
+    inherit it."""
+    logformat.configure(config.log_format)
     if config.routes_file is not None:
         read_routes_file(config.routes_file)  # a broken file fails here, once, clearly
     limit = raise_open_file_limit()
