@@ -1,4 +1,4 @@
-"""How ``moorage serve`` writes its log: one line per record, as text or as JSON.
+"""How ``moorage serve`` and ``moorage gateway`` log: one line per record, text or JSON.
 
 ``MOORAGE_LOG_FORMAT=json`` gives one JSON object per line, for log shippers:
 ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, and every field a
