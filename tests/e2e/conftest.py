@@ -19,16 +19,20 @@ from tests.support.server import ApiClient, MoorageServer, new_user_token
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every e2e module runs on both stores with the process runtime; a module that sets
+    """Every e2e module runs on both stores with the process runtime, but a module that
+    sets ``STORES = ["sqlite"]`` (what it checks happens before or beside the store:
+    the gateway's framing, logs, sandboxes) runs on SQLite only; a module that sets
     ``RUNTIMES = ["process", "docker"]`` also runs on the docker runtime (SQLite)."""
     if "server" not in metafunc.fixturenames:
         return
-    combos = [
-        pytest.param(("sqlite", "process"), id="sqlite-process"),
-        pytest.param(
-            ("postgresql", "process"), id="postgresql-process", marks=pytest.mark.postgres
-        ),
-    ]
+    stores = getattr(metafunc.module, "STORES", ("sqlite", "postgresql"))
+    combos = [pytest.param(("sqlite", "process"), id="sqlite-process")]
+    if "postgresql" in stores:
+        combos.append(
+            pytest.param(
+                ("postgresql", "process"), id="postgresql-process", marks=pytest.mark.postgres
+            )
+        )
     if "docker" in getattr(metafunc.module, "RUNTIMES", ()):
         combos.append(
             pytest.param(("sqlite", "docker"), id="sqlite-docker", marks=pytest.mark.docker)

@@ -11,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.support.metrics import metric
 from tests.support.server import ApiClient, wait_for
 
+# What this module checks is the gateway's admission queue, the same over either store.
+STORES = ["sqlite"]
+
 
 def test_gateway_settings_change_without_a_new_revision(alice: ApiClient) -> None:
     endpoint = alice.create(name="tunable", deploy_metadata={"command": "sleep 60"})

@@ -13,6 +13,9 @@ import requests
 
 from tests.support.server import MOORAGE, free_port, wait_for
 
+# What this module checks is the gateway's limits, the same over either store.
+STORES = ["sqlite"]
+
 
 def _low_soft_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -36,6 +36,9 @@ from tests.support.server import (
     wait_for,
 )
 
+# What this module checks is the gateway's retries and timeouts, the same over either store.
+STORES = ["sqlite"]
+
 TOKEN = "gateway-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RETRY_ON_RESET = {"X-Moorage-Retry-On": "reset"}

@@ -27,6 +27,9 @@ from tests.support.raw_http import (
 )
 from tests.support.server import wait_for
 
+# What this module checks is the gateway's streaming, the same over either store.
+STORES = ["sqlite"]
+
 
 def test_server_sent_events_arrive_as_they_are_sent(gateway: StandaloneGateway) -> None:
     arrivals: list[tuple[float, dict[str, Any]]] = []

@@ -15,6 +15,9 @@ import pytest
 from tests.support.gateway import StandaloneGateway
 from tests.support.server import ApiClient, MoorageServer, free_port, wait_for
 
+# What this module checks is the log's lines, the same over either store.
+STORES = ["sqlite"]
+
 SERVER_COMMAND = "exec python3 -m http.server $PORT"
 
 

@@ -21,6 +21,8 @@ import requests
 
 from tests.support.server import MOORAGE, ApiClient, MoorageServer, wait_for
 
+# What this module checks is the replicas' log files, the same over either store.
+STORES = ["sqlite"]
 RUNTIMES = ["process", "docker"]
 LOGS = "/v1/inference-service/{}/logs"
 WAIT_S = 30.0

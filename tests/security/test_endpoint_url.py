@@ -11,6 +11,9 @@ import pytest
 from tests.support.raw_http import connect, read_answer
 from tests.support.server import ApiClient, MoorageServer, endpoint_body, new_user_token
 
+# What this module checks is the URLs the API writes, the same over either store.
+STORES = ["sqlite"]
+
 FORGED = [
     {"Host": "evil.example"},
     {"Host": "evil.example:8443", "X-Forwarded-Proto": "https"},

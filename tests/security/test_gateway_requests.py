@@ -17,6 +17,9 @@ from tests.support.gateway import PREFIX, StandaloneGateway, endpoint
 from tests.support.raw_http import TOKEN, ScriptedReplica, connect, read_answer
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
+# What this module checks is the gateway's framing, the same over either store.
+STORES = ["sqlite"]
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 

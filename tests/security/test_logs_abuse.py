@@ -20,6 +20,8 @@ import requests
 
 from tests.support.server import ApiClient, MoorageServer, inline_app_command, wait_for
 
+# What this module checks is the replicas' log files, the same over either store.
+STORES = ["sqlite"]
 RUNTIMES = ["process", "docker"]
 LOG_MAX_BYTES = 64 * 1024
 FILE_MAX_BYTES = 1024 * 1024

@@ -40,6 +40,9 @@ HOSTILE_APP = r"""
 import glob, json, os, socket, sqlite3
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# What this module checks is the sandbox, the same over either store.
+STORES = ["sqlite"]
+
 T = json.loads(os.environ["ATTACK_TARGETS"])
 
 

@@ -23,6 +23,9 @@ from tests.support.gateway import PREFIX, StandaloneGateway, endpoint
 from tests.support.raw_http import AUTH, TOKEN, RawClient, ScriptedReplica, connect, read_answer
 from tests.support.server import ApiClient, MoorageServer
 
+# What this module checks is the gateway's framing, the same over either store.
+STORES = ["sqlite"]
+
 SMUGGLED_TO_API = b"GET /healthz HTTP/1.1\r\nX-Swallow: "
 FORGED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
 

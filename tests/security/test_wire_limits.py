@@ -24,6 +24,8 @@ from tests.support.raw_http import AUTH, TOKEN, ScriptedReplica, connect, read_a
 from tests.support.resilience_backends import Backend
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
+# What this module checks is the gateway's limits, the same over either store.
+STORES = ["sqlite"]
 SERVER_ENV = {
     "MOORAGE_GATEWAY_HEADER_TIMEOUT_S": "2",
     "MOORAGE_GATEWAY_BODY_TIMEOUT_S": "2",
