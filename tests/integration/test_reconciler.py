@@ -24,7 +24,9 @@ from moorage.clock import FakeClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.models.endpoints import DeploySpec, Endpoint, EndpointStatus, ReadinessProbe
+from moorage.models.events import EndpointChange, RecordedEvent
 from moorage.models.replicas import Replica, ReplicaState
+from moorage.models.states import EndpointEventKind
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.routing.table import RouteTable
 from moorage.runtimes.base import Launch, StartError, StartPending
@@ -32,6 +34,7 @@ from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
+from moorage.store.events import EventRepository
 from moorage.store.replicas import ReplicaRepository
 from moorage.tokens import hash_token
 from tests.unit.builders import T0, make_endpoint
@@ -149,6 +152,12 @@ class Control:
         """What ``GET /v1/inference-service/{id}`` would say."""
         policy = StatusPolicy(crash_loop_threshold=self.policy.crash_loop_threshold)
         return derive_status(self.endpoint(service_id), self.replicas(service_id), policy)
+
+    def history(self, service_id: str) -> Sequence[RecordedEvent | EndpointChange]:
+        """What ``GET /v1/inference-service/{id}/events`` lists, newest first."""
+        with self.db.session() as session:
+            events, _total = EventRepository(session).page(service_id, offset=0, limit=1000)
+        return events
 
     def ready(self, service_id: str, revision: int | None = None) -> list[Replica]:
         return [
@@ -655,3 +664,36 @@ async def test_a_restarted_controller_stops_replicas_no_endpoint_owns_and_replac
 
     assert "orphan-replica" not in await control.runtime.observe()
     assert [launch.replica_id for launch in control.runtime.starts] == [replica.replica_id]
+
+
+async def test_a_rollout_interrupted_by_a_restart_is_recorded_finished_once(
+    control: Control,
+) -> None:
+    """The restarted controller remembers nothing of the rollout; the stops its earlier
+    self began still finish (as a second controller's would), and each finished stop
+    asks whether the rollout is over: the events list it finished once."""
+    endpoint = control.create(target=2)
+    await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
+    old = control.ready(endpoint.service_id)
+    for replica in old:  # long answers hold the old replicas in their drain
+        control.in_flight[replica.replica_id] = 1
+    control.change_command(endpoint, "serve the model, better")
+    await control.until(
+        lambda: len(control.ready(endpoint.service_id, revision=2)) == 2, "revision 2 ready"
+    )
+
+    await control.restart()  # mid-rollout: the old replicas are draining
+    control.in_flight.clear()
+    await control.until(
+        lambda: [r.revision for r in control.replicas(endpoint.service_id)] == [2, 2],
+        "revision 1 stopped",
+    )
+    for _ in range(3):
+        await control.step()
+
+    finished = [
+        event
+        for event in control.history(endpoint.service_id)
+        if isinstance(event, EndpointChange) and event.kind is EndpointEventKind.ROLLOUT_FINISHED
+    ]
+    assert [event.revision for event in finished] == [2]

@@ -67,3 +67,21 @@ def test_history_merges_changes_and_replica_events_newest_first(db: Database) ->
     assert isinstance(newest, RecordedEvent)
     assert newest.event.detail == "no image 'nope'"
     assert newest.message == f"replica {new} (revision 2) failed (start_error): no image 'nope'"
+
+
+def test_a_change_recorded_once_is_kept_once_per_revision(db: Database) -> None:
+    endpoint_id = _endpoint(db)
+    other = _endpoint(db)
+
+    def once(endpoint: str, at: int, revision: int) -> bool:
+        change = EndpointChange(
+            endpoint, EndpointEventKind.ROLLOUT_FINISHED, _at(at), revision, "finished"
+        )
+        with db.session() as session:
+            return EventRepository(session).record_once(change)
+
+    assert once(endpoint_id, 1, 2)
+    assert not once(endpoint_id, 2, 2), "a rollout's end recorded twice"
+    assert once(endpoint_id, 3, 3)
+    assert once(other, 4, 2)
+    assert _page(db, endpoint_id, 0, 100) == (["rollout_finished@3", "rollout_finished@2"], 2)

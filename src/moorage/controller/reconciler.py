@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,8 +91,8 @@ class Reconciler:
         # The last failure logged per replica: a start that fails the same way on every
         # retry is said once, not once per backoff.
         self._logged_failures: dict[str, str] = {}
-        # (endpoint, revision) pairs whose finished rollout was logged.
-        self._rollouts_logged: set[tuple[str, int]] = set()
+        # One rollout's end is decided at a time (stops finish in parallel threads).
+        self._rollout_end = threading.Lock()
         self.in_flight = in_flight
         self.drain_timeout_s = drain_timeout_s
         # Replicas being drained and stopped in the background, by id.
@@ -338,16 +339,16 @@ class Reconciler:
 
     def _log_rollout_finished(self, stopped: Replica) -> None:
         """Records and logs a rollout's end once the last replica of other revisions has
-        stopped (the replicas it replaced stop in parallel: only the last one does)."""
-        with self.db.session() as session:
+        stopped (the replicas it replaced stop in parallel: only the last one does).
+        The store says whether it is already recorded, so a controller restarted
+        mid-rollout, whose earlier self's stops may still finish, records it once."""
+        with self._rollout_end, self.db.session() as session:
             endpoint = EndpointRepository(session).get_live(stopped.endpoint_id)
             if endpoint is None or stopped.revision >= endpoint.revision:
                 return
             live = ReplicaRepository(session).live([endpoint.service_id])
-            done = (endpoint.service_id, endpoint.revision)
-            if any(r.revision != endpoint.revision for r in live) or done in self._rollouts_logged:
+            if any(r.revision != endpoint.revision for r in live):
                 return
-            self._rollouts_logged.add(done)
             change = EndpointChange(
                 endpoint.service_id,
                 EndpointEventKind.ROLLOUT_FINISHED,
@@ -355,7 +356,8 @@ class Reconciler:
                 endpoint.revision,
                 f"rollout of revision {endpoint.revision} finished: every replica runs it",
             )
-            EventRepository(session).record(change)
+            if not EventRepository(session).record_once(change):
+                return
         lifecycle.endpoint(change, endpoint.name)
 
     def _set_progress(self, replica_id: str, progress: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from moorage.models.events import EndpointChange, RecordedEvent
@@ -33,6 +33,35 @@ class EventRepository:
                 message=change.message,
             )
         )
+
+    def record_once(self, change: EndpointChange) -> bool:
+        """Adds the change unless one of its kind is already recorded for the same
+        endpoint and revision (a rollout finishes once), in one statement: what decides
+        is the store, not a controller's memory, which a restart loses. Answers whether
+        it was added."""
+        columns = EndpointEventRow.__table__.c
+        already = (
+            select(EndpointEventRow.event_id)
+            .where(
+                EndpointEventRow.endpoint_id == change.endpoint_id,
+                EndpointEventRow.kind == change.kind.value,
+                EndpointEventRow.revision == change.revision,
+            )
+            .exists()
+        )
+        values = select(
+            literal(change.endpoint_id, columns.endpoint_id.type),
+            literal(change.kind.value, columns.kind.type),
+            literal(change.at, columns.at.type),
+            literal(change.revision, columns.revision.type),
+            literal(change.message, columns.message.type),
+        ).where(~already)
+        added = self.session.execute(
+            insert(EndpointEventRow)
+            .from_select(["endpoint_id", "kind", "at", "revision", "message"], values)
+            .returning(EndpointEventRow.event_id)
+        )
+        return added.first() is not None
 
     def page(
         self, endpoint_id: str, *, offset: int, limit: int
