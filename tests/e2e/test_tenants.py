@@ -103,6 +103,29 @@ def test_users_and_tokens_are_admin_only(
     response = alice.call(method, path, json=body)
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
+    assert response.json()["message"] == "managing users and tokens needs the admin token"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("GET", "/metrics", None, "reading metrics needs the admin token"),
+        (
+            "GET",
+            "/v1/gateway/routes",
+            None,
+            "reading the gateway's route table needs the admin token",
+        ),
+        ("PUT", "/v1/users/{user_id}/quota", {}, "changing a user's quotas needs the admin token"),
+    ],
+)
+def test_a_refused_admin_call_says_what_was_asked(
+    alice: ApiClient, method: str, path: str, body: dict[str, str] | None, message: str
+) -> None:
+    user_id = alice.call("GET", "/v1/quota").json()["user_id"]
+    response = alice.call(method, path.format(user_id=user_id), json=body)
+    assert response.status_code == 403, response.text
+    assert response.json() == {"code": "forbidden", "message": message}
 
 
 def test_admin_manages_users_and_a_revoked_token_stops_working(

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from moorage import __version__
 from moorage.api import openapi, schemas
-from moorage.api.deps import AdminUser, Services, ServicesDep
+from moorage.api.deps import MetricsAdmin, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
 from moorage.api.routers import accounts, endpoints, events, flavors, gateway, logs, quotas
@@ -62,7 +62,7 @@ def create_api(
             **errors(ADMIN),
         },
     )
-    def metrics(services: ServicesDep, _admin: AdminUser) -> Response:
+    def metrics(services: ServicesDep, _admin: MetricsAdmin) -> Response:
         return Response(services.metrics(), media_type=CONTENT_TYPE_LATEST)
 
     # The flavor route goes first: it would otherwise match /{service_id}.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -59,9 +59,17 @@ async def current_user(
     return user
 
 
-async def admin_user(services: ServicesDep, user: Annotated[User, Depends(current_user)]) -> User:
-    services.accounts.require_admin(user)
-    return user
+def _admin_for(action: str) -> Callable[..., Awaitable[User]]:
+    """A dependency that lets only the admin through; a refusal names ``action``, so a
+    user learns which call needs the admin token."""
+
+    async def admin_user(
+        services: ServicesDep, user: Annotated[User, Depends(current_user)]
+    ) -> User:
+        services.accounts.require_admin(user, action)
+        return user
+
+    return admin_user
 
 
 async def base_url(services: ServicesDep) -> str:
@@ -71,5 +79,8 @@ async def base_url(services: ServicesDep) -> str:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
-AdminUser = Annotated[User, Depends(admin_user)]
+AdminUser = Annotated[User, Depends(_admin_for("managing users and tokens"))]
+QuotaAdmin = Annotated[User, Depends(_admin_for("changing a user's quotas"))]
+MetricsAdmin = Annotated[User, Depends(_admin_for("reading metrics"))]
+RoutesAdmin = Annotated[User, Depends(_admin_for("reading the gateway's route table"))]
 BaseUrl = Annotated[str, Depends(base_url)]

@@ -139,9 +139,10 @@ class AccountService:
             self._recent.clear()
 
     @staticmethod
-    def require_admin(user: User) -> None:
+    def require_admin(user: User, action: str = "managing users and tokens") -> None:
+        """Refuses a non-admin, naming ``action`` (what the caller asked to do)."""
         if not user.is_admin:
-            raise Forbidden("managing users and tokens needs the admin token")
+            raise Forbidden(f"{action} needs the admin token")
 
     def create_user(self, name: str) -> User:
         name = _check_name("name", name)

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from moorage.api import schemas
-from moorage.api.deps import AdminUser, ServicesDep
+from moorage.api.deps import RoutesAdmin, ServicesDep
 from moorage.api.responses import ADMIN, errors
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 )
 async def routes(
     services: ServicesDep,
-    _admin: AdminUser,
+    _admin: RoutesAdmin,
     version: Annotated[str | None, Query(description="The version you hold")] = None,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
 ) -> schemas.RouteTable:

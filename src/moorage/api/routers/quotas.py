@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from moorage.api.deps import AdminUser, CurrentUser, ServicesDep
+from moorage.api.deps import CurrentUser, QuotaAdmin, ServicesDep
 from moorage.api.responses import ADMIN, AUTH, BODY, errors
 from moorage.errors import Forbidden
 from moorage.models.requests import QuotaPatch
@@ -103,6 +103,6 @@ def user_quota(services: ServicesDep, user: CurrentUser, user_id: str) -> QuotaO
     responses=errors(ADMIN, BODY, 404),
 )
 def update_quota(
-    services: ServicesDep, _admin: AdminUser, user_id: str, body: QuotaPatch
+    services: ServicesDep, _admin: QuotaAdmin, user_id: str, body: QuotaPatch
 ) -> QuotaOut:
     return _render(services.quotas.update(user_id, body))
