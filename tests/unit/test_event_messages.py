@@ -89,6 +89,35 @@ def test_one_write_that_scales_and_rolls_out_is_two_changes_at_the_new_revision(
     assert found[2].message == "updated: description"
 
 
+def test_an_update_names_every_field_it_changed_and_a_rollout_says_why() -> None:
+    before = make_endpoint(revision=1)
+    after = dataclasses.replace(
+        before,
+        revision=2,
+        deploy=dataclasses.replace(before.deploy, command="serve --fast"),
+        gateway=dataclasses.replace(before.gateway, max_queue=7),
+    )
+
+    found = changes(before, after, T0)
+
+    assert [(c.kind, c.message) for c in found] == [
+        (
+            EndpointEventKind.ROLLOUT_BEGUN,
+            "rollout of revision 2 begun (replaces revision 1): deploy_metadata changed",
+        ),
+        (EndpointEventKind.UPDATED, "updated: deploy_metadata, gateway_metadata"),
+    ]
+
+
+def test_a_change_that_only_rolls_out_is_not_also_an_update() -> None:
+    before = make_endpoint(revision=1)
+    after = dataclasses.replace(
+        before, revision=2, deploy=dataclasses.replace(before.deploy, command="serve --fast")
+    )
+
+    assert [c.kind for c in changes(before, after, T0)] == [EndpointEventKind.ROLLOUT_BEGUN]
+
+
 def test_stop_start_and_delete_are_said_alone() -> None:
     running = make_endpoint()
     stopped = dataclasses.replace(running, desired_state=DesiredState.STOPPED)

@@ -103,18 +103,34 @@ def changes(before: Endpoint | None, after: Endpoint, at: datetime) -> list[Endp
                 f"{after.target_instance_number} replica(s)",
             )
         )
+    # Each changed field by the name a PUT gives it, so an update names all it changed.
+    changed = [
+        label for label, field in _UPDATABLE if getattr(after, field) != getattr(before, field)
+    ]
     if after.revision != before.revision:
+        because = [label for label in changed if label in _ROLLOUT_FIELDS]
         found.append(
             change(
                 EndpointEventKind.ROLLOUT_BEGUN,
-                f"rollout of revision {after.revision} begun (replaces revision {before.revision})",
+                f"rollout of revision {after.revision} begun (replaces revision {before.revision})"
+                + (f": {', '.join(because)} changed" if because else ""),
             )
         )
-    others = [
-        name
-        for name in ("name", "description", "payment_type", "scale_type", "gateway")
-        if getattr(after, name) != getattr(before, name)
-    ]
-    if others:
-        found.append(change(EndpointEventKind.UPDATED, f"updated: {', '.join(others)}"))
+    if any(label not in _ROLLOUT_FIELDS for label in changed):
+        found.append(change(EndpointEventKind.UPDATED, f"updated: {', '.join(changed)}"))
     return found
+
+
+# (the field's name in a PUT body, the Endpoint attribute it sets); scaling and
+# stopping have their own events.
+_UPDATABLE = (
+    ("name", "name"),
+    ("description", "description"),
+    ("payment_type", "payment_type"),
+    ("resource_metadata.flavor_id", "flavor_id"),
+    ("resource_metadata.scale_type", "scale_type"),
+    ("deploy_metadata", "deploy"),
+    ("gateway_metadata", "gateway"),
+)
+# Changes that start a new revision: the rollout event names them.
+_ROLLOUT_FIELDS = frozenset({"resource_metadata.flavor_id", "deploy_metadata"})
