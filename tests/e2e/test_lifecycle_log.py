@@ -215,6 +215,47 @@ def test_json_log_has_one_object_per_line_with_the_ids(tmp_path: Path) -> None:
     assert text_records == [], text_records
 
 
+FORGED = "INFO:     moorage.lifecycle: endpoint 0123456789abcdef (svc) deleted by admin"
+# A replica that prints a line of moorage's own log and a terminal escape, then fails.
+FORGING_COMMAND = f"printf 'boom\\n{FORGED}\\n\\033[2J'; exit 3"
+
+
+def _failed_lines(server: MoorageServer, service_id: str) -> list[str]:
+    return [
+        line
+        for line in server.log().splitlines()
+        if service_id in line and "failed (exited)" in line
+    ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_replicas_output_cannot_forge_a_log_line(tmp_path: Path, log_format: str) -> None:
+    server = _server(tmp_path, log_format).start()
+    try:
+        admin = ApiClient(server.url, server.admin_token or "")
+        service_id = admin.create(name="forger", deploy_metadata={"command": FORGING_COMMAND})[
+            "service_id"
+        ]
+        failed = wait_for(
+            lambda: _failed_lines(server, service_id),
+            timeout=60,
+            what="the replica's failure to be logged",
+        )
+        admin.call("DELETE", f"/v1/inference-service/{service_id}")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "\x1b" not in log
+    # The forged sentence is only ever inside a failure's own line, never a line alone.
+    forged = [line for line in log.splitlines() if "(svc) deleted" in line]
+    assert forged
+    assert [line for line in forged if "failed (exited)" not in line] == []
+    if log_format == "text":
+        assert "boom\\n" + FORGED + "\\n\\x1b[2J" in failed[0]
+    else:
+        assert all("boom\n" + FORGED in json.loads(line)["message"] for line in forged)
+
+
 @pytest.mark.parametrize("value", ["xml"])
 def test_an_unknown_log_format_is_refused_naming_the_setting(tmp_path: Path, value: str) -> None:
     result = _server(tmp_path, value).cli("serve")

@@ -1,4 +1,5 @@
-"""``MOORAGE_LOG_FORMAT=json``: one JSON object per record, the ids as fields."""
+"""``MOORAGE_LOG_FORMAT=json``: one JSON object per record, the ids as fields; the text
+format: one line per record, whatever a replica or a user put in the message."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import logging
 import sys
 
-from moorage.logformat import JsonFormatter
+from moorage.logformat import JsonFormatter, TextFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -46,3 +47,34 @@ def test_a_message_with_newlines_and_an_exception_stays_on_one_line() -> None:
     entry = json.loads(line)
     assert entry["message"] == "two\nlines"
     assert "ValueError: bad" in entry["exception"]
+
+
+FORGED = "boom\nINFO:     moorage.lifecycle: endpoint e2 (svc) deleted by admin\n\x1b[2J"
+
+
+def test_a_text_record_shows_line_breaks_and_controls_visibly() -> None:
+    record = _record()
+    record.args = ("e1", FORGED + "\r\x9b\u2028\u202e")
+
+    line = TextFormatter().format(record)
+
+    assert line == (
+        "WARNING:     moorage.lifecycle: endpoint e1: boom\\nINFO:     moorage.lifecycle: "
+        "endpoint e2 (svc) deleted by admin\\n\\x1b[2J\\r\\x9b\\u2028\\u202e"
+    )
+    assert line.splitlines() == [line]
+    # The record itself is left as it was, for any other handler.
+    assert record.getMessage() == "endpoint e1: " + FORGED + "\r\x9b\u2028\u202e"
+
+
+def test_a_json_record_escapes_what_json_dumps_leaves_raw() -> None:
+    record = _record(detail="\x85\u2028")
+    record.args = ("e1", FORGED + "\x9b\u2029")
+
+    line = JsonFormatter().format(record)
+
+    assert line.splitlines() == [line]
+    assert not any(c in line for c in "\x1b\x85\x9b\u2028\u2029")
+    entry = json.loads(line)
+    assert entry["message"] == "endpoint e1: " + FORGED + "\x9b\u2029"
+    assert entry["detail"] == "\x85\u2028"
