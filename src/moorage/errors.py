@@ -96,6 +96,7 @@ class ErrorCode(enum.StrEnum):
     INSUFFICIENT_CAPACITY = "insufficient_capacity"
     RUNTIME_UNAVAILABLE = "runtime_unavailable"
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     # 504
     IDLE_TIMEOUT = "idle_timeout"
     REQUEST_TIMEOUT = "request_timeout"

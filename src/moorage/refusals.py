@@ -97,6 +97,32 @@ def body_timeout(timeout_s: float) -> RequestTimeout:
     )
 
 
+def api_body_deadline(timeout_s: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"the API request body did not arrive whole within {timeout_s:g} s "
+        "(MOORAGE_API_BODY_TIMEOUT_S); send it at once",
+        code=ErrorCode.BODY_TIMEOUT,
+    )
+
+
+def too_many_connections(capacity: int) -> Unavailable:
+    return Unavailable(
+        f"the gateway holds {capacity} client connections, the most it may "
+        "(MOORAGE_GATEWAY_MAX_CONNECTIONS); retry shortly",
+        code=ErrorCode.TOO_MANY_CONNECTIONS,
+        retry_after_s=1,
+    )
+
+
+def too_many_connections_from(capacity: int) -> Unavailable:
+    return Unavailable(
+        f"your address holds {capacity} connections to the gateway, the most one may "
+        "(MOORAGE_GATEWAY_MAX_CONNECTIONS_PER_CLIENT); reuse or close some",
+        code=ErrorCode.TOO_MANY_CONNECTIONS,
+        retry_after_s=1,
+    )
+
+
 # -- the endpoint's replicas ----------------------------------------------------------
 
 

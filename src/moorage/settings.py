@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     gateway_body_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest pause inside a request body (408)."
     )
+    api_body_timeout_s: float = Field(
+        default=10.0, gt=0, description="An API request body must arrive whole within this (408)."
+    )
+    gateway_max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="Open client connections; 0 derives it from the open-file limit.",
+    )
+    gateway_max_connections_per_client: int = Field(
+        default=0,
+        ge=0,
+        description="Open connections from one address; 0 is a quarter of the total.",
+    )
     # The process runtime's sandbox for normal users' replicas (docs/runtimes.md, "process").
     sandbox: Literal["on", "off"] = Field(
         default="on",

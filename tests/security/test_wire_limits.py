@@ -9,6 +9,7 @@ size; a slow body to the API was never timed out.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ STORES = ["sqlite"]
 SERVER_ENV = {
     "MOORAGE_GATEWAY_HEADER_TIMEOUT_S": "2",
     "MOORAGE_GATEWAY_BODY_TIMEOUT_S": "2",
+    "MOORAGE_API_BODY_TIMEOUT_S": "4",
 }
 MIB = 1 << 20
 
@@ -147,6 +149,26 @@ def test_a_slow_body_to_the_api_times_out(server: MoorageServer, alice: ApiClien
         assert answer.status == 408, answer
         assert_names_setting(answer.json(), "MOORAGE_GATEWAY_BODY_TIMEOUT_S")
         assert time.monotonic() - started < 10
+    assert alice.call("GET", "/v1/inference-service").status_code == 200
+
+
+def test_a_trickled_api_body_is_cut_at_its_deadline(
+    server: MoorageServer, alice: ApiClient
+) -> None:
+    """One byte a second never pauses long enough for the body timeout; the API body's
+    own deadline cuts it, so a trickle cannot hold a connection (and its open files)."""
+    with connect(server.port, timeout=20) as sock:
+        sock.sendall(
+            b"POST /v1/inference-service HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < 15 and not select.select([sock], [], [], 1.0)[0]:
+            with contextlib.suppress(OSError):
+                sock.sendall(b" ")
+        answer = read_answer(sock)
+        assert answer.status == 408, answer
+        assert_names_setting(answer.json(), "MOORAGE_API_BODY_TIMEOUT_S")
+        assert 3.5 < time.monotonic() - started < 8
     assert alice.call("GET", "/v1/inference-service").status_code == 200
 
 

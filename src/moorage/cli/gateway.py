@@ -73,6 +73,20 @@ def gateway(
         float,
         _limit("MOORAGE_GATEWAY_BODY_TIMEOUT_S", "Longest pause inside a request body (408)."),
     ] = _DEFAULTS.body_timeout_s,
+    max_connections: Annotated[
+        int,
+        _limit(
+            "MOORAGE_GATEWAY_MAX_CONNECTIONS",
+            "Open client connections per worker (503 past it); 0: from the open-file limit.",
+        ),
+    ] = _DEFAULTS.max_connections,
+    max_connections_per_client: Annotated[
+        int,
+        _limit(
+            "MOORAGE_GATEWAY_MAX_CONNECTIONS_PER_CLIENT",
+            "Open connections from one address per worker (503 past it); 0: a quarter.",
+        ),
+    ] = _DEFAULTS.max_connections_per_client,
     log_format: Annotated[
         LogFormat,
         typer.Option(
@@ -107,6 +121,8 @@ def gateway(
         retry_buffer_bytes=retry_buffer_bytes,
         header_timeout_s=header_timeout_s,
         body_timeout_s=body_timeout_s,
+        max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
     )
     config = standalone.GatewayConfig(
         host,

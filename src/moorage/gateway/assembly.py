@@ -60,4 +60,7 @@ def wire_limits(settings: Settings) -> WireLimits:
         retry_buffer_bytes=settings.gateway_retry_buffer_bytes,
         header_timeout_s=settings.gateway_header_timeout_s,
         body_timeout_s=settings.gateway_body_timeout_s,
+        api_body_timeout_s=settings.api_body_timeout_s,
+        max_connections=settings.gateway_max_connections,
+        max_connections_per_client=settings.gateway_max_connections_per_client,
     )

@@ -78,10 +78,13 @@ class GatewayRouter:
         if handler is not None:
             handler(exchange)
         elif self.api_address is not None:
-            exchange.body_limit = limit = exchange.server.limits.api_max_body_bytes
+            limits = exchange.server.limits
+            exchange.body_limit = limit = limits.api_max_body_bytes
             if request.content_length > limit:
                 exchange.refuse(refusals.body_too_large(limit, API_BODY_SETTING))
                 return
+            if not exchange.request_done:  # a trickled body may not hold a connection
+                exchange.body_deadline = exchange.started + limits.api_body_timeout_s
             exchange.forward(
                 self.api_address,
                 request.upstream_head(

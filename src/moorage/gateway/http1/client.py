@@ -41,6 +41,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_pausers",
         "_request",
+        "admitted",
         "current",
         "head_room",
         "head_seen",
@@ -79,6 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self.heading = False  # a head began and is not complete (for the header timeout)
         self.head_seen = 0.0  # when the ticker first saw this head in progress
         self.lingering = 0  # > 0: refused, dropping up to this many more bytes
+        self.admitted = False  # counted against the connection caps
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -86,6 +88,24 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self.peer = peer[0].encode() if isinstance(peer, tuple) else b"local"
+        counter = self.server.counter
+        refusal = counter.admit(self.peer, self.server.now()) if counter is not None else None
+        if refusal is not None:
+            # Past a connection cap: a short answer and the socket closed at once, so the
+            # open file is given back; anything it sends meanwhile is dropped.
+            self.lingering = LINGER_BYTES
+            self.transport.write(
+                wire.error_response(
+                    refusal.status_code,
+                    refusal.code,
+                    refusal.message,
+                    close=True,
+                    headers=((b"retry-after", b"%d" % (refusal.retry_after_s or 1)),),
+                )
+            )
+            self.transport.close()
+            return
+        self.admitted = True
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -131,7 +151,11 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.server.connections.discard(self)
+            if self.server.counter is not None:
+                self.server.counter.release(self.peer)
         for exchange in (self.current, *self.pending):
             if exchange is not None:
                 exchange.client_lost()

@@ -41,6 +41,7 @@ class Exchange:
         "_replay_size",
         "_tunnel_buffer",
         "address",
+        "body_deadline",
         "body_limit",
         "client",
         "deadline",
@@ -90,6 +91,7 @@ class Exchange:
         self.keep_client = request.keep_alive and not request.upgrade
         self.idle_timeout_s: float | None = None
         self.deadline: float | None = None
+        self.body_deadline: float | None = None  # when the whole body must be in (API)
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_total = 0  # every body byte read, against ``body_limit``
@@ -278,7 +280,15 @@ class Exchange:
             and now - self.last_activity > limit_s
         )
 
-    def body_timed_out(self) -> None:
+    def body_overdue(self, now: float) -> bool:
+        """The body is not in whole by its deadline (``body_deadline``, API requests)."""
+        deadline = self.body_deadline
+        return (
+            deadline is not None and now > deadline and not self.request_done and not self.finished
+        )
+
+    def body_timed_out(self, error: MoorageError | None = None) -> None:
+        """Answers 408 (``error``, or the pause limit's) unless the response began."""
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.abort()
@@ -287,7 +297,7 @@ class Exchange:
             self.client.abort()
             self._finish(keep_alive=False)
         else:
-            self.refuse(refusals.body_timeout(self.server.limits.body_timeout_s))
+            self.refuse(error or refusals.body_timeout(self.server.limits.body_timeout_s))
 
     def client_body_done(self) -> None:
         self.request_done = True

@@ -26,7 +26,11 @@ class WireLimits:
     api_max_body_bytes: int = 1 * MIB  # requests to the API (moorage serve)
     retry_buffer_bytes: int = 1 * MIB
     header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0  # the longest pause inside a body
+    api_body_timeout_s: float = 10.0  # a whole API body (moorage serve)
+    # Open client connections; 0: derived from the open-file limit (``connections.py``).
+    max_connections: int = 0
+    max_connections_per_client: int = 0  # 0: a quarter of ``max_connections``
 
 
 class Refused(Exception):

@@ -17,7 +17,9 @@ import resource
 import time
 from typing import Protocol
 
+from moorage import refusals
 from moorage.gateway.http1.client import LINGER_S, ClientConnection
+from moorage.gateway.http1.connections import ConnectionCaps, ConnectionCounter, open_file_limit
 from moorage.gateway.http1.exchange import Exchange
 from moorage.gateway.http1.limits import WireLimits
 from moorage.gateway.http1.upstream import UpstreamPool
@@ -74,8 +76,17 @@ class ProxyServer:
         self._servers: list[asyncio.Server] = []
         self._ticker: asyncio.Task[None] | None = None
         self.now = time.monotonic
+        # Set when the first listener opens, after the open-file limit was raised.
+        self.counter: ConnectionCounter | None = None
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+        if self.counter is None:
+            limits = self.limits
+            self.counter = ConnectionCounter(
+                ConnectionCaps.resolve(
+                    limits.max_connections, limits.max_connections_per_client, open_file_limit()
+                )
+            )
         server = await asyncio.get_running_loop().create_server(
             lambda: ClientConnection(self),
             host,
@@ -130,6 +141,10 @@ class ProxyServer:
                 elif current is None:
                     if now - connection.idle_since > self.keepalive_timeout_s:
                         connection.close()
+                elif current.body_deadline is not None and current.body_overdue(now):
+                    current.body_timed_out(
+                        refusals.api_body_deadline(self.limits.api_body_timeout_s)
+                    )
                 elif (
                     connection.tunnel is None
                     and not connection.pending
