@@ -5,6 +5,7 @@ which would take replicas down with a crashed moorage)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from moorage.runtimes.sandbox import (
     bwrap_args,
     replica_env,
 )
+from moorage.runtimes.sandbox_env import args_file, setenv_args
 from moorage.settings import Settings
 
 HOME = Path("/srv/moorage")
@@ -37,8 +39,11 @@ def _config(*, as_root: bool) -> SandboxConfig:
     )
 
 
-def _args(config: SandboxConfig, env: dict[str, str] | None = None) -> list[str]:
-    return bwrap_args(config, workdir=WORK, command="python3 app.py", env=env or {"PORT": "1"})
+ENV_FD = 7
+
+
+def _args(config: SandboxConfig) -> list[str]:
+    return bwrap_args(config, workdir=WORK, command="python3 app.py", env_fd=ENV_FD)
 
 
 def _pairs(args: list[str], option: str) -> list[str]:
@@ -113,15 +118,29 @@ def test_folders_leading_to_a_bind_inside_a_tmpfs_are_made_reachable() -> None:
         assert options[at - 3 : at] == ["--perms", "0755", "--dir"]
 
 
-def test_the_environment_is_cleared_then_set_to_exactly_what_was_asked() -> None:
-    env = {"PORT": "8000", "MODEL": "tiny"}
-    options = _sandbox_part(_args(_config(as_root=True), env))
-    assert "--clearenv" in options
-    assert options.index("--clearenv") < options.index("--setenv")
-    set_vars = {
-        options[i + 1]: options[i + 2] for i, arg in enumerate(options) if arg == "--setenv"
-    }
-    assert set_vars == env
+@pytest.mark.parametrize("as_root", [True, False])
+def test_the_environment_is_cleared_then_read_from_a_descriptor_not_the_command_line(
+    as_root: bool,
+) -> None:
+    options = _sandbox_part(_args(_config(as_root=as_root)))
+    assert "--setenv" not in options, "every local user reads a command line"
+    assert options[options.index("--clearenv") + 1 :] == ["--args", str(ENV_FD)]
+
+
+def test_the_descriptor_holds_exactly_the_replicas_variables() -> None:
+    env = {"PORT": "8000", "MODEL": "tiny 'quoted' $HOME", "EMPTY": "", "NAME": "caf\u00e9"}
+    with args_file(setenv_args(env)) as fd:
+        data = os.read(fd, 1 << 20)
+    parts = data.split(b"\0")
+    assert parts[-1] == b"", "every option is NUL-terminated, the last one too"
+    options = [part.decode() for part in parts[:-1]]
+    assert options[0::3] == ["--setenv"] * len(env)
+    assert dict(zip(options[1::3], options[2::3], strict=True)) == env
+
+
+def test_a_nul_in_a_value_is_refused_rather_than_split_into_options() -> None:
+    with pytest.raises(ValueError, match="null byte in variable 'BAD'"):
+        setenv_args({"BAD": "x\0--bind\0/\0/"})
 
 
 def test_replica_env_is_the_documented_set_plus_the_endpoints_env() -> None:

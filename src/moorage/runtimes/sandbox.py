@@ -7,7 +7,8 @@ directories, each replaced by an empty tmpfs; a fresh ``/dev``, ``/tmp`` and
 ``/proc`` (its own pid namespace: it sees only its own processes); its own
 network, IPC and UTS namespaces (it can reach nothing, not even the host's
 loopback); and one writable directory, its own ``work``. Its environment is
-exactly ``deploy_metadata.env`` and the documented variables (``replica_env``).
+exactly ``deploy_metadata.env`` and the documented variables (``sandbox_env``),
+handed to bwrap through a file descriptor, never on a command line.
 
 When moorage runs as root, bwrap runs privileged (so it can mount what only
 root can reach, such as a 0700 ``MOORAGE_HOME``), creates no user namespace,
@@ -38,17 +39,11 @@ from pathlib import Path
 from typing import IO
 
 from moorage.runtimes import bridge
+from moorage.runtimes.sandbox_env import DOCUMENTED_VARIABLES, args_file, replica_env, setenv_args
 from moorage.settings import Settings
 
-# The variables a sandboxed replica gets besides its endpoint's env (docs/runtimes.md).
-DOCUMENTED_VARIABLES = (
-    "PATH",
-    "HOME",
-    "PYTHONUNBUFFERED",
-    "PORT",
-    "MOORAGE_REPLICA_ID",
-    "MOORAGE_ENDPOINT_ID",
-)
+__all__ = ["DOCUMENTED_VARIABLES", "Sandbox", "SandboxConfig", "SandboxUnavailable", "replica_env"]
+
 WORK_DIR = "work"
 SOCKET_FILE = "replica.sock"
 # sockaddr_un.sun_path holds 108 bytes, the last a NUL.
@@ -93,24 +88,6 @@ class SandboxConfig:
         return self.uid is not None
 
 
-def replica_env(
-    deploy_env: Mapping[str, str],
-    *,
-    port: int,
-    replica_id: str,
-    endpoint_id: str,
-    workdir: Path,
-    path: str,
-) -> dict[str, str]:
-    """Exactly what a sandboxed replica's environment holds: its endpoint's ``env`` over
-    a few defaults it may change (PATH, HOME, PYTHONUNBUFFERED), and its identity and
-    port, which it may not. Nothing of moorage's own environment."""
-    env = {"PATH": path, "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
-    env.update(deploy_env)
-    env.update(PORT=str(port), MOORAGE_REPLICA_ID=replica_id, MOORAGE_ENDPOINT_ID=endpoint_id)
-    return env
-
-
 def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
     """Ancestors of ``path`` that lie inside a tmpfs the sandbox mounts, outermost first:
     bwrap would create them 0700 (unreachable for the replica's uid), so they are
@@ -122,10 +99,10 @@ def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
     ]
 
 
-def bwrap_args(
-    config: SandboxConfig, *, workdir: Path, command: str, env: Mapping[str, str]
-) -> list[str]:
-    """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``."""
+def bwrap_args(config: SandboxConfig, *, workdir: Path, command: str, env_fd: int) -> list[str]:
+    """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``, with
+    the environment bwrap reads from ``env_fd`` (``sandbox_env.setenv_args``): no value
+    of it is on the command line, which every local user can read."""
     args = [config.bwrap]
     if config.as_root:
         # Privileged bwrap: no user namespace, or the drop to the sandbox uid below
@@ -157,10 +134,7 @@ def bwrap_args(
         make_parents(exposed)
         args += ["--ro-bind", str(exposed), str(exposed)]
     make_parents(workdir)
-    args += ["--bind", str(workdir), str(workdir), "--clearenv"]
-    for name, value in sorted(env.items()):
-        args += ["--setenv", name, value]
-    args.append("--")
+    args += ["--bind", str(workdir), str(workdir), "--clearenv", "--args", str(env_fd), "--"]
     if config.as_root:
         assert config.setpriv is not None
         args += [config.setpriv, f"--reuid={config.uid}", f"--regid={config.uid}"]
@@ -216,16 +190,19 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Starts the sandbox in a session of its own (stopping signals the whole group; no
     ``--new-session`` inside, which would leave that group). ``outer_env`` is bwrap's
-    own environment, which the replica never sees (``--clearenv``)."""
-    return subprocess.Popen(
-        bwrap_args(config, workdir=workdir, command=command, env=env),
-        env=dict(outer_env),
-        stdin=listener.fileno(),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=preexec_fn,
-    )
+    own environment, which the replica never sees (``--clearenv``); ``env`` is the
+    replica's, read by bwrap from a descriptor. Raises ValueError for a NUL in ``env``."""
+    with args_file(setenv_args(env)) as env_fd:
+        return subprocess.Popen(
+            bwrap_args(config, workdir=workdir, command=command, env_fd=env_fd),
+            env=dict(outer_env),
+            stdin=listener.fileno(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(env_fd,),
+            preexec_fn=preexec_fn,
+        )
 
 
 def _resolve_binary(name: str, setting: str) -> str:
