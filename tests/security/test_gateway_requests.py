@@ -71,6 +71,29 @@ def test_exactly_one_host_on_the_inference_path(server: MoorageServer, alice: Ap
     assert status == 404
 
 
+@pytest.mark.parametrize("path", [b"/v1/inference-service", f"{PREFIX}whatever/x".encode()])
+def test_two_authorization_headers_are_refused_before_api_or_replica(
+    server: MoorageServer, alice: ApiClient, bob: ApiClient, path: bytes
+) -> None:
+    """The API read the first of two Authorization headers and the gateway the last:
+    a request could be checked as one user and served as another."""
+    raw = (
+        b"GET %b HTTP/1.1\r\nHost: h\r\n"
+        b"Authorization: Bearer %b\r\nauthorization: Bearer %b\r\n\r\n"
+        % (
+            path,
+            alice.token.encode(),
+            bob.token.encode(),
+        )
+    )
+    status, body = answer_to(server.port, raw)
+    assert status == 400, body
+    assert body is not None
+    assert body["code"] == "bad_request"
+    assert "Authorization" in body["message"]
+    assert alice.call("GET", "/v1/inference-service").status_code == 200
+
+
 def test_unknown_and_foreign_ids_answer_alike_and_at_once(
     server: MoorageServer, alice: ApiClient, bob: ApiClient
 ) -> None:

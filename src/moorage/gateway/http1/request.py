@@ -20,6 +20,7 @@ class Request:
 
     __slots__ = (
         "authorization",
+        "authorization_given",
         "chunked",
         "connection_tokens",
         "content_length",
@@ -49,6 +50,7 @@ class Request:
         self.chunked = False
         self.expect_continue = False
         self.authorization = b""
+        self.authorization_given = False
         self.host = b""
         self.host_given = False
         self.connection_tokens: frozenset[bytes] = frozenset()
@@ -60,7 +62,12 @@ class Request:
         name = name.lower()
         self.headers.append((name, value))
         if name == b"authorization":
+            # The API reads the first of several, a proxy may read the last: one
+            # request could be checked as one caller and served as another.
+            if self.problem == "" and self.authorization_given:
+                self.problem = "send exactly one Authorization header, not several"
             self.authorization = value
+            self.authorization_given = True
         elif name == b"host":
             if self.problem == "" and self.host_given:
                 self.problem = "send exactly one Host header, not several"
