@@ -127,11 +127,12 @@ def too_many_connections_from(capacity: int) -> Unavailable:
 
 
 def endpoint_stopped(service_id: str) -> Unavailable:
+    """No ``Retry-After``: a stopped endpoint does not come back by itself, so a client
+    told to retry would retry for ever (``no_ready_replica`` below keeps one)."""
     return Unavailable(
         f"endpoint {service_id} is stopped; "
         f"POST /v1/inference-service/{service_id}/start to run it again",
         code=ErrorCode.NO_READY_REPLICA,
-        retry_after_s=2,
     )
 
 

@@ -141,6 +141,26 @@ def test_no_ready_replica_gives_a_clear_503(alice: ApiClient) -> None:
     wait_for(lambda: not processes_with_env(ENDPOINT_ENV, service_id), what="no process left")
 
 
+def test_a_stopped_endpoint_says_how_to_start_it_and_asks_for_no_retry(
+    alice: ApiClient,
+) -> None:
+    """A stopped endpoint does not come back by itself: a ``Retry-After`` would have
+    clients retry for ever instead of starting it."""
+    service_id = alice.create(name="stopped", deploy_metadata={"command": "sleep 60"})["service_id"]
+    assert alice.call("POST", f"/v1/inference-service/{service_id}/stop").status_code == 200
+    alice.wait_status(service_id, "stopped")
+    response = wait_for(
+        lambda: "stopped" in (r := alice.gateway(service_id)).text and [r],
+        timeout=10,
+        what="the stop in the route table",
+    )[0]
+    assert response.status_code == 503
+    assert response.json()["code"] == "no_ready_replica"
+    assert f"/v1/inference-service/{service_id}/start" in response.json()["message"]
+    assert "retry-after" not in response.headers
+    alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
 def test_list_shows_own_endpoints_paginated(alice: ApiClient) -> None:
     ids = [
         alice.create(name=f"list-{i}", deploy_metadata={"command": "sleep 60"})["service_id"]
