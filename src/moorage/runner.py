@@ -63,6 +63,8 @@ async def serve(server: MoorageServer) -> None:
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_level="warning",
+            # uvicorn's own lines go to moorage's handler, in the chosen format.
+            log_config=None,
             access_log=False,
             # Only the gateway connects, and moorage never reads a client's address
             # from headers a client chose.

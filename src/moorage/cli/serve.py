@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from moorage.errors import MoorageError
 from moorage.settings import Settings
 
 err = Console(stderr=True)
+log = logging.getLogger("moorage.serve")
 
 
 def _describe_store(url: str) -> str:
@@ -39,6 +41,43 @@ def _port_taken(host: str, port: int) -> str | None:
                 return "the port is already in use"
             return exc.strerror or str(exc)
     return None
+
+
+def _announce(settings: Settings, runtime: str, generated: str | None) -> None:
+    """Says where moorage listens and keeps its data: a banner for a person, or with
+    ``MOORAGE_LOG_FORMAT=json`` one record like every other line of the log, so a log
+    shipper parses each line. A generated admin token goes to stdout alone either way."""
+    base = f"http://{settings.host}:{settings.port}"
+    home = settings.home.resolve()
+    store = _describe_store(settings.resolved_database_url)
+    engine = f" ({settings.docker_host})" if runtime == "docker" else ""
+    token_file = settings.admin_token_file.resolve()
+    if settings.log_format == "json":
+        fields = {"url": base, "home": str(home), "store": store, "runtime": runtime + engine}
+        log.info("moorage on %s (API /v1, gateway /inference-api, docs /docs)", base, extra=fields)
+        if generated:
+            log.info(
+                "admin token generated: shown once on stdout, kept in %s (mode 0600)", token_file
+            )
+        elif settings.admin_token is None:
+            log.info("admin token: in %s", token_file)
+    else:
+        err.print(f"[bold]moorage[/bold] on {base}  (API /v1, gateway /inference-api, docs /docs)")
+        err.print(f"  data: {home}  store: {store}  runtime: {runtime}{engine}")
+        if generated:
+            err.print(f"  admin token (shown once; also kept in {token_file}, mode 0600):")
+        elif settings.admin_token is None:
+            err.print(f"  admin token: in {token_file}")
+    if generated:
+        print(generated, flush=True)
+
+
+def _fail(settings: Settings, message: str) -> None:
+    """Says why moorage stopped, in the log's format once the log is set up."""
+    if settings.log_format == "json":
+        log.error("%s", message)
+    else:
+        err.print(f"[red]error:[/red] {message}")
 
 
 def serve(
@@ -76,31 +115,18 @@ def serve(
         server = MoorageServer(settings)
         generated = server.prepare()
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        _fail(settings, exc.message)
         raise typer.Exit(2) from exc
-    base = f"http://{settings.host}:{settings.port}"
-    err.print(f"[bold]moorage[/bold] on {base}  (API /v1, gateway /inference-api, docs /docs)")
-    err.print(
-        f"  data: {settings.home.resolve()}  store: "
-        f"{_describe_store(settings.resolved_database_url)}  runtime: {server.runtime.name}"
-        + (f" ({settings.docker_host})" if server.runtime.name == "docker" else "")
-    )
-    if generated:
-        err.print(
-            "  admin token (shown once; also kept in "
-            f"{settings.admin_token_file.resolve()}, mode 0600):"
-        )
-        print(generated, flush=True)
-    elif settings.admin_token is None:
-        err.print(f"  admin token: in {settings.admin_token_file.resolve()}")
+    _announce(settings, server.runtime.name, generated)
     try:
         runner.run(server)
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        _fail(settings, exc.message)
         raise typer.Exit(2) from exc
     except OSError as exc:
-        err.print(
-            f"[red]error:[/red] cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
-            "pick another with --port or MOORAGE_PORT"
+        _fail(
+            settings,
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+            "pick another with --port or MOORAGE_PORT",
         )
         raise typer.Exit(2) from exc
