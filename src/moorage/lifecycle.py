@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from moorage.models.events import EndpointChange, describe
-from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+from moorage.models.replicas import Replica, ReplicaEvent, ReplicaEventKind
 from moorage.models.states import EndpointEventKind
 
 log = logging.getLogger("moorage.lifecycle")
@@ -67,3 +67,23 @@ def replica(event: ReplicaEvent, revision: int) -> None:
     if event.reason is not None:
         fields["reason"] = event.reason.value
     log.log(level, "endpoint %s: %s", event.endpoint_id, describe(event, revision), extra=fields)
+
+
+def adopted(replica: Replica) -> None:
+    """Says that a restarted moorage found ``replica`` still running and kept it as it
+    was. Nothing is recorded: its state did not change, and a new ``started`` event
+    would take a ready replica out of the rotation until it is probed again."""
+    log.info(
+        "endpoint %s: replica %s (revision %d) adopted after a restart: still running%s, kept %s",
+        replica.endpoint_id,
+        replica.replica_id,
+        replica.revision,
+        f" at {replica.address}" if replica.address else "",
+        replica.state.value,
+        extra={
+            "event": "replica.adopted",
+            "endpoint_id": replica.endpoint_id,
+            "replica_id": replica.replica_id,
+            "revision": replica.revision,
+        },
+    )

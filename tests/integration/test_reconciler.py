@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -629,11 +630,14 @@ async def test_probes_that_never_complete_hold_up_no_other_tenant_nor_a_revocati
 
 
 async def test_a_restarted_controller_adopts_running_replicas_and_starts_none(
-    control: Control,
+    control: Control, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="moorage.lifecycle")
     endpoint = control.create(target=2)
     await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
     serving = {r.replica_id for r in control.ready(endpoint.service_id)}
+    history = control.history(endpoint.service_id)
+    assert not [r for r in caplog.records if "adopted" in r.getMessage()]
 
     await control.restart()  # moorage killed: nothing in memory survives, the replicas run on
     await control.until(lambda: control.tables[-1].routed == serving, "serving again")
@@ -643,6 +647,17 @@ async def test_a_restarted_controller_adopts_running_replicas_and_starts_none(
     assert control.runtime.starts == [], "a running replica was started again"
     assert control.runtime.stops == []
     assert {r.replica_id for r in control.ready(endpoint.service_id)} == serving
+    # The log says once per replica that it was adopted; its recorded state is unchanged.
+    adopted = [r for r in caplog.records if "adopted after a restart" in r.getMessage()]
+    assert sorted(str(getattr(r, "replica_id", "")) for r in adopted) == sorted(serving)
+    assert all(r.levelname == "INFO" and r.name == "moorage.lifecycle" for r in adopted)
+    assert all(
+        f"endpoint {endpoint.service_id}: replica " in r.getMessage()
+        and "still running at " in r.getMessage()
+        and r.getMessage().endswith("kept ready")
+        for r in adopted
+    )
+    assert control.history(endpoint.service_id) == history
 
 
 async def test_a_restarted_controller_stops_replicas_no_endpoint_owns_and_replaces_gone_ones(

@@ -97,6 +97,8 @@ class Reconciler:
         self.drain_timeout_s = drain_timeout_s
         # Replicas being drained and stopped in the background, by id.
         self._stopping: dict[str, asyncio.Task[None]] = {}
+        # The first pass says which running replicas an earlier life left (adopted).
+        self._first_pass = True
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -125,6 +127,9 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         snapshot = await asyncio.to_thread(self._load)
         observed = await self.runtime.observe()
+        if self._first_pass:
+            self._first_pass = False
+            _say_adopted(snapshot.replicas, observed)
         now = self.clock.now()
         results, failures = probe_verdicts(snapshot.replicas, self.probes.results())
         self._start_probes(snapshot, observed, now)
@@ -447,6 +452,20 @@ class Reconciler:
             ReplicaEventKind.STOPPED,
             detail="moorage stopped",
         )
+
+
+# Live states a restarted controller keeps a running replica in, unchanged.
+_KEPT = frozenset({ReplicaState.STARTING, ReplicaState.READY, ReplicaState.UNREADY})
+
+
+def _say_adopted(replicas: Sequence[Replica], observed: Mapping[str, Observed]) -> None:
+    """One line per replica the store says is live and the runtime sees running: an
+    earlier moorage started it and this one carries on with it. (Replicas adopted from
+    ``requested`` or ``failed`` get a recorded ``started`` event instead, by the plan.)"""
+    for replica in replicas:
+        seen = observed.get(replica.replica_id)
+        if replica.state in _KEPT and seen is not None and seen.running:
+            lifecycle.adopted(replica)
 
 
 def _describe(exc: Exception) -> str:
