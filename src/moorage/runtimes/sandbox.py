@@ -2,9 +2,10 @@
 
 A replica runs hostile code. In its sandbox it sees the host's files read-only,
 minus what is moorage's (``MOORAGE_HOME``, the home of moorage's user, a SQLite
-store or config file kept elsewhere) and the host's runtime and temporary
-directories, each replaced by an empty tmpfs; a fresh ``/dev``, ``/tmp`` and
-``/proc`` (its own pid namespace: it sees only its own processes); its own
+store or config file kept elsewhere), where people and services keep theirs
+(``/home``, ``/root``, ``/run``, ``/var/lib``, ...: ``sandbox_config``) and the
+host's temporary directories, each replaced by an empty tmpfs; a fresh ``/dev``,
+``/tmp`` and ``/proc`` (its own pid namespace: it sees only its own processes); its own
 network, IPC and UTS namespaces (it can reach nothing, not even the host's
 loopback); and one writable directory, its own ``work``. Its environment is
 exactly ``deploy_metadata.env`` and the documented variables (``sandbox_env``),
@@ -26,12 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,10 +38,18 @@ from pathlib import Path
 from typing import IO
 
 from moorage.runtimes import bridge
+from moorage.runtimes.sandbox_config import SandboxConfig, SandboxUnavailable, build_config
 from moorage.runtimes.sandbox_env import DOCUMENTED_VARIABLES, args_file, replica_env, setenv_args
 from moorage.settings import Settings
 
-__all__ = ["DOCUMENTED_VARIABLES", "Sandbox", "SandboxConfig", "SandboxUnavailable", "replica_env"]
+__all__ = [
+    "DOCUMENTED_VARIABLES",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxUnavailable",
+    "build_config",
+    "replica_env",
+]
 
 WORK_DIR = "work"
 SOCKET_FILE = "replica.sock"
@@ -62,30 +69,6 @@ _WRAPPER = (
     '"$2" -I -c "$3" 0<&3 3<&- &\n'
     'exec /bin/sh -c "$4" 0</dev/null 3<&-\n'
 )
-
-
-class SandboxUnavailable(Exception):
-    """The sandbox cannot run here; the message says why."""
-
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """Everything the sandbox's command line is built from (pure data, for tests)."""
-
-    bwrap: str
-    home: Path
-    path: str
-    python: str
-    setpriv: str | None = None  # set when moorage runs as root
-    uid: int | None = None  # the uid replicas drop to, when moorage runs as root
-    hidden_dirs: tuple[Path, ...] = ()
-    hidden_files: tuple[Path, ...] = ()
-    exposed: tuple[Path, ...] = ()
-    writable_tmp: tuple[Path, ...] = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
-
-    @property
-    def as_root(self) -> bool:
-        return self.uid is not None
 
 
 def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
@@ -203,78 +186,6 @@ def spawn(
             pass_fds=(env_fd,),
             preexec_fn=preexec_fn,
         )
-
-
-def _resolve_binary(name: str, setting: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise SandboxUnavailable(f"{setting} is {name!r}, which is not an executable")
-    return found
-
-
-def _user_home() -> Path | None:
-    try:
-        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError:
-        return None
-    return home if home.is_dir() and home != Path("/") else None
-
-
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite") or ":///" not in url:
-        return None
-    name = url.split(":///", 1)[1].split("?", 1)[0]
-    return Path(name).resolve() if name and name != ":memory:" else None
-
-
-def build_config(settings: Settings) -> SandboxConfig:
-    """The sandbox for these settings; raises SandboxUnavailable with what is missing."""
-    bwrap_path = _resolve_binary(settings.bwrap_path, "MOORAGE_BWRAP_PATH")
-    as_root = os.getuid() == 0
-    setpriv = _resolve_binary(settings.setpriv_path, "MOORAGE_SETPRIV_PATH") if as_root else None
-    home = settings.home.resolve()
-    hidden = {home}
-    user_home = _user_home()
-    if user_home is not None:
-        hidden.add(user_home.resolve())
-    hidden_files: set[Path] = set()
-    database = _sqlite_file(settings.resolved_database_url)
-    if database is not None and not database.is_relative_to(home):
-        if database.parent == Path("/"):
-            hidden_files.add(database)
-        else:
-            hidden.add(database.parent)
-    config_file = os.environ.get("MOORAGE_CONFIG")
-    if config_file and Path(config_file).is_file():
-        hidden_files.add(Path(config_file).resolve())
-    run = Path("/run")
-    if run.is_dir() and not run.is_symlink():
-        hidden.add(run)  # daemons' sockets (a container engine's among them)
-    exposed: list[Path] = []
-    wanted = [Path(p) for p in settings.sandbox_expose.split(":") if p]
-    # The bridge runs on moorage's own interpreter: show its installation read-only.
-    wanted += [Path(sys.prefix), Path(sys.base_prefix)]
-    for path in wanted:
-        resolved = path.resolve()
-        if home.is_relative_to(resolved) or resolved.is_relative_to(home):
-            raise SandboxUnavailable(
-                f"{resolved} cannot be shown to replicas: it holds or is inside "
-                "MOORAGE_HOME; install moorage outside it, or change MOORAGE_SANDBOX_EXPOSE"
-            )
-        if resolved.is_dir() and resolved not in exposed:
-            exposed.append(resolved)
-    return SandboxConfig(
-        bwrap=bwrap_path,
-        home=home,
-        path=settings.sandbox_path,
-        python=sys.executable,
-        setpriv=setpriv,
-        uid=settings.sandbox_uid if as_root else None,
-        hidden_dirs=tuple(sorted(hidden)),
-        hidden_files=tuple(sorted(hidden_files)),
-        exposed=tuple(exposed),
-        writable_tmp=tuple(t for t in SandboxConfig.writable_tmp if t.is_dir()),
-    )
 
 
 def probe(config: SandboxConfig, scratch: Path) -> None:
