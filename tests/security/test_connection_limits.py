@@ -14,10 +14,14 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.raw_http import RawResponse, read_answer
+from tests.support.backends import Replica
+from tests.support.gateway import PREFIX, StandaloneGateway, endpoint
+from tests.support.raw_http import TOKEN, RawResponse, read_answer
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
 # What this module checks is the gateway's front door, the same over either store.
@@ -67,8 +71,24 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.fixture(scope="module")
+def bobs_endpoint(bob: ApiClient) -> str:
+    """Bob's endpoint, ready before any attack begins."""
+    service_id: str = bob.create(name="bobs")["service_id"]
+    bob.wait_status(service_id, "available", timeout=120)
+    return service_id
+
+
+def inference_get(token: str, service_id: str, path: str = "") -> bytes:
+    return (
+        b"GET %b%b/%b HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %b\r\n"
+        b"Connection: close\r\n\r\n"
+        % (PREFIX.encode(), service_id.encode(), path.encode(), token.encode())
+    )
+
+
 @pytest.fixture
-def attack(server: MoorageServer) -> Iterator[list[socket.socket]]:
+def attack(server: MoorageServer, bobs_endpoint: str) -> Iterator[list[socket.socket]]:
     """``ATTACKERS`` connections from 127.0.0.1, each holding an API body open."""
     sockets: list[socket.socket] = []
     try:
@@ -84,7 +104,11 @@ def attack(server: MoorageServer) -> Iterator[list[socket.socket]]:
 
 
 def test_one_address_cannot_take_every_connection(
-    server: MoorageServer, alice: ApiClient, attack: list[socket.socket]
+    server: MoorageServer,
+    alice: ApiClient,
+    bob: ApiClient,
+    bobs_endpoint: str,
+    attack: list[socket.socket],
 ) -> None:
     assert server.process is not None
     refused = wait_for(
@@ -107,7 +131,17 @@ def test_one_address_cannot_take_every_connection(
         b"Connection: close\r\n\r\n" % alice.token.encode(),
     )
     assert listing.status == 200, listing
+    served = ask("127.0.0.2", server.port, inference_get(bob.token, bobs_endpoint))
+    assert served.status == 200, served
     assert time.monotonic() - started < 5
+    # The controller kept its files too: bob's replica is still in rotation.
+    status = ask(
+        "127.0.0.2",
+        server.port,
+        b"GET /v1/inference-service/%b HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %b\r\n"
+        b"Connection: close\r\n\r\n" % (bobs_endpoint.encode(), bob.token.encode()),
+    )
+    assert status.json()["status"] == "available", status
 
 
 def test_a_refusal_is_a_short_503_naming_the_setting(
@@ -127,3 +161,50 @@ def test_a_refusal_is_a_short_503_naming_the_setting(
     )
     # (Both tests here had well over a hundred connections refused.)
     assert server.log().count("MOORAGE_GATEWAY_MAX_CONNECTIONS_PER_CLIENT") <= 2
+
+
+# -- the total cap, on a standalone gateway -------------------------------------------
+
+
+def test_past_the_total_cap_every_address_is_refused_until_one_closes(
+    tmp_path: Path,
+) -> None:
+    with Replica() as replica:
+        routes = [endpoint("svc", [replica.address], token=TOKEN)]
+        args = ["--max-connections", "10", "--max-connections-per-client", "6"]
+        with StandaloneGateway(tmp_path, routes, args=args) as gateway:
+            held: list[socket.socket] = []
+            try:
+                for source in ("127.0.0.1",) * 6 + ("127.0.0.3",) * 4:
+                    held.append(connect_from(source, gateway.port))
+                # Reached the total: another address is refused too, naming the setting.
+                wait_for(
+                    lambda: refused_answer(gateway.port).status == 503,
+                    timeout=10,
+                    what="a refusal past the total cap",
+                )
+                answer = refused_answer(gateway.port)
+                assert "MOORAGE_GATEWAY_MAX_CONNECTIONS)" in answer.json()["message"]
+                held.pop().close()
+                served: Any = wait_for(
+                    lambda: (
+                        (
+                            a := ask(
+                                "127.0.0.2", gateway.port, inference_get(TOKEN, "svc", "hello")
+                            )
+                        ).status
+                        == 200
+                        and a
+                    ),
+                    timeout=10,
+                    what="a slot freed by a closed connection",
+                )
+                assert served.status == 200
+            finally:
+                for sock in held:
+                    sock.close()
+
+
+def refused_answer(port: int) -> RawResponse:
+    with connect_from("127.0.0.2", port) as sock:
+        return read_answer(sock)
