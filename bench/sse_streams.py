@@ -226,6 +226,9 @@ def start_path(
         routes.write_text(json.dumps({"endpoints": [endpoint]}, indent=2))
         command = [str(backends.moorage_executable()), "gateway", "--routes", str(routes)]
         command += ["--port", str(port), "--host", "127.0.0.1", "--workers", str(args.workers)]
+        # Every stream comes from this one address: allow them all, as nginx's config does.
+        allowed = str(args.streams + 1024)
+        command += ["--max-connections", allowed, "--max-connections-per-client", allowed]
         process = processes.start(name, command)
     backends.wait_http(f"http://127.0.0.1:{port}/healthz", process)
     return f"http://127.0.0.1:{port}{PREFIX}/stream", process.pid
