@@ -46,6 +46,13 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="Your moorage API token.")
 
 
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The caller's token text, for a long call (a log follower) to check it again."""
+    return credentials.credentials if credentials else None
+
+
 async def current_user(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -79,6 +86,7 @@ async def base_url(services: ServicesDep) -> str:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+BearerToken = Annotated[str | None, Depends(bearer_token)]
 AdminUser = Annotated[User, Depends(_admin_for("managing users and tokens"))]
 QuotaAdmin = Annotated[User, Depends(_admin_for("changing a user's quotas"))]
 MetricsAdmin = Annotated[User, Depends(_admin_for("reading metrics"))]

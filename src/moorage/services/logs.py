@@ -4,7 +4,9 @@ Bounded so no tenant can abuse them: ``tail`` is at most ``MAX_TAIL`` lines, a
 response's backlog (what exists before following starts) at most
 ``response_max_bytes``, and each user may hold at most ``follower_limit(user_id)``
 followers at once, across all their endpoints; a follower's slot is freed when its
-client leaves.
+client leaves. A follower is also re-checked every ``recheck_s`` (``still_allowed``):
+one whose token was revoked, or whose endpoint was deleted, ends with a last line
+saying why, instead of reading on for as long as the connection lasts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from moorage.errors import ErrorCode, InvalidField, TooManyRequests
+from moorage.errors import ErrorCode, InvalidField, MoorageError, TooManyRequests
 from moorage.models.accounts import User
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.logfiles import Housekeeper
@@ -26,6 +28,9 @@ DEFAULT_RESPONSE_MAX_BYTES = 16 * 1024 * 1024
 # A replica that prints without newlines is cut into lines this long, so memory stays
 # bounded per follower.
 MAX_LINE_BYTES = 64 * 1024
+# How often a follower's caller is checked again: as long as a token is remembered
+# without the store (``AccountService.recently_authenticated``).
+FOLLOW_RECHECK_S = 5.0
 
 
 class TooManyFollowers(TooManyRequests):
@@ -83,8 +88,10 @@ class LogService:
         follower_limit: Callable[[str], int] = lambda _user_id: 4,
         response_max_bytes: int = DEFAULT_RESPONSE_MAX_BYTES,
         housekeeper: Housekeeper | None = None,
+        recheck_s: float = FOLLOW_RECHECK_S,
     ) -> None:
         self.endpoints = endpoints
+        self.recheck_s = recheck_s
         self.runtime = runtime
         self.follower_limit = follower_limit
         self.response_max_bytes = response_max_bytes
@@ -126,16 +133,25 @@ class LogService:
         tail: int | None,
         follow: bool,
         user: User | None = None,
+        still_allowed: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """Whole lines from every replica, each prefixed with its replica id when there
         are several, interleaved as they arrive. Checks arguments, and takes one of the
-        user's follower slots, before streaming."""
+        user's follower slots, before streaming. While following, ``still_allowed`` is
+        called (in a worker thread) every ``recheck_s``; the MoorageError it raises
+        ends the stream, its message the last line."""
         if tail is not None and not 0 <= tail <= MAX_TAIL:
             raise InvalidField("tail", f"must be between 0 and {MAX_TAIL}, got {tail}")
         release: Callable[[], None] | None = None
         if follow and user is not None and not user.is_admin:  # the operator is trusted
             release = self.followers.acquire(user.user_id, self.follower_limit(user.user_id))
-        lines = self._merged(replica_ids, tail=tail, follow=follow, release=release)
+        lines = self._merged(
+            replica_ids,
+            tail=tail,
+            follow=follow,
+            release=release,
+            still_allowed=still_allowed if follow else None,
+        )
         if release is not None:
             # Also freed if the stream is dropped without ever being iterated.
             weakref.finalize(lines, release)
@@ -148,6 +164,7 @@ class LogService:
         tail: int | None,
         follow: bool,
         release: Callable[[], None] | None,
+        still_allowed: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         prefix = len(replica_ids) > 1
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
@@ -179,8 +196,24 @@ class LogService:
                 await queue.put(None)
 
         producer = asyncio.create_task(run_all())
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + self.recheck_s
         try:
-            while (line := await queue.get()) is not None:
+            while True:
+                if still_allowed is not None and loop.time() >= recheck_at:
+                    try:
+                        await asyncio.to_thread(still_allowed)
+                    except MoorageError as exc:
+                        yield f"[moorage] stopped following: {exc.message}\n".encode()
+                        return
+                    recheck_at = loop.time() + self.recheck_s
+                try:
+                    async with asyncio.timeout_at(recheck_at if still_allowed else None):
+                        line = await queue.get()
+                except TimeoutError:
+                    continue
+                if line is None:
+                    break
                 if not follow:
                     budget -= len(line)
                     if budget < 0:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from moorage.api.deps import CurrentUser, ServicesDep
+from moorage.api.deps import BearerToken, CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, errors
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
@@ -29,11 +29,21 @@ router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 def endpoint_logs(
     services: ServicesDep,
     user: CurrentUser,
+    token: BearerToken,
     service_id: str,
     replica: Annotated[str | None, Query(description="A replica id (or prefix).")] = None,
     tail: Annotated[int | None, Query(description="Only the last N lines of each.")] = None,
     follow: Annotated[bool, Query(description="Keep streaming new output.")] = False,
 ) -> StreamingResponse:
     replica_ids = services.logs.replicas(user, service_id, replica)
-    stream = services.logs.stream(replica_ids, tail=tail, follow=follow, user=user)
+
+    def still_allowed() -> None:
+        """A follower reads on only while its token is valid (not revoked since) and
+        the endpoint is still its user's (not deleted since)."""
+        services.accounts.authenticate(token)
+        services.logs.replicas(user, service_id, None)
+
+    stream = services.logs.stream(
+        replica_ids, tail=tail, follow=follow, user=user, still_allowed=still_allowed
+    )
     return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
