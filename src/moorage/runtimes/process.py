@@ -55,6 +55,9 @@ class _Record:
     start_ticks: int | None = None
     # "unix:/...": a sandboxed replica's way in; None: 127.0.0.1:port.
     address: str | None = None
+    # Where this attempt's output begins in output.log: a failure quotes this attempt's
+    # last lines, not those of every earlier attempt of the same replica.
+    output_offset: int = 0
 
     @property
     def reach(self) -> str:
@@ -98,17 +101,27 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _tail(path: Path, lines: int = 5) -> str | None:
+def _tail(path: Path, lines: int = 5, since: int = 0) -> str | None:
+    """The last lines written from byte ``since`` on (from the start if the file was
+    rotated since, and so is shorter)."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - _TAIL_BYTES))
+            start = since if since <= size else 0
+            handle.seek(max(start, size - _TAIL_BYTES))
             text = handle.read().decode(errors="replace")
     except OSError:
         return None
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept) or None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def replica_environment(launch: Launch, port: int) -> dict[str, str]:
@@ -162,7 +175,12 @@ class ProcessRuntime:
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         record = _Record(
-            launch.replica_id, launch.endpoint_id, launch.revision, port, uuid.uuid4().hex
+            launch.replica_id,
+            launch.endpoint_id,
+            launch.revision,
+            port,
+            uuid.uuid4().hex,
+            output_offset=_size(workdir / OUTPUT_FILE),
         )
         if config is not None:
             return self._start_sandboxed(launch, record, config)
@@ -315,7 +333,9 @@ class ProcessRuntime:
                 address=record.reach if record.pid is not None else None,
                 running=running,
                 exit_code=exit_code,
-                output_tail=None if running else _tail(record_path.parent / OUTPUT_FILE),
+                output_tail=None
+                if running
+                else _tail(record_path.parent / OUTPUT_FILE, since=record.output_offset),
             )
         return observed
 
