@@ -473,6 +473,29 @@ async def test_an_app_that_never_listens_is_unavailable_after_the_ready_timeout(
     assert "$PORT" in info, "the words do not point at the usual mistake"
 
 
+async def test_an_endpoints_startup_timeout_replaces_the_servers_ready_timeout(
+    make_control: MakeControl,
+) -> None:
+    """A model server given 2 hours is still waited for after the server's 30 s; one
+    given 10 s fails after 10 s, not 30."""
+    control = make_control(_by_command, ready_timeout_s=30.0)
+    patient = control.create(command=SILENT, probe=ReadinessProbe(startup_timeout_s=7200.0))
+    hasty = control.create(command=SILENT, probe=ReadinessProbe(startup_timeout_s=10.0))
+    await control.step()
+    await control.step(12)
+    await control.step()
+
+    assert control.status(hasty.service_id).status is EndpointStatus.UNAVAILABLE
+    info = control.status(hasty.service_id).status_info
+    assert info is not None
+    assert "within 10 s" in info, info
+    assert "startup_timeout_s" in info
+    await control.step(60)
+    await control.step()
+    assert control.status(patient.service_id).status is EndpointStatus.INITIALIZING
+    assert not control.replicas(patient.service_id)[0].consecutive_failures
+
+
 async def test_fixing_the_command_recovers_the_endpoint(control: Control) -> None:
     endpoint = control.create(command=BROKEN)
     await control.until(
@@ -593,7 +616,7 @@ async def test_probes_that_never_complete_hold_up_no_other_tenant_nor_a_revocati
     make_control: MakeControl, hostile: Hostile
 ) -> None:
     def script(launch: Launch) -> Behavior:
-        return Behavior(address=getattr(hostile, launch.deploy.command, None))
+        return Behavior(address=getattr(hostile, launch.deploy.command or "", None))
 
     control = make_control(script)
     attacks = [

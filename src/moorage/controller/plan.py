@@ -105,6 +105,13 @@ Action = (
 )
 
 
+def startup_timeout(endpoint: Endpoint, policy: PlanPolicy) -> float:
+    """How long a replica of ``endpoint`` may take to pass its first probe: its own
+    ``readiness_probe.startup_timeout_s``, else the server's ``ready_timeout_s``."""
+    own = endpoint.deploy.readiness_probe.startup_timeout_s
+    return own if own is not None else policy.ready_timeout_s
+
+
 def due_for_probe(
     replica: Replica, probe: ReadinessProbe, last_probe: datetime | None, now: datetime
 ) -> bool:
@@ -233,12 +240,14 @@ def _health(
         if probe_ok:
             return ReplicaState.READY, MarkReady(replica)
         waited = (facts.now - replica.state_since).total_seconds()
-        if waited > facts.policy.ready_timeout_s:
+        timeout = startup_timeout(endpoint, facts.policy)
+        if waited > timeout:
             return ReplicaState.FAILED, MarkFailed(
                 replica,
                 FailureReason.NOT_READY,
-                f"no HTTP answer on the app's port within {facts.policy.ready_timeout_s:g} s; "
-                "check that the command starts a server listening on $PORT",
+                f"no HTTP answer on the app's port within {timeout:g} s; check that the "
+                "command starts a server listening on $PORT, or raise "
+                "readiness_probe.startup_timeout_s if it needs longer to load",
             )
     if state is ReplicaState.READY and probe_ok is False:
         return ReplicaState.UNREADY, MarkUnready(replica)

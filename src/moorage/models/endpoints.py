@@ -19,7 +19,9 @@ class ReadinessProbe:
 
     A starting replica is probed from ``initial_delay_s`` after it started; a ready
     one every ``period_s``. One failed probe takes a ready replica out of rotation;
-    ``failure_threshold`` failures in a row replace it.
+    ``failure_threshold`` failures in a row replace it. A replica that has not passed
+    a probe ``startup_timeout_s`` after it started fails (None: the server's
+    ``MOORAGE_READY_TIMEOUT_S``; a model server loading weights needs a long one).
     """
 
     path: str = "/"
@@ -27,6 +29,7 @@ class ReadinessProbe:
     period_s: float = 1.0
     timeout_s: float = 2.0
     failure_threshold: int = 3
+    startup_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

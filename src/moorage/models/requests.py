@@ -153,6 +153,10 @@ class ReadinessProbeIn(_Strict):
     period_s: Annotated[float, BeforeValidator(_no_bool), Field(ge=0.1, le=3600)] = 1.0
     timeout_s: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=600)] = 2.0
     failure_threshold: Annotated[WholeNumber, Field(ge=1, le=100)] = 3
+    # A day at most: long enough for any model to load, short enough to catch a typo.
+    startup_timeout_s: (
+        Annotated[float, BeforeValidator(_no_bool), Field(ge=1, le=86_400)] | None
+    ) = None
 
     def to_probe(self) -> ReadinessProbe:
         return ReadinessProbe(**self.model_dump())
