@@ -82,7 +82,7 @@ def _exits_at_once(code: int, message: str) -> str:
 
 def _fake_script(launch: Launch) -> Behavior:
     """The fake's reading of the commands this suite uses."""
-    command = launch.deploy.command
+    command = launch.deploy.command or ""
     if command.startswith("echo '") and "; exit " in command:
         message = command.split("'")[1]
         return Behavior(exit_code=int(command.rsplit(" ", 1)[1]), output=message)

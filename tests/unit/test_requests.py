@@ -185,7 +185,6 @@ def test_unknown_fields_are_rejected_so_typos_are_not_ignored(section: str, typo
         ("top", "resource_metadata"),
         ("resource_metadata", "flavor_id"),
         ("deploy_metadata", "image_url"),
-        ("deploy_metadata", "command"),
         ("deploy_metadata", "port"),
     ],
 )

@@ -84,6 +84,11 @@ def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
             env=dict(e.deploy.env),
             readiness_probe=e.deploy.readiness_probe,
             resources=e.deploy.resources,
+            args=list(e.deploy.args),
+            volumes=[
+                schemas.Volume(name=v.name, mount_path=v.mount_path) for v in e.deploy.volumes
+            ],
+            shm_size_mb=e.deploy.shm_size_mb,
             revision=e.revision,
         ),
         gateway_metadata=e.gateway,

@@ -110,14 +110,22 @@ class EndpointMetadata(_Closed):
     replicas: list[ReplicaInfo]
 
 
+class Volume(_Closed):
+    name: str
+    mount_path: str
+
+
 class DeployMetadata(_Closed):
     image_url: str
-    command: str
+    command: str | None
     port: int
     gpu_num: int
     env: dict[str, str]
     readiness_probe: ReadinessProbe
     resources: Resources
+    args: list[str]
+    volumes: list[Volume]
+    shm_size_mb: int | None
     revision: int
 
 

@@ -389,6 +389,7 @@ class Reconciler:
             endpoint.revision,
             endpoint.deploy,
             sandboxed=not trusted,
+            user_id=endpoint.user_id,
         )
         try:
             address = await self.runtime.start(launch)

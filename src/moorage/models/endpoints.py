@@ -41,16 +41,41 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """A named volume of the endpoint's user, mounted at ``mount_path`` in each replica.
+
+    It belongs to the user, not the endpoint: every endpoint of that user naming it
+    shares it, another user's same name is another volume, and it outlives replicas
+    and endpoints (model weights downloaded once are kept)."""
+
+    name: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
 class DeploySpec:
-    """What each replica runs; a change to it starts a new revision."""
+    """What each replica runs; a change to it starts a new revision.
+
+    ``command`` None runs the image as built: its own entrypoint, with ``args`` in
+    place of the image's default command (docker runtime only; the process runtime
+    runs a command, not an image). ``shm_size_mb`` None keeps the runtime's default
+    ``/dev/shm``."""
 
     image_url: str
-    command: str
+    command: str | None
     port: int
     gpu_num: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     readiness_probe: ReadinessProbe = field(default_factory=ReadinessProbe)
     resources: Resources = field(default_factory=Resources)
+    args: tuple[str, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    shm_size_mb: int | None = None
+
+    @property
+    def command_bytes(self) -> int:
+        """What the replica is told to run, in UTF-8 bytes: the command and its args."""
+        return len((self.command or "").encode()) + sum(len(a.encode()) for a in self.args)
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,9 @@ def deploy_to_json(deploy: DeploySpec) -> dict[str, Any]:
         "env": dict(deploy.env),
         "readiness_probe": asdict(deploy.readiness_probe),
         "resources": asdict(deploy.resources),
+        "args": list(deploy.args),
+        "volumes": [asdict(v) for v in deploy.volumes],
+        "shm_size_mb": deploy.shm_size_mb,
     }
 
 
@@ -126,10 +154,13 @@ def deploy_from_json(data: Mapping[str, Any]) -> DeploySpec:
     probe = data.get("readiness_probe") or {}
     return DeploySpec(
         image_url=str(data["image_url"]),
-        command=str(data["command"]),
+        command=None if data.get("command") is None else str(data["command"]),
         port=int(data["port"]),
         gpu_num=int(data.get("gpu_num", 0)),
         env={str(k): str(v) for k, v in dict(data.get("env", {})).items()},
         readiness_probe=ReadinessProbe(**probe),
         resources=Resources(**(data.get("resources") or {})),
+        args=tuple(str(a) for a in data.get("args") or ()),
+        volumes=tuple(Volume(**v) for v in data.get("volumes") or ()),
+        shm_size_mb=None if data.get("shm_size_mb") is None else int(data["shm_size_mb"]),
     )

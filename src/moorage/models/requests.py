@@ -28,7 +28,13 @@ from pydantic import (
     StringConstraints,
 )
 
-from moorage.models.endpoints import DeploySpec, GatewaySettings, ReadinessProbe, Resources
+from moorage.models.endpoints import (
+    DeploySpec,
+    GatewaySettings,
+    ReadinessProbe,
+    Resources,
+    Volume,
+)
 from moorage.models.flavors import CURRENCIES
 from moorage.models.states import PolicyName
 
@@ -58,6 +64,27 @@ MAX_ENV_VARS = 256
 MAX_ENV_NAME_CHARS = 256
 MAX_ENV_BYTES = 64 * 1024
 MAX_PROBE_PATH_CHARS = 1024
+MAX_ARGS = 256
+MAX_VOLUMES = 16
+MAX_MOUNT_PATH_CHARS = 1024
+MAX_SHM_SIZE_MB = 1024 * 1024  # 1 TiB: far past any host, short of an overflow
+# Where a volume may not be mounted: the system's own folders, which a replica needs
+# as the image (or the host) has them. Another path moorage mounts itself (a model
+# cache) belongs here too.
+RESERVED_MOUNT_PATHS: tuple[str, ...] = (
+    "/proc",
+    "/dev",
+    "/sys",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+)
 
 # C0 controls, DEL and C1 controls; the command's variant keeps tab and newline.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -100,6 +127,61 @@ Command = Annotated[
     Field(json_schema_extra={"pattern": COMMAND_PATTERN}),
 ]
 Description = Annotated[str, _text(MAX_DESCRIPTION_CHARS), _PLAIN, _PLAIN_SCHEMA]
+Arg = Annotated[
+    str,
+    _text(MAX_COMMAND_BYTES),
+    _refuse(_CONTROL_IN_COMMAND, " other than tab and newline"),
+    Field(json_schema_extra={"pattern": COMMAND_PATTERN}),
+]
+
+
+def _args_total(args: list[str]) -> list[str]:
+    total = sum(len(a.encode()) for a in args)
+    if total > MAX_COMMAND_BYTES:
+        raise ValueError(
+            f"take {total} bytes, more than the {MAX_COMMAND_BYTES} allowed; "
+            "pass large data as a file the app reads"
+        )
+    return args
+
+
+Args = Annotated[list[Arg], Field(max_length=MAX_ARGS), AfterValidator(_args_total)]
+VolumeName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
+    Field(
+        description="Letters, digits, `_`, `.` and `-`, at most 63, starting with a letter "
+        "or digit. The same name in another endpoint of the same user is the same volume."
+    ),
+]
+
+
+def _mount_path(path: str) -> str:
+    if not path.startswith("/") or path != "/" + "/".join(p for p in path.split("/") if p):
+        raise ValueError(
+            f"must be an absolute path without empty parts or a trailing slash, got {path[:64]!r}"
+        )
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("must not contain . or .. parts")
+    if path == "/":
+        raise ValueError("must not be / itself; mount the volume at a folder such as /data")
+    for reserved in RESERVED_MOUNT_PATHS:
+        if path == reserved or path.startswith(reserved + "/"):
+            raise ValueError(
+                f"must not be {reserved} or inside it: the replica needs the system's own "
+                f"{reserved}; use a folder such as /data or /mnt/NAME"
+            )
+    return path
+
+
+MountPath = Annotated[
+    str,
+    StringConstraints(max_length=MAX_MOUNT_PATH_CHARS),
+    _PLAIN,
+    _PLAIN_SCHEMA,
+    AfterValidator(_mount_path),
+]
+ShmSizeMb = Annotated[WholeNumber, Field(ge=1, le=MAX_SHM_SIZE_MB)]
 EnvName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_ENV_NAME_CHARS)
 ]
@@ -170,14 +252,42 @@ class ResourcesIn(_Strict):
         return Resources(**self.model_dump())
 
 
+class VolumeIn(_Strict):
+    name: VolumeName
+    mount_path: MountPath
+
+    def to_volume(self) -> Volume:
+        return Volume(self.name, self.mount_path)
+
+
+def _distinct_volumes(volumes: list[VolumeIn]) -> list[VolumeIn]:
+    for key in ("name", "mount_path"):
+        seen: set[str] = set()
+        for volume in volumes:
+            value = getattr(volume, key)
+            if value in seen:
+                raise ValueError(f"{key} {value[:64]!r} appears twice; each volume once")
+            seen.add(value)
+    return volumes
+
+
+Volumes = Annotated[
+    list[VolumeIn], Field(max_length=MAX_VOLUMES), AfterValidator(_distinct_volumes)
+]
+
+
 class DeployMetadataIn(_Strict):
     image_url: ImageUrl
-    command: Command
+    # None: run the image's own entrypoint (docker runtime; see DeploySpec).
+    command: Command | None = None
     port: Port
     gpu_num: NonNegative = 0
     env: EnvVars = Field(default_factory=dict)
     readiness_probe: ReadinessProbeIn = Field(default_factory=ReadinessProbeIn)
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    args: Args = Field(default_factory=list)
+    volumes: Volumes = Field(default_factory=list)
+    shm_size_mb: ShmSizeMb | None = None
 
     def to_spec(self) -> DeploySpec:
         return DeploySpec(
@@ -188,6 +298,9 @@ class DeployMetadataIn(_Strict):
             env=dict(self.env),
             readiness_probe=self.readiness_probe.to_probe(),
             resources=self.resources.to_resources(),
+            args=tuple(self.args),
+            volumes=tuple(v.to_volume() for v in self.volumes),
+            shm_size_mb=self.shm_size_mb,
         )
 
 
@@ -252,6 +365,11 @@ class ResourceMetadataPatch(_Strict):
     scale_policy: None = None
 
 
+# Fields a PUT may set to null to go back to their default: no command (the image's
+# entrypoint runs) and the runtime's own /dev/shm size.
+_REMOVABLE_DEPLOY = frozenset({"command", "shm_size_mb"})
+
+
 class DeployMetadataPatch(_Strict):
     image_url: ImageUrl | None = None
     command: Command | None = None
@@ -260,17 +378,28 @@ class DeployMetadataPatch(_Strict):
     env: EnvVars | None = None
     readiness_probe: ReadinessProbeIn | None = None
     resources: ResourcesIn | None = None
+    args: Args | None = None
+    volumes: Volumes | None = None
+    shm_size_mb: ShmSizeMb | None = None
 
     def apply_to(self, current: DeploySpec) -> DeploySpec:
-        """The spec with the fields this patch sets; a probe or resources object is
-        replaced as a whole."""
+        """The spec with the fields this patch sets; a probe, resources, ``args`` or
+        ``volumes`` is replaced as a whole; ``null`` removes ``command`` or
+        ``shm_size_mb`` and is ignored elsewhere."""
         changes: dict[str, Any] = self.model_dump(
-            exclude_none=True, exclude={"readiness_probe", "resources"}
+            exclude_none=True, exclude={"readiness_probe", "resources", "args", "volumes"}
+        )
+        changes.update(
+            {k: None for k in _REMOVABLE_DEPLOY & self.model_fields_set if getattr(self, k) is None}
         )
         if self.readiness_probe is not None:
             changes["readiness_probe"] = self.readiness_probe.to_probe()
         if self.resources is not None:
             changes["resources"] = self.resources.to_resources()
+        if self.args is not None:
+            changes["args"] = tuple(self.args)
+        if self.volumes is not None:
+            changes["volumes"] = tuple(v.to_volume() for v in self.volumes)
         return dataclasses.replace(current, **changes)
 
 

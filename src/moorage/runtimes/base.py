@@ -24,6 +24,8 @@ class Launch:
     # A normal user's replica runs isolated from moorage and other tenants; only the
     # (trusted) admin's may run as moorage's own user. Safe by default.
     sandboxed: bool = True
+    # The endpoint's owner: named volumes are the user's (``volumes.py``).
+    user_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The ``docker`` runtime: each replica is a container, over the Docker Engine API.
 
 Works against Docker and against Podman's Docker-compatible socket. A replica
-runs ``sh -c COMMAND`` in ``image_url``, with ``deploy_metadata.port`` published
+runs ``sh -c COMMAND`` in ``image_url`` (without a command: the image's own
+entrypoint, with ``args``), with ``deploy_metadata.port`` published
 on a free 127.0.0.1 port the runtime picks. Everything moorage needs after a
 crash is on the container as labels (endpoint, replica, revision, host port,
 and the moorage installation it belongs to), so a restarted moorage adopts its
@@ -29,6 +30,8 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import CancellableStream, DeviceRequest, LogConfig
 
+from moorage.models.endpoints import DeploySpec
+from moorage.runtimes import volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
 from moorage.runtimes.ports import free_port
@@ -248,13 +251,16 @@ class DockerRuntime:
             options["device_requests"] = [
                 DeviceRequest(count=deploy.gpu_num, capabilities=[["gpu"]])
             ]
+        if deploy.shm_size_mb is not None:
+            options["shm_size"] = f"{deploy.shm_size_mb}m"
+        if deploy.volumes:
+            options["volumes"] = self._volumes(launch)
         with self._network_lock:
             try:
                 network = self._network_options(launch.endpoint_id)
                 container = self.client.containers.create(
                     deploy.image_url,
-                    entrypoint=["/bin/sh", "-c"],
-                    command=[_SUPERVISOR, "moorage-replica", deploy.command],
+                    **_entrypoint(deploy),
                     name=self._container_name(launch.replica_id),
                     labels=labels,
                     environment=environment,
@@ -278,6 +284,28 @@ class DockerRuntime:
                 "ignores GPU requests; use Docker with the NVIDIA container toolkit, or gpu_num 0"
             )
         container.start()
+
+    def _volumes(self, launch: Launch) -> dict[str, dict[str, str]]:
+        """The user's engine volumes, created (labelled with the user) on first use."""
+        if not launch.user_id:
+            raise StartError("deploy_metadata.volumes: this replica has no owner to keep them")
+        mounts: dict[str, dict[str, str]] = {}
+        for volume in launch.deploy.volumes:
+            name = volumes.engine_name(launch.user_id, volume)
+            try:
+                self.client.volumes.get(name)
+            except NotFound:
+                with contextlib.suppress(APIError):  # created meanwhile, which will do
+                    self.client.volumes.create(
+                        name,
+                        labels={
+                            f"{LABEL}.installation": self.installation,
+                            volumes.LABEL_USER: launch.user_id,
+                            volumes.LABEL_VOLUME: volume.name,
+                        },
+                    )
+            mounts[name] = {"bind": volume.mount_path, "mode": "rw"}
+        return mounts
 
     async def stop(self, replica_id: str) -> None:
         await asyncio.to_thread(self._stop, replica_id)
@@ -362,6 +390,18 @@ class DockerRuntime:
                 stream.close()
         await self._images.close()
         await asyncio.to_thread(self.client.close)
+
+
+def _entrypoint(deploy: DeploySpec) -> dict[str, Any]:
+    """With a command, the supervisor shell runs it; without, the image runs as built:
+    its own ENTRYPOINT, with ``args`` in place of its CMD (none: the image's CMD). The
+    engine's stop still sends SIGTERM, to the entrypoint, through the init process."""
+    if deploy.command is not None:
+        return {
+            "entrypoint": ["/bin/sh", "-c"],
+            "command": [_SUPERVISOR, "moorage-replica", deploy.command],
+        }
+    return {"command": list(deploy.args)} if deploy.args else {}
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

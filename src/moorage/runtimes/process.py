@@ -30,7 +30,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from moorage.runtimes import logfiles
+from moorage.models.endpoints import DeploySpec
+from moorage.runtimes import logfiles, volumes
 from moorage.runtimes import sandbox as sandboxes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.ports import free_port
@@ -149,8 +150,11 @@ class ProcessRuntime:
         file_max_bytes: int = 0,
         log_read_max_bytes: int = 16 * 1024 * 1024,
         sandbox: Sandbox | None = None,
+        volumes_root: Path | None = None,
     ) -> None:
         self.root = root
+        # Users' named volumes (``volumes.py``), beside the replicas' folders by default.
+        self.volumes_root = volumes_root or root.parent / "volumes"
         # Without one, normal users' replicas are refused, never run unsandboxed.
         self.sandbox = sandbox or Sandbox(problem="this runtime was started without a sandbox")
         self.stop_grace_s = stop_grace_s
@@ -169,6 +173,11 @@ class ProcessRuntime:
                 f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
                 "cannot assign GPUs; use gpu_num 0 or run moorage with a container runtime"
             )
+        problem = self.refusal(launch.deploy, trusted=not launch.sandboxed)
+        if problem is not None:
+            raise StartError(": ".join(problem))
+        command = launch.deploy.command
+        assert command is not None  # refusal() says so otherwise
         config = self._sandbox_for(launch)
         await self.stop(launch.replica_id)  # never two processes for one replica
         workdir = self._dir(launch.replica_id)
@@ -183,7 +192,7 @@ class ProcessRuntime:
             output_offset=_size(workdir / OUTPUT_FILE),
         )
         if config is not None:
-            return self._start_sandboxed(launch, record, config)
+            return self._start_sandboxed(launch, record, config, command)
         self._write_record(record)
         env = replica_environment(launch, port)
         env[LAUNCH_TOKEN_VARIABLE] = record.launch_token
@@ -192,7 +201,7 @@ class ProcessRuntime:
                 # Spawned without awaiting, so no other task runs between the spawn and
                 # the record naming its pid: a fork+exec takes well under a millisecond.
                 process = subprocess.Popen(  # noqa: ASYNC220
-                    ["/bin/sh", "-c", launch.deploy.command],
+                    ["/bin/sh", "-c", command],
                     cwd=workdir,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -211,6 +220,38 @@ class ProcessRuntime:
         self._write_record(replace(record, pid=process.pid, start_ticks=_start_ticks(process.pid)))
         return f"127.0.0.1:{port}"
 
+    def refusal(self, deploy: DeploySpec, *, trusted: bool) -> tuple[str, str] | None:
+        """Why this runtime cannot run ``deploy``, as (field, what to do instead); None
+        where it can. The API asks at create, PUT and start, so the user hears it at
+        once; ``start`` asks again for what an older moorage stored."""
+        if deploy.command is None:
+            return (
+                "deploy_metadata.command",
+                "is required on this server: the process runtime runs a command on the "
+                "host, not an image's entrypoint; give the command that starts the app on "
+                "$PORT, or run moorage with a container runtime (MOORAGE_RUNTIME=docker)",
+            )
+        if not deploy.volumes:
+            return None
+        if trusted or not self.sandbox.enabled:
+            return (
+                "deploy_metadata.volumes",
+                "cannot be mounted here: this endpoint's replicas run unsandboxed on the "
+                "process runtime (the admin's endpoints, or MOORAGE_SANDBOX=off), where "
+                "nothing is mounted; let the command use a host folder, or use the docker "
+                "runtime",
+            )
+        config = self.sandbox.config
+        for volume in deploy.volumes:
+            if config is not None and not sandboxes.mountable(config, volume.mount_path):
+                return (
+                    "deploy_metadata.volumes",
+                    f"mount_path {volume.mount_path[:64]!r} cannot be made in the sandbox, "
+                    "whose root is this host's, read-only: use a folder this host has, or "
+                    "one under /mnt, /srv or /tmp (such as /mnt/weights)",
+                )
+        return None
+
     def _sandbox_for(self, launch: Launch) -> SandboxConfig | None:
         """The sandbox the replica runs in; None to run it as moorage's user (the
         admin's, or anyone's where the operator turned the sandbox off)."""
@@ -220,12 +261,23 @@ class ProcessRuntime:
             raise StartError(self.sandbox.refusal or "no sandbox")
         return self.sandbox.config
 
-    def _start_sandboxed(self, launch: Launch, record: _Record, config: SandboxConfig) -> str:
+    def _start_sandboxed(
+        self, launch: Launch, record: _Record, config: SandboxConfig, command: str
+    ) -> str:
         """Binds the replica's socket, then spawns the sandbox with the listener as its
         stdin. Synchronous from the record to the spawn, like the unsandboxed path."""
         replica_dir = self._dir(launch.replica_id)
         workdir = replica_dir / sandboxes.WORK_DIR
+        if launch.deploy.volumes and not launch.user_id:
+            raise StartError("deploy_metadata.volumes: this replica has no owner to keep them")
         try:
+            mounts = [
+                (
+                    volumes.prepare_host_dir(self.volumes_root, launch.user_id, v, uid=config.uid),
+                    v.mount_path,
+                )
+                for v in launch.deploy.volumes
+            ]
             sandboxes.prepare_workdir(config, workdir)
             listener = sandboxes.listen(sandboxes.socket_path(replica_dir))
         except (SandboxUnavailable, OSError) as exc:
@@ -245,7 +297,7 @@ class ProcessRuntime:
                 process = sandboxes.spawn(
                     config,
                     workdir=workdir,
-                    command=launch.deploy.command,
+                    command=command,
                     env=env,
                     listener=listener,
                     output=output,
@@ -253,6 +305,8 @@ class ProcessRuntime:
                     # token finds the sandbox's session leader if moorage dies right here.
                     outer_env={LAUNCH_TOKEN_VARIABLE: record.launch_token},
                     preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
+                    mounts=mounts,
+                    shm_size_mb=launch.deploy.shm_size_mb,
                 )
             except ValueError as exc:  # a NUL byte in env: what an old store may hold
                 (replica_dir / RECORD_FILE).unlink(missing_ok=True)

@@ -82,10 +82,32 @@ def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
     ]
 
 
-def bwrap_args(config: SandboxConfig, *, workdir: Path, command: str, env_fd: int) -> list[str]:
+def mountable(config: SandboxConfig, path: str) -> bool:
+    """Whether a volume can be mounted at ``path`` in the sandbox, whose root is the
+    host's, read-only: the path lies in a folder the sandbox mounts a tmpfs on (``/tmp``,
+    ``/mnt``, ``/srv``, ``/home``, ...: its parents are created there), or is a folder
+    the host has."""
+    target = Path(path)
+    roots = [*config.writable_tmp, *config.hidden_dirs]
+    if any(target.is_relative_to(root) for root in roots):
+        return True
+    return target.is_dir() and target.resolve() == target
+
+
+def bwrap_args(
+    config: SandboxConfig,
+    *,
+    workdir: Path,
+    command: str,
+    env_fd: int,
+    mounts: Sequence[tuple[Path, str]] = (),
+    shm_size_mb: int | None = None,
+) -> list[str]:
     """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``, with
     the environment bwrap reads from ``env_fd`` (``sandbox_env.setenv_args``): no value
-    of it is on the command line, which every local user can read."""
+    of it is on the command line, which every local user can read. ``mounts`` are
+    (host folder, path inside) pairs bound writable (volumes); ``shm_size_mb`` sizes the
+    sandbox's ``/dev/shm``."""
     args = [config.bwrap]
     if config.as_root:
         # Privileged bwrap: no user namespace, or the drop to the sandbox uid below
@@ -105,8 +127,14 @@ def bwrap_args(config: SandboxConfig, *, workdir: Path, command: str, env_fd: in
                 created.add(parent)
                 args.extend(["--perms", "0755", "--dir", str(parent)])
 
-    for tmp in config.writable_tmp:
+    shm = Path("/dev/shm")
+    writable_tmp = [*config.writable_tmp]
+    if shm_size_mb is not None and shm not in writable_tmp:
+        writable_tmp.append(shm)
+    for tmp in writable_tmp:
         make_parents(tmp)
+        if tmp == shm and shm_size_mb is not None:
+            args += ["--size", str(shm_size_mb * 1024 * 1024)]
         args += ["--perms", "1777", "--tmpfs", str(tmp)]
     for hidden in sorted(config.hidden_dirs, key=lambda p: len(p.parts)):
         make_parents(hidden)
@@ -116,6 +144,9 @@ def bwrap_args(config: SandboxConfig, *, workdir: Path, command: str, env_fd: in
     for exposed in config.exposed:
         make_parents(exposed)
         args += ["--ro-bind", str(exposed), str(exposed)]
+    for source, inside in mounts:
+        make_parents(Path(inside))
+        args += ["--bind", str(source), inside]
     make_parents(workdir)
     args += ["--bind", str(workdir), str(workdir), "--clearenv", "--args", str(env_fd), "--"]
     if config.as_root:
@@ -170,6 +201,8 @@ def spawn(
     output: IO[bytes] | int,
     outer_env: Mapping[str, str],
     preexec_fn: Callable[[], None] | None = None,
+    mounts: Sequence[tuple[Path, str]] = (),
+    shm_size_mb: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Starts the sandbox in a session of its own (stopping signals the whole group; no
     ``--new-session`` inside, which would leave that group). ``outer_env`` is bwrap's
@@ -177,7 +210,14 @@ def spawn(
     replica's, read by bwrap from a descriptor. Raises ValueError for a NUL in ``env``."""
     with args_file(setenv_args(env)) as env_fd:
         return subprocess.Popen(
-            bwrap_args(config, workdir=workdir, command=command, env_fd=env_fd),
+            bwrap_args(
+                config,
+                workdir=workdir,
+                command=command,
+                env_fd=env_fd,
+                mounts=mounts,
+                shm_size_mb=shm_size_mb,
+            ),
             env=dict(outer_env),
             stdin=listener.fileno(),
             stdout=output,

@@ -173,9 +173,9 @@ def size_violations(quotas: Quotas, updated: Endpoint, current: Endpoint | None)
         (
             "command_bytes",
             quotas.command_bytes,
-            len(deploy.command.encode()),
-            old is None or deploy.command != old.command,
-            "deploy_metadata.command would take",
+            deploy.command_bytes,
+            old is None or (deploy.command, deploy.args) != (old.command, old.args),
+            "deploy_metadata.command and args would take",
             " bytes (UTF-8)",
         ),
         (

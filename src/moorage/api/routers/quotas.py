@@ -30,7 +30,9 @@ class QuotaLimits(_Closed):
     flavor_share: float = Field(
         description="Share of each flavor's capacity one user may hold (at least 1 replica)."
     )
-    command_bytes: int = Field(description="Size of deploy_metadata.command in UTF-8 bytes.")
+    command_bytes: int = Field(
+        description="Size of deploy_metadata.command and args in UTF-8 bytes."
+    )
     env_vars: int = Field(description="Variables in deploy_metadata.env.")
     env_bytes: int = Field(description="Size of deploy_metadata.env as NAME=value bytes.")
     name_chars: int = Field(description="Characters of an endpoint's name.")
