@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 
 from moorage.errors import MoorageError
+from moorage.inventory.discovery import discover
+from moorage.inventory.nvml import Nvml
 from moorage.models.builtin_flavors import (
     CPU_FLAVOR_KEY,
     builtin_flavors,
     cpu_flavor,
-    detected_gpu_flavors,
 )
 from moorage.models.flavor_file import load_flavor_file
-from moorage.models.flavors import FlavorFileError, stable_flavor_id
+from moorage.models.flavors import Flavor, FlavorFileError, stable_flavor_id
+from moorage.models.gpu_flavors import merge_gpu_flavors
 
 A100 = """
 [[flavor]]
@@ -316,6 +318,7 @@ def fake_nvml(gpus: list[tuple[str | bytes, int]] | None) -> types.ModuleType:
         "nvmlDeviceGetCount": lambda: len(gpus or []),
         "nvmlDeviceGetHandleByIndex": lambda index: index,
         "nvmlDeviceGetName": name,
+        "nvmlDeviceGetUUID": lambda handle: f"GPU-{handle}",
         "nvmlDeviceGetMemoryInfo": memory,
         "nvmlSystemGetDriverVersion": lambda: b"550.54.15",
         "calls": calls,
@@ -325,12 +328,20 @@ def fake_nvml(gpus: list[tuple[str | bytes, int]] | None) -> types.ModuleType:
     return module
 
 
-def test_cpu_flavor_is_always_offered_even_without_nvidia_drivers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(None))
+def detected(nvml: types.ModuleType) -> list[Flavor]:
+    """The built-in flavors merged with what ``nvml`` reports, as ``moorage serve`` does."""
+    found = discover(Nvml(nvml))
+    return merge_gpu_flavors(
+        builtin_flavors(), found.gpus, cuda=found.cuda_version, driver=found.driver_version
+    )
 
-    flavors = builtin_flavors()
+
+def detected_gpu_flavors() -> list[Flavor]:
+    return detected(sys.modules["pynvml"])[1:]
+
+
+def test_cpu_flavor_is_always_offered_even_without_nvidia_drivers() -> None:
+    flavors = detected(fake_nvml(None))
 
     assert [f.display_name for f in flavors] == ["CPU"]
     assert flavors[0].node_max_gpu == 0
@@ -353,9 +364,7 @@ def test_each_detected_gpu_model_becomes_one_flavor_sized_by_its_count(
             (b"NVIDIA H100 80GB HBM3", 80 * gib),
         ]
     )
-    monkeypatch.setitem(sys.modules, "pynvml", nvml)
-
-    cpu, *gpus = builtin_flavors()
+    cpu, *gpus = detected(nvml)
 
     assert cpu.display_name == "CPU"
     by_name = {f.display_name: f for f in gpus}

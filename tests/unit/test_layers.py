@@ -24,7 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "errors", "clock", "wire", "tokens", "logformat"}),
     frozenset({"settings"}),
     frozenset({"models"}),
-    frozenset({"routing", "lifecycle", "refusals"}),
+    frozenset({"routing", "lifecycle", "refusals", "inventory"}),
     frozenset({"store"}),
     frozenset({"runtimes"}),
     frozenset({"services", "controller", "gateway"}),

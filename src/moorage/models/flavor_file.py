@@ -5,6 +5,10 @@ misspelt key (``capacty``) are errors, not silently converted or ignored, since
 the operator would otherwise serve a flavor other than the one they wrote.
 Every error names the file, the flavor (its position and ``display_name``) and
 the field.
+
+GPU flavors (docs/gpus.md): ``gpu_model`` names the NVML model whose discovered
+GPUs join the flavor (so the operator prices and renames it), ``gpus`` declares
+GPUs NVML cannot see, and a top-level ``hidden_gpus`` lists UUIDs never offered.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from moorage.models.flavors import CURRENCIES, Flavor, FlavorFileError, stable_flavor_id
+from moorage.models.gpus import LOCAL_NODE, Gpu
 
-__all__ = ["FlavorEntry", "load_flavor_file"]
+__all__ = ["DeclaredGpu", "FlavorEntry", "load_flavor_file", "load_hidden_gpus"]
 
 # TOML gives ints for ids like `cluster_id = 1`; they mean the same as "1".
 _Name = Annotated[str | int, Field(union_mode="left_to_right")]
@@ -39,6 +44,25 @@ class Billing(BaseModel):
         return {currency: float(getattr(self, f"{currency}_price_unit")) for currency in CURRENCIES}
 
 
+_GpuText = Annotated[str, Field(min_length=1, max_length=128)]
+# A flavors file declares hosts' GPUs; far more than one machine room holds is a typo.
+MAX_DECLARED_GPUS = 4096
+
+
+class DeclaredGpu(BaseModel):
+    """A GPU the flavor offers that NVML does not report (another host, or tests)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    uuid: _GpuText
+    index: _Count = 0
+    node: _GpuText = LOCAL_NODE
+    memory_mib: _Count = 0
+
+    def to_gpu(self, model: str) -> Gpu:
+        return Gpu(self.node, self.index, self.uuid, model, self.memory_mib)
+
+
 class FlavorEntry(BaseModel):
     """One ``[[flavor]]`` table. ``flavor_id`` is derived from ``cluster_id``,
     ``cluster_flavor_id`` and ``meta_info.region`` when absent, so it survives
@@ -55,6 +79,23 @@ class FlavorEntry(BaseModel):
     vram: _Name | None = None
     meta_info: dict[str, _Scalar] = Field(default_factory=dict)
     billing: Billing = Field(default_factory=Billing)
+    gpu_model: _GpuText | None = None
+    gpus: list[DeclaredGpu] = Field(default_factory=list, max_length=MAX_DECLARED_GPUS)
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, value: list[DeclaredGpu]) -> list[DeclaredGpu]:
+        uuids = [g.uuid for g in value]
+        if len(set(uuids)) != len(uuids):
+            raise ValueError("a GPU uuid appears twice")
+        slots = [(g.node, g.index) for g in value]
+        if len(set(slots)) != len(slots):
+            raise ValueError("two GPUs have the same node and index")
+        return value
+
+    def _gpus(self) -> tuple[Gpu, ...]:
+        model = self.gpu_model or str(self.display_name)
+        return tuple(sorted(g.to_gpu(model) for g in self.gpus))
 
     @field_validator("flavor_id")
     @classmethod
@@ -80,6 +121,8 @@ class FlavorEntry(BaseModel):
             meta_info=meta_info,
             prices=self.billing.prices(),
             vram=None if self.vram is None else str(self.vram),
+            gpus=self._gpus(),
+            gpu_model=self.gpu_model,
         )
 
 
@@ -99,7 +142,33 @@ def load_flavor_file(path: Path) -> list[Flavor]:
         if flavor.flavor_id in seen:
             raise FlavorFileError(f"{path}: flavor id {flavor.flavor_id} appears twice")
         seen.add(flavor.flavor_id)
+    owner: dict[str, str] = {}
+    for flavor in flavors:
+        for gpu in flavor.gpus:
+            if gpu.uuid in owner:
+                raise FlavorFileError(
+                    f"{path}: GPU {gpu.uuid} is declared in flavors {owner[gpu.uuid]!r} and "
+                    f"{flavor.display_name!r}; a GPU belongs to one flavor"
+                )
+            owner[gpu.uuid] = flavor.display_name
     return flavors
+
+
+def load_hidden_gpus(path: Path) -> frozenset[str]:
+    """The top-level ``hidden_gpus``: UUIDs of GPUs NVML finds that are never offered
+    (kept for something else on the host)."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FlavorFileError(f"cannot read flavor file {path}: {exc}") from exc
+    hidden = document.get("hidden_gpus", [])
+    if not isinstance(hidden, list) or not all(
+        isinstance(u, str) and 0 < len(u) <= 128 for u in hidden
+    ):
+        raise FlavorFileError(f"{path}: hidden_gpus must be a list of GPU UUID strings")
+    if len(hidden) > MAX_DECLARED_GPUS:
+        raise FlavorFileError(f"{path}: hidden_gpus lists more than {MAX_DECLARED_GPUS} GPUs")
+    return frozenset(hidden)
 
 
 def _entry(path: Path, index: int, entry: Any) -> FlavorEntry:

@@ -2,7 +2,9 @@
 
 A flavor's ``capacity`` is how many replicas of it the operator's machines can
 hold at once; ``available_num`` on the wire is that capacity minus what running
-endpoints hold. Flavor ids are derived from the flavor's identity (cluster,
+endpoints hold. A GPU flavor (one with ``gpus``, see ``models/gpus.py``) counts
+GPUs instead: its capacity is its number of GPUs, and each replica is given
+``gpu_num`` of them by UUID. Flavor ids are derived from the flavor's identity (cluster,
 cluster flavor, region) unless the file names one, so they survive restarts and
 re-ordering of the file.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from moorage.errors import ErrorCode, MoorageError
+from moorage.models.gpus import Gpu
 
 _FLAVOR_NAMESPACE = uuid.UUID("6f1c3d2a-58b4-4f0e-9a57-6d6f6f726167")
 CURRENCIES = ("usd", "cny", "nmt")
@@ -31,6 +34,14 @@ class Flavor:
     meta_info: Mapping[str, str] = field(default_factory=dict)
     prices: Mapping[str, float] = field(default_factory=dict)
     vram: str | None = None
+    # The GPUs its replicas are given, one by one; empty for a flavor of replica slots.
+    gpus: tuple[Gpu, ...] = ()
+    # The NVML model name whose discovered GPUs join this flavor (flavors file only).
+    gpu_model: str | None = None
+
+    @property
+    def has_gpus(self) -> bool:
+        return bool(self.gpus)
 
     def price_per_hour(self, currency: str) -> float:
         return float(self.prices.get(currency, 0.0))

@@ -18,9 +18,10 @@ from moorage import lifecycle, refusals
 from moorage.clock import Clock
 from moorage.errors import InvalidField
 from moorage.models.accounts import User
-from moorage.models.endpoints import DesiredState, Endpoint
+from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange, EventPage, changes
-from moorage.models.flavors import StoredFlavor
+from moorage.models.flavors import Flavor, StoredFlavor
+from moorage.models.placement import most_replicas
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
@@ -67,11 +68,12 @@ class EndpointService:
         max_instances: int,
         on_change: Callable[[], None] = lambda: None,
         quotas: QuotaService | None = None,
-        launch_guard: Callable[[User], None] = lambda _user: None,
+        launch_guard: Callable[[User, DeploySpec], None] = lambda _user, _deploy: None,
     ) -> None:
         self.db = db
         # Raises when this user's replicas cannot run here (no sandbox on the process
-        # runtime): refused at the API, not left failing in the controller.
+        # runtime, no command for it to run): refused at the API, not left failing in
+        # the controller.
         self.launch_guard = launch_guard
         self.clock = clock
         self.status_policy = status_policy
@@ -119,7 +121,6 @@ class EndpointService:
     # -- writes --------------------------------------------------------------
 
     def create(self, user: User, request: CreateEndpointRequest) -> EndpointView:
-        self.launch_guard(user)
         now = self.clock.now()
         resource, deploy = request.resource_metadata, request.deploy_metadata
         endpoint = Endpoint(
@@ -139,6 +140,8 @@ class EndpointService:
             created_at=now,
             updated_at=now,
         )
+        self.launch_guard(user, endpoint.deploy)
+        _check_deploy(endpoint.deploy)
         with self.db.checked_session() as session:
             AccountRepository(session).lock_user(user.user_id)
             self._check_fits(session, endpoint)
@@ -169,7 +172,8 @@ class EndpointService:
                         revision=repository.latest_revision(service_id) + 1,
                         rollout_note=None,
                     )
-                self.launch_guard(user)
+                self.launch_guard(user, updated.deploy)
+                _check_deploy(updated.deploy)
                 self._check_fits(session, updated)
                 self._check_quotas(session, user, updated, current)
                 repository.save(updated)
@@ -193,7 +197,7 @@ class EndpointService:
                     current, desired_state=wanted, updated_at=self.clock.now()
                 )
                 if running:
-                    self.launch_guard(user)
+                    self.launch_guard(user, updated.deploy)
                     self._check_fits(session, updated)
                     self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)
@@ -238,6 +242,9 @@ class EndpointService:
                 f"must be at most {flavor.flavor.node_max_gpu} on flavor "
                 f"{flavor.flavor.display_name} (node_max_gpu), got {endpoint.deploy.gpu_num}",
             )
+        if flavor.flavor.has_gpus:
+            self._check_gpus(flavor.flavor, endpoint)
+            return
         # Asking for more than the flavor can ever hold is the caller's mistake (400);
         # asking for what it holds while other endpoints hold it is the operator's
         # shortage, which passes (503: see docs/api.md, "Running out of capacity").
@@ -261,6 +268,28 @@ class EndpointService:
         free = max(0, capacity - held)
         if count > free:
             raise refusals.insufficient_capacity(flavor.flavor.display_name, count, free, capacity)
+
+    def _check_gpus(self, flavor: Flavor, endpoint: Endpoint) -> None:
+        """A GPU flavor refuses what its GPUs can never hold (400, naming the numbers);
+        what they hold once other replicas free them is accepted, and its replicas
+        wait for GPUs ("waiting for capacity", oldest first: docs/gpus.md)."""
+        gpu_num, count = endpoint.deploy.gpu_num, endpoint.target_instance_number
+        if gpu_num < 1:
+            raise InvalidField(
+                "deploy_metadata.gpu_num",
+                f"must be between 1 and {flavor.node_max_gpu} on flavor {flavor.display_name}, "
+                f"whose replicas each run on their own GPUs, got {gpu_num}",
+            )
+        fits = most_replicas(flavor.gpus, gpu_num)
+        most = min(self.max_instances, fits)
+        if not 1 <= count <= most:
+            raise InvalidField(
+                "resource_metadata.target_instance_number",
+                f"must be between 1 and {most}, got {count}: flavor {flavor.display_name} has "
+                f"{len(flavor.gpus)} GPUs (at most {flavor.node_max_gpu} on one node), which "
+                f"hold {fits} replicas of gpu_num {gpu_num}; {count} would need "
+                f"{count * gpu_num}. Ask for fewer replicas or a smaller gpu_num",
+            )
 
     def _check_quotas(
         self, session: Session, user: User, updated: Endpoint, current: Endpoint | None
@@ -307,6 +336,18 @@ def _record_changes(
 def _log_changes(done: Sequence[EndpointChange], endpoint: Endpoint) -> None:
     for change in done:
         lifecycle.endpoint(change, endpoint.name)
+
+
+def _check_deploy(deploy: DeploySpec) -> None:
+    """What no single field says: ``args`` go to the image's entrypoint, which a
+    ``command`` replaces."""
+    if deploy.command is not None and deploy.args:
+        raise InvalidField(
+            "deploy_metadata.args",
+            "passes arguments to the image's own entrypoint, which deploy_metadata.command "
+            "replaces; put them in the command, or leave the command out (null in a PUT) "
+            "to run the image as built",
+        )
 
 
 def _check_page(page: int, page_size: int) -> None:

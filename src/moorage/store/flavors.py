@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moorage.models.flavors import Flavor, StoredFlavor
+from moorage.models.gpus import Gpu
 from moorage.store.tables import FlavorRow
 
 
@@ -23,6 +24,7 @@ def _stored(row: FlavorRow) -> StoredFlavor:
         meta_info=dict(row.meta_info),
         prices={str(k): float(v) for k, v in row.prices.items()},
         vram=row.vram,
+        gpus=tuple(Gpu.from_json(g) for g in row.gpus or ()),
     )
     return StoredFlavor(flavor, row.created_at, row.updated_at, row.deleted_at)
 
@@ -37,6 +39,7 @@ def _fields(flavor: Flavor) -> dict[str, object]:
         "capacity": flavor.capacity,
         "node_max_gpu": flavor.node_max_gpu,
         "vram": flavor.vram,
+        "gpus": [g.to_json() for g in flavor.gpus],
     }
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from moorage.models.replicas import (
@@ -16,7 +16,7 @@ from moorage.models.replicas import (
     ReplicaEventKind,
     derive_replica,
 )
-from moorage.store.tables import ReplicaEventRow, ReplicaRow
+from moorage.store.tables import GpuAllocationRow, ReplicaEventRow, ReplicaRow
 
 
 def replica_event(row: ReplicaEventRow) -> ReplicaEvent:
@@ -65,6 +65,11 @@ class ReplicaRepository:
         row = self.session.get(ReplicaRow, event.replica_id)
         if row is not None and event.kind is ReplicaEventKind.STOPPED:
             row.finished = True
+            # Its GPUs are free the moment it is recorded stopped, in this transaction:
+            # no moment where the replica is gone and its GPUs still held, or the reverse.
+            self.session.execute(
+                delete(GpuAllocationRow).where(GpuAllocationRow.replica_id == event.replica_id)
+            )
         if row is not None and event.kind is ReplicaEventKind.STARTED:
             row.progress = None
         self.session.flush()

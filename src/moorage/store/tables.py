@@ -100,6 +100,8 @@ class FlavorRow(Base):
     capacity: Mapped[int] = mapped_column(Integer)
     node_max_gpu: Mapped[int] = mapped_column(Integer)
     vram: Mapped[str | None] = mapped_column(String(32))
+    # A GPU flavor's GPUs (``Gpu.to_json`` each); empty for a flavor of replica slots.
+    gpus: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
@@ -173,6 +175,21 @@ class ReplicaRow(Base):
     # What the runtime is doing before the replica can start (an image pull's
     # progress): an observation shown to users, not a state.
     progress: Mapped[str | None] = mapped_column(String(255))
+
+
+class GpuAllocationRow(Base):
+    """One GPU given to one replica. The GPU's UUID is the key, so the store itself
+    refuses to give a GPU to two replicas; the row goes in the transaction that
+    records the replica stopped (``store/replicas.py``)."""
+
+    __tablename__ = "gpu_allocations"
+
+    gpu_uuid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    replica_id: Mapped[str] = mapped_column(String(32), index=True)
+    endpoint_id: Mapped[str] = mapped_column(String(32), index=True)
+    flavor_id: Mapped[str] = mapped_column(String(32), index=True)
+    node: Mapped[str] = mapped_column(String(128))
+    allocated_at: Mapped[datetime]
 
 
 class ReplicaEventRow(Base):
