@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from moorage import lifecycle
 from moorage.clock import Clock
+from moorage.controller.gpu_placement import gpus_for, release_finished
 from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.plan import (
     Action,
@@ -125,6 +126,8 @@ class Reconciler:
                 log.exception("reconcile pass failed; retrying")
 
     async def reconcile_once(self) -> None:
+        if self._first_pass:  # GPUs of replicas stopped just before a crash
+            await asyncio.to_thread(release_finished, self.db)
         snapshot = await asyncio.to_thread(self._load)
         observed = await self.runtime.observe()
         if self._first_pass:
@@ -382,6 +385,9 @@ class Reconciler:
         return owner is not None and owner.is_admin
 
     async def _launch(self, endpoint: Endpoint, replica_id: str) -> None:
+        gpus = await asyncio.to_thread(gpus_for, self.db, endpoint, replica_id, self.clock.now())
+        if gpus is None:
+            return  # waiting for GPUs; a later pass tries again, oldest first
         trusted = await asyncio.to_thread(self._owner_is_admin, endpoint.user_id)
         launch = Launch(
             replica_id,
@@ -390,6 +396,7 @@ class Reconciler:
             endpoint.deploy,
             sandboxed=not trusted,
             user_id=endpoint.user_id,
+            gpus=gpus,
         )
         try:
             address = await self.runtime.start(launch)

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from moorage.models.gpus import Gpu
 
-__all__ = ["GpuRequest", "Placement", "most_replicas", "place"]
+__all__ = [
+    "WAITING_FOR_CAPACITY",
+    "GpuRequest",
+    "Placement",
+    "most_replicas",
+    "place",
+    "waiting_for_capacity",
+]
 
 
 @dataclass(frozen=True)
@@ -58,3 +65,13 @@ def most_replicas(gpus: Sequence[Gpu], gpu_num: int) -> int:
     if gpu_num <= 0:
         return 0
     return sum(count // gpu_num for count in Counter(g.node for g in gpus).values())
+
+
+# A replica waiting for GPUs to free says so as its progress (its endpoint's
+# status_info while it is the first replica not ready).
+WAITING_FOR_CAPACITY = "waiting for capacity"
+
+
+def waiting_for_capacity(placed: int, wanted: int) -> str:
+    """``waiting for capacity: 2 of 3 replicas placed`` (docs/gpus.md)."""
+    return f"{WAITING_FOR_CAPACITY}: {min(placed, wanted)} of {wanted} replicas placed"

@@ -24,6 +24,10 @@ class Launch:
     # A normal user's replica runs isolated from moorage and other tenants; only the
     # (trusted) admin's may run as moorage's own user. Safe by default.
     sandboxed: bool = True
+    # The UUIDs of the GPUs this replica was given (``controller/gpu_placement.py``);
+    # empty when it needs none, or its flavor has no GPU inventory (then the runtime
+    # asks for any ``deploy.gpu_num`` GPUs, as before inventories).
+    gpus: tuple[str, ...] = ()
     # The endpoint's owner: named volumes are the user's (``volumes.py``).
     user_id: str = ""
 

@@ -247,7 +247,11 @@ class DockerRuntime:
             options["nano_cpus"] = int(deploy.resources.cpus * 1e9)
         if deploy.resources.memory_mb is not None:
             options["mem_limit"] = f"{deploy.resources.memory_mb}m"
-        if deploy.gpu_num:
+        if launch.gpus:  # the GPUs this replica was given, and no other
+            options["device_requests"] = [
+                DeviceRequest(device_ids=list(launch.gpus), capabilities=[["gpu"]])
+            ]
+        elif deploy.gpu_num:  # a flavor with no GPU inventory: any gpu_num GPUs
             options["device_requests"] = [
                 DeviceRequest(count=deploy.gpu_num, capabilities=[["gpu"]])
             ]

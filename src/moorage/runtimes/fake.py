@@ -146,6 +146,15 @@ def replica_env(launch: Launch, port: int) -> dict[str, str]:
         "PORT": str(port),
         "MOORAGE_REPLICA_ID": launch.replica_id,
         "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
+        # The GPUs it was given, as the process runtime passes them (by UUID).
+        **(
+            {
+                "CUDA_VISIBLE_DEVICES": ",".join(launch.gpus),
+                "NVIDIA_VISIBLE_DEVICES": ",".join(launch.gpus),
+            }
+            if launch.gpus
+            else {}
+        ),
     }
 
 

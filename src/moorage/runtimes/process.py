@@ -26,7 +26,7 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -136,7 +136,35 @@ def replica_environment(launch: Launch, port: int) -> dict[str, str]:
         MOORAGE_ENDPOINT_ID=launch.endpoint_id,
         PYTHONUNBUFFERED="1",
     )
+    env.update(gpu_environment(launch.gpus))
     return env
+
+
+def gpu_environment(gpus: Sequence[str]) -> dict[str, str]:
+    """The GPUs a replica was given, by UUID, as CUDA and the NVIDIA tools read them;
+    set over the endpoint's env, so a replica cannot name GPUs it was not given."""
+    if not gpus:
+        return {}
+    visible = ",".join(gpus)
+    return {"CUDA_VISIBLE_DEVICES": visible, "NVIDIA_VISIBLE_DEVICES": visible}
+
+
+def _check_gpus(launch: Launch) -> None:
+    """GPUs go by UUID to replicas of flavors with a GPU inventory (docs/gpus.md), and,
+    for now, only to the admin's: the sandbox has no GPU device nodes."""
+    if not launch.gpus:
+        raise StartError(
+            f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but this flavor has no GPU "
+            "inventory, so the process runtime cannot say which GPUs are the replica's; "
+            "use a flavor NVML found or whose GPUs the flavors file declares (docs/gpus.md), "
+            "or gpu_num 0"
+        )
+    if launch.sandboxed:
+        raise StartError(
+            f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
+            "gives GPUs only to the admin's replicas (its sandbox has no GPU devices yet); "
+            "use the docker runtime for other users' GPU endpoints, or gpu_num 0"
+        )
 
 
 class ProcessRuntime:
@@ -169,10 +197,7 @@ class ProcessRuntime:
 
     async def start(self, launch: Launch) -> str:
         if launch.deploy.gpu_num > 0:
-            raise StartError(
-                f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
-                "cannot assign GPUs; use gpu_num 0 or run moorage with a container runtime"
-            )
+            _check_gpus(launch)
         problem = self.refusal(launch.deploy, trusted=not launch.sandboxed)
         if problem is not None:
             raise StartError(": ".join(problem))
