@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# GPU check on a host with NVIDIA GPUs (docs/gpus.md), under 5 minutes:
+#   1. starts moorage serve (process runtime, a fresh MOORAGE_HOME) and lists the
+#      flavors it discovered through NVML;
+#   2. starts an endpoint of two replicas with gpu_num 1 on the first GPU flavor and
+#      prints the GPU UUID each replica sees (CUDA_VISIBLE_DEVICES, from its log);
+#   3. asks for one replica more than the flavor has free GPUs and shows it waiting
+#      ("waiting for capacity: N of N+1 replicas placed").
+# Usage: bash bench/gpu_check.sh   (from the repository, after `make serve` set up .venv)
+# Without a GPU, MOORAGE_FLAVORS=<a file declaring GPUs> runs the same steps on
+# declared GPUs (the UUIDs printed are then the declared ones).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MOORAGE=${MOORAGE:-.venv/bin/moorage}
+PYTHON=${PYTHON:-.venv/bin/python}
+PORT=${PORT:-18480}
+BASE="http://127.0.0.1:$PORT"
+HOME_DIR=$(mktemp -d /tmp/moorage-gpu-check.XXXXXX)
+SERVER_PID=""
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill -INT "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$HOME_DIR"
+}
+trap cleanup EXIT
+
+nvidia-smi -L || echo "(nvidia-smi not found; moorage asks NVML directly)"
+
+MOORAGE_HOME="$HOME_DIR" MOORAGE_PORT="$PORT" MOORAGE_RUNTIME=process \
+    "$MOORAGE" serve >"$HOME_DIR/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 60); do
+    [[ -s "$HOME_DIR/admin-token" ]] && curl -sf "$BASE/healthz" >/dev/null && break
+    sleep 1
+done
+TOKEN=$(cat "$HOME_DIR/admin-token")
+
+# Everything else in one small Python program: JSON in, plain lines out, deadlines.
+"$PYTHON" - "$BASE" "$TOKEN" "$MOORAGE" "$HOME_DIR" <<'PY'
+import json, os, subprocess, sys, time, urllib.request
+
+base, token, moorage, home = sys.argv[1:]
+
+def call(method, path, body=None):
+    request = urllib.request.Request(
+        base + path, method=method, data=json.dumps(body).encode() if body else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+def flavors():
+    return call("GET", "/v1/inference-service/flavor")["flavor_list"]
+
+print("== flavors discovered")
+for f in flavors():
+    print(f"{f['display_name']:32} id={f['flavor_id']} node_max_gpu={f['node_max_gpu']} "
+          f"VRAM={f.get('VRAM')} cuda={f.get('meta_info', {}).get('cuda')} "
+          f"available_num={f['available_num']}")
+gpu = next((f for f in flavors() if f["node_max_gpu"] > 0), None)
+if gpu is None:
+    sys.exit("no GPU flavor: NVML found no GPU on this host (see the serve log)")
+
+def create(name, count):
+    return call("POST", "/v1/inference-service", {
+        "name": name, "description": "gpu check", "payment_type": "usd",
+        "resource_metadata": {"flavor_id": gpu["flavor_id"], "scale_type": "manual",
+                              "target_instance_number": count},
+        "deploy_metadata": {"image_url": "none", "port": 8080, "gpu_num": 1,
+                            "command": 'echo "sees GPU $CUDA_VISIBLE_DEVICES"; '
+                                       "exec python3 -m http.server $PORT"},
+    })["service_id"]
+
+def wait(service_id, until, what, limit_s=90):
+    deadline = time.monotonic() + limit_s
+    while True:
+        endpoint = call("GET", f"/v1/inference-service/{service_id}")
+        if until(endpoint):
+            return endpoint
+        if time.monotonic() > deadline:
+            sys.exit(f"never {what}: {endpoint.get('status')} {endpoint.get('status_info')}")
+        time.sleep(1)
+
+print(f"== two replicas with gpu_num 1 on {gpu['display_name']}")
+two = create("gpu-check-two", 2 if gpu["available_num"] >= 2 else 1)
+wait(two, lambda e: e["status"] == "available", "available")
+logs = subprocess.run([moorage, "logs", two], capture_output=True, text=True, timeout=30,
+                      env={**os.environ, "MOORAGE_HOME": home, "MOORAGE_URL": base,
+                           "MOORAGE_TOKEN": token})
+for line in logs.stdout.splitlines():
+    if "sees GPU" in line:
+        print(line)
+
+free = next(f for f in flavors() if f["flavor_id"] == gpu["flavor_id"])["available_num"]
+print(f"== available_num is now {free}; asking for {free + 1} more replicas")
+more = create("gpu-check-waiting", free + 1)
+endpoint = wait(more, lambda e: (e.get("status_info") or "").startswith("waiting for capacity"),
+                "waiting for capacity")
+print(f"status={endpoint['status']} status_info={endpoint['status_info']}")
+for service_id in (more, two):
+    call("DELETE", f"/v1/inference-service/{service_id}")
+print("== done")
+PY
