@@ -142,7 +142,10 @@ class MoorageServer:
             in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
         )
-        status_policy = StatusPolicy(crash_loop_threshold=settings.crash_loop_threshold)
+        status_policy = StatusPolicy(
+            crash_loop_threshold=settings.crash_loop_threshold,
+            ready_timeout_s=settings.ready_timeout_s,
+        )
         self.accounts = AccountService(self.db, self.clock, on_change=self.reconciler.wake)
         self.flavors = FlavorService(self.db, self.clock)
         self.quotas = QuotaService(self.db, self.clock, Quotas.defaults(settings))

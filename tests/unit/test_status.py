@@ -82,7 +82,9 @@ def test_replica_failing_fewer_times_than_the_threshold_is_still_initializing() 
 
     status = derive_status(endpoint, [failing_replica("r-1", failures=failures)], POLICY)
 
-    assert status == DerivedStatus(EndpointStatus.INITIALIZING)
+    assert status.status is EndpointStatus.INITIALIZING
+    assert status.status_info is not None
+    assert "failed and is restarted" in status.status_info
 
 
 @pytest.mark.parametrize("state", [ReplicaState.FAILED, ReplicaState.STARTING])
@@ -188,7 +190,8 @@ def test_becoming_ready_resets_the_crash_loop_count() -> None:
     status = derive_status(endpoint, [flaky.replica(), other], POLICY)
 
     assert flaky.replica().consecutive_failures == 2
-    assert status == DerivedStatus(EndpointStatus.INITIALIZING)
+    assert status.status is EndpointStatus.INITIALIZING
+    assert status.status_info == "replica flaky failed and is restarted: exited with code 1"
 
 
 def test_same_crashes_without_a_ready_in_between_are_a_crash_loop() -> None:

@@ -39,6 +39,7 @@ from moorage.controller.plan import (
     probes_due,
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
+from moorage.controller.startup_watch import StartupWatcher
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.replicas import (
@@ -47,6 +48,7 @@ from moorage.models.replicas import (
     ReplicaEvent,
     ReplicaEventKind,
     ReplicaState,
+    StartupWatch,
 )
 from moorage.models.states import EndpointEventKind
 from moorage.routing.table import RouteTable, build_route_table
@@ -88,6 +90,7 @@ class Reconciler:
         self.publish_routes = publish_routes
         self.interval_s = interval_s
         self.probes = ProbeScheduler(HttpProbe(), clock)
+        self.startup = StartupWatcher(runtime)
         self.idle_routes = IdleRoutes()
         # The last failure logged per replica: a start that fails the same way on every
         # retry is said once, not once per backoff.
@@ -136,6 +139,9 @@ class Reconciler:
         now = self.clock.now()
         results, failures = probe_verdicts(snapshot.replicas, self.probes.results())
         self._start_probes(snapshot, observed, now)
+        watched = self.startup.changes(snapshot.replicas, self.probes.results(), now)
+        if watched:
+            await asyncio.to_thread(self._save_startup, watched)
         actions = plan(
             snapshot.endpoints, snapshot.replicas, observed, results, now, self.policy, failures
         )
@@ -368,6 +374,12 @@ class Reconciler:
                 return
         lifecycle.endpoint(change, endpoint.name)
 
+    def _save_startup(self, watched: Mapping[str, StartupWatch]) -> None:
+        with self.db.session() as session:
+            replicas = ReplicaRepository(session)
+            for replica_id, watch in watched.items():
+                replicas.set_startup(replica_id, watch)
+
     def _set_progress(self, replica_id: str, progress: str | None) -> None:
         with self.db.session() as session:
             ReplicaRepository(session).set_progress(replica_id, progress)
@@ -450,6 +462,7 @@ class Reconciler:
         observed = await self.runtime.observe()
         await asyncio.gather(*(self.runtime.stop(rid) for rid in observed))
         await self.probes.close()
+        await self.startup.close()
         await self.runtime.close()
 
     async def _stop_for_shutdown(self, replica: Replica) -> None:

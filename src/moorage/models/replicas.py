@@ -37,6 +37,33 @@ class ReplicaEvent:
 
 
 @dataclass(frozen=True)
+class StartupWatch:
+    """What the controller last saw of a starting replica.
+
+    ``probe`` is its latest probe's result ("GET /health: answered 503"), the same
+    since ``probe_since``; ``given_port`` the port the app was told to listen on
+    (``$PORT``); ``listening`` the TCP ports its processes listen on (None: the
+    runtime cannot tell)."""
+
+    probe: str | None = None
+    probe_since: datetime | None = None
+    given_port: int | None = None
+    listening: tuple[int, ...] | None = None
+
+    @property
+    def wrong_port(self) -> bool:
+        """The app listens, but not on the port it was given."""
+        return (
+            self.given_port is not None
+            and bool(self.listening)
+            and self.given_port not in (self.listening or ())
+        )
+
+
+_NONE_SEEN = StartupWatch()
+
+
+@dataclass(frozen=True)
 class Replica:
     """One replica of an endpoint, derived from its events (oldest first)."""
 
@@ -51,6 +78,7 @@ class Replica:
     last_failure: str | None
     last_failure_reason: FailureReason | None = None
     progress: str | None = None
+    startup: StartupWatch = StartupWatch()
 
     def cannot_run(self, crash_loop_threshold: int) -> bool:
         """A crash loop, or one failure that retrying alone will not fix."""
@@ -70,6 +98,7 @@ def derive_replica(
     revision: int,
     events: Sequence[ReplicaEvent],
     progress: str | None = None,
+    startup: StartupWatch | None = None,
 ) -> Replica:
     """Folds events into the replica's current state.
 
@@ -113,4 +142,6 @@ def derive_replica(
         last_failure=last_failure,
         last_failure_reason=last_reason,
         progress=progress,
+        # What was seen of an earlier life says nothing of this one.
+        startup=startup if startup is not None and state is ReplicaState.STARTING else _NONE_SEEN,
     )

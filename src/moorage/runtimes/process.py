@@ -34,6 +34,7 @@ from moorage.models.endpoints import DeploySpec
 from moorage.runtimes import logfiles, volumes
 from moorage.runtimes import sandbox as sandboxes
 from moorage.runtimes.base import Launch, Observed, StartError
+from moorage.runtimes.listening import Listening, group_pids, ports_of
 from moorage.runtimes.ports import free_port
 from moorage.runtimes.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
 
@@ -417,6 +418,17 @@ class ProcessRuntime:
                 else _tail(record_path.parent / OUTPUT_FILE, since=record.output_offset),
             )
         return observed
+
+    async def listening(self, replica_id: str) -> Listening | None:
+        """The TCP ports the replica's process group listens on, beside its $PORT."""
+        return await asyncio.to_thread(self._listening, replica_id)
+
+    def _listening(self, replica_id: str) -> Listening | None:
+        record = self._read_record(replica_id)
+        if record is None or record.pid is None or not self._is_running(record):
+            return None
+        ports = ports_of(group_pids(record.pid))
+        return None if ports is None else Listening(record.port, ports)
 
     async def logs(
         self, replica_id: str, *, tail: int | None, follow: bool

@@ -318,9 +318,8 @@ class EndpointService:
     def _assemble(
         self, endpoint: Endpoint, flavor: StoredFlavor | None, replicas: Sequence[Replica]
     ) -> EndpointView:
-        return EndpointView(
-            endpoint, flavor, replicas, derive_status(endpoint, replicas, self.status_policy)
-        )
+        status = derive_status(endpoint, replicas, self.status_policy, self.clock.now())
+        return EndpointView(endpoint, flavor, replicas, status)
 
 
 def _record_changes(

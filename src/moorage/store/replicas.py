@@ -14,6 +14,7 @@ from moorage.models.replicas import (
     Replica,
     ReplicaEvent,
     ReplicaEventKind,
+    StartupWatch,
     derive_replica,
 )
 from moorage.store.tables import GpuAllocationRow, ReplicaEventRow, ReplicaRow
@@ -72,6 +73,7 @@ class ReplicaRepository:
             )
         if row is not None and event.kind is ReplicaEventKind.STARTED:
             row.progress = None
+            _write_watch(row, StartupWatch())  # a new life: nothing seen of it yet
         self.session.flush()
         return row.revision if row is not None else None
 
@@ -79,6 +81,12 @@ class ReplicaRepository:
         row = self.session.get(ReplicaRow, replica_id)
         if row is not None and row.progress != progress:
             row.progress = progress
+
+    def set_startup(self, replica_id: str, watch: StartupWatch) -> None:
+        """Records what was seen of a starting replica (the caller writes only a change)."""
+        row = self.session.get(ReplicaRow, replica_id)
+        if row is not None and not row.finished:
+            _write_watch(row, watch)
 
     def live(self, endpoint_ids: Iterable[str] | None = None) -> Sequence[Replica]:
         """Replicas not yet stopped, derived from their events: two queries, however many
@@ -95,6 +103,10 @@ class ReplicaRepository:
                 ReplicaRow.endpoint_id,
                 ReplicaRow.revision,
                 ReplicaRow.progress,
+                ReplicaRow.probe_detail,
+                ReplicaRow.probe_since,
+                ReplicaRow.given_port,
+                ReplicaRow.listening_ports,
             )
             .where(*live)
             .order_by(ReplicaRow.created_at, ReplicaRow.replica_id)
@@ -133,8 +145,30 @@ class ReplicaRepository:
         # longer live, so it is left out.
         return [
             derive_replica(
-                r.replica_id, r.endpoint_id, r.revision, events[r.replica_id], r.progress
+                r.replica_id,
+                r.endpoint_id,
+                r.revision,
+                events[r.replica_id],
+                r.progress,
+                StartupWatch(
+                    r.probe_detail, r.probe_since, r.given_port, _ports(r.listening_ports)
+                ),
             )
             for r in rows
             if events[r.replica_id]
         ]
+
+
+def _write_watch(row: ReplicaRow, watch: StartupWatch) -> None:
+    row.probe_detail = watch.probe[:255] if watch.probe else None
+    row.probe_since = watch.probe_since
+    row.given_port = watch.given_port
+    listening = watch.listening
+    row.listening_ports = None if listening is None else ",".join(map(str, listening[:32]))
+
+
+def _ports(text: str | None) -> tuple[int, ...] | None:
+    """Listening ports as stored: None unknown, "" none, else "8080,9090"."""
+    if text is None:
+        return None
+    return tuple(int(p) for p in text.split(",") if p.isdigit())

@@ -175,6 +175,14 @@ class ReplicaRow(Base):
     # What the runtime is doing before the replica can start (an image pull's
     # progress): an observation shown to users, not a state.
     progress: Mapped[str | None] = mapped_column(String(255))
+    # What the controller last saw of the replica while it started (status_info's
+    # ``StartupWatch``): its latest probe's result and since when, the port it was
+    # given and the TCP ports it listens on ("8080,9090"; "" none; NULL unknown).
+    # Written when one changes, never once per probe.
+    probe_detail: Mapped[str | None] = mapped_column(String(255))
+    probe_since: Mapped[datetime | None]
+    given_port: Mapped[int | None] = mapped_column(Integer)
+    listening_ports: Mapped[str | None] = mapped_column(String(255))
 
 
 class GpuAllocationRow(Base):
