@@ -496,6 +496,25 @@ async def test_an_endpoints_startup_timeout_replaces_the_servers_ready_timeout(
     assert not control.replicas(patient.service_id)[0].consecutive_failures
 
 
+async def test_an_app_on_another_port_is_named_and_an_app_on_its_port_is_probed(
+    make_control: MakeControl,
+) -> None:
+    control = make_control(lambda _launch: Behavior(answers=False, listens_on=(8080,)))
+    endpoint = control.create()
+
+    def info() -> str:
+        return control.status(endpoint.service_id).status_info or ""
+
+    await control.until(lambda: "the app listens on 8080, not on $PORT" in info(), "named")
+    [replica] = control.replicas(endpoint.service_id)
+    given = replica.startup.given_port
+    assert f"not on $PORT {given}" in info()
+
+    control.runtime.listen_on(replica.replica_id, given or 0)
+    await control.until(lambda: "listens on 8080" not in info(), "the hint to go")
+    assert f"port {given} ($PORT)" in info()
+
+
 async def test_fixing_the_command_recovers_the_endpoint(control: Control) -> None:
     endpoint = control.create(command=BROKEN)
     await control.until(

@@ -44,6 +44,7 @@ from typing import Literal
 
 from moorage.clock import Clock, SystemClock
 from moorage.runtimes.base import Launch, Observed
+from moorage.runtimes.listening import Listening
 from moorage.runtimes.ports import free_port
 
 TAIL_LINES = 5
@@ -72,6 +73,9 @@ class Behavior:
     """False: its address is a port nothing listens on (an app that never comes up)."""
     address: str | None = None
     """``host:port`` of a server the test runs: the replica's app is that one."""
+    listens_on: tuple[int, ...] | None = None
+    """The TCP ports ``listening`` reports (an app on the wrong port: ``(8080,)``);
+    None: ``$PORT`` when it answers, none when it does not."""
 
 
 Script = Callable[[Launch], Behavior]
@@ -93,6 +97,8 @@ class _Replica:
     output: list[str] = field(default_factory=list)
     # What its app answers GET with: 200, or what ``answer_with`` set (a sick app).
     status: int = 200
+    # The ports ``listening`` reports: Behavior.listens_on, or what ``listen_on`` set.
+    listens_on: tuple[int, ...] = ()
     exit_code: int | None = None
     exited: bool = False
     app: _App | None = None
@@ -209,6 +215,11 @@ class FakeRuntime:
         replica.address, port = await self._address_for(replica, behavior)
         replica.env = replica_env(launch, port)
         replica.say(behavior.output)
+        replica.listens_on = (
+            behavior.listens_on
+            if behavior.listens_on is not None
+            else ((port,) if behavior.answers else ())
+        )
         self.host.replicas[launch.replica_id] = replica
         self._due(replica, now)
         return replica.address
@@ -269,7 +280,21 @@ class FakeRuntime:
             if replica.installation == self.installation and replica.app is not None:
                 replica.app.close()
 
+    async def listening(self, replica_id: str) -> Listening | None:
+        """The ports the replica "listens" on (``Behavior.listens_on``, ``listen_on``)."""
+        replica = self._mine(replica_id)
+        if replica is None or replica.exited:
+            return None
+        return Listening(int(replica.env["PORT"]), replica.listens_on)
+
     # -- for tests ---------------------------------------------------------------
+
+    def listen_on(self, replica_id: str, *ports: int) -> None:
+        """From now on ``listening`` reports these ports for the replica."""
+        replica = self._mine(replica_id)
+        if replica is None:
+            raise KeyError(f"no replica {replica_id} runs here")
+        replica.listens_on = tuple(ports)
 
     def crash(self, replica_id: str, exit_code: int, output: str = "") -> None:
         """The replica prints ``output`` and exits with ``exit_code``, now."""
