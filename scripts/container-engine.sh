@@ -1,33 +1,55 @@
 #!/usr/bin/env bash
-# A real container engine for the docker runtime's tests, on a machine that may
-# have none: Podman's Docker-compatible API service on a socket of its own, and
-# the image the tests run, python:3.10-slim (Debian bookworm minbase with python3
-# and python3-flask, built with debootstrap, so no registry is needed).
+# A container engine for moorage's docker runtime on Debian or Ubuntu, systemd or
+# not, and images built without a registry.
 #
-#   scripts/container-engine.sh         set up, or find set up (idempotent); the
-#                                       last line of stdout is the socket URL
-#   scripts/container-engine.sh stop    stop the service this script started
+#   scripts/container-engine.sh engine [--cgroupfs]
+#       For `make serve`: a Docker that already answers (DOCKER_HOST, else
+#       /var/run/docker.sock) is used as it is; otherwise Podman and runc are
+#       installed and Podman's Docker-compatible service is started on
+#       /run/moorage-podman.sock. On a host without systemd (or with --cgroupfs)
+#       /etc/containers/containers.conf is written so that Podman runs there.
+#       The last line of stdout is the MOORAGE_DOCKER_HOST to use.
+#   scripts/container-engine.sh image NAME [ENGINE_URL]
+#       Builds Debian bookworm (minbase, python3, python3-flask) with debootstrap
+#       from a Debian mirror (no image registry) and imports it into the engine at
+#       ENGINE_URL (default unix:///run/moorage-podman.sock) as NAME.
+#   scripts/container-engine.sh [setup]
+#       For the test suite: Podman's service on /run/moorage-ci-podman.sock (always
+#       with the containers.conf above) and the test image, python:3.10-slim (the
+#       same debootstrap build, under the name the tests use).
+#   scripts/container-engine.sh stop
+#       Stops the services this script started.
 #
-# Run as root (it installs packages and writes /etc/containers and /run). Progress
-# goes to stderr. Typical use:
+# Every command is idempotent: run it again and it finds its work done. Run as
+# root (it installs packages and writes /etc/containers and /run). Progress goes
+# to stderr. Typical uses:
 #
+#   sudo scripts/container-engine.sh engine
 #   export MOORAGE_TEST_DOCKER_HOST=$(sudo scripts/container-engine.sh | tail -n 1)
 #
-# Settings (environment): MOORAGE_CI_PODMAN_SOCKET (default
+# Settings (environment): MOORAGE_PODMAN_SOCKET (engine's socket, default
+# /run/moorage-podman.sock), MOORAGE_CI_PODMAN_SOCKET (setup's, default
 # /run/moorage-ci-podman.sock), MOORAGE_DEBIAN_MIRROR (debootstrap's mirror), and
 # MOORAGE_TEST_IMAGE (default python:3.10-slim, the name the tests use; another
 # name tries the build without touching an image that exists).
 set -euo pipefail
 
-SOCKET=${MOORAGE_CI_PODMAN_SOCKET:-/run/moorage-ci-podman.sock}
-URL="unix://$SOCKET"
-PIDFILE="${SOCKET%.sock}.pid"
-SERVICE_LOG="${SOCKET%.sock}.log"
 SERVICE_WAIT_S=30
+DEFAULT_ENGINE_SOCKET=/run/moorage-podman.sock
+
+# The socket this run works on, and the files kept beside it.
+use_socket() {
+    SOCKET=$1
+    URL="unix://$SOCKET"
+    PIDFILE="${SOCKET%.sock}.pid"
+    SERVICE_LOG="${SOCKET%.sock}.log"
+}
+use_socket "${MOORAGE_CI_PODMAN_SOCKET:-/run/moorage-ci-podman.sock}"
 
 # What the docker runtime needs besides Podman: runc to run containers, catatonit
-# for `init: true`, iptables to publish ports; debootstrap builds the image.
-PACKAGES=(podman runc catatonit iptables debootstrap)
+# for `init: true`, iptables to publish ports; debootstrap builds images.
+ENGINE_PACKAGES=(podman runc catatonit iptables)
+IMAGE_PACKAGES=(debootstrap)
 
 IMAGE=${MOORAGE_TEST_IMAGE:-python:3.10-slim}
 SUITE=bookworm
@@ -36,8 +58,9 @@ CACHE_DIR=/var/cache/moorage-test-image
 ROOTFS_TAR="$CACHE_DIR/$SUITE-minbase-${INCLUDE//,/-}.tar"
 
 CONF=/etc/containers/containers.conf
-# No systemd in a CI container: cgroupfs; runc rather than crun; and no default
-# ulimits, which an unprivileged CI container may not be allowed to raise.
+# Without systemd (a container, WSL, a minimal VM): cgroupfs; runc rather than
+# crun; and no default ulimits, which an unprivileged container may not be
+# allowed to raise.
 CONF_WANTED='[containers]
 default_ulimits = []
 [engine]
@@ -117,7 +140,7 @@ stop_service() {
 
 install_packages() {
     local missing=() pkg updated=0
-    for pkg in "${PACKAGES[@]}"; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$pkg")
     done
@@ -201,7 +224,7 @@ build_rootfs() {
     dir=$(mktemp -d /var/tmp/moorage-test-rootfs.XXXXXX)
     # shellcheck disable=SC2064 # expand $dir now: it is local
     trap "rm -rf '$dir'" EXIT
-    say "building the test image's root filesystem with debootstrap ($SUITE, $INCLUDE; about a minute)"
+    say "building the image's root filesystem with debootstrap ($SUITE, $INCLUDE; about a minute)"
     quietly "debootstrap $SUITE into $dir" \
         debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir" \
         ${MOORAGE_DEBIAN_MIRROR:+"$MOORAGE_DEBIAN_MIRROR"}
@@ -212,47 +235,138 @@ build_rootfs() {
     trap - EXIT
 }
 
+# Whether the engine at $URL is Podman (its own API answers) rather than Docker.
+is_podman() { [[ $(http_status /libpod/_ping) == 200 ]]; }
+
+# The command line that talks to the engine at $URL: podman for Podman, docker
+# for Docker.
+engine_cli() {
+    if is_podman; then
+        command -v podman >/dev/null 2>&1 ||
+            die "the engine at $URL is Podman but there is no podman command; run: apt-get install podman"
+        ENGINE_CLI=(podman --url "$URL")
+    else
+        command -v docker >/dev/null 2>&1 ||
+            die "the engine at $URL is Docker but there is no docker command; install Docker's CLI"
+        ENGINE_CLI=(docker --host "$URL")
+    fi
+}
+
+# Imports the debootstrap build as $1 unless the engine has it, then checks that
+# a container of it runs as the docker runtime runs one (init, sh -c) and that
+# python3 there runs the program $2, which prints ok.
 ensure_image() {
-    if [[ $(http_status "/images/$IMAGE/json") != 200 ]]; then
+    local image=$1 check=$2 out
+    engine_cli
+    if [[ $(http_status "/images/$image/json") != 200 ]]; then
         if [[ -s $ROOTFS_TAR ]]; then
             say "reusing the cached root filesystem $ROOTFS_TAR"
         else
             build_rootfs
         fi
-        say "importing $ROOTFS_TAR as $IMAGE"
-        quietly "podman import $IMAGE" podman --url "$URL" import - "$IMAGE" <"$ROOTFS_TAR"
-        [[ $(http_status "/images/$IMAGE/json") == 200 ]] ||
-            die "the engine at $URL still has no $IMAGE after the import"
+        say "importing $ROOTFS_TAR as $image"
+        quietly "${ENGINE_CLI[0]} import $image" "${ENGINE_CLI[@]}" import - "$image" <"$ROOTFS_TAR"
+        [[ $(http_status "/images/$image/json") == 200 ]] ||
+            die "the engine at $URL still has no $image after the import"
     else
-        say "the engine has $IMAGE"
+        say "the engine has $image (remove it with ${ENGINE_CLI[*]} rmi $image to build it again)"
     fi
-    # The engine runs it as the docker runtime will (init, sh -c), and it has what
-    # the tests need; an image of that name from a registry would lack flask.
-    local smoke="import flask; print('ok')" out
-    if ! out=$(podman --url "$URL" run --rm --init "$IMAGE" /bin/sh \
-        -c "echo ok | base64 | base64 -d >/dev/null && python3 -c \"$smoke\"" 2>&1) ||
+    if ! out=$("${ENGINE_CLI[@]}" run --rm --init "$image" /bin/sh \
+        -c "echo ok | base64 | base64 -d >/dev/null && python3 -c \"$check\"" 2>&1) ||
         [[ $out != *ok ]]; then
         printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /' >&2
-        die "the engine cannot run a container of $IMAGE with python3 and flask (output above); if that image came from a registry, remove it (podman rmi $IMAGE) and run this script again"
+        die "the engine cannot run a container of $image with what it needs (output above); if that image came from a registry, remove it (${ENGINE_CLI[*]} rmi $image) and run this script again"
     fi
-    say "a container of $IMAGE runs, with python3 and flask"
+    say "a container of $image runs python3"
+}
+
+require_root() {
+    ((EUID == 0)) || die "run as root (sudo $0 $*): it installs packages and writes /etc/containers and /run"
+}
+
+# Whether this host runs systemd (sd_booted(3)): Podman's defaults then work.
+has_systemd() { [[ -d /run/systemd/system ]]; }
+
+# An engine that already answers at DOCKER_HOST or Docker's usual socket; prints its URL.
+docker_already_there() {
+    local candidate saved=$SOCKET
+    for candidate in "${DOCKER_HOST:-}" unix:///var/run/docker.sock; do
+        [[ $candidate == unix://* ]] || continue
+        use_socket "${candidate#unix://}"
+        if answers; then
+            echo "$URL"
+            use_socket "$saved"
+            return 0
+        fi
+    done
+    use_socket "$saved"
+    return 1
+}
+
+cmd_engine() {
+    local cgroupfs=0 found
+    while (($#)); do
+        case $1 in
+        --cgroupfs) cgroupfs=1 ;;
+        *) die "unknown option $1; usage: $0 engine [--cgroupfs]" ;;
+        esac
+        shift
+    done
+    use_socket "${MOORAGE_PODMAN_SOCKET:-$DEFAULT_ENGINE_SOCKET}"
+    if found=$(docker_already_there); then
+        say "a container engine already answers at $found: moorage can use it (nothing installed or started)"
+        echo "$found"
+        return 0
+    fi
+    require_root engine
+    install_packages "${ENGINE_PACKAGES[@]}"
+    if ((cgroupfs)) || ! has_systemd; then
+        ((cgroupfs)) || say "no systemd on this host: Podman gets cgroupfs and runc"
+        write_conf
+    fi
+    start_service
+    say "next: MOORAGE_DOCKER_HOST=$URL make serve"
+    echo "$URL"
+}
+
+cmd_image() {
+    (($# >= 1 && $# <= 2)) && [[ -n $1 ]] ||
+        die "usage: $0 image NAME [ENGINE_URL], e.g. $0 image localhost/moorage-python:bookworm"
+    local image=$1 url=${2:-unix://${MOORAGE_PODMAN_SOCKET:-$DEFAULT_ENGINE_SOCKET}}
+    [[ $url == unix://* ]] || die "ENGINE_URL must be unix:///path/to.sock, not $url"
+    use_socket "${url#unix://}"
+    answers || die "no container engine answers at $URL; run: sudo $0 engine"
+    require_root image
+    install_packages "${IMAGE_PACKAGES[@]}"
+    ensure_image "$image" "print('ok')"
+    say "next: create an endpoint with \"image_url\": \"$image\""
+    echo "$image"
+}
+
+cmd_setup() {
+    require_root
+    install_packages "${ENGINE_PACKAGES[@]}" "${IMAGE_PACKAGES[@]}"
+    write_conf
+    start_service
+    # The tests need Flask; an image of that name from a registry would lack it.
+    ensure_image "$IMAGE" "import flask; print('ok')"
+    echo "$URL"
 }
 
 main() {
-    case ${1:-setup} in
-    setup) ;;
+    local command=${1:-setup}
+    (($#)) && shift
+    case $command in
+    setup) cmd_setup ;;
+    engine) cmd_engine "$@" ;;
+    image) cmd_image "$@" ;;
     stop)
         stop_service
-        return 0
+        use_socket "${MOORAGE_PODMAN_SOCKET:-$DEFAULT_ENGINE_SOCKET}"
+        stop_service
         ;;
-    *) die "usage: $0 [setup|stop]" ;;
+    *) die "usage: $0 [setup|engine [--cgroupfs]|image NAME [ENGINE_URL]|stop]" ;;
     esac
-    ((EUID == 0)) || die "run as root (sudo $0): it installs packages and writes /etc/containers and /run"
-    install_packages
-    write_conf
-    start_service
-    ensure_image
-    echo "$URL"
 }
 
 main "$@"
