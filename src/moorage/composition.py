@@ -24,10 +24,11 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
-from moorage.errors import ErrorCode, MoorageError, Unavailable
+from moorage.errors import ErrorCode, InvalidField, MoorageError, Unavailable
 from moorage.gateway.assembly import build_gateway, wire_limits
 from moorage.gateway.http1.server import freeze_startup_heap
 from moorage.models.accounts import User
+from moorage.models.endpoints import DeploySpec
 from moorage.models.status import StatusPolicy
 from moorage.routing.holder import RouteTableHolder
 from moorage.runtimes import docker as docker_runtime
@@ -90,13 +91,19 @@ def make_runtime(settings: Settings) -> Runtime:
     )
 
 
-def launch_guard(runtime: Runtime) -> Callable[[User], None]:
-    """Refuses, at the API, a normal user's endpoint that could only run unsandboxed."""
-    refusal = runtime.sandbox.refusal if isinstance(runtime, ProcessRuntime) else None
+def launch_guard(runtime: Runtime) -> Callable[[User, DeploySpec], None]:
+    """Refuses, at the API, an endpoint this runtime cannot run: a normal user's that
+    could only run unsandboxed (503), or a spec the process runtime cannot run, such as
+    one without a command (400 naming the field)."""
+    process = runtime if isinstance(runtime, ProcessRuntime) else None
+    refusal = process.sandbox.refusal if process is not None else None
 
-    def guard(user: User) -> None:
+    def guard(user: User, deploy: DeploySpec) -> None:
         if refusal is not None and not user.is_admin:
             raise Unavailable(refusal, code=ErrorCode.SANDBOX_UNAVAILABLE)
+        problem = process.refusal(deploy, trusted=user.is_admin) if process else None
+        if problem is not None:
+            raise InvalidField(*problem)
 
     return guard
 
