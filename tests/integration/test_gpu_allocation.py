@@ -320,3 +320,26 @@ async def test_the_process_runtime_shows_a_replica_its_gpus(tmp_path: Path) -> N
     finally:
         await runtime.stop("r-gpu")
         await runtime.close()
+
+
+async def test_a_rollout_with_no_spare_gpu_replaces_replicas_one_at_a_time(
+    make_control: MakeControl,
+) -> None:
+    control = make_control()
+    declare(control)
+    endpoint = add(control, H100, target=2)
+    await control.until(lambda: len(control.ready(endpoint.service_id)) == 2, "two ready")
+
+    updated = control.change_command(endpoint, "serve the new model")
+    await control.until(
+        lambda: (
+            len(control.ready(endpoint.service_id, updated.revision)) == 2
+            and len(control.replicas(endpoint.service_id)) == 2
+        ),
+        "the new revision on both GPUs",
+    )
+
+    assert len(held(control)) == 2
+    # Some replica served throughout: once a table routed one, every later table did.
+    first = next(i for i, t in enumerate(control.tables) if t.routed)
+    assert all(t.routed for t in control.tables[first:])

@@ -23,7 +23,7 @@ from moorage.store.flavors import FlavorRepository
 from moorage.store.gpus import GpuAllocationRepository
 from moorage.store.replicas import ReplicaRepository
 
-__all__ = ["gpus_for", "release_finished"]
+__all__ = ["free_gpus", "gpus_for", "release_finished"]
 
 
 def gpus_for(
@@ -61,3 +61,11 @@ def release_finished(db: Database) -> int:
     """Frees the GPUs of every replica recorded stopped: a restart's first pass."""
     with db.session() as session:
         return GpuAllocationRepository(session).release_finished()
+
+
+def free_gpus(db: Database) -> dict[str, int]:
+    """Each GPU flavor's GPUs no replica holds: what ``plan`` weighs before it stops
+    an old replica to make room for a new revision's."""
+    with db.session() as session:
+        flavors = [s.flavor for s in FlavorRepository(session).list_live()]
+        return GpuAllocationRepository(session).free_counts(flavors)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from moorage.models.endpoints import Endpoint, ReadinessProbe
+from moorage.models.placement import WAITING_FOR_CAPACITY
 from moorage.models.replicas import FailureReason, Replica, ReplicaState
 from moorage.runtimes.base import Observed
 
@@ -198,10 +199,11 @@ def plan(
     now: datetime,
     policy: PlanPolicy,
     probe_failures: Mapping[str, int] | None = None,
+    free_gpus: Mapping[str, int] | None = None,
 ) -> list[Action]:
     """Actions for every endpoint. ``probes`` holds each replica's latest probe result
     (see ``probe_verdicts``); ``probe_failures`` how many probes in a row it has failed."""
-    facts = _Facts(observed, probes, probe_failures or {}, now, policy)
+    facts = _Facts(observed, probes, probe_failures or {}, now, policy, free_gpus or {})
     actions: list[Action] = []
     by_endpoint: dict[str, list[Replica]] = {}
     for replica in replicas:
@@ -224,6 +226,8 @@ class _Facts:
     probe_failures: Mapping[str, int]
     now: datetime
     policy: PlanPolicy
+    # GPUs no replica holds, by flavor: a GPU freed but not yet placed is not short.
+    free_gpus: Mapping[str, int] = field(default_factory=dict)
 
 
 def _health(
@@ -340,10 +344,41 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
 
     # Earlier revisions serve until the current one is fully ready, then go.
     current_ready = sum(1 for r in kept if state[r.replica_id] is ReplicaState.READY)
+    going = []
     for replica in previous:
         if current_ready >= wanted or state[replica.replica_id] is not ReplicaState.READY:
-            actions.append(StopReplica(replica, _why_previous(replica, endpoint)))
+            going.append(replica)
+    actions.extend(StopReplica(r, _why_previous(r, endpoint)) for r in going)
+    if facts.free_gpus.get(endpoint.flavor_id, 0) < endpoint.deploy.gpu_num:
+        actions.extend(_make_room(kept, previous, going, state, endpoint))
     return actions
+
+
+def _make_room(
+    kept: Sequence[Replica],
+    previous: Sequence[Replica],
+    going: Sequence[Replica],
+    state: Mapping[str, ReplicaState],
+    endpoint: Endpoint,
+) -> list[Action]:
+    """A rollout on a GPU flavor with no GPU to spare: the new revision's replicas wait
+    for GPUs the old one holds, which waits for them to be ready. Breaks the wait one
+    replica at a time: while a new replica waits for capacity and no old one is on its
+    way out and every placed new one serves, the oldest old one goes, and its GPUs
+    go to the new one (or to an older waiting replica of the flavor: oldest first)."""
+    waiting = [
+        r
+        for r in kept
+        if state[r.replica_id] is ReplicaState.REQUESTED
+        and (r.progress or "").startswith(WAITING_FOR_CAPACITY)
+    ]
+    # Placed new replicas must be serving first: the old one going now may be the last.
+    placed_ready = all(state[r.replica_id] is ReplicaState.READY for r in kept if r not in waiting)
+    serving = [r for r in previous if r not in going]
+    if not waiting or going or not serving or not placed_ready:
+        return []
+    oldest = min(serving, key=lambda r: r.requested_at)
+    return [StopReplica(oldest, "its GPUs go to a replica of the new revision")]
 
 
 def _why_previous(replica: Replica, endpoint: Endpoint) -> str:

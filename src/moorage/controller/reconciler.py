@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from moorage import lifecycle
 from moorage.clock import Clock
-from moorage.controller.gpu_placement import gpus_for, release_finished
+from moorage.controller.gpu_placement import free_gpus, gpus_for, release_finished
 from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.plan import (
     Action,
@@ -142,8 +142,16 @@ class Reconciler:
         watched = self.startup.changes(snapshot.replicas, self.probes.results(), now)
         if watched:
             await asyncio.to_thread(self._save_startup, watched)
+        free = await asyncio.to_thread(free_gpus, self.db)
         actions = plan(
-            snapshot.endpoints, snapshot.replicas, observed, results, now, self.policy, failures
+            snapshot.endpoints,
+            snapshot.replicas,
+            observed,
+            results,
+            now,
+            self.policy,
+            failures,
+            free_gpus=free,
         )
         # A replica being stopped in the background is that task's alone; a pass that
         # loaded it before the stop was recorded must not also fail or restart it.

@@ -151,6 +151,13 @@ class GpuAllocationRepository:
             queued += max(0, target - placed) * _gpu_num(deploy)
         return GpuUsage(len(flavor.gpus), held, queued)
 
+    def free_counts(self, flavors: Sequence[Flavor]) -> dict[str, int]:
+        """How many GPUs of each GPU flavor no replica holds, by flavor id."""
+        held = set(self.session.scalars(select(GpuAllocationRow.gpu_uuid)))
+        return {
+            f.flavor_id: sum(1 for g in f.gpus if g.uuid not in held) for f in flavors if f.gpus
+        }
+
     def release_finished(self) -> int:
         """Frees the GPUs of replicas recorded stopped (or gone): a restart's sweep,
         after a crash at any moment. Answers how many GPUs it freed."""
