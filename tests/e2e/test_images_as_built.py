@@ -129,7 +129,8 @@ def test_the_image_runs_as_built_with_args_a_volume_and_shm(
     # supervisor shell in the container) are in the volume the next replica mounts.
     first_id = first.removeprefix("start ")
     assert diary[:2] == [first, f"sigterm {first_id}"], diary
-    assert diary[2].startswith("start ") and diary[2] != first, diary
+    assert diary[2].startswith("start "), diary
+    assert diary[2] != first, "the next replica is another one"
     alice.call("DELETE", f"/v1/inference-service/{service_id}")
 
 
@@ -141,7 +142,8 @@ def test_another_users_volume_of_the_same_name_is_another_volume(
     bob.wait_status(service_id, "available", timeout=120)
 
     diary = _report(bob, service_id)["diary"]
-    assert len(diary) == 2 and diary[0].startswith("start "), "alice's diary is not bob's"
+    assert len(diary) == 2, f"alice's diary is not bob's: {diary}"
+    assert diary[0].startswith("start "), diary
     bob.call("DELETE", f"/v1/inference-service/{service_id}")
 
 
