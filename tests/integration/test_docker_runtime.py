@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
-from docker.models.containers import Container
+from docker.models.containers import Container, ContainerCollection
 
 from moorage.models.endpoints import DeploySpec
 from moorage.runtimes.base import Launch, StartError, StartPending
 from moorage.runtimes.docker import LABEL, DockerRuntime
+from moorage.runtimes.listening import Listening
 from moorage.runtimes.ports import free_port
 from moorage.wire import new_id
 from tests.support.engine import TEST_IMAGE
@@ -323,4 +326,51 @@ async def test_a_gpu_request_is_refused_naming_gpu_num(docker_runtime: DockerRun
     assert await docker_runtime.observe() == {}, "the refused replica left a container"
 
 
+async def test_a_replica_given_gpus_asks_the_engine_for_those_gpus_by_uuid(
+    docker_runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[Any] = []
+    create = ContainerCollection.create
+
+    def spy(self: ContainerCollection, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("device_requests"))
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerCollection, "create", spy)
+    launch = dataclasses.replace(_launch(gpu_num=2), gpus=("GPU-aaa", "GPU-bbb"))
+
+    with contextlib.suppress(StartError):  # an engine without GPUs refuses it, as above
+        await docker_runtime.start(launch)
+    await docker_runtime.stop(launch.replica_id)
+
+    ((request,),) = asked
+    assert request["DeviceIDs"] == ["GPU-aaa", "GPU-bbb"]
+    assert not request.get("Count"), "those GPUs, not any two"
+
+
 # -- logs ----------------------------------------------------------------------
+
+
+# -- start-up ------------------------------------------------------------------
+
+
+async def test_the_ports_a_container_listens_on_are_read_beside_its_port(
+    docker_runtime: DockerRuntime,
+) -> None:
+    """An app on a fixed port instead of $PORT: the container's own /proc shows it."""
+    launch = _launch("exec python3 -m http.server 18080 --bind 0.0.0.0")
+    await docker_runtime.start(launch)
+
+    async def seen() -> Listening | None:
+        found = await docker_runtime.listening(launch.replica_id)
+        return found if found is not None and found.ports else None
+
+    deadline = time.monotonic() + 30
+    found = await seen()
+    while found is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        found = await seen()
+    await docker_runtime.stop(launch.replica_id)
+
+    assert found == Listening(CONTAINER_PORT, (18080,))
+    assert await docker_runtime.listening(launch.replica_id) is None

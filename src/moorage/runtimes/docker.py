@@ -34,6 +34,7 @@ from moorage.models.endpoints import DeploySpec
 from moorage.runtimes import volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
+from moorage.runtimes.listening import Listening, ports_of
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
@@ -231,6 +232,7 @@ class DockerRuntime:
         environment = {
             "PYTHONUNBUFFERED": "1",  # a default the endpoint's env may change
             **deploy.env,
+            **launch.secrets,  # passed through the engine API, never on a command line
             "PORT": str(deploy.port),
             "MOORAGE_REPLICA_ID": launch.replica_id,
             "MOORAGE_ENDPOINT_ID": launch.endpoint_id,
@@ -329,6 +331,24 @@ class DockerRuntime:
     async def observe(self) -> Mapping[str, Observed]:
         return await asyncio.to_thread(self._observe)
 
+    async def listening(self, replica_id: str) -> Listening | None:
+        """The TCP ports the container listens on, read from its init process's
+        ``/proc/<pid>/net/tcp`` (the engine's ``State.Pid``): the container has a
+        network namespace of its own. None where this host's /proc cannot show it
+        (a remote engine, or a rootless one's pid out of reach)."""
+        return await asyncio.to_thread(self._listening, replica_id)
+
+    def _listening(self, replica_id: str) -> Listening | None:
+        container = self._find(replica_id)
+        if container is None or container.status != "running":
+            return None
+        pid = container.attrs.get("State", {}).get("Pid")
+        given = _port_variable(container.attrs.get("Config", {}).get("Env") or [])
+        if not isinstance(pid, int) or pid <= 0 or given is None:
+            return None
+        ports = ports_of([pid])
+        return None if ports is None else Listening(given, ports)
+
     def _mine(self) -> list[Container]:
         return list(
             self.client.containers.list(
@@ -421,3 +441,12 @@ def _explain(exc: DockerException) -> str:
     if isinstance(exc, APIError):
         return str(exc.explanation or exc)
     return str(exc)
+
+
+def _port_variable(env: list[str]) -> int | None:
+    """The ``PORT`` moorage gave the container, from its ``Config.Env``."""
+    for item in env:
+        name, _, value = item.partition("=")
+        if name == "PORT" and value.isdigit():
+            return int(value)
+    return None
