@@ -186,3 +186,23 @@ def test_the_admins_unsandboxed_replicas_refuse_volumes(
     )
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith("deploy_metadata.volumes: cannot be mounted")
+
+
+def test_args_with_a_command_are_refused_naming_args(alice: ApiClient) -> None:
+    response = alice.call(
+        "POST",
+        "/v1/inference-service",
+        json={
+            "name": "args-and-command",
+            "resource_metadata": {"flavor_id": alice.flavor_id()},
+            "deploy_metadata": {
+                "image_url": "python:3.10-slim",
+                "command": "sleep 1000",
+                "args": ["--model", "x"],
+                "port": 8080,
+            },
+        },
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert message.startswith("deploy_metadata.args: passes arguments"), message
