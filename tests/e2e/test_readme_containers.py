@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,36 @@ def test_engine_step_prints_the_engine_make_serve_uses(engine: str) -> None:
     assert printed.splitlines()[-1] == engine
     serve = one(r"make serve$", found)
     assert serve == f"MOORAGE_DOCKER_HOST={README_SOCKET} make serve"
+
+
+def test_engine_step_starts_podman_where_no_engine_answers(engine: str) -> None:
+    """The fresh-host path: no Docker, nothing on the socket; the step starts Podman's
+    service there (on a socket of the test's own), prints it, finds it again, and
+    ``stop`` ends it."""
+    if not is_podman(engine):
+        pytest.skip("the suite's engine is not Podman: this host may not have Podman")
+    if Path("/var/run/docker.sock").exists():
+        pytest.skip("a Docker socket is here: the engine step would use it")
+    step = one(r"container-engine\.sh engine$", commands())
+    folder = Path(tempfile.mkdtemp(prefix="moorage-readme-", dir="/tmp"))
+    socket = folder / "podman.sock"
+    env = {
+        "DOCKER_HOST": "",
+        "MOORAGE_PODMAN_SOCKET": str(socket),
+        # `stop` ends the suite's service too unless it looks elsewhere.
+        "MOORAGE_CI_PODMAN_SOCKET": str(folder / "none.sock"),
+    }
+    try:
+        printed = sh(here(step, engine), REPO, env=env)
+        assert printed.splitlines()[-1] == f"unix://{socket}"
+        with engine_client(f"unix://{socket}") as client:
+            assert client.ping()
+        again = sh(here(step, engine), REPO, env=env)
+        assert again.splitlines()[-1] == f"unix://{socket}"
+    finally:
+        sh("scripts/container-engine.sh stop", REPO, env=env)
+        assert not socket.exists()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_an_endpoint_runs_on_an_image_built_without_a_registry(engine: str, tmp_path: Path) -> None:
