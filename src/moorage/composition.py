@@ -19,6 +19,7 @@ import anyio.to_thread
 from docker.errors import DockerException
 from fastapi import FastAPI
 
+from moorage import secretbox
 from moorage.api.app import create_api
 from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
@@ -44,6 +45,7 @@ from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
 from moorage.services.routes import RouteFeed
+from moorage.services.secrets import SecretService
 from moorage.settings import Settings
 from moorage.store.db import Database
 
@@ -136,6 +138,11 @@ class MoorageServer:
             RouteTableHolder(), wire_limits(settings), api_address=api_address(settings)
         )
         self.runtime = make_runtime(settings)
+        key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+        try:
+            self.secret_box = secretbox.load(key, settings.home)
+        except secretbox.SecretKeyError as exc:
+            raise MoorageError(str(exc), code=ErrorCode.INVALID_FIELD) from exc
         self.reconciler = Reconciler(
             self.db,
             self.runtime,
@@ -148,6 +155,7 @@ class MoorageServer:
             interval_s=settings.reconcile_interval_s,
             in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
+            secret_box=self.secret_box,
         )
         status_policy = StatusPolicy(
             crash_loop_threshold=settings.crash_loop_threshold,
@@ -191,6 +199,7 @@ class MoorageServer:
                 ),
                 settings.resolved_public_url,
                 self.quotas,
+                SecretService(self.db, self.clock, self.secret_box, self.quotas),
             ),
             lifespan=self.lifespan,
         )

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; SQLite in MOORAGE_HOME when unset."
     )
     admin_token: SecretStr | None = None
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) encrypting users' secrets, comma-separated, newest "
+        "first; $MOORAGE_HOME/secrets.key (made at first start) when unset.",
+    )
     log_format: LogFormat = Field(
         default="text",
         description="text: one line per record for people; json: one JSON object per line.",
@@ -130,6 +135,7 @@ class Settings(BaseSettings):
     quota_name_chars: int = Field(default=100, ge=1, le=128)
     quota_description_chars: int = Field(default=1024, ge=0, le=2048)
     quota_log_followers: int = Field(default=4, ge=0, description="Concurrent log followers.")
+    quota_secrets: int = Field(default=32, ge=0, le=1000, description="Secrets one user stores.")
     # Replica logs (docs/runtimes.md, "Logs").
     log_max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=4096, description="A log's size before it is rotated."

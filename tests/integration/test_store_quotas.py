@@ -32,6 +32,7 @@ DEFAULTS = Quotas(
     name_chars=32,
     description_chars=64,
     log_followers=4,
+    secrets=2,
 )
 
 

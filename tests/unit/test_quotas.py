@@ -32,6 +32,7 @@ QUOTAS = Quotas(
     name_chars=16,
     description_chars=8,
     log_followers=4,
+    secrets=2,
 )
 
 

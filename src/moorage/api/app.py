@@ -14,7 +14,16 @@ from moorage.api import openapi, schemas
 from moorage.api.deps import MetricsAdmin, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
-from moorage.api.routers import accounts, endpoints, events, flavors, gateway, logs, quotas
+from moorage.api.routers import (
+    accounts,
+    endpoints,
+    events,
+    flavors,
+    gateway,
+    logs,
+    quotas,
+    secrets,
+)
 
 DESCRIPTION = """
 moorage runs dedicated inference endpoints on your own machines, with the
@@ -73,5 +82,6 @@ def create_api(
     app.include_router(accounts.router)
     app.include_router(gateway.router)
     app.include_router(quotas.router)
+    app.include_router(secrets.router)
     openapi.install(app)
     return app

@@ -17,6 +17,7 @@ from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
 from moorage.services.quotas import QuotaService
 from moorage.services.routes import RouteFeed
+from moorage.services.secrets import SecretService
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Services:
     # only source of endpoint URLs, never a request's Host or X-Forwarded-* headers.
     public_url: str
     quotas: QuotaService
+    secrets: SecretService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs

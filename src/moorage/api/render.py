@@ -89,6 +89,7 @@ def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
                 schemas.Volume(name=v.name, mount_path=v.mount_path) for v in e.deploy.volumes
             ],
             shm_size_mb=e.deploy.shm_size_mb,
+            secrets=list(e.deploy.secrets),
             revision=e.revision,
         ),
         gateway_metadata=e.gateway,

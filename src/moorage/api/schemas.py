@@ -126,6 +126,8 @@ class DeployMetadata(_Closed):
     args: list[str]
     volumes: list[Volume]
     shm_size_mb: int | None
+    # Names only: a secret's value is never shown (GET /v1/secrets lists names too).
+    secrets: list[str] = []
     revision: int
 
 

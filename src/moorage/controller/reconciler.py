@@ -22,6 +22,7 @@ from moorage import lifecycle
 from moorage.clock import Clock
 from moorage.controller.gpu_placement import free_gpus, gpus_for, release_finished
 from moorage.controller.idle_routes import IdleRoutes
+from moorage.controller.launch_secrets import secrets_for
 from moorage.controller.plan import (
     Action,
     AdoptReplica,
@@ -53,6 +54,7 @@ from moorage.models.replicas import (
 from moorage.models.states import EndpointEventKind
 from moorage.routing.table import RouteTable, build_route_table
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
+from moorage.secretbox import SecretBox
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -82,8 +84,11 @@ class Reconciler:
         interval_s: float = 1.0,
         in_flight: Callable[[str], int] = lambda _replica_id: 0,
         drain_timeout_s: float = 30.0,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.db = db
+        # Decrypts the secrets a replica names, as it starts (launch_secrets.py).
+        self.secret_box = secret_box
         self.runtime = runtime
         self.clock = clock
         self.policy = policy
@@ -409,6 +414,11 @@ class Reconciler:
         if gpus is None:
             return  # waiting for GPUs; a later pass tries again, oldest first
         trusted = await asyncio.to_thread(self._owner_is_admin, endpoint.user_id)
+        try:
+            secrets = await asyncio.to_thread(secrets_for, self.db, self.secret_box, endpoint)
+        except StartError as exc:
+            await self._start_failed(endpoint, replica_id, str(exc))
+            return
         launch = Launch(
             replica_id,
             endpoint.service_id,
@@ -417,6 +427,7 @@ class Reconciler:
             sandboxed=not trusted,
             user_id=endpoint.user_id,
             gpus=gpus,
+            secrets=secrets,
         )
         try:
             address = await self.runtime.start(launch)

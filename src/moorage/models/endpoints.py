@@ -71,6 +71,9 @@ class DeploySpec:
     args: tuple[str, ...] = ()
     volumes: tuple[Volume, ...] = ()
     shm_size_mb: int | None = None
+    # Names of the owner's secrets each replica gets as environment variables; the
+    # values live encrypted in the store and are read only to start a replica.
+    secrets: tuple[str, ...] = ()
 
     @property
     def command_bytes(self) -> int:
@@ -147,6 +150,7 @@ def deploy_to_json(deploy: DeploySpec) -> dict[str, Any]:
         "args": list(deploy.args),
         "volumes": [asdict(v) for v in deploy.volumes],
         "shm_size_mb": deploy.shm_size_mb,
+        "secrets": list(deploy.secrets),
     }
 
 
@@ -163,4 +167,5 @@ def deploy_from_json(data: Mapping[str, Any]) -> DeploySpec:
         args=tuple(str(a) for a in data.get("args") or ()),
         volumes=tuple(Volume(**v) for v in data.get("volumes") or ()),
         shm_size_mb=None if data.get("shm_size_mb") is None else int(data["shm_size_mb"]),
+        secrets=tuple(str(n) for n in data.get("secrets") or ()),
     )

@@ -186,6 +186,41 @@ EnvName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_ENV_NAME_CHARS)
 ]
 EnvValue = Annotated[str, _text(MAX_ENV_BYTES), _PLAIN, _PLAIN_SCHEMA]
+# A secret is named like the variable it becomes in the replica (services/secrets.py).
+MAX_SECRET_NAME_CHARS = 128
+MAX_SECRET_BYTES = 32 * 1024
+MAX_ENDPOINT_SECRETS = 64
+SecretName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_SECRET_NAME_CHARS),
+]
+
+
+def _distinct_names(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("names a secret twice; name each once")
+    return names
+
+
+SecretNames = Annotated[
+    list[SecretName], Field(max_length=MAX_ENDPOINT_SECRETS), AfterValidator(_distinct_names)
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("holds a NUL character, which no environment variable can carry")
+    return value
+
+
+class SecretIn(BaseModel):
+    """``PUT /v1/secrets/{name}``: the value, at most 32 KiB of UTF-8, without NUL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_SECRET_BYTES), AfterValidator(_no_nul)
+    ]
 
 
 def env_bytes(env: dict[str, str]) -> int:
@@ -288,6 +323,9 @@ class DeployMetadataIn(_Strict):
     args: Args = Field(default_factory=list)
     volumes: Volumes = Field(default_factory=list)
     shm_size_mb: ShmSizeMb | None = None
+    # Names of the caller's secrets (PUT /v1/secrets/NAME), given to each replica as
+    # environment variables of those names.
+    secrets: SecretNames = Field(default_factory=list)
 
     def to_spec(self) -> DeploySpec:
         return DeploySpec(
@@ -301,6 +339,7 @@ class DeployMetadataIn(_Strict):
             args=tuple(self.args),
             volumes=tuple(v.to_volume() for v in self.volumes),
             shm_size_mb=self.shm_size_mb,
+            secrets=tuple(self.secrets),
         )
 
 
@@ -381,13 +420,15 @@ class DeployMetadataPatch(_Strict):
     args: Args | None = None
     volumes: Volumes | None = None
     shm_size_mb: ShmSizeMb | None = None
+    secrets: SecretNames | None = None
 
     def apply_to(self, current: DeploySpec) -> DeploySpec:
         """The spec with the fields this patch sets; a probe, resources, ``args`` or
         ``volumes`` is replaced as a whole; ``null`` removes ``command`` or
         ``shm_size_mb`` and is ignored elsewhere."""
         changes: dict[str, Any] = self.model_dump(
-            exclude_none=True, exclude={"readiness_probe", "resources", "args", "volumes"}
+            exclude_none=True,
+            exclude={"readiness_probe", "resources", "args", "volumes", "secrets"},
         )
         changes.update(
             {k: None for k in _REMOVABLE_DEPLOY & self.model_fields_set if getattr(self, k) is None}
@@ -400,6 +441,8 @@ class DeployMetadataPatch(_Strict):
             changes["args"] = tuple(self.args)
         if self.volumes is not None:
             changes["volumes"] = tuple(v.to_volume() for v in self.volumes)
+        if self.secrets is not None:
+            changes["secrets"] = tuple(self.secrets)
         return dataclasses.replace(current, **changes)
 
 
@@ -439,3 +482,4 @@ class QuotaPatch(_Strict):
     name_chars: Annotated[WholeNumber, Field(ge=1, le=MAX_NAME_CHARS)] | None = None
     description_chars: Annotated[WholeNumber, Field(ge=0, le=MAX_DESCRIPTION_CHARS)] | None = None
     log_followers: Annotated[WholeNumber, Field(ge=0, le=10_000)] | None = None
+    secrets: Annotated[WholeNumber, Field(ge=0, le=1000)] | None = None

@@ -30,6 +30,9 @@ class Launch:
     gpus: tuple[str, ...] = ()
     # The endpoint's owner: named volumes are the user's (``volumes.py``).
     user_id: str = ""
+    # The values of ``deploy.secrets``, by name, for the replica's environment: never
+    # in a repr, a log line or an error message.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

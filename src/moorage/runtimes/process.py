@@ -131,6 +131,7 @@ def replica_environment(launch: Launch, port: int) -> dict[str, str]:
     them), plus what the replica needs to know."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
     env.update(launch.deploy.env)
+    env.update(launch.secrets)
     env.update(
         PORT=str(port),
         MOORAGE_REPLICA_ID=launch.replica_id,
@@ -311,7 +312,7 @@ class ProcessRuntime:
         record = replace(record, address=f"unix:{sandboxes.socket_path(replica_dir)}")
         self._write_record(record)
         env = sandboxes.replica_env(
-            launch.deploy.env,
+            {**launch.deploy.env, **launch.secrets},  # via bwrap's in-memory --args fd
             port=record.port,
             replica_id=launch.replica_id,
             endpoint_id=launch.endpoint_id,

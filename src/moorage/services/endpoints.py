@@ -26,6 +26,7 @@ from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.services.quotas import QuotaService
+from moorage.services.secrets import check_named
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -145,6 +146,7 @@ class EndpointService:
         with self.db.checked_session() as session:
             AccountRepository(session).lock_user(user.user_id)
             self._check_fits(session, endpoint)
+            check_named(session, user.user_id, endpoint.deploy)
             self._check_quotas(session, user, endpoint, None)
             EndpointRepository(session).add(endpoint)
             EndpointRepository(session).add_revision(endpoint)
@@ -175,6 +177,8 @@ class EndpointService:
                 self.launch_guard(user, updated.deploy)
                 _check_deploy(updated.deploy)
                 self._check_fits(session, updated)
+                if updated.deploy.secrets != current.deploy.secrets:
+                    check_named(session, user.user_id, updated.deploy)
                 self._check_quotas(session, user, updated, current)
                 repository.save(updated)
                 if new_revision:

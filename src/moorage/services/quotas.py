@@ -44,6 +44,7 @@ class Quotas:
     name_chars: int
     description_chars: int
     log_followers: int
+    secrets: int
 
     @classmethod
     def defaults(cls, settings: Settings) -> Quotas:

@@ -21,6 +21,7 @@ LIMIT_COLUMNS = (
     "name_chars",
     "description_chars",
     "log_followers",
+    "secrets",
 )
 
 

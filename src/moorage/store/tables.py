@@ -14,9 +14,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
     text,
 )
@@ -85,6 +87,24 @@ class UserQuotaRow(Base):
     name_chars: Mapped[int | None] = mapped_column(Integer)
     description_chars: Mapped[int | None] = mapped_column(Integer)
     log_followers: Mapped[int | None] = mapped_column(Integer)
+    secrets: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class UserSecretRow(Base):
+    """A user's secret (``kind`` env: a variable for replicas) or registry credentials
+    (``kind`` registry, named by the registry), encrypted (``secretbox.py``): the store
+    never holds a value in clear."""
+
+    __tablename__ = "user_secrets"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "name"),)
+
+    secret_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
 

@@ -38,6 +38,7 @@ class QuotaLimits(_Closed):
     name_chars: int = Field(description="Characters of an endpoint's name.")
     description_chars: int = Field(description="Characters of an endpoint's description.")
     log_followers: int = Field(description="Log streams with follow=true open at once.")
+    secrets: int = Field(description="Secrets stored (PUT /v1/secrets/{name}).")
 
 
 class QuotaUsage(_Closed):
@@ -69,6 +70,7 @@ def _render(view: QuotaView) -> QuotaOut:
             name_chars=limits.name_chars,
             description_chars=limits.description_chars,
             log_followers=limits.log_followers,
+            secrets=limits.secrets,
         ),
         custom=sorted(view.custom),
         usage=QuotaUsage(
