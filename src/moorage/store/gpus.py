@@ -73,7 +73,7 @@ class GpuAllocationRepository:
 
     def waiting(self, flavor_id: str) -> list[WaitingReplica]:
         """Replicas of the flavor's running endpoints still waiting for GPUs, oldest
-        first (by when each replica was asked for)."""
+        first (by when each replica was asked for, then by its endpoint's age)."""
         allocated = select(GpuAllocationRow.replica_id)
         rows = self.session.execute(
             select(ReplicaRow.replica_id, ReplicaRow.endpoint_id, EndpointRevisionRow.deploy)
@@ -90,7 +90,8 @@ class GpuAllocationRepository:
                 EndpointRow.deleted_at.is_(None),
                 EndpointRow.desired_state == DesiredState.RUNNING.value,
             )
-            .order_by(ReplicaRow.created_at, ReplicaRow.replica_id)
+            # Replicas asked for in one pass share a time: the older endpoint's first.
+            .order_by(ReplicaRow.created_at, EndpointRow.created_at, ReplicaRow.replica_id)
         )
         return [
             WaitingReplica(replica_id, endpoint_id, _gpu_num(deploy))
