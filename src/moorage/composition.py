@@ -44,6 +44,7 @@ from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
+from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
 from moorage.settings import Settings
@@ -200,6 +201,7 @@ class MoorageServer:
                 settings.resolved_public_url,
                 self.quotas,
                 SecretService(self.db, self.clock, self.secret_box, self.quotas),
+                RegistryCredentialService(self.db, self.clock, self.secret_box),
             ),
             lifespan=self.lifespan,
         )

@@ -14,13 +14,14 @@ from sqlalchemy import select
 
 from moorage import secretbox
 from moorage.clock import FakeClock
-from moorage.controller.launch_secrets import secrets_for
+from moorage.controller.launch_secrets import registry_auth_for, secrets_for
 from moorage.errors import Forbidden, InvalidField, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec, Endpoint
 from moorage.runtimes.base import StartError
 from moorage.secretbox import SecretBox
 from moorage.services.quotas import Quotas, QuotaService
+from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.secrets import SecretService, check_named
 from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
@@ -139,3 +140,32 @@ def test_rotation_lists_the_new_key_first_and_still_opens_old_values(tmp_path: P
     assert rotated.decrypt(token) == b"v"
     with pytest.raises(secretbox.SecretKeyError, match="Fernet key"):
         secretbox.load("not-a-key", tmp_path)
+
+
+def test_registry_credentials_are_the_image_owners_for_its_registry(db: Database) -> None:
+    box = SecretBox.generate()
+    credentials = RegistryCredentialService(db, FakeClock(T0), box)
+    alice, bob = _user(db, "alice"), _user(db, "bob")
+    credentials.put(alice, "ghcr.io", "alice", VALUE)
+
+    def endpoint(user: User, image: str) -> Endpoint:
+        deploy = DeploySpec(image_url=image, command=None, port=8000)
+        return dataclasses.replace(make_endpoint(user_id=user.user_id), deploy=deploy)
+
+    assert registry_auth_for(db, box, endpoint(alice, "ghcr.io/alice/model:1")) == {
+        "username": "alice",
+        "password": VALUE,
+        "serveraddress": "ghcr.io",
+    }
+    assert registry_auth_for(db, box, endpoint(bob, "ghcr.io/alice/model:1")) is None
+    assert registry_auth_for(db, box, endpoint(alice, "python:3.10-slim")) is None
+    assert [c.name for c in credentials.list(alice)] == ["ghcr.io"]
+    assert credentials.list(bob) == []
+    with db.session() as session:
+        assert all(
+            VALUE.encode() not in r.ciphertext for r in session.scalars(select(UserSecretRow))
+        )
+    with pytest.raises(InvalidField, match="registry host"):
+        credentials.put(alice, "https://ghcr.io/", "a", "b")
+    credentials.delete(alice, "ghcr.io")
+    assert registry_auth_for(db, box, endpoint(alice, "ghcr.io/alice/model:1")) is None

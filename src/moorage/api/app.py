@@ -22,6 +22,7 @@ from moorage.api.routers import (
     gateway,
     logs,
     quotas,
+    registry_credentials,
     secrets,
 )
 
@@ -83,5 +84,6 @@ def create_api(
     app.include_router(gateway.router)
     app.include_router(quotas.router)
     app.include_router(secrets.router)
+    app.include_router(registry_credentials.router)
     openapi.install(app)
     return app

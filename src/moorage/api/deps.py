@@ -16,6 +16,7 @@ from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
 from moorage.services.quotas import QuotaService
+from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
 
@@ -33,6 +34,7 @@ class Services:
     public_url: str
     quotas: QuotaService
     secrets: SecretService
+    registry_credentials: RegistryCredentialService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs

@@ -8,13 +8,17 @@ never used.
 
 from __future__ import annotations
 
+import json
+
 from moorage.models.endpoints import Endpoint
 from moorage.runtimes.base import StartError
+from moorage.runtimes.docker_images import registry_of
 from moorage.secretbox import SecretBox, SecretKeyError
 from moorage.store.db import Database
 from moorage.store.secrets import SecretRepository
 
 ENV = "env"
+REGISTRY = "registry"
 
 
 def secrets_for(db: Database, box: SecretBox | None, endpoint: Endpoint) -> dict[str, str]:
@@ -40,3 +44,30 @@ def secrets_for(db: Database, box: SecretBox | None, endpoint: Endpoint) -> dict
         except SecretKeyError as exc:
             raise StartError(f"deploy_metadata.secrets: {name}: {exc}") from exc
     return values
+
+
+def registry_auth_for(
+    db: Database, box: SecretBox | None, endpoint: Endpoint
+) -> dict[str, str] | None:
+    """The owner's credentials for the registry of the endpoint's image, as the
+    engine's ``X-Registry-Auth`` takes them; None when the owner stored none (the
+    engine's own configuration applies, as for any public image)."""
+    if box is None:
+        return None
+    try:
+        registry = registry_of(endpoint.deploy.image_url)
+    except Exception:  # an image reference docker-py cannot parse: the pull says why
+        return None
+    with db.session() as session:
+        stored = SecretRepository(session, REGISTRY).list(endpoint.user_id, [registry])
+    if not stored:
+        return None
+    try:
+        credentials = json.loads(box.decrypt(stored[0].ciphertext))
+    except SecretKeyError as exc:
+        raise StartError(f"registry credentials for {registry}: {exc}") from exc
+    return {
+        "username": str(credentials["username"]),
+        "password": str(credentials["password"]),
+        "serveraddress": registry,
+    }

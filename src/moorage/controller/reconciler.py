@@ -22,7 +22,7 @@ from moorage import lifecycle
 from moorage.clock import Clock
 from moorage.controller.gpu_placement import free_gpus, gpus_for, release_finished
 from moorage.controller.idle_routes import IdleRoutes
-from moorage.controller.launch_secrets import secrets_for
+from moorage.controller.launch_secrets import registry_auth_for, secrets_for
 from moorage.controller.plan import (
     Action,
     AdoptReplica,
@@ -416,6 +416,7 @@ class Reconciler:
         trusted = await asyncio.to_thread(self._owner_is_admin, endpoint.user_id)
         try:
             secrets = await asyncio.to_thread(secrets_for, self.db, self.secret_box, endpoint)
+            auth = await asyncio.to_thread(registry_auth_for, self.db, self.secret_box, endpoint)
         except StartError as exc:
             await self._start_failed(endpoint, replica_id, str(exc))
             return
@@ -428,6 +429,7 @@ class Reconciler:
             user_id=endpoint.user_id,
             gpus=gpus,
             secrets=secrets,
+            registry_auth=auth,
         )
         try:
             address = await self.runtime.start(launch)

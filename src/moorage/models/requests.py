@@ -213,6 +213,20 @@ def _no_nul(value: str) -> str:
     return value
 
 
+REGISTRY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
+
+
+class RegistryCredentialIn(BaseModel):
+    """``PUT /v1/registry-credentials/{registry}``: what the registry's login takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256), _PLAIN]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)
+    ]
+
+
 class SecretIn(BaseModel):
     """``PUT /v1/secrets/{name}``: the value, at most 32 KiB of UTF-8, without NUL."""
 

@@ -33,6 +33,9 @@ class Launch:
     # The values of ``deploy.secrets``, by name, for the replica's environment: never
     # in a repr, a log line or an error message.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The owner's credentials for the image's registry (``username``, ``password``,
+    # ``serveraddress``), when they stored some: the docker runtime pulls with them.
+    registry_auth: Mapping[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,9 @@ class DockerRuntime:
     # -- replicas --------------------------------------------------------------
 
     async def start(self, launch: Launch) -> str:
-        await self._images.ensure(launch.deploy.image_url)
+        await self._images.ensure(
+            launch.deploy.image_url, auth=launch.registry_auth, owner=launch.user_id
+        )
         await self.stop(launch.replica_id)  # never two containers for one replica
         host_port = free_port()
         try:

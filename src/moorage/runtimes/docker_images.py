@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import requests
-from docker.auth import get_config_header, resolve_repository_name
+from docker.auth import encode_header, get_config_header, resolve_repository_name
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import CancellableStream
 from docker.utils import parse_repository_tag
@@ -33,6 +33,14 @@ from moorage.runtimes.base import StartError, StartPending
 # progress several times a second while it downloads.
 PULL_READ_TIMEOUT_S = 300.0
 _CONNECT_TIMEOUT_S = 30.0
+
+
+def registry_of(image: str) -> str:
+    """The registry an image is pulled from, as credentials name it: ``ghcr.io``,
+    ``registry:5000``, ``docker.io`` for ``python:3.10-slim``."""
+    repository, _ = parse_repository_tag(image)
+    registry, _ = resolve_repository_name(repository)
+    return str(registry)
 
 
 def pull_reference(image: str) -> tuple[str, str]:
@@ -46,6 +54,8 @@ class Pull:
     """One image pull in the background, and how far it has come."""
 
     image: str
+    # The owner's credentials for the image's registry (``X-Registry-Auth``), if any.
+    auth: Mapping[str, str] | None = field(default=None, repr=False)
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     done: bool = False
     error: str | None = None
@@ -72,20 +82,27 @@ class ImagePuller:
 
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
-        self._pulls: dict[str, Pull] = {}
+        # By image and, for a pull with a user's credentials, that user: one user's
+        # pull never goes out with another's credentials.
+        self._pulls: dict[tuple[str, str], Pull] = {}
 
-    async def ensure(self, image: str) -> None:
+    async def ensure(
+        self, image: str, *, auth: Mapping[str, str] | None = None, owner: str = ""
+    ) -> None:
         """Returns when ``image`` is present; raises ``StartPending`` while it is
-        pulled and ``StartError`` once a pull failed (the next call pulls again)."""
-        pull = self._pulls.get(image)
+        pulled and ``StartError`` once a pull failed (the next call pulls again).
+        With ``auth`` (the owner's credentials for its registry) the image is pulled
+        even when present, so the registry checks those credentials each time."""
+        key = (image, owner if auth is not None else "")
+        pull = self._pulls.get(key)
         if pull is None:
-            if await asyncio.to_thread(self._has_image, image):
+            if auth is None and await asyncio.to_thread(self._has_image, image):
                 return
-            pull = self._pulls[image] = Pull(image)
+            pull = self._pulls[key] = Pull(image, auth=auth)
             pull.task = asyncio.create_task(asyncio.to_thread(self._pull, pull))
         if not pull.done:
             raise StartPending(f"pulling {image}: {pull.percent()}%")
-        del self._pulls[image]
+        del self._pulls[key]
         if pull.error is not None:
             raise StartError(
                 f"cannot pull image {image!r}: {pull.error}; check deploy_metadata.image_url "
@@ -146,7 +163,7 @@ class ImagePuller:
         api = self.client.api
         repository, tag = pull_reference(pull.image)
         registry, _ = resolve_repository_name(repository)
-        auth = get_config_header(api, registry)
+        auth = encode_header(dict(pull.auth)) if pull.auth else get_config_header(api, registry)
         response = api.post(
             f"{api.base_url}/v{api.api_version}/images/create",
             params={"fromImage": repository, "tag": tag},
