@@ -10,6 +10,7 @@ endpoint, its events, the server's log, and every process's command line (``ps``
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from tests.security.test_replica_secrets import TOKEN_APP, _command_lines
 from tests.support.server import ApiClient, MoorageServer, inline_app_command
 
 STORES = ["sqlite"]
+RUNTIMES = ["process", "docker"]
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,21 @@ def test_an_unknown_secret_is_refused_by_name(alice: ApiClient) -> None:
     assert refused.status_code == 400, refused.text
     assert "NOT_STORED" in refused.text
     assert "deploy_metadata.secrets" in refused.text
+
+
+def test_a_changed_secret_reaches_the_replicas_started_after(
+    running: dict[str, tuple[ApiClient, str, str]],
+) -> None:
+    client, service_id, old = running["alice"]
+    new = old + "-rotated"
+    assert client.call("PUT", "/v1/secrets/HF_TOKEN", json={"value": new}).status_code == 200
+    assert client.gateway(service_id).text == old, "a running replica keeps what it started with"
+
+    assert client.call("POST", f"/v1/inference-service/{service_id}/stop").status_code == 200
+    client.wait_status(service_id, "stopped", timeout=60)
+    assert client.call("POST", f"/v1/inference-service/{service_id}/start").status_code == 200
+    client.wait_status(service_id, "available", timeout=120)
+    deadline = time.monotonic() + 30
+    while client.gateway(service_id).text != new and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.gateway(service_id).text == new
