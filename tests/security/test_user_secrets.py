@@ -117,3 +117,19 @@ def test_a_changed_secret_reaches_the_replicas_started_after(
     while client.gateway(service_id).text != new and time.monotonic() < deadline:
         time.sleep(0.2)
     assert client.gateway(service_id).text == new
+
+
+def test_secret_names_values_and_deletes_are_checked(alice: ApiClient, bob: ApiClient) -> None:
+    bad_name = alice.call("PUT", "/v1/secrets/1-not-a-name", json={"value": "x"})
+    assert bad_name.status_code == 400, bad_name.text
+    assert bad_name.json()["message"].startswith("name: ")
+    too_big = alice.call("PUT", "/v1/secrets/BIG", json={"value": "x" * 40_000})
+    assert too_big.status_code == 422, too_big.text
+    assert "x" * 100 not in too_big.text
+    assert alice.call("PUT", "/v1/secrets/ONLY_ALICE", json={"value": "v"}).status_code == 200
+    try:
+        assert bob.call("DELETE", "/v1/secrets/ONLY_ALICE").status_code == 404
+        names = [s["name"] for s in bob.call("GET", "/v1/secrets").json()["secret_list"]]
+        assert "ONLY_ALICE" not in names
+    finally:
+        assert alice.call("DELETE", "/v1/secrets/ONLY_ALICE").status_code == 200
