@@ -80,6 +80,7 @@ def make_runtime(settings: Settings) -> Runtime:
                 installation=docker_runtime.installation_id(settings.resolved_database_url),
                 stop_grace_s=settings.stop_grace_s,
                 log_max_bytes=settings.log_max_bytes,
+                model_cache_root=settings.model_cache_dir,
             )
     settings.replicas_dir.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox.from_settings(settings)
@@ -91,6 +92,7 @@ def make_runtime(settings: Settings) -> Runtime:
         file_max_bytes=settings.replica_file_max_bytes,
         log_read_max_bytes=settings.log_response_max_bytes,
         sandbox=sandbox,
+        model_cache_root=settings.model_cache_dir,
     )
 
 

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         default="text",
         description="text: one line per record for people; json: one JSON object per line.",
     )
+    model_cache: Path | None = Field(
+        default=None,
+        description="Host folder of the model cache, a subfolder per user mounted in "
+        "that user's replicas; $MOORAGE_HOME/model-cache when unset.",
+    )
     flavors: Path | None = Field(
         default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
     )
@@ -197,6 +202,10 @@ class Settings(BaseSettings):
     def api_socket(self) -> Path:
         """The API's private Unix socket, behind the gateway (in a 0700 directory)."""
         return self.home / "run" / "api.sock"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache if self.model_cache is not None else self.home / "model-cache"
 
     @property
     def replicas_dir(self) -> Path:

@@ -30,6 +30,7 @@ ENGINE_ADDED = {"PATH", "HOME", "HOSTNAME", "TERM", "container", "PWD", "SHLVL",
 ENGINE_ADDED |= {"LC_CTYPE"}  # set by Python itself in a C locale (PEP 538)
 # What moorage documents (docs/runtimes.md, docker).
 DOCUMENTED = {"PORT", "MOORAGE_REPLICA_ID", "MOORAGE_ENDPOINT_ID", "PYTHONUNBUFFERED"}
+DOCUMENTED |= {"HF_HOME", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"}  # the model cache
 
 PROBE_APP = """\
 import http.server, json, os, urllib.error, urllib.parse, urllib.request

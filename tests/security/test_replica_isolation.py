@@ -33,7 +33,7 @@ from tests.support.server import (
 # Variables a replica may see besides its endpoint's env: moorage's documented ones,
 # PWD (the shell sets it) and LC_CTYPE (Python's own C-locale coercion, PEP 538).
 DOCUMENTED = {"PATH", "HOME", "PYTHONUNBUFFERED", "PORT", "MOORAGE_REPLICA_ID"}
-DOCUMENTED |= {"MOORAGE_ENDPOINT_ID"}
+DOCUMENTED |= {"MOORAGE_ENDPOINT_ID", "HF_HOME", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"}
 ADDED_BY_THE_SHELL_OR_PYTHON = {"PWD", "LC_CTYPE"}
 
 HOSTILE_APP = r"""

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -31,7 +32,7 @@ from docker.models.containers import Container
 from docker.types import CancellableStream, DeviceRequest, LogConfig
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes import volumes
+from moorage.runtimes import model_cache, volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
 from moorage.runtimes.listening import Listening, ports_of
@@ -84,8 +85,12 @@ class DockerRuntime:
         installation: str,
         stop_grace_s: float = 10.0,
         log_max_bytes: int = 10 * 1024 * 1024,
+        model_cache_root: Path | None = None,
     ) -> None:
         self.client = client
+        # A host folder per user bind-mounted in their containers (``model_cache.py``);
+        # the engine must run on this host to see it. None: no cache.
+        self.model_cache_root = model_cache_root
         self.installation = installation
         self.stop_grace_s = stop_grace_s
         self.log_max_bytes = log_max_bytes
@@ -233,6 +238,7 @@ class DockerRuntime:
         deploy = launch.deploy
         environment = {
             "PYTHONUNBUFFERED": "1",  # a default the endpoint's env may change
+            **(model_cache.environment(model_cache.MOUNT_PATH) if self.model_cache_root else {}),
             **deploy.env,
             **launch.secrets,  # passed through the engine API, never on a command line
             "PORT": str(deploy.port),
@@ -263,6 +269,15 @@ class DockerRuntime:
             options["shm_size"] = f"{deploy.shm_size_mb}m"
         if deploy.volumes:
             options["volumes"] = self._volumes(launch)
+        if self.model_cache_root is not None and launch.user_id:
+            try:
+                cache = model_cache.prepare(self.model_cache_root, launch.user_id, uid=None)
+            except OSError as exc:
+                raise StartError(f"cannot prepare the model cache: {exc}") from exc
+            options.setdefault("volumes", {})[str(cache)] = {
+                "bind": model_cache.MOUNT_PATH,
+                "mode": "rw",
+            }
         with self._network_lock:
             try:
                 network = self._network_options(launch.endpoint_id)

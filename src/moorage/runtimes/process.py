@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes import logfiles, volumes
+from moorage.runtimes import logfiles, model_cache, volumes
 from moorage.runtimes import sandbox as sandboxes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.listening import Listening, group_pids, ports_of
@@ -181,8 +181,11 @@ class ProcessRuntime:
         log_read_max_bytes: int = 16 * 1024 * 1024,
         sandbox: Sandbox | None = None,
         volumes_root: Path | None = None,
+        model_cache_root: Path | None = None,
     ) -> None:
         self.root = root
+        # A folder per user mounted in their replicas (``model_cache.py``); None: none.
+        self.model_cache_root = model_cache_root
         # Users' named volumes (``volumes.py``), beside the replicas' folders by default.
         self.volumes_root = volumes_root or root.parent / "volumes"
         # Without one, normal users' replicas are refused, never run unsandboxed.
@@ -222,6 +225,15 @@ class ProcessRuntime:
             return self._start_sandboxed(launch, record, config, command)
         self._write_record(record)
         env = replica_environment(launch, port)
+        if self.model_cache_root is not None and launch.user_id:
+            # Unsandboxed (the admin's): no mount namespace, the folder itself.
+            try:
+                cache = model_cache.prepare(self.model_cache_root, launch.user_id, uid=None)
+            except OSError as exc:
+                raise StartError(f"cannot prepare the model cache: {exc}") from exc
+            for name, value in model_cache.environment(str(cache)).items():
+                if name not in launch.deploy.env:
+                    env[name] = value
         env[LAUNCH_TOKEN_VARIABLE] = record.launch_token
         with (workdir / OUTPUT_FILE).open("ab") as output:
             try:
@@ -305,6 +317,16 @@ class ProcessRuntime:
                 )
                 for v in launch.deploy.volumes
             ]
+            cache_env: dict[str, str] = {}
+            # A host without /mnt has no place for the mount point: no cache there.
+            if (
+                self.model_cache_root is not None
+                and launch.user_id
+                and sandboxes.mountable(config, model_cache.MOUNT_PATH)
+            ):
+                cache = model_cache.prepare(self.model_cache_root, launch.user_id, uid=config.uid)
+                mounts.append((cache, model_cache.MOUNT_PATH))
+                cache_env = model_cache.environment(model_cache.MOUNT_PATH)
             sandboxes.prepare_workdir(config, workdir)
             listener = sandboxes.listen(sandboxes.socket_path(replica_dir))
         except (SandboxUnavailable, OSError) as exc:
@@ -312,7 +334,8 @@ class ProcessRuntime:
         record = replace(record, address=f"unix:{sandboxes.socket_path(replica_dir)}")
         self._write_record(record)
         env = sandboxes.replica_env(
-            {**launch.deploy.env, **launch.secrets},  # via bwrap's in-memory --args fd
+            # via bwrap's in-memory --args fd; the cache's variables are defaults
+            {**cache_env, **launch.deploy.env, **launch.secrets},
             port=record.port,
             replica_id=launch.replica_id,
             endpoint_id=launch.endpoint_id,

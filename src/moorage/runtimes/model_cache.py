@@ -1,0 +1,49 @@
+"""The model cache: one folder per node and user, mounted in every replica of that user.
+
+Model servers download tens of GB of weights; with the cache, one replica's
+download serves every later replica of the same user on the node. Each user has
+a folder of their own, ``$MOORAGE_MODEL_CACHE/<user_id>`` (0700, owned by the
+uid sandboxed replicas run as), mounted read-write at ``MOUNT_PATH``; the
+Hugging Face variables point into it, so ``transformers``, vLLM and TGI use it
+without being told. Another user's replicas mount their own folder, never this
+one. moorage never empties it (docs/runtimes.md says how an operator does).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Inside the sandbox only folders under a tmpfs (or the host's own) can be mount
+# points; /mnt is one, in a container any path is.
+MOUNT_PATH = "/mnt/model-cache"
+
+
+def environment(path: str) -> dict[str, str]:
+    """Where the Hugging Face libraries (and the servers built on them) look for and
+    keep models: defaults an endpoint's ``env`` may change."""
+    hub = f"{path}/huggingface/hub"
+    return {
+        "HF_HOME": f"{path}/huggingface",
+        "HUGGINGFACE_HUB_CACHE": hub,
+        "TRANSFORMERS_CACHE": hub,
+    }
+
+
+VARIABLES = tuple(environment(MOUNT_PATH))
+
+
+def prepare(root: Path, user_id: str, *, uid: int | None) -> Path:
+    """The user's cache folder, created on first use: 0700, owned by ``uid`` (the
+    sandbox's, when moorage runs as root) so the replica can write it and no other
+    user can read it. ``root`` stays moorage's own (0700)."""
+    if not user_id or "/" in user_id or user_id in (".", ".."):
+        raise OSError(f"no model cache for owner {user_id!r}")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = root / user_id
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        raise OSError(f"{path} is not a directory")
+    if uid is not None and path.stat().st_uid != uid:
+        os.chown(path, uid, uid)
+    return path
