@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -348,19 +348,27 @@ def _tail(output: list[str]) -> str | None:
 
 
 class _App:
-    """A listening socket and the connections it accepted, closed together (closing an
-    asyncio server alone leaves its connections open)."""
+    """A listening socket and the connections it accepted, closed together. Closing an
+    asyncio server alone leaves its connections open, and a connection accepted just
+    before the close may not have started its handler yet: the transports are tracked
+    from the moment they connect, not from the handler."""
 
     def __init__(self, replica: _Replica | None) -> None:
         self.replica = replica
-        self.connections: set[asyncio.StreamWriter] = set()
+        self.transports: set[asyncio.BaseTransport] = set()
         self.server: asyncio.Server | None = None
 
     @classmethod
     async def listen(cls, replica: _Replica | None) -> _App:
         app = cls(replica)
-        app.server = await asyncio.start_server(app._handle, "127.0.0.1", 0, limit=_MAX_HEAD_BYTES)
+        loop = asyncio.get_running_loop()
+        app.server = await loop.create_server(app._protocol, "127.0.0.1", 0)
         return app
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        return _TrackedProtocol(
+            asyncio.StreamReader(limit=_MAX_HEAD_BYTES), self._handle, self.transports
+        )
 
     @property
     def port(self) -> int:
@@ -370,20 +378,42 @@ class _App:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for writer in self.connections:
-            writer.close()
-        self.connections.clear()
+        for transport in list(self.transports):
+            transport.close()
+        self.transports.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections.add(writer)
         try:
             while await _answer_one(reader, writer, self.replica):
                 pass
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
-            self.connections.discard(writer)
             writer.close()
+
+
+class _TrackedProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that keeps its transport in ``tracked`` while connected."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        tracked: set[asyncio.BaseTransport],
+    ) -> None:
+        super().__init__(reader, handle)
+        self._tracked = tracked
+        self._transport_seen: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport_seen = transport
+        self._tracked.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport_seen is not None:
+            self._tracked.discard(self._transport_seen)
+        super().connection_lost(exc)
 
 
 async def _answer_one(
