@@ -21,7 +21,6 @@ server's CPU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from datetime import datetime
 
 from moorage.clock import Clock
 from moorage.controller.plan import ProbeRecord, ProbeTarget
+from moorage.controller.tasks import cancel_all
 
 # The status and headers of a readiness answer; a longer head is refused, not read on.
 MAX_HEAD_BYTES = 16384
@@ -163,9 +163,4 @@ class ProbeScheduler:
                 del table[gone]
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())

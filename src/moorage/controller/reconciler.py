@@ -41,6 +41,7 @@ from moorage.controller.plan import (
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.controller.startup_watch import StartupWatcher
+from moorage.controller.tasks import cancel_all
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.replicas import (
@@ -469,10 +470,7 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._stopping.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._stopping.values())
         snapshot = await asyncio.to_thread(self._load)
         # Out of rotation before they stop; the endpoints stay known, so callers get
         # 503 with Retry-After (come back soon), not 404 (no such endpoint).

@@ -14,12 +14,12 @@ runtime call holds up the pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from moorage.controller.plan import ProbeRecord
+from moorage.controller.tasks import cancel_all
 from moorage.models.replicas import Replica, ReplicaState, StartupWatch
 from moorage.runtimes.listening import Listening, PortWatcher
 
@@ -97,9 +97,4 @@ class StartupWatcher:
             self._tasks.pop(replica_id, None)
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())

@@ -11,8 +11,9 @@ one. moorage never empties it (docs/runtimes.md says how an operator does).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from moorage.runtimes.private_dirs import owned_dir
 
 # Inside the sandbox only folders under a tmpfs (or the host's own) can be mount
 # points; /mnt is one, in a container any path is.
@@ -40,10 +41,4 @@ def prepare(root: Path, user_id: str, *, uid: int | None) -> Path:
     if not user_id or "/" in user_id or user_id in (".", ".."):
         raise OSError(f"no model cache for owner {user_id!r}")
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = root / user_id
-    path.mkdir(mode=0o700, exist_ok=True)
-    if path.is_symlink() or not path.is_dir():
-        raise OSError(f"{path} is not a directory")
-    if uid is not None and path.stat().st_uid != uid:
-        os.chown(path, uid, uid)
-    return path
+    return owned_dir(root / user_id, uid=uid)

@@ -14,10 +14,10 @@ operator does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from moorage.models.endpoints import Volume
+from moorage.runtimes.private_dirs import owned_dir
 
 ENGINE_PREFIX = "moorage"
 LABEL_USER = "io.moorage.user"
@@ -40,10 +40,4 @@ def prepare_host_dir(root: Path, user_id: str, volume: Volume, *, uid: int | Non
     on the host can read it. The folders above it stay moorage's own (0700)."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     (root / user_id).mkdir(mode=0o700, exist_ok=True)
-    path = host_dir(root, user_id, volume)
-    path.mkdir(mode=0o700, exist_ok=True)
-    if path.is_symlink() or not path.is_dir():
-        raise OSError(f"{path} is not a directory")
-    if uid is not None and path.stat().st_uid != uid:
-        os.chown(path, uid, uid)
-    return path
+    return owned_dir(host_dir(root, user_id, volume), uid=uid)
