@@ -30,6 +30,8 @@ KINDS = ("none", "malformed", "wrong", "revoked", "other", "own", "admin")
 INFERENCE = "/inference-api/v1/inference_service/{service_id}/{path}"
 # FastAPI's own pages, served to anyone: the document is public, like the reference's.
 DOCUMENT_PAGES = ("/openapi.json", "/docs", "/redoc")
+SECRET_NAME = "MATRIX_TOKEN"
+REGISTRY = "registry.matrix.example"
 
 # Who may call a route, as the expected status per caller kind.
 NO_TOKEN = {"none": 401, "malformed": 401, "wrong": 401, "revoked": 401}
@@ -102,6 +104,18 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/quota"): Row(ANY_USER),
     ("GET", "/v1/users/{user_id}/quota"): Row(SELF_OR_ADMIN),
     ("PUT", "/v1/users/{user_id}/quota"): Row(ADMIN_ONLY, body=lambda _ctx, _kind: {}),
+    # Secrets and registry logins are per user: a PUT stores the caller's own, a DELETE
+    # finds only the caller's own (alice's, by this name; nobody else has one).
+    ("GET", "/v1/secrets"): Row(ANY_USER),
+    ("PUT", "/v1/secrets/{name}"): Row(
+        ANY_USER, body=lambda _ctx, kind: {"value": f"replaced by {kind}"}
+    ),
+    ("DELETE", "/v1/secrets/{name}"): Row(OWNER_ONLY),
+    ("GET", "/v1/registry-credentials"): Row(ANY_USER),
+    ("PUT", "/v1/registry-credentials/{registry}"): Row(
+        ANY_USER, body=lambda _ctx, kind: {"username": kind, "password": f"pw-{kind}"}
+    ),
+    ("DELETE", "/v1/registry-credentials/{registry}"): Row(OWNER_ONLY),
     ("GET", INFERENCE): Row(OWNER_ONLY),
     ("POST", INFERENCE): Row(OWNER_ONLY, body=lambda _ctx, kind: {"from": kind}),
     **{("GET", page): Row(PUBLIC) for page in DOCUMENT_PAGES},
@@ -143,6 +157,11 @@ def ctx(
             "env": {"ALICE_SECRET": f"env-{marker}"},
         },
     )
+    stored = alice.call("PUT", f"/v1/secrets/{SECRET_NAME}", json={"value": f"sv-{marker}"})
+    assert stored.status_code == 200, stored.text
+    login = {"username": f"user-{marker}", "password": f"pw-{marker}"}
+    stored = alice.call("PUT", f"/v1/registry-credentials/{REGISTRY}", json=login)
+    assert stored.status_code == 200, stored.text
     revoked = admin.call("POST", "/v1/tokens", json={"user_id": owned["user_id"]}).json()
     assert admin.call("DELETE", f"/v1/tokens/{revoked['token_id']}").status_code == 200
     spare = admin.call("POST", "/v1/tokens", json={"user_id": owned["user_id"]}).json()
@@ -193,6 +212,8 @@ def _path(ctx: Context, template: str, kind: str, row: Row) -> str:
         .replace("{token_id}", ctx.token_id)
         .replace("{user_id}", ctx.alice_id)
         .replace("{path}", "echo")
+        .replace("{name}", SECRET_NAME)
+        .replace("{registry}", REGISTRY)
     )
 
 
