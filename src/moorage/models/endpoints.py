@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,35 @@ class Resources:
 
     cpus: float | None = None
     memory_mb: int | None = None
+
+
+# Where every replica finds its user's model cache (runtimes/model_cache.py): no volume
+# may be mounted there, above it or inside it.
+MODEL_CACHE_PATH = "/mnt/model-cache"
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer + "/")
+
+
+def mount_overlap(volumes: Sequence[Volume]) -> str | None:
+    """Why these volumes cannot be mounted side by side, or None when they can: each
+    needs a folder of its own, neither inside another's nor the model cache's, nor
+    above them. A mount point inside a volume would be made through what the replica
+    keeps there (a symlink it planted), so moorage never nests them."""
+    taken = [("the model cache", MODEL_CACHE_PATH)]
+    for volume in volumes:
+        for what, path in taken:
+            if _contains(path, volume.mount_path) or _contains(volume.mount_path, path):
+                where = "is" if volume.mount_path == path else "overlaps"
+                return (
+                    f"mount_path {volume.mount_path[:64]!r} of volume {volume.name!r} {where} "
+                    f"{path[:64]!r} of {what}: mount each volume at a folder of its own, side "
+                    f"by side (such as /data/{volume.name}), not inside another nor inside "
+                    f"{MODEL_CACHE_PATH}"
+                )
+        taken.append((f"volume {volume.name!r}", volume.mount_path))
+    return None
 
 
 @dataclass(frozen=True)

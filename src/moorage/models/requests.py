@@ -34,6 +34,7 @@ from moorage.models.endpoints import (
     ReadinessProbe,
     Resources,
     Volume,
+    mount_overlap,
 )
 from moorage.models.flavors import CURRENCIES
 from moorage.models.states import PolicyName
@@ -317,6 +318,9 @@ def _distinct_volumes(volumes: list[VolumeIn]) -> list[VolumeIn]:
             if value in seen:
                 raise ValueError(f"{key} {value[:64]!r} appears twice; each volume once")
             seen.add(value)
+    overlap = mount_overlap([volume.to_volume() for volume in volumes])
+    if overlap is not None:
+        raise ValueError(overlap)
     return volumes
 
 

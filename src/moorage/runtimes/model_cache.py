@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moorage.models.endpoints import MODEL_CACHE_PATH
 from moorage.runtimes.private_dirs import owned_dir
 
 # Inside the sandbox only folders under a tmpfs (or the host's own) can be mount
-# points; /mnt is one, in a container any path is.
-MOUNT_PATH = "/mnt/model-cache"
+# points; /mnt is one, in a container any path is. No volume may overlap it.
+MOUNT_PATH = MODEL_CACHE_PATH
 
 
 def environment(path: str) -> dict[str, str]:
