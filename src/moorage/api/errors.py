@@ -61,15 +61,22 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# Bodies whose value is a secret (a secret's value, a registry password): an error
+# about them says what is wrong, never what was sent, which may be most of it.
+NEVER_ECHOED = {("body", "value"), ("body", "password")}
+
+
 def describe_validation_error(error: dict[str, Any]) -> str:
-    where = _location(tuple(error.get("loc", ())))
+    loc = tuple(error.get("loc", ()))
+    where = _location(loc)
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         return f"{where}: unknown field; check its spelling against the API reference"
     if kind == "missing":
         return f"{where}: required field is missing"
     message = str(error.get("msg", "invalid value"))
-    if "input" in error and kind not in ("model_attributes_type", "dict_type"):
+    secret = loc in NEVER_ECHOED
+    if "input" in error and not secret and kind not in ("model_attributes_type", "dict_type"):
         return f"{where}: {message}, got {echo(error['input'])}"
     return f"{where}: {message}"
 

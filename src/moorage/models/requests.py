@@ -183,8 +183,26 @@ MountPath = Annotated[
     AfterValidator(_mount_path),
 ]
 ShmSizeMb = Annotated[WholeNumber, Field(ge=1, le=MAX_SHM_SIZE_MB)]
+# Variables that choose which GPUs a replica gets: the NVIDIA container runtime grants
+# every device NVIDIA_VISIBLE_DEVICES names, so only moorage sets them (from gpu_num).
+GPU_SELECTING_VARIABLES = ("CUDA_VISIBLE_DEVICES",)
+GPU_SELECTING_PREFIX = "NVIDIA_"
+
+
+def not_gpu_selecting(name: str) -> str:
+    if name.upper().startswith(GPU_SELECTING_PREFIX) or name.upper() in GPU_SELECTING_VARIABLES:
+        raise ValueError(
+            f"{name[:64]} is set by moorage alone: it chooses the GPUs a replica may use, "
+            "which are the ones deploy_metadata.gpu_num gives it; remove it (a replica sees "
+            "its own GPUs in CUDA_VISIBLE_DEVICES)"
+        )
+    return name
+
+
 EnvName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_ENV_NAME_CHARS)
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_ENV_NAME_CHARS),
+    AfterValidator(not_gpu_selecting),
 ]
 EnvValue = Annotated[str, _text(MAX_ENV_BYTES), _PLAIN, _PLAIN_SCHEMA]
 # A secret is named like the variable it becomes in the replica (services/secrets.py).
@@ -194,6 +212,7 @@ MAX_ENDPOINT_SECRETS = 64
 SecretName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_SECRET_NAME_CHARS),
+    AfterValidator(not_gpu_selecting),
 ]
 
 

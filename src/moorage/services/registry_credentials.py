@@ -27,8 +27,12 @@ MAX_REGISTRIES = 16
 _REGISTRY = re.compile(REGISTRY_PATTERN)
 
 
+MAX_PORT = 65535
+
+
 def check_registry(registry: str) -> None:
-    if not _REGISTRY.fullmatch(registry):
+    port = registry.rpartition(":")[2] if ":" in registry else None
+    if not _REGISTRY.fullmatch(registry) or (port is not None and not 0 < int(port) <= MAX_PORT):
         raise InvalidField(
             "registry",
             "must be a registry host, with a port where it has one, as in the image "

@@ -20,7 +20,7 @@ from moorage.clock import Clock
 from moorage.errors import ErrorCode, Forbidden, InvalidField, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec
-from moorage.models.requests import MAX_SECRET_NAME_CHARS
+from moorage.models.requests import MAX_SECRET_NAME_CHARS, not_gpu_selecting
 from moorage.secretbox import SecretBox
 from moorage.services.quotas import ASK_ADMIN, QuotaService
 from moorage.store.accounts import AccountRepository
@@ -48,6 +48,10 @@ def check_name(name: str) -> None:
             f"must be an environment variable name (letters, digits and _, not starting "
             f"with a digit, at most {MAX_SECRET_NAME_CHARS} characters), such as HF_TOKEN",
         )
+    try:
+        not_gpu_selecting(name)
+    except ValueError as exc:
+        raise InvalidField("name", str(exc)) from None
 
 
 def check_named(session: Session, user_id: str, deploy: DeploySpec) -> None:
