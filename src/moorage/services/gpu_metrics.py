@@ -1,0 +1,47 @@
+"""Which replica holds which GPU, for ``/metrics``: read from the store at most
+once every ``max_age_s``, so Prometheus scraping often costs the store little."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from moorage.inventory.gpu_metrics import Allocations
+from moorage.store.db import Database
+from moorage.store.flavors import FlavorRepository
+from moorage.store.gpu_holders import GpuHolderRepository
+
+__all__ = ["GpuAllocationView"]
+
+
+class GpuAllocationView:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_age_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.max_age_s = max_age_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()  # scrapes run in worker threads: one store read at once
+        self._cached: Allocations | None = None
+        self._read_at = 0.0
+
+    def current(self) -> Allocations:
+        """Every live flavor's GPUs and their holders, as of at most ``max_age_s`` ago."""
+        with self._lock:
+            now = self._monotonic()
+            if self._cached is None or now - self._read_at >= self.max_age_s:
+                self._cached = self._read()
+                self._read_at = now
+            return self._cached
+
+    def _read(self) -> Allocations:
+        with self.db.session() as session:
+            flavors = FlavorRepository(session).list_live()
+            holders = GpuHolderRepository(session).holders()
+        gpus = sorted(gpu for stored in flavors for gpu in stored.flavor.gpus)
+        return Allocations(tuple(gpus), holders)
