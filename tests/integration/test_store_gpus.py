@@ -1,5 +1,6 @@
 """The GPU allocation table on both stores: a GPU is never held by two replicas,
-waiting replicas come oldest first, and a replica's GPUs go with its stop."""
+waiting replicas come oldest first, and a replica's GPUs go with its stop or with its
+failure to start."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from moorage.models.endpoints import DeploySpec, Endpoint
 from moorage.models.flavors import Flavor
 from moorage.models.gpus import Gpu
 from moorage.models.placement import Placement
-from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+from moorage.models.replicas import FailureReason, ReplicaEvent, ReplicaEventKind
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -105,3 +106,50 @@ def test_a_restart_frees_gpus_of_replicas_that_finished(db: Database) -> None:
         assert GpuAllocationRepository(session).all() == [("GPU-0", "r-live")]
         (stored,) = FlavorRepository(session).list_live()
         assert stored.flavor.gpus == FLAVOR.gpus
+
+
+def test_a_replica_that_failed_to_start_gives_its_gpus_back_and_queues_from_then(
+    db: Database,
+) -> None:
+    with db.session() as session:
+        FlavorRepository(session).sync([FLAVOR], T0)
+    ep = endpoint(db, "ep-3", target=3)
+    replica(db, "r-refused", ep.service_id, 0)
+    replica(db, "r-crashed", ep.service_id, 10)
+    replica(db, "r-waiting", ep.service_id, 20)
+    allocate(db, "r-refused", ep.service_id, FLAVOR.gpus[0])
+    allocate(db, "r-crashed", ep.service_id, FLAVOR.gpus[1])
+
+    with db.session() as session:
+        replicas = ReplicaRepository(session)
+        # It ran, then exited: it keeps its GPU through its restart's backoff.
+        replicas.record(
+            ReplicaEvent(
+                "r-crashed",
+                ep.service_id,
+                ReplicaEventKind.FAILED,
+                T0 + timedelta(seconds=15),
+                reason=FailureReason.EXITED,
+            )
+        )
+        # The runtime refused to start it: its GPU is free in the same transaction.
+        replicas.record(
+            ReplicaEvent(
+                "r-refused",
+                ep.service_id,
+                ReplicaEventKind.FAILED,
+                T0 + timedelta(seconds=25),
+                reason=FailureReason.START_ERROR,
+                detail="deploy_metadata.image_url: no such image",
+            )
+        )
+        assert GpuAllocationRepository(session).all() == [("GPU-1", "r-crashed")]
+
+    with db.session() as session:
+        gpus = GpuAllocationRepository(session)
+        assert gpus.all() == [("GPU-1", "r-crashed")]
+        # Asked for first, but it failed to start after r-waiting was asked for.
+        assert [w.replica_id for w in gpus.waiting(FLAVOR.flavor_id)] == [
+            "r-waiting",
+            "r-refused",
+        ]

@@ -8,7 +8,7 @@ table's key, so no GPU is ever held by two replicas, whatever runs at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session
 from moorage.models.flavors import Flavor
 from moorage.models.gpus import Gpu
 from moorage.models.placement import Placement
+from moorage.models.replicas import FailureReason, ReplicaEventKind
 from moorage.models.states import DesiredState
-from moorage.store.tables import EndpointRevisionRow, EndpointRow, GpuAllocationRow, ReplicaRow
+from moorage.store.tables import (
+    EndpointRevisionRow,
+    EndpointRow,
+    GpuAllocationRow,
+    ReplicaEventRow,
+    ReplicaRow,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class GpuUsage:
         return max(0, self.total - self.held - self.queued)
 
 
-def _gpu_num(deploy: dict[str, Any] | None) -> int:
+def gpu_num_of(deploy: Mapping[str, Any] | None) -> int:
+    """An endpoint's ``gpu_num`` as its stored deploy document holds it."""
     return int((deploy or {}).get("gpu_num", 0) or 0)
 
 
@@ -73,8 +81,22 @@ class GpuAllocationRepository:
 
     def waiting(self, flavor_id: str) -> list[WaitingReplica]:
         """Replicas of the flavor's running endpoints still waiting for GPUs, oldest
-        first (by when each replica was asked for, then by its endpoint's age)."""
+        first: by when each replica was asked for, or last failed to start if it did
+        (it gave its GPUs back then, and queues again behind every replica asked for
+        before that), then by its endpoint's age."""
         allocated = select(GpuAllocationRow.replica_id)
+        # Per waiting replica, by its events' index: waiting replicas are few.
+        failed_at = (
+            select(func.max(ReplicaEventRow.at))
+            .where(
+                ReplicaEventRow.replica_id == ReplicaRow.replica_id,
+                ReplicaEventRow.kind == ReplicaEventKind.FAILED.value,
+                ReplicaEventRow.reason == FailureReason.START_ERROR.value,
+            )
+            .correlate(ReplicaRow)
+            .scalar_subquery()
+        )
+        queued_at = func.coalesce(failed_at, ReplicaRow.created_at)
         rows = self.session.execute(
             select(ReplicaRow.replica_id, ReplicaRow.endpoint_id, EndpointRevisionRow.deploy)
             .join(
@@ -91,12 +113,12 @@ class GpuAllocationRepository:
                 EndpointRow.desired_state == DesiredState.RUNNING.value,
             )
             # Replicas asked for in one pass share a time: the older endpoint's first.
-            .order_by(ReplicaRow.created_at, EndpointRow.created_at, ReplicaRow.replica_id)
+            .order_by(queued_at, EndpointRow.created_at, ReplicaRow.replica_id)
         )
         return [
-            WaitingReplica(replica_id, endpoint_id, _gpu_num(deploy))
+            WaitingReplica(replica_id, endpoint_id, gpu_num_of(deploy))
             for replica_id, endpoint_id, deploy in rows
-            if _gpu_num(deploy) > 0
+            if gpu_num_of(deploy) > 0
         ]
 
     def allocate(
@@ -149,7 +171,7 @@ class GpuAllocationRepository:
             if service_id == except_endpoint:
                 continue
             placed = len(replicas_by_endpoint.get(service_id, ()))
-            queued += max(0, target - placed) * _gpu_num(deploy)
+            queued += max(0, target - placed) * gpu_num_of(deploy)
         return GpuUsage(len(flavor.gpus), held, queued)
 
     def free_counts(self, flavors: Sequence[Flavor]) -> dict[str, int]:

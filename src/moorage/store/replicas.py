@@ -20,6 +20,15 @@ from moorage.models.replicas import (
 from moorage.store.tables import GpuAllocationRow, ReplicaEventRow, ReplicaRow
 
 
+def _gives_gpus_back(event: ReplicaEvent) -> bool:
+    """Whether recording ``event`` frees the replica's GPUs: once it stopped, or failed
+    to start (docs/gpus.md). A replica that ran and then failed keeps them through its
+    restart's backoff, so it restarts on the GPUs it had."""
+    return event.kind is ReplicaEventKind.STOPPED or (
+        event.kind is ReplicaEventKind.FAILED and event.reason is FailureReason.START_ERROR
+    )
+
+
 def replica_event(row: ReplicaEventRow) -> ReplicaEvent:
     return ReplicaEvent(
         replica_id=row.replica_id,
@@ -66,8 +75,11 @@ class ReplicaRepository:
         row = self.session.get(ReplicaRow, event.replica_id)
         if row is not None and event.kind is ReplicaEventKind.STOPPED:
             row.finished = True
+        if row is not None and _gives_gpus_back(event):
             # Its GPUs are free the moment it is recorded stopped, in this transaction:
             # no moment where the replica is gone and its GPUs still held, or the reverse.
+            # Likewise once it failed to start: nothing of it runs on them, and a replica
+            # that can never start must not keep them from others between its retries.
             self.session.execute(
                 delete(GpuAllocationRow).where(GpuAllocationRow.replica_id == event.replica_id)
             )
