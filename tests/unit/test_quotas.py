@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from moorage.models.endpoints import DesiredState
+from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.services.quotas import (
     Exceeded,
+    FlavorUnits,
     Quotas,
     Usage,
     contribution,
@@ -21,7 +22,9 @@ from moorage.services.quotas import (
 from moorage.settings import Settings
 from tests.unit.builders import T0, make_endpoint
 
-FLAVOR = "f" * 32
+FLAVOR = "f" * 32  # make_endpoint's flavor
+SLOTS = FlavorUnits(FLAVOR, "CPU", capacity=8, gpus=False)
+GPUS = FlavorUnits(FLAVOR, "H100", capacity=4, gpus=True)
 QUOTAS = Quotas(
     endpoints=3,
     replicas=4,
@@ -36,6 +39,12 @@ QUOTAS = Quotas(
 )
 
 
+def with_gpus(endpoint: Endpoint, gpu_num: int) -> Endpoint:
+    return dataclasses.replace(
+        endpoint, deploy=dataclasses.replace(endpoint.deploy, gpu_num=gpu_num)
+    )
+
+
 @pytest.mark.parametrize(
     ("capacity", "share", "limit"),
     [(8, 0.5, 4), (4, 0.5, 2), (3, 0.5, 1), (1, 0.5, 1), (0, 0.5, 1), (10, 0.3, 3), (8, 1.0, 8)],
@@ -48,22 +57,41 @@ def test_flavor_limit_is_a_share_of_capacity_but_at_least_one(
 
 def test_an_endpoint_counts_its_replicas_only_while_running() -> None:
     running = make_endpoint(target=3)
-    assert contribution(running, FLAVOR) == Usage(1, 3, 3)
-    assert contribution(running, "other") == Usage(1, 3, 0)
+    assert contribution(running, SLOTS) == Usage(1, 3, 3)
+    assert contribution(running, dataclasses.replace(SLOTS, flavor_id="other")) == Usage(1, 3, 0)
     stopped = make_endpoint(target=3, desired_state=DesiredState.STOPPED)
-    assert contribution(stopped, FLAVOR) == Usage(1, 0, 0)
-    assert contribution(make_endpoint(deleted_at=T0), FLAVOR) == Usage(0, 0, 0)
-    assert contribution(None, FLAVOR) == Usage(0, 0, 0)
+    assert contribution(stopped, SLOTS) == Usage(1, 0, 0)
+    assert contribution(make_endpoint(deleted_at=T0), SLOTS) == Usage(0, 0, 0)
+    assert contribution(None, SLOTS) == Usage(0, 0, 0)
+
+
+def test_on_a_gpu_flavor_an_endpoint_counts_replicas_times_gpu_num() -> None:
+    two_by_two = with_gpus(make_endpoint(target=2), 2)
+    # flavor_share counts GPUs there; the replicas quota still counts replicas.
+    assert contribution(two_by_two, GPUS) == Usage(1, 2, 4)
+    assert contribution(with_gpus(make_endpoint(target=1), 4), GPUS) == Usage(1, 1, 4)
+    stopped = with_gpus(make_endpoint(target=2, desired_state=DesiredState.STOPPED), 2)
+    assert contribution(stopped, GPUS) == Usage(1, 0, 0)
 
 
 def test_usage_after_replaces_the_endpoints_old_contribution() -> None:
     before = Usage(endpoints=2, replicas=3, on_flavor=2)
     current = make_endpoint(target=2)
-    assert usage_after(before, current, make_endpoint(target=4)) == Usage(2, 5, 4)
-    assert usage_after(before, None, make_endpoint(target=1)) == Usage(3, 4, 3)
+    assert usage_after(before, current, make_endpoint(target=4), SLOTS) == Usage(2, 5, 4)
+    assert usage_after(before, None, make_endpoint(target=1), SLOTS) == Usage(3, 4, 3)
     moved = dataclasses.replace(make_endpoint(target=2), flavor_id="g" * 32)
     # Moving to another flavor: the new flavor's count starts from what is held there.
-    assert usage_after(Usage(2, 3, 0), current, moved) == Usage(2, 3, 2)
+    moved_to = dataclasses.replace(SLOTS, flavor_id="g" * 32)
+    assert usage_after(Usage(2, 3, 0), current, moved, moved_to) == Usage(2, 3, 2)
+
+
+def test_usage_after_counts_gpus_when_gpu_num_or_replicas_change() -> None:
+    current = with_gpus(make_endpoint(target=1), 1)
+    before = Usage(endpoints=1, replicas=1, on_flavor=1)
+    assert usage_after(before, current, with_gpus(current, 4), GPUS) == Usage(1, 1, 4)
+    doubled = dataclasses.replace(with_gpus(current, 2), target_instance_number=2)
+    assert usage_after(before, current, doubled, GPUS) == Usage(1, 2, 4)
+    assert usage_after(before, None, with_gpus(make_endpoint("ep-2"), 1), GPUS) == Usage(2, 2, 2)
 
 
 def _names(found: list[Exceeded]) -> list[str]:
@@ -71,28 +99,45 @@ def _names(found: list[Exceeded]) -> list[str]:
 
 
 def test_growth_past_a_quota_is_refused_with_each_quota_named() -> None:
-    found = usage_violations(QUOTAS, Usage(3, 4, 4), Usage(4, 5, 5), flavor_name="CPU", capacity=8)
+    found = usage_violations(QUOTAS, Usage(3, 4, 4), Usage(4, 5, 5), SLOTS)
     assert _names(found) == ["endpoints", "replicas", "flavor_share"]
     message = found[2].message("u1")
     assert "flavor_share is 0.5" in message
     assert "4 of the 8 replicas of flavor CPU" in message
-    assert "to 5" in message
+    assert "to 5 replicas" in message
     assert "PUT /v1/users/u1/quota" in message
 
 
+def test_one_replica_of_four_gpus_is_past_half_of_a_four_gpu_flavor() -> None:
+    """The share of a GPU flavor is in GPUs: 0.5 of 4 GPUs is 2, however few replicas."""
+    after = contribution(with_gpus(make_endpoint(target=1), 4), GPUS)
+    found = usage_violations(QUOTAS, Usage(0, 0, 0), after, GPUS)
+    assert _names(found) == ["flavor_share"]
+    message = found[0].message("u1")
+    assert "flavor_share is 0.5" in message
+    assert "you may hold 2 of the 4 GPUs of flavor H100" in message
+    assert "(replicas x deploy_metadata.gpu_num)" in message
+    assert "this would bring yours to 4 GPUs" in message
+    assert "a smaller deploy_metadata.gpu_num" in message
+    assert "PUT /v1/users/u1/quota" in message
+    # Two replicas of two GPUs: the same four GPUs, refused the same way.
+    pairs = contribution(with_gpus(make_endpoint(target=2), 2), GPUS)
+    assert _names(usage_violations(QUOTAS, Usage(0, 0, 0), pairs, GPUS)) == ["flavor_share"]
+    # Two GPUs, as one replica or as two: exactly the share, allowed.
+    for target, gpu_num in ((1, 2), (2, 1)):
+        half = contribution(with_gpus(make_endpoint(target=target), gpu_num), GPUS)
+        assert usage_violations(QUOTAS, Usage(0, 0, 0), half, GPUS) == []
+
+
 def test_shrinking_is_allowed_even_above_a_lowered_quota() -> None:
-    assert (
-        usage_violations(QUOTAS, Usage(9, 9, 9), Usage(9, 8, 8), flavor_name="F", capacity=8) == []
-    )
-    assert (
-        usage_violations(QUOTAS, Usage(3, 4, 4), Usage(3, 4, 4), flavor_name="F", capacity=8) == []
-    )
+    assert usage_violations(QUOTAS, Usage(9, 9, 9), Usage(9, 8, 8), SLOTS) == []
+    assert usage_violations(QUOTAS, Usage(3, 4, 4), Usage(3, 4, 4), SLOTS) == []
+    # Fewer GPUs per replica on a flavor already over the share: allowed.
+    assert usage_violations(QUOTAS, Usage(1, 1, 4), Usage(1, 1, 3), GPUS) == []
 
 
 def test_reaching_a_quota_exactly_is_allowed() -> None:
-    assert (
-        usage_violations(QUOTAS, Usage(2, 3, 3), Usage(3, 4, 4), flavor_name="F", capacity=8) == []
-    )
+    assert usage_violations(QUOTAS, Usage(2, 3, 3), Usage(3, 4, 4), SLOTS) == []
 
 
 def test_sizes_are_checked_for_new_and_changed_fields_only() -> None:

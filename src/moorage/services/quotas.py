@@ -1,11 +1,14 @@
 """Per-user quotas: what one user may hold, so no user can starve the others.
 
 The limits are the server's defaults (``MOORAGE_QUOTA_*``) with whatever the
-admin set for one user on top. They are checked by the endpoint service inside
-the transaction that writes, after the user's row is locked, so a refused
-request changes nothing and two concurrent requests cannot both take the last
-slot. The admin (the operator) is not bound by them. The arithmetic is in pure
-functions below; the service only gathers the numbers.
+admin set for one user on top. ``flavor_share`` counts what the flavor sells: GPUs
+(replicas x gpu_num) on a flavor with a GPU inventory, where one replica may take
+several, and replicas on a flavor of slots; ``replicas`` always counts replicas.
+They are checked by the endpoint service inside the transaction that writes,
+after the user's row is locked, so a refused request changes nothing and two
+concurrent requests cannot both take the last slot. The admin (the operator) is
+not bound by them. The arithmetic is in pure functions below; the service only
+gathers the numbers.
 """
 
 from __future__ import annotations
@@ -56,11 +59,32 @@ class Quotas:
 
 @dataclass(frozen=True)
 class Usage:
-    """What a user holds that the quotas count: ``on_flavor`` is for one flavor."""
+    """What a user holds that the quotas count: ``on_flavor`` is for one flavor, in
+    its units (GPUs on a GPU flavor, replicas on a flavor of slots: ``FlavorUnits``)."""
 
     endpoints: int
     replicas: int
     on_flavor: int
+
+
+@dataclass(frozen=True)
+class FlavorUnits:
+    """What ``flavor_share`` counts on one flavor: GPUs where it has a GPU inventory
+    (a replica holds gpu_num of them, so counting replicas would let one replica of
+    gpu_num 4 take a whole 4-GPU flavor under a 0.5 share), replicas otherwise."""
+
+    flavor_id: str
+    name: str
+    capacity: int
+    gpus: bool
+
+    @property
+    def unit(self) -> str:
+        return "GPUs" if self.gpus else "replicas"
+
+    def of(self, replicas: int, gpu_num: int) -> int:
+        """What ``replicas`` replicas of ``gpu_num`` GPUs each count for here."""
+        return replicas * gpu_num if self.gpus else replicas
 
 
 @dataclass(frozen=True)
@@ -83,24 +107,29 @@ class Exceeded:
 
 
 def flavor_limit(capacity: int, share: float) -> int:
-    """Replicas of a flavor one user may hold: a share of its capacity, at least one,
-    so a small flavor stays usable by everyone."""
+    """Replicas (or GPUs) of a flavor one user may hold: a share of its capacity, at
+    least one, so a small flavor stays usable by everyone."""
     return max(1, math.floor(capacity * share + 1e-9))
 
 
-def contribution(endpoint: Endpoint | None, flavor_id: str) -> Usage:
+def contribution(endpoint: Endpoint | None, flavor: FlavorUnits) -> Usage:
     """What one endpoint adds to its owner's usage (nothing once deleted)."""
     if endpoint is None or endpoint.is_deleted:
         return Usage(0, 0, 0)
     running = endpoint.desired_state is DesiredState.RUNNING
     replicas = endpoint.target_instance_number if running else 0
-    return Usage(1, replicas, replicas if endpoint.flavor_id == flavor_id else 0)
+    if endpoint.flavor_id != flavor.flavor_id:
+        return Usage(1, replicas, 0)
+    return Usage(1, replicas, flavor.of(replicas, endpoint.deploy.gpu_num))
 
 
-def usage_after(before: Usage, current: Endpoint | None, updated: Endpoint) -> Usage:
-    """The user's usage once ``current`` (None for a new endpoint) becomes ``updated``."""
-    old = contribution(current, updated.flavor_id)
-    new = contribution(updated, updated.flavor_id)
+def usage_after(
+    before: Usage, current: Endpoint | None, updated: Endpoint, flavor: FlavorUnits
+) -> Usage:
+    """The user's usage once ``current`` (None for a new endpoint) becomes ``updated``,
+    whose flavor is ``flavor``."""
+    old = contribution(current, flavor)
+    new = contribution(updated, flavor)
     return Usage(
         before.endpoints - old.endpoints + new.endpoints,
         before.replicas - old.replicas + new.replicas,
@@ -109,7 +138,7 @@ def usage_after(before: Usage, current: Endpoint | None, updated: Endpoint) -> U
 
 
 def usage_violations(
-    quotas: Quotas, before: Usage, after: Usage, *, flavor_name: str, capacity: int
+    quotas: Quotas, before: Usage, after: Usage, flavor: FlavorUnits
 ) -> list[Exceeded]:
     """Counts past their quota. Only growth is refused, so a user above a quota the
     admin lowered can still stop, scale down and delete."""
@@ -134,16 +163,21 @@ def usage_violations(
                 "stop or scale down another endpoint",
             )
         )
-    share = flavor_limit(capacity, quotas.flavor_share)
+    share = flavor_limit(flavor.capacity, quotas.flavor_share)
     if after.on_flavor > before.on_flavor and after.on_flavor > share:
+        counted = " (replicas x deploy_metadata.gpu_num)" if flavor.gpus else ""
+        todo = "stop or scale down another of your endpoints on this flavor"
+        if flavor.gpus:
+            todo = f"ask for fewer replicas or a smaller deploy_metadata.gpu_num, or {todo}"
         found.append(
             Exceeded(
                 "flavor_share",
                 quotas.flavor_share,
                 after.on_flavor,
-                f"you may hold {share} of the {capacity} replicas of flavor {flavor_name}; "
-                "this would bring yours to",
-                "stop or scale down another of your endpoints on this flavor",
+                f"you may hold {share} of the {flavor.capacity} {flavor.unit} of flavor "
+                f"{flavor.name}{counted}; this would bring yours to",
+                todo,
+                f" {flavor.unit}",
             )
         )
     return found
@@ -252,19 +286,26 @@ class QuotaService:
         repository.lock_user(user.user_id)
         quotas = self.defaults.with_overrides(repository.overrides(user.user_id))
         problems = size_violations(quotas, updated, current)
-        flavor = FlavorRepository(session).get(updated.flavor_id)
-        if flavor is not None:
+        stored = FlavorRepository(session).get(updated.flavor_id)
+        if stored is not None:
+            flavor = FlavorUnits(
+                stored.flavor.flavor_id,
+                stored.flavor.display_name,
+                stored.flavor.capacity,
+                stored.flavor.has_gpus,
+            )
+            on_flavor = (
+                repository.running_gpus(user.user_id, flavor.flavor_id)
+                if flavor.gpus
+                else repository.running_replicas(user.user_id, flavor.flavor_id)
+            )
             before = Usage(
                 repository.endpoint_count(user.user_id),
                 repository.running_replicas(user.user_id),
-                repository.running_replicas(user.user_id, updated.flavor_id),
+                on_flavor,
             )
             problems += usage_violations(
-                quotas,
-                before,
-                usage_after(before, current, updated),
-                flavor_name=flavor.flavor.display_name,
-                capacity=flavor.flavor.capacity,
+                quotas, before, usage_after(before, current, updated, flavor), flavor
             )
         if problems:
             raise Forbidden(

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from moorage.models.endpoints import DesiredState
+from moorage.store.gpus import gpu_num_of
 from moorage.store.tables import EndpointRow, UserQuotaRow, UserRow
 
 LIMIT_COLUMNS = (
@@ -72,6 +73,19 @@ class QuotaRepository:
         if flavor_id is not None:
             query = query.where(EndpointRow.flavor_id == flavor_id)
         return int(self.session.scalar(query) or 0)
+
+    def running_gpus(self, user_id: str, flavor_id: str) -> int:
+        """GPUs the user's running endpoints on a GPU flavor ask for: each endpoint's
+        replicas times its ``gpu_num`` (summed here: ``gpu_num`` lives in the deploy
+        document, which the two stores read differently in SQL)."""
+        rows = self.session.execute(
+            select(EndpointRow.target_instance_number, EndpointRow.deploy).where(
+                *_live(user_id),
+                EndpointRow.desired_state == DesiredState.RUNNING.value,
+                EndpointRow.flavor_id == flavor_id,
+            )
+        )
+        return sum(target * gpu_num_of(deploy) for target, deploy in rows)
 
     def replicas_by_flavor(self, user_id: str) -> dict[str, int]:
         query = (
