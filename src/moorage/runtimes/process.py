@@ -152,20 +152,15 @@ def gpu_environment(gpus: Sequence[str]) -> dict[str, str]:
 
 
 def _check_gpus(launch: Launch) -> None:
-    """GPUs go by UUID to replicas of flavors with a GPU inventory (docs/gpus.md), and,
-    for now, only to the admin's: the sandbox has no GPU device nodes."""
+    """GPUs go by UUID to replicas of flavors with a GPU inventory (docs/gpus.md). Who
+    may have them (not a sandboxed replica, for now) is ``refusal``'s, which the API
+    asks before any GPU is allocated."""
     if not launch.gpus:
         raise StartError(
             f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but this flavor has no GPU "
             "inventory, so the process runtime cannot say which GPUs are the replica's; "
             "use a flavor NVML found or whose GPUs the flavors file declares (docs/gpus.md), "
             "or gpu_num 0"
-        )
-    if launch.sandboxed:
-        raise StartError(
-            f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but the process runtime "
-            "gives GPUs only to the admin's replicas (its sandbox has no GPU devices yet); "
-            "use the docker runtime for other users' GPU endpoints, or gpu_num 0"
         )
 
 
@@ -269,6 +264,16 @@ class ProcessRuntime:
                 "is required on this server: the process runtime runs a command on the "
                 "host, not an image's entrypoint; give the command that starts the app on "
                 "$PORT, or run moorage with a container runtime (MOORAGE_RUNTIME=docker)",
+            )
+        if deploy.gpu_num > 0 and not trusted and self.sandbox.enabled:
+            # Refused before a GPU is allocated: a replica that could never start would
+            # hold its GPUs while it failed and retried, keeping them from others.
+            return (
+                "deploy_metadata.gpu_num",
+                f"must be 0 for your endpoints on this server, got {deploy.gpu_num}: the "
+                "process runtime gives GPUs only to the admin's replicas (the sandbox other "
+                "users' replicas run in has no GPU devices yet); ask the operator for the "
+                "docker runtime (MOORAGE_RUNTIME=docker) to run GPU endpoints",
             )
         if not deploy.volumes:
             return None

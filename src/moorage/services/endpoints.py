@@ -73,8 +73,9 @@ class EndpointService:
     ) -> None:
         self.db = db
         # Raises when this user's replicas cannot run here (no sandbox on the process
-        # runtime, no command for it to run): refused at the API, not left failing in
-        # the controller.
+        # runtime, no command for it to run, GPUs it cannot give this user): refused at
+        # the API, after the flavor's own checks and before anything is written or a GPU
+        # allocated, not left failing (and holding GPUs) in the controller.
         self.launch_guard = launch_guard
         self.clock = clock
         self.status_policy = status_policy
@@ -141,11 +142,11 @@ class EndpointService:
             created_at=now,
             updated_at=now,
         )
-        self.launch_guard(user, endpoint.deploy)
         _check_deploy(endpoint.deploy)
         with self.db.checked_session() as session:
             AccountRepository(session).lock_user(user.user_id)
             self._check_fits(session, endpoint)
+            self.launch_guard(user, endpoint.deploy)
             check_named(session, user.user_id, endpoint.deploy)
             self._check_quotas(session, user, endpoint, None)
             EndpointRepository(session).add(endpoint)
@@ -174,9 +175,9 @@ class EndpointService:
                         revision=repository.latest_revision(service_id) + 1,
                         rollout_note=None,
                     )
-                self.launch_guard(user, updated.deploy)
                 _check_deploy(updated.deploy)
                 self._check_fits(session, updated)
+                self.launch_guard(user, updated.deploy)
                 if updated.deploy.secrets != current.deploy.secrets:
                     check_named(session, user.user_id, updated.deploy)
                 self._check_quotas(session, user, updated, current)
@@ -201,8 +202,8 @@ class EndpointService:
                     current, desired_state=wanted, updated_at=self.clock.now()
                 )
                 if running:
-                    self.launch_guard(user, updated.deploy)
                     self._check_fits(session, updated)
+                    self.launch_guard(user, updated.deploy)
                     self._check_quotas(session, user, updated, current)
                 EndpointRepository(session).save(updated)
                 done = _record_changes(session, current, updated)
