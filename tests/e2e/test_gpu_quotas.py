@@ -92,9 +92,10 @@ def test_a_share_of_a_gpu_flavor_counts_gpus_and_leaves_the_rest_to_others(
         "PUT", f"/v1/inference-service/{pair_id}", json={"deploy_metadata": {"gpu_num": 3}}
     )
     over_share(wider, "this would bring yours to 3 GPUs")
-    # The replicas quota still counts replicas: one.
+    # The replicas quota still counts replicas: one; the share counts its two GPUs.
     usage = alice.call("GET", "/v1/quota").json()["usage"]
     assert usage["replicas"] == 1, usage
+    assert usage["gpus_by_flavor"] == {quota_gpu["flavor_id"]: 2}, usage
 
     # The other half is another user's to take.
     theirs = bob.call("POST", "/v1/inference-service", json=gpu_body(quota_gpu, "bobs", 1, 2))

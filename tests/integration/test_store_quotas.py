@@ -125,6 +125,29 @@ def test_usage_counts_live_endpoints_and_running_replicas(db: Database) -> None:
         assert quotas.endpoint_count(bob.user_id) == 1
 
 
+def test_gpus_are_counted_as_replicas_times_gpu_num_of_running_endpoints(db: Database) -> None:
+    alice = _user(db, "alice")
+    flavor_id = _flavor(db, 8)
+
+    def asking(n: int, target: int, gpu_num: int, **changes: object) -> Endpoint:
+        made = _endpoint(alice, flavor_id, n, target=target, **changes)
+        return dataclasses.replace(made, deploy=dataclasses.replace(made.deploy, gpu_num=gpu_num))
+
+    with db.session() as session:
+        endpoints = EndpointRepository(session)
+        endpoints.add(asking(11, target=2, gpu_num=2))
+        endpoints.add(asking(12, target=1, gpu_num=3))
+        endpoints.add(asking(13, target=3, gpu_num=0))
+        endpoints.add(asking(14, target=4, gpu_num=4, desired_state=DesiredState.STOPPED))
+        endpoints.add(asking(15, target=4, gpu_num=4, deleted_at=T0))
+    with db.session() as session:
+        quotas = QuotaRepository(session)
+        assert quotas.running_gpus(alice.user_id, flavor_id) == 7
+        assert quotas.running_gpus(alice.user_id, "g" * 32) == 0
+        assert quotas.gpus_by_flavor(alice.user_id) == {flavor_id: 7}
+        assert quotas.running_replicas(alice.user_id, flavor_id) == 6
+
+
 def test_a_refused_write_changes_nothing(db: Database) -> None:
     alice = _user(db, "alice")
     flavor_id = _flavor(db, 4)  # alice's share: 2

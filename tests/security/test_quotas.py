@@ -283,7 +283,12 @@ def test_quota_shows_usage_and_null_restores_the_default(
     assert shown["quota"]["replicas"] == 5
     assert shown["quota"]["flavor_share"] == 0.25
     assert shown["custom"] == ["flavor_share", "replicas"]
-    assert shown["usage"] == {"endpoints": 1, "replicas": 2, "replicas_by_flavor": {SMALL: 2}}
+    assert shown["usage"] == {
+        "endpoints": 1,
+        "replicas": 2,
+        "replicas_by_flavor": {SMALL: 2},
+        "gpus_by_flavor": {},
+    }
 
     restored = _set_quota(admin, alice, replicas=None)
     assert restored["quota"]["replicas"] == 3

@@ -248,6 +248,8 @@ class QuotaView:
     endpoints: int
     replicas: int
     replicas_by_flavor: Mapping[str, int]
+    # What flavor_share counts on a GPU flavor (replicas x gpu_num).
+    gpus_by_flavor: Mapping[str, int]
 
 
 class QuotaService:
@@ -321,6 +323,7 @@ class QuotaService:
             endpoints=quotas.endpoint_count(user_id),
             replicas=quotas.running_replicas(user_id),
             replicas_by_flavor=quotas.replicas_by_flavor(user_id),
+            gpus_by_flavor=quotas.gpus_by_flavor(user_id),
         )
 
     @staticmethod

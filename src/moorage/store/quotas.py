@@ -76,16 +76,25 @@ class QuotaRepository:
 
     def running_gpus(self, user_id: str, flavor_id: str) -> int:
         """GPUs the user's running endpoints on a GPU flavor ask for: each endpoint's
-        replicas times its ``gpu_num`` (summed here: ``gpu_num`` lives in the deploy
-        document, which the two stores read differently in SQL)."""
-        rows = self.session.execute(
-            select(EndpointRow.target_instance_number, EndpointRow.deploy).where(
-                *_live(user_id),
-                EndpointRow.desired_state == DesiredState.RUNNING.value,
-                EndpointRow.flavor_id == flavor_id,
-            )
-        )
-        return sum(target * gpu_num_of(deploy) for target, deploy in rows)
+        replicas times its ``gpu_num``."""
+        return self.gpus_by_flavor(user_id, flavor_id).get(flavor_id, 0)
+
+    def gpus_by_flavor(self, user_id: str, flavor_id: str | None = None) -> dict[str, int]:
+        """GPUs (replicas x ``gpu_num``) the user's running endpoints ask for, by flavor,
+        on one flavor or on all; flavors they ask none of are left out. Summed here:
+        ``gpu_num`` lives in the deploy document, which the two stores read differently
+        in SQL."""
+        query = select(
+            EndpointRow.flavor_id, EndpointRow.target_instance_number, EndpointRow.deploy
+        ).where(*_live(user_id), EndpointRow.desired_state == DesiredState.RUNNING.value)
+        if flavor_id is not None:
+            query = query.where(EndpointRow.flavor_id == flavor_id)
+        totals: dict[str, int] = {}
+        for flavor, target, deploy in self.session.execute(query):
+            gpus = target * gpu_num_of(deploy)
+            if gpus > 0:
+                totals[flavor] = totals.get(flavor, 0) + gpus
+        return totals
 
     def replicas_by_flavor(self, user_id: str) -> dict[str, int]:
         query = (

@@ -28,7 +28,8 @@ class QuotaLimits(_Closed):
     endpoints: int = Field(description="Endpoints not deleted (running or stopped).")
     replicas: int = Field(description="Replicas of running endpoints, all flavors together.")
     flavor_share: float = Field(
-        description="Share of each flavor's capacity one user may hold (at least 1 replica)."
+        description="Share of each flavor's capacity one user may hold (at least 1): GPUs "
+        "(replicas x gpu_num) on a flavor with GPUs, replicas on others."
     )
     command_bytes: int = Field(
         description="Size of deploy_metadata.command and args in UTF-8 bytes."
@@ -45,6 +46,10 @@ class QuotaUsage(_Closed):
     endpoints: int
     replicas: int
     replicas_by_flavor: dict[str, int]
+    gpus_by_flavor: dict[str, int] = Field(
+        description="GPUs (replicas x gpu_num) of running endpoints, by flavor id: what "
+        "flavor_share counts on a flavor with GPUs."
+    )
 
 
 class QuotaOut(_Closed):
@@ -77,6 +82,7 @@ def _render(view: QuotaView) -> QuotaOut:
             endpoints=view.endpoints,
             replicas=view.replicas,
             replicas_by_flavor=dict(view.replicas_by_flavor),
+            gpus_by_flavor=dict(view.gpus_by_flavor),
         ),
     )
 
