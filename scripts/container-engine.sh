@@ -17,8 +17,9 @@
 #       For the test suite: Podman's service on /run/moorage-ci-podman.sock (always
 #       with the containers.conf above) and the test image, python:3.10-slim (the
 #       same debootstrap build, under the name the tests use).
-#   scripts/container-engine.sh stop
-#       Stops the services this script started.
+#   scripts/container-engine.sh stop [engine|setup]
+#       Stops the service `engine` started (the default), or the test suite's
+#       (`setup`); never a service this script did not start.
 #
 # Every command is idempotent: run it again and it finds its work done. Run as
 # root (it installs packages and writes /etc/containers and /run). Progress goes
@@ -58,6 +59,7 @@ CACHE_DIR=/var/cache/moorage-test-image
 ROOTFS_TAR="$CACHE_DIR/$SUITE-minbase-${INCLUDE//,/-}.tar"
 
 CONF=/etc/containers/containers.conf
+USAGE="usage: $0 [setup|engine [--cgroupfs]|image NAME [ENGINE_URL]|stop [engine|setup]]"
 # Without systemd (a container, WSL, a minimal VM): cgroupfs; runc rather than
 # crun; and no default ulimits, which an unprivileged container may not be
 # allowed to raise.
@@ -361,11 +363,15 @@ main() {
     engine) cmd_engine "$@" ;;
     image) cmd_image "$@" ;;
     stop)
-        stop_service
-        use_socket "${MOORAGE_PODMAN_SOCKET:-$DEFAULT_ENGINE_SOCKET}"
+        case ${1:-engine} in
+        engine) use_socket "${MOORAGE_PODMAN_SOCKET:-$DEFAULT_ENGINE_SOCKET}" ;;
+        setup) ;;
+        *) die "unknown service $1; usage: $0 stop [engine|setup]" ;;
+        esac
         stop_service
         ;;
-    *) die "usage: $0 [setup|engine [--cgroupfs]|image NAME [ENGINE_URL]|stop]" ;;
+    -h | --help | help) printf '%s\n' "$USAGE" ;;
+    *) die "$USAGE" ;;
     esac
 }
 

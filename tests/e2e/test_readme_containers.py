@@ -121,12 +121,7 @@ def test_engine_step_starts_podman_where_no_engine_answers(engine: str) -> None:
     step = one(r"container-engine\.sh engine$", commands())
     folder = Path(tempfile.mkdtemp(prefix="moorage-readme-", dir="/tmp"))
     socket = folder / "podman.sock"
-    env = {
-        "DOCKER_HOST": "",
-        "MOORAGE_PODMAN_SOCKET": str(socket),
-        # `stop` ends the suite's service too unless it looks elsewhere.
-        "MOORAGE_CI_PODMAN_SOCKET": str(folder / "none.sock"),
-    }
+    env = {"DOCKER_HOST": "", "MOORAGE_PODMAN_SOCKET": str(socket)}
     try:
         printed = sh(here(step, engine), REPO, env=env)
         assert printed.splitlines()[-1] == f"unix://{socket}"
@@ -137,6 +132,8 @@ def test_engine_step_starts_podman_where_no_engine_answers(engine: str) -> None:
     finally:
         sh("scripts/container-engine.sh stop", REPO, env=env)
         assert not socket.exists()
+        with engine_client(engine) as client:
+            assert client.ping(), "`stop` stopped only the service `engine` started"
         shutil.rmtree(folder, ignore_errors=True)
 
 
