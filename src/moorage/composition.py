@@ -30,10 +30,11 @@ from moorage.gateway.assembly import build_gateway, wire_limits
 from moorage.gateway.http1.server import freeze_startup_heap
 from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec
+from moorage.models.sandbox_uids import UidRange, clash_message
 from moorage.models.status import StatusPolicy
 from moorage.routing.holder import RouteTableHolder
 from moorage.runtimes import docker as docker_runtime
-from moorage.runtimes import logfiles
+from moorage.runtimes import host_ids, logfiles
 from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.fake import Behavior, FakeRuntime, always
@@ -49,6 +50,7 @@ from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
 from moorage.settings import Settings
 from moorage.store.db import Database
+from moorage.store.sandbox_uids import owner_uid
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,9 @@ log = logging.getLogger(__name__)
 API_WORKER_THREADS = 8
 
 
-def make_runtime(settings: Settings) -> Runtime:
-    """The runtime settings ask for; ``auto`` is docker where an engine answers."""
+def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = None) -> Runtime:
+    """The runtime settings ask for; ``auto`` is docker where an engine answers.
+    ``owner_uids`` gives the process runtime, as root, each owner's own uid."""
     if settings.runtime == "fake":
         delay = settings.fake_start_delay_s
         return FakeRuntime(script=always(Behavior(delay_s=delay)), serve="shared")
@@ -83,6 +86,8 @@ def make_runtime(settings: Settings) -> Runtime:
                 model_cache_root=settings.model_cache_dir,
             )
     settings.replicas_dir.mkdir(parents=True, exist_ok=True)
+    if settings.sandbox == "on" and os.geteuid() == 0:
+        check_owner_uids(settings)
     sandbox = Sandbox.from_settings(settings)
     describe = log.warning if sandbox.refusal or not sandbox.enabled else log.info
     describe("%s", sandbox.describe())
@@ -93,7 +98,25 @@ def make_runtime(settings: Settings) -> Runtime:
         log_read_max_bytes=settings.log_response_max_bytes,
         sandbox=sandbox,
         model_cache_root=settings.model_cache_dir,
+        owner_uids=owner_uids,
     )
+
+
+def check_owner_uids(settings: Settings) -> None:
+    """Refuses to start when the owners' uid range holds a host user or group: a replica
+    running as one would share that account's files and processes. Warns when the
+    setting the range replaced is still set."""
+    uids = UidRange.from_settings(settings)
+    clashes = host_ids.clashes(uids)
+    if clashes:
+        raise MoorageError(clash_message(uids, clashes), code=ErrorCode.INVALID_FIELD)
+    if "MOORAGE_SANDBOX_UID" in os.environ:
+        log.warning(
+            "MOORAGE_SANDBOX_UID is no longer read: each owner's sandboxed replicas run as "
+            "a uid of their own, from MOORAGE_SANDBOX_UID_BASE (%s uids from %s); unset it",
+            uids.count,
+            uids.base,
+        )
 
 
 def launch_guard(runtime: Runtime) -> Callable[[User, DeploySpec], None]:
@@ -140,7 +163,10 @@ class MoorageServer:
         self.gateway = build_gateway(
             RouteTableHolder(), wire_limits(settings), api_address=api_address(settings)
         )
-        self.runtime = make_runtime(settings)
+        uids = UidRange.from_settings(settings)
+        self.runtime = make_runtime(
+            settings, lambda user_id: owner_uid(self.db, user_id, uids, self.clock.now)
+        )
         key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
         try:
             self.secret_box = secretbox.load(key, settings.home)

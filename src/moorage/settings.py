@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,8 @@ from pydantic_settings import (
 from moorage.logformat import LogFormat
 
 RuntimeName = Literal["auto", "process", "docker", "fake"]
+# The largest uid a process can have: (uid_t)-1 means "no change" to setresuid(2).
+MAX_UID = 2**32 - 2
 
 
 class Settings(BaseSettings):
@@ -116,8 +118,13 @@ class Settings(BaseSettings):
         default="on",
         description="off runs normal users' replicas unsandboxed: unsafe, single-tenant only.",
     )
-    sandbox_uid: int = Field(
-        default=65534, ge=1, description="uid (and gid) of sandboxed replicas when run as root."
+    # As root, each owner of sandboxed replicas runs as a uid (and gid) of this range of
+    # their own (models/sandbox_uids.py); the host must use none of it.
+    sandbox_uid_base: int = Field(
+        default=2_000_000_000, ge=1, le=MAX_UID, description="First uid of the owners' range."
+    )
+    sandbox_uid_count: int = Field(
+        default=65536, ge=1, le=MAX_UID, description="uids in the range: one per replica owner."
     )
     bwrap_path: str = Field(default="bwrap", description="The bubblewrap binary.")
     setpriv_path: str = Field(default="setpriv", description="util-linux setpriv (as root).")
@@ -159,6 +166,25 @@ class Settings(BaseSettings):
         ge=0,
         description="RLIMIT_FSIZE of process-runtime replicas (any file they write); 0: none.",
     )
+
+    @field_validator("sandbox_uid_count")
+    @classmethod
+    def _range_fits(cls, count: int, info: ValidationInfo) -> int:
+        base = info.data.get("sandbox_uid_base")
+        if base is not None and base + count - 1 > MAX_UID:
+            raise ValueError(
+                f"MOORAGE_SANDBOX_UID_BASE {base} plus MOORAGE_SANDBOX_UID_COUNT {count} "
+                f"runs past the largest uid, {MAX_UID}; lower either"
+            )
+        return count
+
+    @field_validator("home", "model_cache", "flavors")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Folders and files as absolute paths, fixed when moorage starts: the sandbox
+        binds a replica's folders by path inside a root where a relative one means
+        nothing, and a later change of directory must not move them."""
+        return None if path is None else path.expanduser().resolve()
 
     @classmethod
     def settings_customise_sources(

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from moorage.models.endpoints import DeploySpec
+from moorage.models.sandbox_uids import UidRange, UidsExhausted, exhausted_message, next_free_uid
 from moorage.runtimes import bridge
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError
 from moorage.runtimes.ports import free_port
@@ -52,6 +53,7 @@ SERVE = f"exec {RUN_APP}"
 # in the command, as users ship theirs.
 SANDBOXED_SERVE = inline_app_command(APP.read_text())
 WAIT_S = 10.0
+OWNER_UIDS = UidRange(2_000_000_000, 3)
 
 
 def _alive(pid: int) -> bool:
@@ -70,10 +72,16 @@ class Harness:
     pids: set[int] = field(default_factory=set)
 
     def runtime(
-        self, *, stop_grace_s: float = 5.0, sandbox: Sandbox | None = None
+        self,
+        *,
+        stop_grace_s: float = 5.0,
+        sandbox: Sandbox | None = None,
+        owner_uids: Callable[[str], int] | None = None,
     ) -> ProcessRuntime:
         """A runtime on the shared root, as each (re)start of moorage would make."""
-        runtime = ProcessRuntime(self.root, stop_grace_s=stop_grace_s, sandbox=sandbox)
+        runtime = ProcessRuntime(
+            self.root, stop_grace_s=stop_grace_s, sandbox=sandbox, owner_uids=owner_uids
+        )
         self.runtimes.append(runtime)
         return runtime
 
@@ -109,6 +117,7 @@ def _launch(
     env: Mapping[str, str] | None = None,
     gpu_num: int = 0,
     sandboxed: bool = False,
+    user_id: str = "",
 ) -> Launch:
     """A launch of the (trusted) admin's replica unless ``sandboxed``."""
     return Launch(
@@ -123,6 +132,7 @@ def _launch(
             env=dict(env or {}),
         ),
         sandboxed=sandboxed,
+        user_id=user_id,
     )
 
 
@@ -306,12 +316,24 @@ class SandboxedHarness:
     harness: Harness
     sandbox: Sandbox
     launched: list[str] = field(default_factory=list)
+    # Owners' uids as the store would give them (``store/sandbox_uids.py``).
+    owners: dict[str, int] = field(default_factory=dict)
+
+    def owner_uid(self, user_id: str) -> int:
+        if user_id not in self.owners:
+            uid = next_free_uid(OWNER_UIDS, self.owners.values())
+            if uid is None:
+                raise UidsExhausted(exhausted_message(OWNER_UIDS))
+            self.owners[user_id] = uid
+        return self.owners[user_id]
 
     def runtime(self, *, stop_grace_s: float = 5.0) -> ProcessRuntime:
-        return self.harness.runtime(stop_grace_s=stop_grace_s, sandbox=self.sandbox)
+        return self.harness.runtime(
+            stop_grace_s=stop_grace_s, sandbox=self.sandbox, owner_uids=self.owner_uid
+        )
 
-    def launch(self, command: str, **kwargs: Any) -> Launch:
-        launch = _launch(command, sandboxed=True, **kwargs)
+    def launch(self, command: str, *, user_id: str = "alice", **kwargs: Any) -> Launch:
+        launch = _launch(command, sandboxed=True, user_id=user_id, **kwargs)
         self.launched.append(launch.replica_id)
         return launch
 
@@ -384,10 +406,54 @@ async def test_a_sandboxed_replica_is_reached_through_its_socket_with_exactly_it
     assert env["PATH"] == sandboxed.sandbox.config.path
     if os.getuid() == 0:
         uid = await _wait_file(sandboxed.workdir(launch.replica_id) / "uid")
-        assert uid == "65534", "as root, a replica must run as the sandbox uid"
+        assert uid == str(sandboxed.owners["alice"]), "as root, a replica runs as its owner's uid"
     observed = (await runtime.observe())[launch.replica_id]
     assert observed.running is True
     assert observed.address == address
+
+
+def _as_root() -> None:
+    if os.getuid() != 0:
+        pytest.skip("owners' uids need moorage to run as root (CI runs as root)")
+
+
+async def test_as_root_each_owner_runs_as_a_uid_of_their_own_and_owns_the_work_folder(
+    sandboxed: SandboxedHarness,
+) -> None:
+    _as_root()
+    runtime = sandboxed.runtime()
+    launches = {
+        name: sandboxed.launch(f"id -u > uid; id -g > gid; {SANDBOXED_SERVE}", user_id=owner)
+        for name, owner in (("alice", "alice"), ("alice-again", "alice"), ("bob", "bob"))
+    }
+    for launch in launches.values():
+        await _get_unix(await runtime.start(launch))
+    seen = {}
+    for name, launch in launches.items():
+        workdir = sandboxed.workdir(launch.replica_id)
+        uid = int(await _wait_file(workdir / "uid"))
+        assert int(await _wait_file(workdir / "gid")) == uid
+        info = workdir.stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (uid, uid, 0o700)
+        seen[name] = uid
+    assert seen["alice"] == seen["alice-again"] == sandboxed.owners["alice"]
+    assert seen["bob"] == sandboxed.owners["bob"] != seen["alice"]
+    assert set(seen.values()) <= set(range(OWNER_UIDS.base, OWNER_UIDS.last + 1))
+
+
+async def test_as_root_a_replica_is_refused_when_no_uid_is_left_or_it_has_no_owner(
+    sandboxed: SandboxedHarness,
+) -> None:
+    _as_root()
+    sandboxed.owners.update({f"owner-{n}": OWNER_UIDS.base + n for n in range(3)})
+    runtime = sandboxed.runtime()
+    with pytest.raises(StartError, match="raise MOORAGE_SANDBOX_UID_COUNT"):
+        await runtime.start(sandboxed.launch(SANDBOXED_SERVE, user_id="dave"))
+    with pytest.raises(StartError, match="no owner"):
+        await runtime.start(sandboxed.launch(SANDBOXED_SERVE, user_id=""))
+    without = sandboxed.harness.runtime(sandbox=sandboxed.sandbox)
+    with pytest.raises(StartError, match="owners' uids"):
+        await without.start(sandboxed.launch(SANDBOXED_SERVE, user_id="owner-0"))
 
 
 async def test_a_sandboxed_replica_stops_whole_and_its_socket_goes(

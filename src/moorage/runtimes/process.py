@@ -26,11 +26,12 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from moorage.models.endpoints import DeploySpec
+from moorage.models.sandbox_uids import UidsExhausted
 from moorage.runtimes import logfiles, model_cache, volumes
 from moorage.runtimes import sandbox as sandboxes
 from moorage.runtimes.base import Launch, Observed, StartError
@@ -177,8 +178,13 @@ class ProcessRuntime:
         sandbox: Sandbox | None = None,
         volumes_root: Path | None = None,
         model_cache_root: Path | None = None,
+        owner_uids: Callable[[str], int] | None = None,
     ) -> None:
         self.root = root
+        # As root: the uid of a replica's owner, recorded in the store on first ask
+        # (``store/sandbox_uids.py``; blocking, raises UidsExhausted). Without it, as
+        # root, sandboxed replicas are refused: they never share a uid.
+        self.owner_uids = owner_uids
         # A folder per user mounted in their replicas (``model_cache.py``); None: none.
         self.model_cache_root = model_cache_root
         # Users' named volumes (``volumes.py``), beside the replicas' folders by default.
@@ -204,6 +210,8 @@ class ProcessRuntime:
         command = launch.deploy.command
         assert command is not None  # refusal() says so otherwise
         config = self._sandbox_for(launch)
+        if config is not None and config.as_root:
+            config = replace(config, uid=await self._owner_uid(launch))
         await self.stop(launch.replica_id)  # never two processes for one replica
         workdir = self._dir(launch.replica_id)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +312,18 @@ class ProcessRuntime:
         if self.sandbox.config is None:
             raise StartError(self.sandbox.refusal or "no sandbox")
         return self.sandbox.config
+
+    async def _owner_uid(self, launch: Launch) -> int:
+        """The uid (and gid) the replica drops to: its owner's own, which no other
+        owner's replica has (``models/sandbox_uids.py``)."""
+        if not launch.user_id:
+            raise StartError("this replica has no owner, whose uid it would run as")
+        if self.owner_uids is None:
+            raise StartError("this runtime was started without a record of owners' uids")
+        try:
+            return await asyncio.to_thread(self.owner_uids, launch.user_id)
+        except UidsExhausted as exc:
+            raise StartError(str(exc)) from exc
 
     def _start_sandboxed(
         self, launch: Launch, record: _Record, config: SandboxConfig, command: str

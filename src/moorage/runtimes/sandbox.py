@@ -13,7 +13,8 @@ handed to bwrap through a file descriptor, never on a command line.
 
 When moorage runs as root, bwrap runs privileged (so it can mount what only
 root can reach, such as a 0700 ``MOORAGE_HOME``), creates no user namespace,
-and the command inside drops to the sandbox uid with ``setpriv`` before
+and the command inside drops to its owner's uid (``models/sandbox_uids.py``: one
+per owner, so no two owners' replicas share one) with ``setpriv`` before
 anything of the user runs: the replica's real uid is then unprivileged on the
 host, not root remapped (``bwrap --uid`` run as root keeps the outer uid 0).
 When moorage is not root, bwrap uses an unprivileged user namespace and the
@@ -33,11 +34,12 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from moorage.runtimes import bridge
+from moorage.runtimes.private_dirs import owned_dir
 from moorage.runtimes.sandbox_config import SandboxConfig, SandboxUnavailable, build_config
 from moorage.runtimes.sandbox_env import DOCUMENTED_VARIABLES, args_file, replica_env, setenv_args
 from moorage.settings import Settings
@@ -150,7 +152,9 @@ def bwrap_args(
     make_parents(workdir)
     args += ["--bind", str(workdir), str(workdir), "--clearenv", "--args", str(env_fd), "--"]
     if config.as_root:
+        # The process runtime sets the owner's uid on the replica's config.
         assert config.setpriv is not None
+        assert config.uid is not None, "no uid to drop to"
         args += [config.setpriv, f"--reuid={config.uid}", f"--regid={config.uid}"]
         args += ["--clear-groups", "--inh-caps=-all", "--"]
     args += ["/bin/sh", "-c", _WRAPPER, "moorage-replica"]
@@ -159,10 +163,11 @@ def bwrap_args(
 
 
 def prepare_workdir(config: SandboxConfig, workdir: Path) -> None:
-    """The replica's one writable directory, its own (and no one else's) to write."""
-    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if config.uid is not None:
-        os.chown(workdir, config.uid, config.uid)
+    """The replica's one writable directory, its own (and no one else's) to write: all
+    of it handed to the uid it runs as, whatever an earlier start left there (an older
+    moorage ran every owner as one uid)."""
+    workdir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owned_dir(workdir, uid=config.uid)
 
 
 def socket_path(replica_dir: Path) -> Path:
@@ -298,7 +303,10 @@ class Sandbox:
             return cls.off()
         try:
             config = build_config(settings)
-            probe(config, settings.replicas_dir)
+            # Any uid of the owners' range does for the probe, moorage's own command in
+            # a folder no replica can reach.
+            uid = settings.sandbox_uid_base if config.as_root else None
+            probe(replace(config, uid=uid), settings.replicas_dir)
         except SandboxUnavailable as exc:
             return cls(problem=str(exc))
         return cls(config=config)
@@ -325,7 +333,11 @@ class Sandbox:
             )
         if self.config is None:
             return f"process runtime: normal users' endpoints are refused: {self.refusal}"
-        who = f"uid {self.config.uid}" if self.config.as_root else "moorage's uid, user namespace"
+        who = (
+            "each owner's replicas as a uid of their own"
+            if self.config.as_root
+            else "moorage's uid, user namespace"
+        )
         return (
             "process runtime: normal users' replicas run in a bubblewrap sandbox "
             f"({who}, no network, Unix-socket ingress); the admin's run unsandboxed"

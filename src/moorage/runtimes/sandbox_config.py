@@ -55,7 +55,9 @@ class SandboxConfig:
     path: str
     python: str
     setpriv: str | None = None  # set when moorage runs as root
-    uid: int | None = None  # the uid replicas drop to, when moorage runs as root
+    # As root: the uid (and gid) one replica drops to, its owner's (``sandbox_uids``),
+    # set per replica; None in the config built at start, and when not root.
+    uid: int | None = None
     hidden_dirs: tuple[Path, ...] = ()
     hidden_files: tuple[Path, ...] = ()
     exposed: tuple[Path, ...] = ()
@@ -63,7 +65,7 @@ class SandboxConfig:
 
     @property
     def as_root(self) -> bool:
-        return self.uid is not None
+        return self.setpriv is not None
 
 
 def _resolve_binary(name: str, setting: str) -> str:
@@ -139,7 +141,6 @@ def build_config(settings: Settings) -> SandboxConfig:
         path=settings.sandbox_path,
         python=sys.executable,
         setpriv=setpriv,
-        uid=settings.sandbox_uid if as_root else None,
         hidden_dirs=tuple(sorted(hidden)),
         hidden_files=tuple(sorted(hidden_files)),
         exposed=tuple(exposed),

@@ -108,6 +108,17 @@ class UserSecretRow(Base):
     updated_at: Mapped[datetime]
 
 
+class SandboxUidRow(Base):
+    """The host uid (and gid) an owner's sandboxed replicas run as when moorage runs as
+    root (``models/sandbox_uids.py``): given once, never to anyone else."""
+
+    __tablename__ = "sandbox_uids"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[datetime]
+
+
 class FlavorRow(Base):
     __tablename__ = "flavors"
 
