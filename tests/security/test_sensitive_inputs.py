@@ -21,7 +21,7 @@ STORES = ["sqlite"]
 
 
 @pytest.mark.parametrize(
-    "name", ["NVIDIA_VISIBLE_DEVICES", "nvidia_driver_capabilities", "CUDA_VISIBLE_DEVICES"]
+    "name", ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VISIBLE_DEVICES"]
 )
 def test_no_env_name_chooses_the_replicas_gpus(alice: ApiClient, name: str) -> None:
     before = alice.call("GET", "/v1/inference-service").json()["total"]

@@ -190,7 +190,7 @@ GPU_SELECTING_PREFIX = "NVIDIA_"
 
 
 def not_gpu_selecting(name: str) -> str:
-    if name.upper().startswith(GPU_SELECTING_PREFIX) or name.upper() in GPU_SELECTING_VARIABLES:
+    if name.startswith(GPU_SELECTING_PREFIX) or name in GPU_SELECTING_VARIABLES:
         raise ValueError(
             f"{name[:64]} is set by moorage alone: it chooses the GPUs a replica may use, "
             "which are the ones deploy_metadata.gpu_num gives it; remove it (a replica sees "
