@@ -4,9 +4,11 @@ signals that stop every replica, and a restart that brings endpoints back."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,33 @@ def test_tokens_create_makes_the_user_and_prints_a_working_token(tmp_path: Path)
             assert [u["name"] for u in users].count("carol") == 1
         finally:
             server.stop()
+
+
+def test_the_quickstarts_relative_home_runs_a_users_replica_in_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    """The README's first steps: MOORAGE_HOME left at its default, ``.moorage`` in the
+    directory serve starts in, and a normal user's endpoint on the process runtime."""
+    # A short folder: a replica's socket path must fit the 107 bytes of a Unix socket's.
+    folder = Path(tempfile.mkdtemp(prefix="mrg-", dir="/tmp"))
+    with database("sqlite", tmp_path) as url:
+        server = MoorageServer(
+            home=folder / ".moorage",
+            database_url=url,
+            extra_env={"MOORAGE_HOME": ".moorage"},
+            cwd=folder,
+        ).start()
+        try:
+            token = server.cli("tokens", "create", "--user", "alice")
+            assert token.returncode == 0, token.stderr
+            alice = ApiClient(server.url, token.stdout.strip())
+            created = alice.create(name="quickstart")
+            alice.wait_status(created["service_id"], "available", timeout=90)
+            assert alice.gateway(created["service_id"]).status_code == 200
+            alice.call("DELETE", f"/v1/inference-service/{created['service_id']}")
+        finally:
+            server.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_tokens_create_refuses_a_home_with_no_store(tmp_path: Path) -> None:

@@ -109,6 +109,8 @@ class MoorageServer:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Where serve and the CLI run (relative paths in the environment start there).
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
@@ -139,7 +141,11 @@ class MoorageServer:
         self.home.mkdir(parents=True, exist_ok=True)
         with (self.home / "serve.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [MOORAGE, "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+                [MOORAGE, "serve"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
             )
         track(self.process, signal.SIGINT)
         try:
@@ -181,7 +187,12 @@ class MoorageServer:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [MOORAGE, *args], env=self.env(), capture_output=True, text=True, timeout=60
+            [MOORAGE, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.cwd,
         )
 
 

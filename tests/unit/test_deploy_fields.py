@@ -113,19 +113,21 @@ WORK = Path("/srv/moorage/replicas/r/work")
 
 
 def test_volumes_are_bound_writable_after_the_tmpfs_they_sit_in_and_shm_is_sized() -> None:
-    source = Path("/srv/moorage/volumes/u/weights")
     args = bwrap_args(
         CONFIG,
         workdir=WORK,
         command="serve",
         env_fd=3,
-        mounts=[(source, "/mnt/models/weights")],
+        workdir_fd=4,
+        mounts=[(5, "/mnt/models/weights")],
         shm_size_mb=64,
     )
     sandbox = args[: args.index("--")]
 
-    bind = sandbox.index(str(source))
-    assert sandbox[bind - 1 : bind + 2] == ["--bind", str(source), "/mnt/models/weights"]
+    # By descriptor: no later mount can swap what the source path resolves to.
+    bind = sandbox.index("--bind-fd")
+    assert sandbox[bind : bind + 3] == ["--bind-fd", "5", "/mnt/models/weights"]
+    assert "--bind" not in sandbox
     assert bind > sandbox.index("/mnt"), "the bind must come after /mnt's tmpfs"
     assert sandbox[sandbox.index("/mnt/models") - 1 :][:2] == ["--dir", "/mnt/models"]
     shm = sandbox.index("/dev/shm")
@@ -140,7 +142,7 @@ def test_volumes_are_bound_writable_after_the_tmpfs_they_sit_in_and_shm_is_sized
 
 
 def test_without_shm_size_the_sandboxs_shm_is_unsized() -> None:
-    args = bwrap_args(CONFIG, workdir=WORK, command="serve", env_fd=3)
+    args = bwrap_args(CONFIG, workdir=WORK, command="serve", env_fd=3, workdir_fd=4)
 
     assert "--size" not in args
 
@@ -149,3 +151,9 @@ def test_a_volume_goes_where_the_read_only_root_can_hold_a_mount_point() -> None
     assert mountable(CONFIG, "/mnt/weights")
     assert mountable(CONFIG, "/tmp/cache")
     assert not mountable(CONFIG, "/no-such-folder-on-this-host/weights")
+
+
+def test_no_volume_goes_where_the_work_folder_is_bound_nor_above_it() -> None:
+    assert not mountable(CONFIG, "/srv"), "the work folder's bind would go through it"
+    assert not mountable(CONFIG, "/srv/moorage")
+    assert not mountable(CONFIG, "/srv/moorage/replicas/r/work/x")

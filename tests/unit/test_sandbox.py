@@ -40,10 +40,13 @@ def _config(*, as_root: bool) -> SandboxConfig:
 
 
 ENV_FD = 7
+WORK_FD = 8
 
 
 def _args(config: SandboxConfig) -> list[str]:
-    return bwrap_args(config, workdir=WORK, command="python3 app.py", env_fd=ENV_FD)
+    return bwrap_args(
+        config, workdir=WORK, command="python3 app.py", env_fd=ENV_FD, workdir_fd=WORK_FD
+    )
 
 
 def _pairs(args: list[str], option: str) -> list[str]:
@@ -100,7 +103,11 @@ def test_moorages_files_are_hidden_and_only_the_work_folder_is_writable() -> Non
     ]
     tmpfs = _pairs(options, "--tmpfs")
     assert {str(HOME), "/root", "/run", "/tmp", "/dev/shm"} <= set(tmpfs)
-    assert _pairs(options, "--bind") == [str(WORK)], "one writable place: the work folder"
+    assert "--bind" not in options
+    bind = options.index("--bind-fd")
+    # One writable place, by descriptor: the work folder.
+    assert options[bind : bind + 3] == ["--bind-fd", str(WORK_FD), str(WORK)]
+    assert options.count("--bind-fd") == 1
     # The work folder is bound after the tmpfs that hides MOORAGE_HOME, or it is hidden.
     assert options.index(str(WORK)) > options.index(str(HOME))
     assert "/etc/moorage.toml" in options[options.index("/dev/null") + 1 :]

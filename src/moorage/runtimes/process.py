@@ -299,8 +299,9 @@ class ProcessRuntime:
                 return (
                     "deploy_metadata.volumes",
                     f"mount_path {volume.mount_path[:64]!r} cannot be made in the sandbox, "
-                    "whose root is this host's, read-only: use a folder this host has, or "
-                    "one under /mnt, /srv or /tmp (such as /mnt/weights)",
+                    "whose root is this host's, read-only, and which keeps the replica's "
+                    "work folder under MOORAGE_HOME: use a folder this host has, or one "
+                    "under /mnt or /srv (such as /mnt/weights)",
                 )
         return None
 

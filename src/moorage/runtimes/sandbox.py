@@ -33,7 +33,7 @@ import signal
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -88,8 +88,11 @@ def mountable(config: SandboxConfig, path: str) -> bool:
     """Whether a volume can be mounted at ``path`` in the sandbox, whose root is the
     host's, read-only: the path lies in a folder the sandbox mounts a tmpfs on (``/tmp``,
     ``/mnt``, ``/srv``, ``/home``, ...: its parents are created there), or is a folder
-    the host has."""
+    the host has. Never where moorage keeps the replica's work folder (``MOORAGE_HOME``),
+    nor a folder above it: the work folder's bind would then go through the volume."""
     target = Path(path)
+    if config.home.is_relative_to(target) or target.is_relative_to(config.home):
+        return False
     roots = [*config.writable_tmp, *config.hidden_dirs]
     if any(target.is_relative_to(root) for root in roots):
         return True
@@ -102,14 +105,22 @@ def bwrap_args(
     workdir: Path,
     command: str,
     env_fd: int,
-    mounts: Sequence[tuple[Path, str]] = (),
+    workdir_fd: int,
+    mounts: Sequence[tuple[int, str]] = (),
     shm_size_mb: int | None = None,
 ) -> list[str]:
     """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``, with
     the environment bwrap reads from ``env_fd`` (``sandbox_env.setenv_args``): no value
     of it is on the command line, which every local user can read. ``mounts`` are
-    (host folder, path inside) pairs bound writable (volumes); ``shm_size_mb`` sizes the
-    sandbox's ``/dev/shm``."""
+    (open folder, path inside) pairs bound writable (volumes, the model cache);
+    ``shm_size_mb`` sizes the sandbox's ``/dev/shm``.
+
+    Every folder a replica can write is bound from a descriptor moorage opened
+    (``open_mount``), never by its path: bwrap, running as root, resolves a path
+    source after the earlier binds are in place, so a bind whose destination
+    follows a symlink the replica planted in a folder bound before it could cover
+    a later source's path and swap what it resolves to (the host's ``/``). A
+    descriptor is the folder moorage checked, whatever is mounted later."""
     args = [config.bwrap]
     if config.as_root:
         # Privileged bwrap: no user namespace, or the drop to the sandbox uid below
@@ -146,11 +157,12 @@ def bwrap_args(
     for exposed in config.exposed:
         make_parents(exposed)
         args += ["--ro-bind", str(exposed), str(exposed)]
-    for source, inside in mounts:
+    for source_fd, inside in mounts:
         make_parents(Path(inside))
-        args += ["--bind", str(source), inside]
+        args += ["--bind-fd", str(source_fd), inside]
     make_parents(workdir)
-    args += ["--bind", str(workdir), str(workdir), "--clearenv", "--args", str(env_fd), "--"]
+    args += ["--bind-fd", str(workdir_fd), str(workdir)]
+    args += ["--clearenv", "--args", str(env_fd), "--"]
     if config.as_root:
         # The process runtime sets the owner's uid on the replica's config.
         assert config.setpriv is not None
@@ -160,6 +172,17 @@ def bwrap_args(
     args += ["/bin/sh", "-c", _WRAPPER, "moorage-replica"]
     args += [str(workdir), config.python, _BRIDGE_SOURCE, command]
     return args
+
+
+@contextlib.contextmanager
+def open_mount(folder: Path) -> Iterator[int]:
+    """A descriptor of ``folder`` itself for ``--bind-fd`` (``bwrap_args``), refused
+    when the last part of the path is a symlink; closed on leaving."""
+    descriptor = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        yield descriptor
+    finally:
+        os.close(descriptor)
 
 
 def prepare_workdir(config: SandboxConfig, workdir: Path) -> None:
@@ -213,14 +236,18 @@ def spawn(
     ``--new-session`` inside, which would leave that group). ``outer_env`` is bwrap's
     own environment, which the replica never sees (``--clearenv``); ``env`` is the
     replica's, read by bwrap from a descriptor. Raises ValueError for a NUL in ``env``."""
-    with args_file(setenv_args(env)) as env_fd:
+    with contextlib.ExitStack() as opened:
+        workdir_fd = opened.enter_context(open_mount(workdir))
+        mount_fds = [(opened.enter_context(open_mount(src)), inside) for src, inside in mounts]
+        env_fd = opened.enter_context(args_file(setenv_args(env)))
         return subprocess.Popen(
             bwrap_args(
                 config,
                 workdir=workdir,
                 command=command,
                 env_fd=env_fd,
-                mounts=mounts,
+                workdir_fd=workdir_fd,
+                mounts=mount_fds,
                 shm_size_mb=shm_size_mb,
             ),
             env=dict(outer_env),
@@ -228,7 +255,7 @@ def spawn(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            pass_fds=(env_fd,),
+            pass_fds=(env_fd, workdir_fd, *(fd for fd, _ in mount_fds)),
             preexec_fn=preexec_fn,
         )
 
@@ -319,9 +346,8 @@ class Sandbox:
             return None
         return (
             "this moorage runs replicas as host processes and cannot sandbox a normal "
-            f"user's replica ({self.problem}). The operator can install bubblewrap "
-            "(apt-get install bubblewrap) and restart moorage, or use containers "
-            "(MOORAGE_RUNTIME=docker with MOORAGE_DOCKER_HOST)"
+            f"user's replica: {self.problem}. The operator can fix that and restart "
+            "moorage, or use containers (MOORAGE_RUNTIME=docker with MOORAGE_DOCKER_HOST)"
         )
 
     def describe(self) -> str:

@@ -68,10 +68,13 @@ class SandboxConfig:
         return self.setpriv is not None
 
 
-def _resolve_binary(name: str, setting: str) -> str:
+def _resolve_binary(name: str, setting: str, package: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise SandboxUnavailable(f"{setting} is {name!r}, which is not an executable")
+        raise SandboxUnavailable(
+            f"{setting} is {name!r}, which is not an executable: install {package} "
+            f"(apt-get install {package}) or set {setting} to where it is"
+        )
     return found
 
 
@@ -103,9 +106,13 @@ def _sqlite_file(url: str) -> Path | None:
 
 def build_config(settings: Settings) -> SandboxConfig:
     """The sandbox for these settings; raises SandboxUnavailable with what is missing."""
-    bwrap_path = _resolve_binary(settings.bwrap_path, "MOORAGE_BWRAP_PATH")
+    bwrap_path = _resolve_binary(settings.bwrap_path, "MOORAGE_BWRAP_PATH", "bubblewrap")
     as_root = os.getuid() == 0
-    setpriv = _resolve_binary(settings.setpriv_path, "MOORAGE_SETPRIV_PATH") if as_root else None
+    setpriv = (
+        _resolve_binary(settings.setpriv_path, "MOORAGE_SETPRIV_PATH", "util-linux")
+        if as_root
+        else None
+    )
     home = settings.home.resolve()
     hidden = {home}
     user_home = _user_home()
