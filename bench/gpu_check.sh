@@ -4,7 +4,9 @@
 #      flavors it discovered through NVML;
 #   2. starts an endpoint of two replicas with gpu_num 1 on the first GPU flavor and
 #      prints the GPU UUID each replica sees (CUDA_VISIBLE_DEVICES, from its log);
-#   3. asks for one replica more than the flavor has free GPUs and shows it waiting
+#   3. prints the GPU gauges /metrics shows for those replicas (utilisation, memory,
+#      temperature, power, labelled with their service_id and replica_id);
+#   4. asks for one replica more than the flavor has free GPUs and shows it waiting
 #      ("waiting for capacity: N of N+1 replicas placed").
 # Usage: bash bench/gpu_check.sh   (from the repository, after `make serve` set up .venv)
 # Without a GPU, MOORAGE_FLAVORS=<a file declaring GPUs> runs the same steps on
@@ -30,6 +32,7 @@ trap cleanup EXIT
 nvidia-smi -L || echo "(nvidia-smi not found; moorage asks NVML directly)"
 
 MOORAGE_HOME="$HOME_DIR" MOORAGE_PORT="$PORT" MOORAGE_RUNTIME=process \
+    MOORAGE_GPU_METRICS_INTERVAL_S=1 \
     "$MOORAGE" serve >"$HOME_DIR/serve.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 60); do
@@ -50,6 +53,15 @@ def call(method, path, body=None):
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
+
+def gpu_gauges(service_id):
+    """The moorage_gpu_* lines of /metrics for the endpoint's replicas."""
+    request = urllib.request.Request(base + "/metrics",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return [line for line in text.splitlines()
+            if line.startswith("moorage_gpu_") and f'service_id="{service_id}"' in line]
 
 def flavors():
     return call("GET", "/v1/inference-service/flavor")["flavor_list"]
@@ -92,6 +104,18 @@ logs = subprocess.run([moorage, "logs", two], capture_output=True, text=True, ti
 for line in logs.stdout.splitlines():
     if "sees GPU" in line:
         print(line)
+
+print("== their GPUs on /metrics")
+deadline = time.monotonic() + 30  # readings every second, allocations cached 5 s
+while not any(line.startswith("moorage_gpu_utilization_ratio") for line in gpu_gauges(two)):
+    if time.monotonic() > deadline:
+        break
+    time.sleep(1)
+gauges = gpu_gauges(two)
+for line in gauges:
+    print(line)
+if not any(line.startswith("moorage_gpu_utilization_ratio") for line in gauges):
+    print("(no NVML readings for these GPUs: declared ones, or NVML failed; see the serve log)")
 
 free = next(f for f in flavors() if f["flavor_id"] == gpu["flavor_id"])["available_num"]
 print(f"== available_num is now {free}; asking for {free + 1} more replicas")

@@ -28,6 +28,8 @@ from moorage.controller.reconciler import Reconciler
 from moorage.errors import ErrorCode, InvalidField, MoorageError, Unavailable
 from moorage.gateway.assembly import build_gateway, wire_limits
 from moorage.gateway.http1.server import freeze_startup_heap
+from moorage.inventory.gpu_metrics import GpuCollector, GpuReadings
+from moorage.inventory.nvml import Nvml
 from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec
 from moorage.models.sandbox_uids import UidRange, clash_message
@@ -43,6 +45,7 @@ from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
+from moorage.services.gpu_metrics import GpuAllocationView
 from moorage.services.logs import LogService
 from moorage.services.quotas import Quotas, QuotaService
 from moorage.services.registry_credentials import RegistryCredentialService
@@ -192,6 +195,10 @@ class MoorageServer:
         )
         self.accounts = AccountService(self.db, self.clock, on_change=self.reconciler.wake)
         self.flavors = FlavorService(self.db, self.clock)
+        self.gpu_readings = GpuReadings(Nvml(), settings.gpu_metrics_interval_s)
+        self.gateway.metrics.registry.register(
+            GpuCollector(self.gpu_readings, GpuAllocationView(self.db).current)
+        )
         self.quotas = QuotaService(self.db, self.clock, Quotas.defaults(settings))
         self.endpoints = EndpointService(
             self.db,
@@ -252,6 +259,8 @@ class MoorageServer:
             started.push_async_callback(self.reconciler.shutdown)
             self.logs.start()
             started.push_async_callback(self.logs.close)
+            self.gpu_readings.start()
+            started.callback(self.gpu_readings.stop)
             await self.gateway.proxy.listen(self.settings.host, self.settings.port)
             started.push_async_callback(self.gateway.proxy.close)
             anyio.to_thread.current_default_thread_limiter().total_tokens = API_WORKER_THREADS

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     flavors: Path | None = Field(
         default=None, description="Flavor file; $MOORAGE_HOME/flavors.toml when unset."
     )
+    gpu_metrics_interval_s: float = Field(
+        default=5.0, ge=1, le=300, description="How often GPU use is read for /metrics."
+    )
     runtime: RuntimeName = Field(
         default="auto",
         description="auto: docker where an engine answers, else process. fake: replicas "

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from moorage.inventory.gpu_metrics import Allocations, GpuCollector, GpuReadings
 from moorage.inventory.nvml import (
@@ -25,6 +26,7 @@ from moorage.inventory.nvml import (
     NvmlReport,
 )
 from moorage.models.gpus import LOCAL_NODE, Gpu
+from moorage.settings import Settings
 
 FAKE_PYNVML = Path(__file__).parents[1] / "support" / "fake_pynvml" / "pynvml.py"
 H100 = "NVIDIA H100 80GB HBM3"
@@ -195,6 +197,12 @@ def test_the_thread_samples_at_its_interval_and_stops() -> None:
     time.sleep(0.2)
     assert nvml.samples == stopped_at
     assert set(readings.latest()) == {"GPU-h100-0", "GPU-h100-1"}
+
+
+@pytest.mark.parametrize("interval", [0.5, 301])
+def test_the_interval_setting_has_bounds(interval: float) -> None:
+    with pytest.raises(ValidationError, match="gpu_metrics_interval_s"):
+        Settings(gpu_metrics_interval_s=interval)
 
 
 # -- the real reader, on a stand-in pynvml ------------------------------------------------
