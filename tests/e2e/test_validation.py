@@ -200,3 +200,36 @@ def test_bad_page_size_names_the_parameter(alice: ApiClient) -> None:
     response = alice.call("GET", "/v1/inference-service", params={"page_size": 0})
     assert response.status_code == 400
     assert "page_size" in response.json()["message"]
+
+
+def _volume_error(client: ApiClient, mount_path: str) -> str:
+    body = endpoint_body(client.flavor_id(), name="volume-advice")
+    body["deploy_metadata"]["volumes"] = [{"name": "weights", "mount_path": mount_path}]
+    response = client.call("POST", "/v1/inference-service", json=body)
+    assert response.status_code == 422, response.text
+    return str(response.json()["message"])
+
+
+def test_a_mount_path_error_quotes_the_value_once(alice: ApiClient) -> None:
+    message = _volume_error(alice, "data")
+    assert "deploy_metadata.volumes.0.mount_path" in message
+    assert message.count("'data'") == 1, message
+    assert message.count("got ") == 1, message
+
+
+def test_a_reserved_mount_path_suggests_one_this_runtime_accepts(alice: ApiClient) -> None:
+    message = _volume_error(alice, "/etc/foo")
+    assert "must not be /etc" in message
+    assert "/data" not in message, message
+    suggested = "/mnt/weights"
+    assert f"such as {suggested}" in message, message
+
+    # The suggestion works: an endpoint with its volume there is created.
+    endpoint = alice.create(
+        name="volume-at-advice",
+        deploy_metadata={
+            "command": "sleep 60",
+            "volumes": [{"name": "weights", "mount_path": suggested}],
+        },
+    )
+    alice.call("DELETE", f"/v1/inference-service/{endpoint['service_id']}")

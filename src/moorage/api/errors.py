@@ -8,6 +8,7 @@ the OpenAPI document gives it). A 200 MB name used to come back whole.
 
 from __future__ import annotations
 
+import re
 import reprlib
 from typing import Any
 
@@ -66,6 +67,29 @@ def _location(loc: tuple[Any, ...]) -> str:
 NEVER_ECHOED = {("body", "value"), ("body", "password")}
 
 
+def _texts(value: Any, depth: int = 2) -> list[str]:
+    """The strings of a rejected value, a few levels and items deep (bounded work)."""
+    if isinstance(value, str):
+        return [value[:ECHO_CHARS]]
+    if depth == 0:
+        return []
+    items = list(value.values()) if isinstance(value, dict) else value
+    if not isinstance(items, list | tuple):
+        return []
+    return [text for item in items[:16] for text in _texts(item, depth - 1)]
+
+
+def _quotes_input(message: str, value: Any) -> bool:
+    """Whether a validator's own message already names the rejected value (``mount_path
+    '/etc' ...``, ``NVIDIA_X is set by moorage alone``): the value is then not quoted a
+    second time. A short text (``a``) is too likely to be a word of the message."""
+    return any(
+        re.search(rf"(?<![\w/.-]){re.escape(text)}(?![\w/.-])", message)
+        for text in _texts(value)
+        if len(text) >= 3
+    )
+
+
 def describe_validation_error(error: dict[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     where = _location(loc)
@@ -76,7 +100,12 @@ def describe_validation_error(error: dict[str, Any]) -> str:
         return f"{where}: required field is missing"
     message = str(error.get("msg", "invalid value"))
     secret = loc in NEVER_ECHOED
-    if "input" in error and not secret and kind not in ("model_attributes_type", "dict_type"):
+    if (
+        "input" in error
+        and not secret
+        and kind not in ("model_attributes_type", "dict_type")
+        and not _quotes_input(message, error["input"])
+    ):
         return f"{where}: {message}, got {echo(error['input'])}"
     return f"{where}: {message}"
 

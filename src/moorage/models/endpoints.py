@@ -49,6 +49,13 @@ def _contains(outer: str, inner: str) -> bool:
     return inner == outer or inner.startswith(outer + "/")
 
 
+def _side_by_side(name: str) -> str:
+    """A mount point for volume ``name`` that every runtime can make (the process
+    runtime's sandbox has a tmpfs on /mnt) and that is not the model cache's."""
+    path = f"/mnt/{name}"
+    return "/mnt/weights" if _contains(path, MODEL_CACHE_PATH) else path
+
+
 def mount_overlap(volumes: Sequence[Volume]) -> str | None:
     """Why these volumes cannot be mounted side by side, or None when they can: each
     needs a folder of its own, neither inside another's nor the model cache's, nor
@@ -62,8 +69,8 @@ def mount_overlap(volumes: Sequence[Volume]) -> str | None:
                 return (
                     f"mount_path {volume.mount_path[:64]!r} of volume {volume.name!r} {where} "
                     f"{path[:64]!r} of {what}: mount each volume at a folder of its own, side "
-                    f"by side (such as /data/{volume.name}), not inside another nor inside "
-                    f"{MODEL_CACHE_PATH}"
+                    f"by side (such as {_side_by_side(volume.name)}), not inside another nor "
+                    f"inside {MODEL_CACHE_PATH}"
                 )
         taken.append((f"volume {volume.name!r}", volume.mount_path))
     return None

@@ -157,20 +157,27 @@ VolumeName = Annotated[
 ]
 
 
+# A mount point every runtime can make: the process runtime's sandbox puts a tmpfs on
+# /mnt (a folder such as /data exists on few hosts), and /mnt/model-cache is taken.
+MOUNT_PATH_ADVICE = (
+    "mount the volume at a folder of its own under /mnt, such as /mnt/weights "
+    "(not /mnt itself nor /mnt/model-cache)"
+)
+
+
 def _mount_path(path: str) -> str:
     if not path.startswith("/") or path != "/" + "/".join(p for p in path.split("/") if p):
-        raise ValueError(
-            f"must be an absolute path without empty parts or a trailing slash, got {path[:64]!r}"
-        )
+        # The caller's value is quoted once, by the API's error message.
+        raise ValueError("must be an absolute path without empty parts or a trailing slash")
     if any(part in (".", "..") for part in path.split("/")):
         raise ValueError("must not contain . or .. parts")
     if path == "/":
-        raise ValueError("must not be / itself; mount the volume at a folder such as /data")
+        raise ValueError(f"must not be / itself; {MOUNT_PATH_ADVICE}")
     for reserved in RESERVED_MOUNT_PATHS:
         if path == reserved or path.startswith(reserved + "/"):
             raise ValueError(
                 f"must not be {reserved} or inside it: the replica needs the system's own "
-                f"{reserved}; use a folder such as /data or /mnt/NAME"
+                f"{reserved}; {MOUNT_PATH_ADVICE}"
             )
     return path
 
