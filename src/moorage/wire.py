@@ -15,8 +15,12 @@ def new_id() -> str:
 
 def format_timestamp(moment: datetime | None) -> str | None:
     """``YYYY-MM-DD HH:MM:SS`` in UTC, or ``None`` for an absent moment."""
-    if moment is None:
-        return None
+    return None if moment is None else timestamp(moment)
+
+
+def timestamp(moment: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC (a naive moment is taken as UTC): the one format
+    of every time the API answers (``api.schemas.Timestamp``)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)

@@ -24,7 +24,16 @@ from moorage.models.replicas import FailureReason, ReplicaEventKind, ReplicaStat
 from moorage.models.states import EndpointEventKind
 
 # ``YYYY-MM-DD HH:MM:SS`` in UTC, as the reference writes them (``wire.format_timestamp``).
-Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
+# Every time the API answers is of this one type, so the OpenAPI document says the format
+# wherever a time appears.
+Timestamp = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
+    Field(
+        description="UTC, as YYYY-MM-DD HH:MM:SS (whole seconds, no zone suffix)",
+        examples=["2026-12-03 07:12:04"],
+    ),
+]
 Count = Annotated[int, Field(ge=0)]
 Money = Annotated[float, Field(ge=0)]
 

@@ -6,15 +6,15 @@ registry with the credentials stored for it; reads list registries only.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from moorage.api.deps import CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, BODY, errors
+from moorage.api.schemas import Timestamp
 from moorage.models.requests import RegistryCredentialIn
 from moorage.services.secrets import SecretInfo
+from moorage.wire import timestamp
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
 
@@ -23,8 +23,8 @@ class RegistryCredentialOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     registry: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class RegistryCredentialList(BaseModel):
@@ -35,7 +35,9 @@ class RegistryCredentialList(BaseModel):
 
 def _render(info: SecretInfo) -> RegistryCredentialOut:
     return RegistryCredentialOut(
-        registry=info.name, created_at=info.created_at, updated_at=info.updated_at
+        registry=info.name,
+        created_at=timestamp(info.created_at),
+        updated_at=timestamp(info.updated_at),
     )
 
 

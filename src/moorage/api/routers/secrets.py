@@ -7,15 +7,15 @@ variable. Each user has their own; the admin's token manages the admin's.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from moorage.api.deps import CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, BODY, errors
+from moorage.api.schemas import Timestamp
 from moorage.models.requests import SecretIn
 from moorage.services.secrets import SecretInfo
+from moorage.wire import timestamp
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
 
@@ -24,8 +24,8 @@ class SecretOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class SecretList(BaseModel):
@@ -35,7 +35,9 @@ class SecretList(BaseModel):
 
 
 def _render(info: SecretInfo) -> SecretOut:
-    return SecretOut(name=info.name, created_at=info.created_at, updated_at=info.updated_at)
+    return SecretOut(
+        name=info.name, created_at=timestamp(info.created_at), updated_at=timestamp(info.updated_at)
+    )
 
 
 @router.put(
