@@ -21,7 +21,8 @@ STORES = ["sqlite"]
 RUNTIMES = ["process", "docker"]
 
 # GET /write/NAME writes NAME in $HF_HOME with a body of NAME reversed; GET /read/NAME
-# answers the file, or 404. GET / answers HF_HOME.
+# answers the file, or 404. GET / answers HF_HOME; GET /folders whether HF_HOME is a
+# folder and the hub cache one the replica can write, before it made either.
 CACHE_APP = r"""
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,8 +34,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         parts = self.path.strip("/").split("/")
         status, body = 200, home.encode()
-        if parts[-2:-1] == ["write"]:
-            os.makedirs(home, exist_ok=True)
+        if parts == ["folders"]:
+            hub = os.environ.get("HUGGINGFACE_HUB_CACHE", "")
+            body = f"{os.path.isdir(home)} {os.access(hub, os.W_OK)}".encode()
+        elif parts[-2:-1] == ["write"]:
             with open(os.path.join(home, parts[-1]), "w") as out:
                 out.write(parts[-1][::-1])
             body = b"written"
@@ -94,6 +97,13 @@ def test_a_users_replicas_share_the_cache_and_no_other_user_sees_it(
 def test_hf_home_is_under_the_documented_path(endpoints: dict[str, tuple[ApiClient, str]]) -> None:
     client, service_id = endpoints["alice-1"]
     assert client.gateway(service_id).text == "/mnt/model-cache/huggingface"
+
+
+def test_the_folders_the_variables_name_are_there_and_writable(
+    endpoints: dict[str, tuple[ApiClient, str]],
+) -> None:
+    client, service_id = endpoints["bob"]
+    assert client.gateway(service_id, "folders").text == "True True"
 
 
 def test_each_users_folder_is_0700(

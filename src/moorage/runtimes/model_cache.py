@@ -11,6 +11,7 @@ one. moorage never empties it (docs/runtimes.md says how an operator does).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from moorage.models.endpoints import MODEL_CACHE_PATH
@@ -42,4 +43,38 @@ def prepare(root: Path, user_id: str, *, uid: int | None) -> Path:
     if not user_id or "/" in user_id or user_id in (".", ".."):
         raise OSError(f"no model cache for owner {user_id!r}")
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return owned_dir(root / user_id, uid=uid)
+    cache = owned_dir(root / user_id, uid=uid)
+    _make_inside(cache, SUBFOLDERS, uid=uid)
+    return cache
+
+
+# The folders the variables name, relative to the cache: there before the replica
+# starts, as HF_HOME is on a machine where the libraries ran once.
+SUBFOLDERS = ("huggingface", "hub")
+
+
+def _make_inside(folder: Path, names: tuple[str, ...], *, uid: int | None) -> None:
+    """Makes the chain ``folder/names[0]/names[1]/...`` where missing, handing what it
+    makes to ``uid``. The cache is the replica's to write, so each step is taken
+    relative to an open descriptor without following a symlink: a link the replica
+    put in place of a folder ends the chain there, never sends moorage (root)
+    elsewhere on the host."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    parent = os.open(folder, flags)
+    try:
+        for name in names:
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+                made = True
+            except FileExistsError:
+                made = False
+            try:
+                child = os.open(name, flags, dir_fd=parent)
+            except OSError:
+                return  # a link or a file the replica made: its own choice
+            os.close(parent)
+            parent = child
+            if made and uid is not None:
+                os.fchown(parent, uid, uid)
+    finally:
+        os.close(parent)
