@@ -132,3 +132,31 @@ def test_names_and_memory_read_as_the_reference_shows_them() -> None:
     assert flavor_name("NVIDIA GeForce RTX 4090") == "NVIDIA_GeForce_RTX_4090"
     assert vram_label(81559) == "80GB"
     assert Gpu.from_json(Gpu("n", 1, "u", "m", 2).to_json()) == Gpu("n", 1, "u", "m", 2)
+
+
+def _declared(tmp_path: Path, gpus: str) -> str | None:
+    path = tmp_path / "flavors.toml"
+    path.write_text(f'[[flavor]]\ndisplay_name = "L4"\ncluster_flavor_id = "l4"\ngpus = {gpus}\n')
+    (flavor,) = merge_gpu_flavors(load_flavor_file(path), [])
+    return flavor.vram
+
+
+@pytest.mark.parametrize(
+    ("gpus", "vram"),
+    [
+        # As NVML's 23034 MiB shows (22GB), a GPU without memory_mib not counting.
+        ('[{ uuid = "a", index = 0, memory_mib = 23034 }]', "22GB"),
+        ('[{ uuid = "a", index = 0, memory_mib = 23034 }, { uuid = "b", index = 1 }]', "22GB"),
+        ('[{ uuid = "a", index = 0 }, { uuid = "b", index = 1, memory_mib = 81559 }]', "80GB"),
+        # No memory declared: no VRAM, never "0GB".
+        ('[{ uuid = "a", index = 0 }]', None),
+    ],
+)
+def test_declared_memory_shows_as_vram_as_discovered_memory_does(
+    tmp_path: Path, gpus: str, vram: str | None
+) -> None:
+    assert _declared(tmp_path, gpus) == vram
+    if vram is not None:
+        memory = 23034 if vram == "22GB" else 81559
+        found = merge_gpu_flavors([], [Gpu("local", 0, "n", "M", memory)])
+        assert found[0].vram == vram

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from moorage.api import schemas
 from moorage.models.accounts import ApiToken, User
+from moorage.models.flavors import Flavor
 from moorage.models.states import ReplicaState
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
 from moorage.wire import format_timestamp
 
 GATEWAY_PATH = "/inference-api/v1/inference_service/"
+
+
+def _meta_info(f: Flavor) -> dict[str, str]:
+    """The flavor's ``meta_info``; a GPU flavor's (one with a GPU inventory, discovered
+    or declared) also holds its GPUs' memory as ``vram`` (``80GB``, what an endpoint's
+    ``resource_metadata.VRAM`` shows), since the reference's flavor object has no field
+    of its own for it. Other flavors keep the operator's ``meta_info`` as written, and
+    the operator's own ``meta_info.vram`` wins."""
+    meta_info = dict(f.meta_info)
+    if f.gpus and f.vram is not None:
+        meta_info.setdefault("vram", f.vram)
+    return meta_info
 
 
 def flavor(item: FlavorAvailability) -> schemas.Flavor:
@@ -19,7 +32,7 @@ def flavor(item: FlavorAvailability) -> schemas.Flavor:
         display_name=f.display_name,
         cluster_id=f.cluster_id,
         cluster_flavor_id=f.cluster_flavor_id,
-        meta_info=dict(f.meta_info),
+        meta_info=_meta_info(f),
         billing=schemas.Billing.model_validate(f.billing()),
         created_at=format_timestamp(item.stored.created_at),
         updated_at=format_timestamp(item.stored.updated_at),

@@ -56,7 +56,7 @@ def _with_gpus(flavor: Flavor, gpus: tuple[Gpu, ...], cuda: str | None) -> Flavo
         gpus=gpus,
         capacity=len(gpus),
         node_max_gpu=min(flavor.node_max_gpu, per_node) if flavor.node_max_gpu else per_node,
-        vram=flavor.vram or (group.vram if any(g.memory_mib for g in gpus) else None),
+        vram=flavor.vram or group.vram,
         meta_info=meta_info,
     )
 

@@ -65,8 +65,12 @@ class GpuModel:
         return flavor_name(self.model)
 
     @property
-    def vram(self) -> str:
-        return vram_label(min((g.memory_mib for g in self.gpus), default=0))
+    def vram(self) -> str | None:
+        """The smallest memory among those GPUs whose memory is known (NVML's, or a
+        declared ``memory_mib``; 0 is unknown), or None when none is: a declared GPU
+        without ``memory_mib`` must not make the flavor's VRAM ``0GB``."""
+        known = [g.memory_mib for g in self.gpus if g.memory_mib > 0]
+        return vram_label(min(known)) if known else None
 
     def node_max_gpu(self) -> int:
         return max(Counter(g.node for g in self.gpus).values(), default=0)
