@@ -24,6 +24,7 @@ from moorage.errors import (
     UriTooLong,
 )
 from moorage.models.states import EndpointStatus
+from moorage.models.words import count
 
 # -- who is calling -----------------------------------------------------------------
 
@@ -189,8 +190,9 @@ def insufficient_capacity(flavor: str, wanted: int, free: int, capacity: int) ->
     """The flavor could hold ``wanted`` replicas, but not while other endpoints hold
     it: a shortage the operator owns, which passes, so 503 (not a 4xx)."""
     return Unavailable(
-        f"resource_metadata.target_instance_number: {wanted} replica(s) of flavor {flavor} "
-        f"do not fit now, {free} of its {capacity} are free; retry later, ask for fewer, "
+        f"resource_metadata.target_instance_number: {count(wanted, 'replica')} of flavor "
+        f"{flavor} {'does' if wanted == 1 else 'do'} not fit now, {free} of its {capacity} "
+        f"{'is' if free == 1 else 'are'} free; retry later, ask for fewer, "
         "or stop or scale down another endpoint",
         code=ErrorCode.INSUFFICIENT_CAPACITY,
     )

@@ -148,8 +148,8 @@ def test_text_log_has_one_line_per_lifecycle_event(tmp_path: Path) -> None:
     def count(*parts: str) -> int:
         return sum(all(p in line for p in parts) for line in lines)
 
-    assert count(service_id, "created: 1 replica(s) of revision 1") == 1
-    assert count(service_id, "scaled from 1 to 2 replica(s)") == 1
+    assert count(service_id, "created: 1 replica of revision 1") == 1
+    assert count(service_id, "scaled from 1 to 2 replicas") == 1
     assert count(service_id, "stopped: its replicas stop") == 1
     assert count(service_id, "deleted: its replicas stop") == 1
     assert count(service_id, "rollout of revision 2 begun (replaces revision 1)") == 1
@@ -165,7 +165,7 @@ def test_text_log_has_one_line_per_lifecycle_event(tmp_path: Path) -> None:
     # Nothing else at INFO or above from the create to the delete: no line per probe,
     # none per request.
     log = server.log().splitlines()
-    first = next(i for i, line in enumerate(log) if "created: 1 replica(s)" in line)
+    first = next(i for i, line in enumerate(log) if "created: 1 replica of" in line)
     last = next(i for i, line in enumerate(log) if "deleted: its replicas stop" in line)
     noise = [
         line

@@ -71,7 +71,7 @@ def test_a_failing_replica_reads_failed_with_its_latest_output_only(alice: ApiCl
     def failed_twice() -> dict[str, object] | None:
         endpoint = alice.get(service_id)
         info = endpoint["status_info"] or ""
-        return endpoint if "failed 2 time(s)" in info or "failed 3 time(s)" in info else None
+        return endpoint if "failed 2 times" in info or "failed 3 times" in info else None
 
     failing = wait_for(failed_twice, timeout=30, what="two failures in a row")
     info = str(failing["status_info"])

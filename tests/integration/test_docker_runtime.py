@@ -374,3 +374,21 @@ async def test_the_ports_a_container_listens_on_are_read_beside_its_port(
 
     assert found == Listening(CONTAINER_PORT, (18080,))
     assert await docker_runtime.listening(launch.replica_id) is None
+
+
+async def test_a_port_the_container_listens_on_at_loopback_alone_is_named_unreachable(
+    docker_runtime: DockerRuntime,
+) -> None:
+    """Nothing outside the container's network namespace reaches 127.0.0.1 in it."""
+    launch = _launch(f"exec python3 -m http.server {CONTAINER_PORT} --bind 127.0.0.1")
+    await docker_runtime.start(launch)
+    try:
+        deadline = time.monotonic() + 30
+        found = await docker_runtime.listening(launch.replica_id)
+        while (found is None or not found.ports) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            found = await docker_runtime.listening(launch.replica_id)
+    finally:
+        await docker_runtime.stop(launch.replica_id)
+
+    assert found == Listening(CONTAINER_PORT, (CONTAINER_PORT,), (f"127.0.0.1:{CONTAINER_PORT}",))

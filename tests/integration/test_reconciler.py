@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,11 +26,11 @@ from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.models.endpoints import DeploySpec, Endpoint, EndpointStatus, ReadinessProbe
 from moorage.models.events import EndpointChange, RecordedEvent
-from moorage.models.replicas import Replica, ReplicaState
+from moorage.models.replicas import Replica, ReplicaEventKind, ReplicaState
 from moorage.models.states import EndpointEventKind
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.routing.table import RouteTable
-from moorage.runtimes.base import Launch, StartError, StartPending
+from moorage.runtimes.base import Launch, Observed, StartError, StartPending
 from moorage.runtimes.fake import Behavior, FakeHost, FakeRuntime
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
@@ -138,6 +138,14 @@ class Control:
             repository.save(updated)
             repository.add_revision(updated)
         return updated
+
+    def delete(self, endpoint: Endpoint) -> None:
+        """A DELETE of the endpoint: its replicas stop."""
+        with self.db.session() as session:
+            repository = EndpointRepository(session)
+            current = repository.get_live(endpoint.service_id)
+            assert current is not None
+            repository.save(dataclasses.replace(current, deleted_at=self.clock.now()))
 
     def endpoint(self, service_id: str) -> Endpoint:
         with self.db.session() as session:
@@ -754,3 +762,44 @@ async def test_a_rollout_interrupted_by_a_restart_is_recorded_finished_once(
         if isinstance(event, EndpointChange) and event.kind is EndpointEventKind.ROLLOUT_FINISHED
     ]
     assert [event.revision for event in finished] == [2]
+
+
+async def test_a_replica_stopped_while_a_pass_was_under_way_is_stopped_and_logged_once(
+    control: Control, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pass after a delete read the replica before its stop was recorded, and the
+    stop finished while the pass waited for the runtime: it plans the same stop again
+    (or reads the stopped process as gone), which must not become a second ``stopped``
+    event, a ``failed`` one, nor a second log line."""
+    endpoint = control.create()
+    await control.until(lambda: control.ready(endpoint.service_id), "ready")
+    [replica] = control.ready(endpoint.service_id)
+    observe, stop = control.runtime.observe, control.runtime.stop
+
+    async def slow_observe() -> Mapping[str, Observed]:
+        await asyncio.sleep(0.3)  # an engine that takes its time to list containers
+        return await observe()
+
+    async def slow_stop(replica_id: str) -> None:
+        await asyncio.sleep(0.1)
+        await stop(replica_id)
+
+    control.runtime.observe = slow_observe  # type: ignore[method-assign]
+    control.runtime.stop = slow_stop  # type: ignore[method-assign]
+    control.delete(endpoint)
+    caplog.set_level(logging.INFO, logger="moorage.lifecycle")
+    for _ in range(4):
+        await control.step()
+    await asyncio.sleep(0.5)  # every stop begun has finished
+
+    stops = [
+        e
+        for e in control.history(endpoint.service_id)
+        if isinstance(e, RecordedEvent)
+        and e.event.replica_id == replica.replica_id
+        and e.event.kind is ReplicaEventKind.STOPPED
+    ]
+    assert len(stops) == 1, stops
+    lines = [r.getMessage() for r in caplog.records if replica.replica_id in r.getMessage()]
+    assert len([line for line in lines if ") stopped:" in line]) == 1, lines
+    assert not [line for line in lines if ") failed" in line], lines  # it was stopped

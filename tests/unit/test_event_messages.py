@@ -68,7 +68,7 @@ def test_a_create_is_one_change() -> None:
     assert [(c.kind, c.message) for c in changes(None, endpoint, T0)] == [
         (
             EndpointEventKind.CREATED,
-            f"created: 2 replica(s) of revision 1 on flavor {endpoint.flavor_id}",
+            f"created: 2 replicas of revision 1 on flavor {endpoint.flavor_id}",
         )
     ]
 
@@ -84,7 +84,7 @@ def test_one_write_that_scales_and_rolls_out_is_two_changes_at_the_new_revision(
         (EndpointEventKind.ROLLOUT_BEGUN, 2),
         (EndpointEventKind.UPDATED, 2),
     ]
-    assert found[0].message == "scaled from 1 to 3 replica(s)"
+    assert found[0].message == "scaled from 1 to 3 replicas"
     assert found[1].message == "rollout of revision 2 begun (replaces revision 1)"
     assert found[2].message == "updated: description"
 

@@ -68,7 +68,7 @@ def test_running_out_of_capacity_is_a_503_a_request_beyond_the_flavor_is_not() -
 
     assert (shortage.status_code, shortage.code) == (503, "insufficient_capacity")
     assert "resource_metadata.target_instance_number" in shortage.message
-    assert "1 of its 8 are free" in shortage.message
+    assert "1 of its 8 is free" in shortage.message
 
 
 def test_an_endpoint_id_is_quoted_short_however_long_it_is() -> None:

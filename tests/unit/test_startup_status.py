@@ -128,3 +128,89 @@ def test_startup_timeout_is_kept_as_given() -> None:
     probe = ReadinessProbeIn.model_validate({"startup_timeout_s": 3600}).to_probe()
 
     assert probe.startup_timeout_s == 3600
+
+
+@pytest.mark.parametrize(
+    "failed",
+    [
+        "GET /: closed the connection without answering",
+        "GET /: connection failed: Connection reset by peer",
+        "GET /: connection failed: Broken pipe",
+        "GET /: cannot connect: Connection refused",
+    ],
+)
+def test_while_nothing_listens_every_failed_connection_reads_as_waiting(failed: str) -> None:
+    """A sandboxed replica's bridge accepts and drops the connection: a close, a reset
+    or a broken pipe depending on timing, all the same to a user."""
+    watch = StartupWatch(probe=failed, probe_since=at(39), given_port=42629, listening=())
+
+    info = note([starting(watch)], now_s=40)
+
+    assert info.startswith("waiting for the app to listen on port 42629 ($PORT) (40 s);"), info
+
+
+def test_the_time_waited_is_steady_while_the_failures_words_change() -> None:
+    """Each new detail is written with its own time; the note counts from the start."""
+    reads = [
+        note([starting(StartupWatch(probe=detail, probe_since=at(t), given_port=5000))], t + 0.5)
+        for t, detail in [
+            (10, "GET /: closed the connection without answering"),
+            (11, "GET /: connection failed: Connection reset by peer"),
+            (12, "GET /: closed the connection without answering"),
+            (13, "GET /: connection failed: Broken pipe"),
+        ]
+    ]
+
+    assert [r.split(";")[0] for r in reads] == [
+        f"waiting for the app to listen on port 5000 ($PORT) ({t} s)" for t in (10, 11, 12, 13)
+    ]
+
+
+def test_a_listening_app_that_drops_connections_says_so_timed_from_its_start() -> None:
+    reset = StartupWatch(
+        probe="GET /: connection failed: Connection reset by peer",
+        probe_since=at(59),
+        given_port=5000,
+        listening=(5000,),
+    )
+
+    info = note([starting(reset)], now_s=60)
+
+    assert info.startswith(
+        "the app listens on port 5000 ($PORT); waiting for it to accept a probe "
+        "(last: GET /: connection failed: Connection reset by peer) (60 s)"
+    ), info
+
+
+def test_an_app_in_a_container_on_loopback_is_told_to_bind_all_addresses() -> None:
+    loopback = StartupWatch(
+        probe="GET /: connection failed: Connection reset by peer",
+        probe_since=at(1),
+        given_port=8000,
+        listening=(8000,),
+        inside_only=("127.0.0.1:8000",),
+    )
+
+    info = note([starting(loopback)], now_s=18)
+
+    assert info.startswith(
+        "the app listens on 127.0.0.1:8000 inside its container, where nothing outside it "
+        "can reach: bind 0.0.0.0 (all addresses) on $PORT (deploy_metadata.command)"
+    ), info
+    assert "15 min" in info
+
+
+def test_loopback_on_a_port_other_than_port_is_left_alone() -> None:
+    """A side process of the app on 127.0.0.1:9000, beside the app on $PORT: fine."""
+    side = StartupWatch(given_port=8000, listening=(8000, 9000), inside_only=("127.0.0.1:9000",))
+
+    assert note([starting(side)], now_s=1).startswith("the app listens on port 8000 ($PORT);")
+
+
+def test_the_unreachable_app_is_told_before_another_replica_that_is_only_slow() -> None:
+    slow = starting(StartupWatch(given_port=8000, listening=()), "r-1")
+    loopback = starting(
+        StartupWatch(given_port=8000, listening=(8000,), inside_only=("[::1]:8000",)), "r-2"
+    )
+
+    assert note([slow, loopback], now_s=5).startswith("the app listens on [::1]:8000 inside")

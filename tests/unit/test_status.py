@@ -103,7 +103,7 @@ def test_crash_loop_makes_the_endpoint_unavailable_with_what_to_fix(state: Repli
     assert status.status is EndpointStatus.UNAVAILABLE
     assert status.status_info is not None
     assert "r-1" in status.status_info
-    assert f"failed {POLICY.crash_loop_threshold} time(s) in a row" in status.status_info
+    assert f"failed {POLICY.crash_loop_threshold} times in a row" in status.status_info
     assert "ModuleNotFoundError: No module named 'app'" in status.status_info
     assert "deploy_metadata" in status.status_info
 
@@ -148,9 +148,10 @@ def test_status_info_counts_failing_replicas_and_names_the_worst() -> None:
 
     status = derive_status(endpoint, replicas, POLICY)
 
+    assert status.status is EndpointStatus.AVAILABLE  # "fine" still serves
     assert status.status_info is not None
-    assert status.status_info.startswith("2 of 3 replicas cannot run")
-    assert "replica worse failed 7 time(s)" in status.status_info
+    assert status.status_info.startswith("1 of 3 replicas serves; 2 cannot run")
+    assert "replica worse failed 7 times" in status.status_info
     assert "exited with code 139" in status.status_info
 
 
@@ -204,3 +205,91 @@ def test_same_crashes_without_a_ready_in_between_are_a_crash_loop() -> None:
     status = derive_status(endpoint, [flaky.replica(), other], POLICY)
 
     assert status.status is EndpointStatus.UNAVAILABLE
+
+
+def test_an_endpoint_that_still_serves_is_available_naming_the_replica_that_cannot_run() -> None:
+    """One replica serves through the gateway; the other cannot start (a deleted secret)."""
+    endpoint = make_endpoint(target=2)
+    deleted = (
+        "deploy_metadata.secrets: you have no secret named HF_TOKEN (deleted?); "
+        "store it again with PUT /v1/secrets/HF_TOKEN"
+    )
+    replicas = [
+        make_replica("serving"),
+        failing_replica("broken", failures=1, reason=FailureReason.START_ERROR, detail=deleted),
+    ]
+
+    status = derive_status(endpoint, replicas, POLICY, at(60))
+
+    assert status.status is EndpointStatus.AVAILABLE
+    assert status.status_info is not None
+    assert status.status_info.startswith(
+        "1 of 2 replicas serves; 1 cannot run: replica broken failed 1 time in a row, last: "
+        f"{deleted}."
+    ), status.status_info
+
+
+def test_nothing_serving_and_a_replica_that_cannot_run_is_unavailable() -> None:
+    endpoint = make_endpoint(target=2)
+    replicas = [
+        make_replica("slow", state=ReplicaState.STARTING),
+        failing_replica("broken", failures=1, reason=FailureReason.START_ERROR),
+    ]
+
+    status = derive_status(endpoint, replicas, POLICY)
+
+    assert status.status is EndpointStatus.UNAVAILABLE
+    assert status.status_info is not None
+    assert status.status_info.startswith("1 of 2 replicas cannot run: replica broken failed 1 time")
+
+
+def test_a_replica_that_never_started_is_not_sent_to_its_logs() -> None:
+    """An image that cannot be pulled, or a runtime that refuses the replica: there are
+    no logs, and the message already says what to check."""
+    endpoint = make_endpoint(target=1)
+    pull = (
+        "cannot pull image 'nope:latest': not found; check deploy_metadata.image_url and "
+        "that the engine can reach its registry"
+    )
+    replica = failing_replica("r-1", failures=1, reason=FailureReason.START_ERROR, detail=pull)
+
+    info = derive_status(endpoint, [replica], POLICY).status_info or ""
+
+    assert pull in info
+    assert "logs" not in info.replace("no logs", ""), info
+    assert "command, port" not in info, info
+    assert "never started, so it has no logs: fix what the message names" in info
+
+
+def test_an_app_that_never_answered_is_sent_to_its_logs_not_to_its_command() -> None:
+    endpoint = make_endpoint(target=1)
+    slow = (
+        "no HTTP answer on the app's port within 900 s; check that the command starts a "
+        "server listening on $PORT, or raise readiness_probe.startup_timeout_s"
+    )
+    replica = failing_replica("r-1", failures=1, reason=FailureReason.NOT_READY, detail=slow)
+
+    info = derive_status(endpoint, [replica], POLICY).status_info or ""
+
+    assert info.count("startup_timeout_s") == 1, info
+    assert "The replica logs (GET /v1/inference-service/{id}/logs) show" in info, info
+    assert "Check deploy_metadata (command, port)" not in info
+
+
+def test_a_crash_loop_is_sent_to_its_command_and_its_logs() -> None:
+    endpoint = make_endpoint(target=1)
+    replica = failing_replica("r-1", failures=POLICY.crash_loop_threshold)
+
+    info = derive_status(endpoint, [replica], POLICY).status_info or ""
+
+    assert "Check deploy_metadata (command, port) and the replica logs" in info, info
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    one = derive_status(make_endpoint(target=1), [failing_replica("r-1", failures=3)], POLICY)
+    three = derive_status(make_endpoint(target=3), [failing_replica("r-1", failures=3)], POLICY)
+
+    assert (one.status_info or "").startswith("1 of 1 replica cannot run"), one
+    assert "failed 3 times in a row" in (one.status_info or "")
+    assert (three.status_info or "").startswith("1 of 3 replicas cannot run"), three
+    assert "(s)" not in (one.status_info or "") + (three.status_info or "")

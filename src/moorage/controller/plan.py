@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from moorage.models.endpoints import Endpoint, ReadinessProbe
 from moorage.models.placement import WAITING_FOR_CAPACITY
 from moorage.models.replicas import FailureReason, Replica, ReplicaState
+from moorage.models.words import count
 from moorage.runtimes.base import Observed
 
 
@@ -295,7 +296,7 @@ def _rollback(
     return RollBack(
         endpoint,
         to_revision=max(r.revision for r in serving),
-        reason=f"replica {worst.replica_id} failed {worst.consecutive_failures} time(s): "
+        reason=f"replica {worst.replica_id} failed {count(worst.consecutive_failures, 'time')}: "
         f"{worst.last_failure}",
     )
 

@@ -38,7 +38,10 @@ def next_watch(
         watch = dataclasses.replace(watch, probe=record.detail, probe_since=record.finished_at)
     if listening is not None:
         watch = dataclasses.replace(
-            watch, given_port=listening.given_port, listening=listening.ports
+            watch,
+            given_port=listening.given_port,
+            listening=listening.ports,
+            inside_only=listening.inside_only,
         )
     return watch
 

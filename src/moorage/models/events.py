@@ -17,6 +17,7 @@ from datetime import datetime
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
 from moorage.models.states import EndpointEventKind
+from moorage.models.words import count
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def changes(before: Endpoint | None, after: Endpoint, at: datetime) -> list[Endp
         return [
             change(
                 EndpointEventKind.CREATED,
-                f"created: {after.target_instance_number} replica(s) of revision "
+                f"created: {count(after.target_instance_number, 'replica')} of revision "
                 f"{after.revision} on flavor {after.flavor_id}",
             )
         ]
@@ -100,7 +101,7 @@ def changes(before: Endpoint | None, after: Endpoint, at: datetime) -> list[Endp
             change(
                 EndpointEventKind.SCALED,
                 f"scaled from {before.target_instance_number} to "
-                f"{after.target_instance_number} replica(s)",
+                f"{count(after.target_instance_number, 'replica')}",
             )
         )
     # Each changed field by the name a PUT gives it, so an update names all it changed.

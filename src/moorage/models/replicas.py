@@ -43,12 +43,23 @@ class StartupWatch:
     ``probe`` is its latest probe's result ("GET /health: answered 503"), the same
     since ``probe_since``; ``given_port`` the port the app was told to listen on
     (``$PORT``); ``listening`` the TCP ports its processes listen on (None: the
-    runtime cannot tell)."""
+    runtime cannot tell); ``inside_only`` those it listens on at a loopback address
+    alone where its runtime cannot reach that ("127.0.0.1:8000", in a container)."""
 
     probe: str | None = None
     probe_since: datetime | None = None
     given_port: int | None = None
     listening: tuple[int, ...] | None = None
+    inside_only: tuple[str, ...] = ()
+
+    @property
+    def unreachable(self) -> str | None:
+        """The loopback address the app listens on ``$PORT`` at, where nothing outside
+        its container reaches it; None when it is reachable or does not listen."""
+        for address in self.inside_only:
+            if address.rpartition(":")[2] == str(self.given_port):
+                return address
+        return None
 
     @property
     def wrong_port(self) -> bool:

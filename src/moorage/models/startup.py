@@ -17,10 +17,16 @@ from datetime import datetime
 
 from moorage.models.replicas import Replica, ReplicaState
 
-# Probe details that mean nothing answers on the port yet (``controller/probe.py``'s
-# words): the app is still starting, not answering wrongly. A sandboxed replica's
-# bridge accepts and then closes when nothing listens behind it.
-_NOT_LISTENING = ("cannot connect", "closed the connection without answering")
+# Probe details that mean no connection reached an app (``controller/probe.py``'s
+# words). While the app does not listen on its port, they all mean it is still
+# starting: a sandboxed replica's bridge accepts and then closes, which the probe
+# reads as a close, a reset or a broken pipe depending on timing, and each of those
+# must read the same, as waiting, with one steady duration.
+_NO_CONNECTION = (
+    "cannot connect",
+    "closed the connection without answering",
+    "connection failed",
+)
 
 
 def startup_note(replicas: Iterable[Replica], now: datetime | None, timeout_s: float) -> str | None:
@@ -28,7 +34,7 @@ def startup_note(replicas: Iterable[Replica], now: datetime | None, timeout_s: f
     become ready by itself), then the first replica, in order, that is not ready.
     ``timeout_s`` is how long a started replica may take to pass its first probe."""
     waiting = [r for r in replicas if r.state is not ReplicaState.READY]
-    wrong = [r for r in waiting if r.state is ReplicaState.STARTING and r.startup.wrong_port]
+    wrong = [r for r in waiting if r.state is ReplicaState.STARTING and _never_ready(r)]
     for replica in wrong or waiting:
         note = _phase(replica, now, timeout_s)
         if note is not None:
@@ -56,15 +62,30 @@ def _phase(replica: Replica, now: datetime | None, timeout_s: float) -> str | No
             "$PORT (deploy_metadata.command), or it fails after "
             f"{_duration(timeout_s)} without serving"
         )
+    if watch.unreachable:
+        return (
+            f"the app listens on {watch.unreachable} inside its container, where nothing "
+            "outside it can reach: bind 0.0.0.0 (all addresses) on $PORT "
+            f"(deploy_metadata.command), or it fails after {_duration(timeout_s)} "
+            "without serving"
+        )
     listens = watch.listening is not None and watch.given_port in watch.listening
-    unanswered = watch.probe is None or watch.probe.split(": ", 1)[-1].startswith(_NOT_LISTENING)
-    if unanswered and listens:
-        return f"the app listens on {port}; waiting for its first probe{_paren(lasted)}{limit}"
-    if unanswered:
+    unconnected = watch.probe is None or watch.probe.split(": ", 1)[-1].startswith(_NO_CONNECTION)
+    if unconnected and listens:
+        # Just opened (the ports are read once a second, the probe on its own period),
+        # or accepting and dropping connections: either way timed from its start.
+        wait = f"it to accept a probe (last: {watch.probe})" if watch.probe else "its first probe"
+        return f"the app listens on {port}; waiting for {wait}{_paren(lasted)}{limit}"
+    if unconnected:
         return f"waiting for the app to listen on {port}{_paren(lasted)}{limit}"
     probing = _since(watch.probe_since, now) if watch.probe_since else None
     held = f" for {probing}" if probing else ""
     return f"probing: {watch.probe}{held}{limit}"
+
+
+def _never_ready(replica: Replica) -> bool:
+    """Listening where it will never be probed: it will not become ready by itself."""
+    return replica.startup.wrong_port or replica.startup.unreachable is not None
 
 
 def _since(then: datetime, now: datetime | None) -> str | None:

@@ -13,6 +13,8 @@ from datetime import datetime
 from moorage.models.endpoints import DesiredState, Endpoint, EndpointStatus
 from moorage.models.replicas import Replica, ReplicaState
 from moorage.models.startup import startup_note
+from moorage.models.states import FailureReason
+from moorage.models.words import count
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,10 @@ def derive_status(
     policy: StatusPolicy,
     now: datetime | None = None,
 ) -> DerivedStatus:
-    """``available`` whenever requests are served as the endpoint asks: its revision is
-    ready, or (while a revision that cannot run is rolled back) an earlier one still
-    serves. ``unavailable`` only when nothing serves and a replica cannot run.
+    """``available`` whenever requests are served: its revision is ready, some of its
+    replicas are while others cannot run (``status_info`` names the failing one), or
+    (while a revision that cannot run is rolled back) an earlier one still serves.
+    ``unavailable`` only when nothing serves and a replica cannot run.
     ``initializing`` says what the replicas are doing, and for how long when ``now``
     is given (``models/startup.py``)."""
     if endpoint.is_deleted or endpoint.desired_state is DesiredState.STOPPED:
@@ -56,17 +59,45 @@ def derive_status(
             return DerivedStatus(
                 EndpointStatus.AVAILABLE,
                 f"revision {endpoint.revision} cannot run (replica {worst.replica_id} failed "
-                f"{worst.consecutive_failures} time(s), last: {worst.last_failure}); rolling "
-                f"back to revision {max(r.revision for r in serving)}, which keeps serving.",
+                f"{count(worst.consecutive_failures, 'time')}, last: {worst.last_failure}); "
+                f"rolling back to revision {max(r.revision for r in serving)}, which keeps "
+                "serving.",
+            )
+        failed = (
+            f"replica {worst.replica_id} failed {count(worst.consecutive_failures, 'time')} "
+            f"in a row, last: {worst.last_failure}. {advice(worst)}"
+        )
+        if ready:  # requests are served, by fewer replicas than asked for
+            return DerivedStatus(
+                EndpointStatus.AVAILABLE,
+                f"{ready} of {count(endpoint.target_instance_number, 'replica')} "
+                f"{'serves' if ready == 1 else 'serve'}; {len(failing)} cannot run: {failed}",
             )
         return DerivedStatus(
             EndpointStatus.UNAVAILABLE,
-            f"{len(failing)} of {endpoint.target_instance_number} replicas cannot run: "
-            f"replica {worst.replica_id} failed {worst.consecutive_failures} time(s) in a row, "
-            f"last: {worst.last_failure}. Check deploy_metadata (command, port) and the "
-            "replica logs, then PUT a fixed deploy_metadata; moorage keeps retrying "
-            "with backoff meanwhile.",
+            f"{len(failing)} of {count(endpoint.target_instance_number, 'replica')} "
+            f"cannot run: {failed}",
         )
     own = endpoint.deploy.readiness_probe.startup_timeout_s
     timeout_s = own if own is not None else policy.ready_timeout_s
     return DerivedStatus(EndpointStatus.INITIALIZING, startup_note(current, now, timeout_s))
+
+
+def advice(replica: Replica) -> str:
+    """What to do about the replica's failure: what fits its reason, never a check
+    that cannot help (a replica that never started has no logs, and its message
+    already names what to fix)."""
+    reason = replica.last_failure_reason
+    if reason is FailureReason.START_ERROR:
+        return (
+            "It never started, so it has no logs: fix what the message names; moorage "
+            "keeps retrying with backoff, so the next try after the fix starts it."
+        )
+    logs = f"the replica logs ({LOGS})"
+    if reason is FailureReason.NOT_READY:
+        return f"{logs[0].upper()}{logs[1:]} show what the app did meanwhile; {_RETRYING}"
+    return f"Check deploy_metadata (command, port) and {logs}, then PUT a fixed one; {_RETRYING}"
+
+
+LOGS = "GET /v1/inference-service/{id}/logs"
+_RETRYING = "moorage keeps retrying with backoff meanwhile."

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from moorage import lifecycle, refusals
 from moorage.clock import Clock
 from moorage.errors import InvalidField
+from moorage.models import words
 from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange, EventPage, changes
@@ -291,9 +292,11 @@ class EndpointService:
             raise InvalidField(
                 "resource_metadata.target_instance_number",
                 f"must be between 1 and {most}, got {count}: flavor {flavor.display_name} has "
-                f"{len(flavor.gpus)} GPUs (at most {flavor.node_max_gpu} on one node), which "
-                f"hold {fits} replicas of gpu_num {gpu_num}; {count} would need "
-                f"{count * gpu_num}. Ask for fewer replicas or a smaller gpu_num",
+                f"{words.count(len(flavor.gpus), 'GPU')} (at most {flavor.node_max_gpu} on one "
+                f"node), which {'holds' if len(flavor.gpus) == 1 else 'hold'} "
+                f"{words.count(fits, 'replica')} of gpu_num {gpu_num}; "
+                f"{count} would need {count * gpu_num}. Ask for fewer replicas or a smaller "
+                "gpu_num",
             )
 
     def _check_quotas(

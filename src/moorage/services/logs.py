@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from moorage.errors import ErrorCode, InvalidField, MoorageError, TooManyRequests
 from moorage.models.accounts import User
+from moorage.models.words import count
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.logfiles import Housekeeper
 from moorage.services.endpoints import EndpointService
@@ -53,7 +54,7 @@ class _Followers:
             held = self._held.get(user_id, 0)
             if held >= limit:
                 raise TooManyFollowers(
-                    f"log_followers: you already follow logs {held} time(s) at once, the "
+                    f"log_followers: you already have {count(held, 'log follower')} open, the "
                     f"most your quota allows ({limit}); close a follower (a client that "
                     "disconnects frees its slot) or ask the operator to raise the quota"
                 )

@@ -60,7 +60,13 @@ class ReplicaRepository:
         self.record(ReplicaEvent(replica_id, endpoint_id, ReplicaEventKind.REQUESTED, now))
 
     def record(self, event: ReplicaEvent) -> int | None:
-        """Appends the event; answers the replica's revision (None for an unknown replica)."""
+        """Appends the event; answers the replica's revision. None, with nothing
+        recorded, for an unknown replica or one already stopped: a stop planned from a
+        read made just before the first stop was recorded happened once, and is
+        recorded (and logged) once."""
+        row = self.session.get(ReplicaRow, event.replica_id)
+        if row is not None and row.finished:
+            return None
         self.session.add(
             ReplicaEventRow(
                 replica_id=event.replica_id,
@@ -72,7 +78,6 @@ class ReplicaRepository:
                 detail=event.detail,
             )
         )
-        row = self.session.get(ReplicaRow, event.replica_id)
         if row is not None and event.kind is ReplicaEventKind.STOPPED:
             row.finished = True
         if row is not None and _gives_gpus_back(event):
@@ -163,7 +168,7 @@ class ReplicaRepository:
                 events[r.replica_id],
                 r.progress,
                 StartupWatch(
-                    r.probe_detail, r.probe_since, r.given_port, _ports(r.listening_ports)
+                    r.probe_detail, r.probe_since, r.given_port, *_ports(r.listening_ports)
                 ),
             )
             for r in rows
@@ -176,11 +181,24 @@ def _write_watch(row: ReplicaRow, watch: StartupWatch) -> None:
     row.probe_since = watch.probe_since
     row.given_port = watch.given_port
     listening = watch.listening
-    row.listening_ports = None if listening is None else ",".join(map(str, listening[:32]))
+    if listening is None:
+        row.listening_ports = None
+        return
+    tokens = [*map(str, listening[:32]), *watch.inside_only[:8]]
+    while len(",".join(tokens)) > _PORTS_CHARS:
+        tokens.pop()
+    row.listening_ports = ",".join(tokens)
 
 
-def _ports(text: str | None) -> tuple[int, ...] | None:
-    """Listening ports as stored: None unknown, "" none, else "8080,9090"."""
+_PORTS_CHARS = 255  # the column's size
+
+
+def _ports(text: str | None) -> tuple[tuple[int, ...] | None, tuple[str, ...]]:
+    """Listening ports as stored: None unknown, "" none, else "8080,9090", followed by
+    the ports reached only from inside ("8080,127.0.0.1:8080"): one column, no
+    migration, and a value written before those were kept reads as before."""
     if text is None:
-        return None
-    return tuple(int(p) for p in text.split(",") if p.isdigit())
+        return None, ()
+    tokens = text.split(",")
+    ports = tuple(int(p) for p in tokens if p.isdigit())
+    return ports, tuple(t for t in tokens if ":" in t)
