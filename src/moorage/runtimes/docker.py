@@ -32,10 +32,10 @@ from docker.models.containers import Container
 from docker.types import CancellableStream, DeviceRequest, LogConfig
 
 from moorage.models.endpoints import DeploySpec
-from moorage.runtimes import model_cache, volumes
+from moorage.runtimes import docker_logs, model_cache, volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
-from moorage.runtimes.listening import Listening, inside_only, listeners_of
+from moorage.runtimes.listening import Listening, ports_of
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
@@ -96,7 +96,7 @@ class DockerRuntime:
         self.log_max_bytes = log_max_bytes
         self._images = ImagePuller(client)
         # Open log streams, closed by close() so that no reader outlives the runtime.
-        self._log_streams: set[CancellableStream[bytes]] = set()
+        self._log_streams: set[CancellableStream[tuple[int, bytes]]] = set()
         # Serializes creating an endpoint's network and attaching a container to it
         # against removing the network when its last container goes.
         self._network_lock = threading.RLock()
@@ -351,10 +351,8 @@ class DockerRuntime:
     async def listening(self, replica_id: str) -> Listening | None:
         """The TCP ports the container listens on, read from its init process's
         ``/proc/<pid>/net/tcp`` (the engine's ``State.Pid``): the container has a
-        network namespace of its own, so a port it listens on at 127.0.0.1 alone is
-        out of reach of the probe and the gateway (``inside_only``). None where this
-        host's /proc cannot show it (a remote engine, or a rootless one's pid out of
-        reach)."""
+        network namespace of its own. None where this host's /proc cannot show it
+        (a remote engine, or a rootless one's pid out of reach)."""
         return await asyncio.to_thread(self._listening, replica_id)
 
     def _listening(self, replica_id: str) -> Listening | None:
@@ -365,11 +363,8 @@ class DockerRuntime:
         given = _port_variable(container.attrs.get("Config", {}).get("Env") or [])
         if not isinstance(pid, int) or pid <= 0 or given is None:
             return None
-        listeners = listeners_of([pid])
-        if listeners is None:
-            return None
-        ports = tuple(sorted({port for _, port in listeners}))
-        return Listening(given, ports, inside_only(listeners))
+        ports = ports_of([pid])
+        return None if ports is None else Listening(given, ports)
 
     def _mine(self) -> list[Container]:
         return list(
@@ -406,27 +401,63 @@ class DockerRuntime:
     async def logs(
         self, replica_id: str, *, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:
+        """Whole lines, stdout's and stderr's each joined on its own, the tail counted
+        over them (``docker_logs``)."""
         container = await asyncio.to_thread(self._find, replica_id)
-        if container is None:
+        if container is None or container.id is None or (tail == 0 and not follow):
             return
-        stream: CancellableStream[bytes] = await asyncio.to_thread(
-            container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
-        )
-        self._log_streams.add(stream)
+        container_id = container.id
         # A thread of its own per reader: a follower blocks its thread for as long as
         # it follows, and many of them in the loop's default executor (a few threads)
         # would stall every other worker-thread call, the controller's included.
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moorage-docker-logs")
         loop = asyncio.get_running_loop()
+        assembler = docker_logs.LineAssembler()
+        streams: list[CancellableStream[tuple[int, bytes]]] = []
+
+        def open_frames(tail_of: int | str, following: bool) -> bool:
+            stream = docker_logs.open_frames(
+                self.client, container_id, tail=tail_of, follow=following
+            )
+            if stream is not None:
+                streams.append(stream)
+                self._log_streams.add(stream)
+            return stream is not None
+
+        def read_to_the_end() -> tuple[list[bytes], int] | None:
+            if not open_frames("all", False):
+                return None
+            return docker_logs.backlog(streams[-1], tail, assembler, ended=not follow)
+
         try:
+            skip = 0
+            if not follow or (tail is not None and tail > 0):
+                read = await loop.run_in_executor(reader, read_to_the_end)
+                if read is None:
+                    return
+                lines, skip = read
+                for line in lines:
+                    yield line
+                if not follow:
+                    return
             # A consumer that goes away (or close()) closes the stream's socket, which
             # ends a read blocked on it.
-            while (chunk := await loop.run_in_executor(reader, next, stream, None)) is not None:
-                yield chunk
+            if not await loop.run_in_executor(reader, open_frames, 0 if tail == 0 else "all", True):
+                return
+            follower = streams[-1]
+            while (frame := await loop.run_in_executor(reader, next, follower, None)) is not None:
+                if skip > 0:  # already read, and its lines given
+                    skip -= 1
+                    continue
+                for line in assembler.feed(*frame):
+                    yield line
+            for line in assembler.flush():
+                yield line
         finally:
-            self._log_streams.discard(stream)
-            with contextlib.suppress(Exception):
-                stream.close()
+            for stream in streams:
+                self._log_streams.discard(stream)
+                with contextlib.suppress(Exception):
+                    stream.close()
             reader.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
