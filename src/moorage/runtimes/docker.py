@@ -35,7 +35,7 @@ from moorage.models.endpoints import DeploySpec
 from moorage.runtimes import docker_logs, model_cache, volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
-from moorage.runtimes.listening import Listening, ports_of
+from moorage.runtimes.listening import Listening, inside_only, listeners_of
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
@@ -351,8 +351,10 @@ class DockerRuntime:
     async def listening(self, replica_id: str) -> Listening | None:
         """The TCP ports the container listens on, read from its init process's
         ``/proc/<pid>/net/tcp`` (the engine's ``State.Pid``): the container has a
-        network namespace of its own. None where this host's /proc cannot show it
-        (a remote engine, or a rootless one's pid out of reach)."""
+        network namespace of its own, so a port it listens on at 127.0.0.1 alone is
+        out of reach of the probe and the gateway (``inside_only``). None where this
+        host's /proc cannot show it (a remote engine, or a rootless one's pid out of
+        reach)."""
         return await asyncio.to_thread(self._listening, replica_id)
 
     def _listening(self, replica_id: str) -> Listening | None:
@@ -363,8 +365,11 @@ class DockerRuntime:
         given = _port_variable(container.attrs.get("Config", {}).get("Env") or [])
         if not isinstance(pid, int) or pid <= 0 or given is None:
             return None
-        ports = ports_of([pid])
-        return None if ports is None else Listening(given, ports)
+        listeners = listeners_of([pid])
+        if listeners is None:
+            return None
+        ports = tuple(sorted({port for _, port in listeners}))
+        return Listening(given, ports, inside_only(listeners))
 
     def _mine(self) -> list[Container]:
         return list(
