@@ -28,6 +28,7 @@ from moorage.controller.reconciler import Reconciler
 from moorage.errors import ErrorCode, InvalidField, MoorageError, Unavailable
 from moorage.gateway.assembly import build_gateway, wire_limits
 from moorage.gateway.http1.server import freeze_startup_heap
+from moorage.inventory.discovery import discover
 from moorage.inventory.gpu_metrics import GpuCollector, GpuReadings
 from moorage.inventory.nvml import Nvml
 from moorage.models.accounts import User
@@ -102,6 +103,7 @@ def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = N
         sandbox=sandbox,
         model_cache_root=settings.model_cache_dir,
         owner_uids=owner_uids,
+        gpu_devices=discover(Nvml()).devices,
     )
 
 

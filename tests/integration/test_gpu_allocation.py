@@ -15,23 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from moorage.composition import launch_guard
 from moorage.controller.gpu_placement import gpus_for
 from moorage.errors import InvalidField
-from moorage.models.accounts import User
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint, EndpointStatus
 from moorage.models.flavors import Flavor
 from moorage.models.gpus import Gpu
 from moorage.models.replicas import ReplicaState
-from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
+from moorage.models.requests import CreateEndpointRequest
 from moorage.models.status import StatusPolicy
 from moorage.runtimes.base import Launch, StartError
 from moorage.runtimes.fake import Behavior
 from moorage.runtimes.process import ProcessRuntime
-from moorage.runtimes.sandbox import Sandbox, build_config
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
-from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository
@@ -387,73 +383,3 @@ async def test_a_replica_that_fails_to_start_gives_its_gpus_back_and_queues_behi
     (still,) = control.replicas(broken.service_id)
     assert still.state is ReplicaState.FAILED
     assert len(attempts) >= 2, "the failing replica is still retried"
-
-
-def normal_user(control: Control) -> User:
-    with control.db.session() as session:
-        return AccountRepository(session).create_user("bob", is_admin=False, now=T0)
-
-
-async def test_the_process_runtime_refuses_a_normal_users_gpu_endpoint_at_the_api(
-    make_control: MakeControl, tmp_path: Path
-) -> None:
-    """Its sandbox has no GPU devices, so the replica could never start: create, PUT
-    and start are refused (400 naming deploy_metadata.gpu_num), and no GPU is held."""
-    control = make_control()
-    declare(control)
-    settings = Settings(home=tmp_path / "home")
-    sandbox = Sandbox(config=build_config(settings))
-    runtime = ProcessRuntime(tmp_path / "replicas", sandbox=sandbox)
-    service = EndpointService(
-        control.db,
-        control.clock,
-        StatusPolicy(),
-        max_instances=100,
-        launch_guard=launch_guard(runtime),
-    )
-    flavors = FlavorService(control.db, control.clock)
-    bob = normal_user(control)
-
-    with pytest.raises(InvalidField) as created:
-        service.create(bob, request(H100, target=1, gpu_num=1))
-    assert created.value.field == "deploy_metadata.gpu_num"
-    assert "only to the admin's replicas" in str(created.value)
-    assert "MOORAGE_RUNTIME=docker" in str(created.value)
-    assert service.list(bob, page=1, page_size=10).total == 0
-
-    # An endpoint an older moorage stored, stopped: starting it is refused too.
-    stored = save(control, add(control, H100, target=1), user_id=bob.user_id)
-    stored = save(control, stored, desired_state=DesiredState.STOPPED)
-    with pytest.raises(InvalidField) as started:
-        service.set_running(bob, stored.service_id, running=True)
-    assert started.value.field == "deploy_metadata.gpu_num"
-    patch = UpdateEndpointRequest.model_validate({"deploy_metadata": {"gpu_num": 2}})
-    with pytest.raises(InvalidField) as updated:
-        service.update(bob, stored.service_id, patch)
-    assert updated.value.field == "deploy_metadata.gpu_num"
-
-    await control.step()
-    assert held(control) == {}
-    available = {f.stored.flavor.display_name: f.available_num for f in flavors.list()}
-    assert available == {"NVIDIA_H100_80GB_HBM3": 2, "NVIDIA_L4": 2}
-    # The admin's GPU endpoints are the process runtime's to run.
-    with control.db.session() as session:
-        admin = AccountRepository(session).create_user("root", is_admin=True, now=T0)
-    assert service.create(admin, request(H100, target=1, gpu_num=1)).endpoint.deploy.gpu_num == 1
-    await runtime.close()
-
-
-def test_the_process_runtimes_gpu_refusal_is_for_sandboxed_replicas_only(
-    tmp_path: Path,
-) -> None:
-    gpu = DeploySpec(image_url="local", command="serve", port=8000, gpu_num=1)
-    sandboxed = ProcessRuntime(tmp_path / "a", sandbox=Sandbox())
-    refusal = sandboxed.refusal(gpu, trusted=False)
-    assert refusal is not None
-    assert refusal[0] == "deploy_metadata.gpu_num"
-    assert "got 1" in refusal[1]
-    assert sandboxed.refusal(gpu, trusted=True) is None
-    assert sandboxed.refusal(dataclasses.replace(gpu, gpu_num=0), trusted=False) is None
-    # MOORAGE_SANDBOX=off: a normal user's replica runs like the admin's, GPUs included.
-    unsandboxed = ProcessRuntime(tmp_path / "b", sandbox=Sandbox.off())
-    assert unsandboxed.refusal(gpu, trusted=False) is None

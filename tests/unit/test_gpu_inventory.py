@@ -160,3 +160,18 @@ def test_declared_memory_shows_as_vram_as_discovered_memory_does(
         memory = 23034 if vram == "22GB" else 81559
         found = merge_gpu_flavors([], [Gpu("local", 0, "n", "M", memory)])
         assert found[0].vram == vram
+
+
+def test_each_gpus_device_file_is_found_by_its_minor_number(tmp_path: Path) -> None:
+    (tmp_path / "nvidia2").touch()
+    (tmp_path / "nvidia0").touch()
+    devices = (
+        NvmlDevice(0, "GPU-a", H100, 81559, minor_number=2),
+        NvmlDevice(1, "GPU-b", H100, 81559, minor_number=0),
+        NvmlDevice(2, "GPU-no-file", H100, 81559, minor_number=5),
+        NvmlDevice(3, "GPU-no-minor", H100, 81559),
+    )
+
+    found = discover(FakeNvml(NvmlReport("550", "12.4", devices)), device_dir=tmp_path)
+
+    assert found.devices == {"GPU-a": tmp_path / "nvidia2", "GPU-b": tmp_path / "nvidia0"}

@@ -12,6 +12,7 @@ import pytest
 
 from moorage.runtimes.sandbox import (
     DOCUMENTED_VARIABLES,
+    GPU_CONTROL_DEVICES,
     Sandbox,
     SandboxConfig,
     bwrap_args,
@@ -185,3 +186,25 @@ def test_turned_off_nothing_is_refused_and_start_up_says_it_is_unsafe(tmp_path: 
     sandbox = Sandbox.from_settings(Settings(home=tmp_path, sandbox="off"))
     assert sandbox.refusal is None
     assert "OFF" in sandbox.describe()
+
+
+def test_a_replica_given_gpus_gets_their_device_files_and_the_drivers_alone() -> None:
+    config = _config(as_root=True)
+    args = bwrap_args(
+        config,
+        workdir=WORK,
+        command="serve",
+        env_fd=ENV_FD,
+        workdir_fd=WORK_FD,
+        gpu_devices=[Path("/dev/nvidia3")],
+    )
+    options = _sandbox_part(args)
+    assert _pairs(options, "--dev-bind") == ["/dev/nvidia3"]
+    assert options[options.index("--dev-bind") + 2] == "/dev/nvidia3"
+    assert _pairs(options, "--dev-bind-try") == list(GPU_CONTROL_DEVICES)
+    # After the sandbox's own /dev, or that would cover them.
+    assert options.index("--dev-bind") > options.index("--dev")
+
+    without = _sandbox_part(_args(config))
+    assert "--dev-bind" not in without
+    assert "--dev-bind-try" not in without

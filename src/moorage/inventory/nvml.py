@@ -37,6 +37,9 @@ class NvmlDevice:
     uuid: str
     name: str
     memory_mib: int
+    # N of the device file /dev/nvidiaN; None where the driver does not say (a MIG
+    # instance, or a driver without the call).
+    minor_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class Nvml:
                         uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
                         name=_text(nvml.nvmlDeviceGetName(handle)),
                         memory_mib=int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // 2**20,
+                        minor_number=_minor_number(nvml, handle),
                     )
                 )
             driver = _text(nvml.nvmlSystemGetDriverVersion())
@@ -213,6 +217,13 @@ class FakeNvml:
             if device.uuid == uuid:
                 return device
         raise KeyError(f"FakeNvml has no device {uuid}")
+
+
+def _minor_number(nvml: Any, handle: Any) -> int | None:
+    try:
+        return int(nvml.nvmlDeviceGetMinorNumber(handle))
+    except (nvml.NVMLError, AttributeError):
+        return None
 
 
 def _text(value: object) -> str:

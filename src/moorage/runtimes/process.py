@@ -153,9 +153,8 @@ def gpu_environment(gpus: Sequence[str]) -> dict[str, str]:
 
 
 def _check_gpus(launch: Launch) -> None:
-    """GPUs go by UUID to replicas of flavors with a GPU inventory (docs/gpus.md). Who
-    may have them (not a sandboxed replica, for now) is ``refusal``'s, which the API
-    asks before any GPU is allocated."""
+    """GPUs go by UUID to replicas of flavors with a GPU inventory (docs/gpus.md): in
+    ``CUDA_VISIBLE_DEVICES`` and, in the sandbox, as their device files alone."""
     if not launch.gpus:
         raise StartError(
             f"deploy_metadata.gpu_num is {launch.deploy.gpu_num}, but this flavor has no GPU "
@@ -179,8 +178,12 @@ class ProcessRuntime:
         volumes_root: Path | None = None,
         model_cache_root: Path | None = None,
         owner_uids: Callable[[str], int] | None = None,
+        gpu_devices: Mapping[str, Path] | None = None,
     ) -> None:
         self.root = root
+        # Each GPU's device file by UUID (``inventory/discovery.py``): a sandboxed
+        # replica gets its own GPUs' files, and no other GPU's.
+        self.gpu_devices = dict(gpu_devices or {})
         # As root: the uid of a replica's owner, recorded in the store on first ask
         # (``store/sandbox_uids.py``; blocking, raises UidsExhausted). Without it, as
         # root, sandboxed replicas are refused: they never share a uid.
@@ -273,16 +276,6 @@ class ProcessRuntime:
                 "host, not an image's entrypoint; give the command that starts the app on "
                 "$PORT, or run moorage with a container runtime (MOORAGE_RUNTIME=docker)",
             )
-        if deploy.gpu_num > 0 and not trusted and self.sandbox.enabled:
-            # Refused before a GPU is allocated: a replica that could never start would
-            # hold its GPUs while it failed and retried, keeping them from others.
-            return (
-                "deploy_metadata.gpu_num",
-                f"must be 0 for your endpoints on this server, got {deploy.gpu_num}: the "
-                "process runtime gives GPUs only to the admin's replicas (the sandbox other "
-                "users' replicas run in has no GPU devices yet); ask the operator for the "
-                "docker runtime (MOORAGE_RUNTIME=docker) to run GPU endpoints",
-            )
         if not deploy.volumes:
             return None
         if trusted or not self.sandbox.enabled:
@@ -361,7 +354,7 @@ class ProcessRuntime:
         self._write_record(record)
         env = sandboxes.replica_env(
             # via bwrap's in-memory --args fd; the cache's variables are defaults
-            {**cache_env, **launch.deploy.env, **launch.secrets},
+            {**cache_env, **launch.deploy.env, **launch.secrets, **gpu_environment(launch.gpus)},
             port=record.port,
             replica_id=launch.replica_id,
             endpoint_id=launch.endpoint_id,
@@ -383,6 +376,7 @@ class ProcessRuntime:
                     preexec_fn=logfiles.limit_file_size(self.file_max_bytes),
                     mounts=mounts,
                     shm_size_mb=launch.deploy.shm_size_mb,
+                    gpu_devices=[self.gpu_devices[u] for u in launch.gpus if u in self.gpu_devices],
                 )
             except ValueError as exc:  # a NUL byte in env: what an old store may hold
                 (replica_dir / RECORD_FILE).unlink(missing_ok=True)

@@ -73,6 +73,17 @@ _WRAPPER = (
 )
 
 
+# The device files every CUDA program opens besides its GPUs' own: the driver's
+# control device and unified memory's, and the display driver's where there is one;
+# bound only when present, and only for a replica given GPUs.
+GPU_CONTROL_DEVICES = (
+    "/dev/nvidiactl",
+    "/dev/nvidia-uvm",
+    "/dev/nvidia-uvm-tools",
+    "/dev/nvidia-modeset",
+)
+
+
 def _ancestors_to_create(path: Path, tmpfs_roots: Sequence[Path]) -> list[Path]:
     """Ancestors of ``path`` that lie inside a tmpfs the sandbox mounts, outermost first:
     bwrap would create them 0700 (unreachable for the replica's uid), so they are
@@ -108,12 +119,16 @@ def bwrap_args(
     workdir_fd: int,
     mounts: Sequence[tuple[int, str]] = (),
     shm_size_mb: int | None = None,
+    gpu_devices: Sequence[Path] = (),
 ) -> list[str]:
     """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``, with
     the environment bwrap reads from ``env_fd`` (``sandbox_env.setenv_args``): no value
     of it is on the command line, which every local user can read. ``mounts`` are
     (open folder, path inside) pairs bound writable (volumes, the model cache);
-    ``shm_size_mb`` sizes the sandbox's ``/dev/shm``.
+    ``shm_size_mb`` sizes the sandbox's ``/dev/shm``. ``gpu_devices`` are the device
+    files of the replica's own GPUs (``/dev/nvidiaN``), bound at ``/dev/<name>`` with
+    ``GPU_CONTROL_DEVICES``: the sandbox's ``/dev`` holds no other GPU, so the
+    replica can open no GPU it was not given.
 
     Every folder a replica can write is bound from a descriptor moorage opened
     (``open_mount``), never by its path: bwrap, running as root, resolves a path
@@ -131,6 +146,11 @@ def bwrap_args(
     else:
         args += ["--unshare-all", "--unshare-user", "--disable-userns"]
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for device in gpu_devices:
+        args += ["--dev-bind", str(device), f"/dev/{device.name}"]
+    if gpu_devices:
+        for control in GPU_CONTROL_DEVICES:
+            args += ["--dev-bind-try", control, control]
     tmpfs_roots = [*config.writable_tmp, *config.hidden_dirs]
     created: set[Path] = set()
 
@@ -231,6 +251,7 @@ def spawn(
     preexec_fn: Callable[[], None] | None = None,
     mounts: Sequence[tuple[Path, str]] = (),
     shm_size_mb: int | None = None,
+    gpu_devices: Sequence[Path] = (),
 ) -> subprocess.Popen[bytes]:
     """Starts the sandbox in a session of its own (stopping signals the whole group; no
     ``--new-session`` inside, which would leave that group). ``outer_env`` is bwrap's
@@ -249,6 +270,7 @@ def spawn(
                 workdir_fd=workdir_fd,
                 mounts=mount_fds,
                 shm_size_mb=shm_size_mb,
+                gpu_devices=gpu_devices,
             ),
             env=dict(outer_env),
             stdin=listener.fileno(),
