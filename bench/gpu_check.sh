@@ -83,7 +83,7 @@ def flavors():
 print("== flavors discovered")
 for f in flavors():
     print(f"{f['display_name']:32} id={f['flavor_id']} node_max_gpu={f['node_max_gpu']} "
-          f"VRAM={f.get('VRAM')} cuda={f.get('meta_info', {}).get('cuda')} "
+          f"vram={f.get('meta_info', {}).get('vram')} cuda={f.get('meta_info', {}).get('cuda')} "
           f"available_num={f['available_num']}")
 gpu = next((f for f in flavors() if f["node_max_gpu"] > 0), None)
 if gpu is None:
