@@ -1,5 +1,6 @@
 """Model servers run as their images are built: no ``command`` (the image's entrypoint
-with ``args``), a named volume that outlives its replicas, and ``shm_size_mb``.
+with ``args``), a named volume that outlives its replicas, a secret (in the replica's
+environment, nowhere else) and ``shm_size_mb``.
 
 On the docker runtime the test builds, from the local ``python:3.10-slim``, an image
 whose ENTRYPOINT is the app (no registry is reachable); on the process runtime, which
@@ -8,7 +9,9 @@ runs a command, not an image, the same app runs sandboxed as alice's command.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import secrets
 import tarfile
 from typing import Any
 
@@ -26,7 +29,7 @@ SHM_MB = 96
 # Reports what it was started with, keeps a diary in the volume (its start, and a
 # SIGTERM when it gets one), and says how big /dev/shm is.
 APP = """
-import json, os, signal, sys
+import hashlib, json, os, signal, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 DIARY = os.path.join(os.environ["VOLUME"], "diary")
@@ -47,8 +50,10 @@ signal.signal(signal.SIGTERM, on_term)
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         shm = os.statvfs("/dev/shm")
+        token = os.environ.get("HF_TOKEN", "")
         body = json.dumps({
             "argv": sys.argv[1:],
+            "hf_token_sha256": hashlib.sha256(token.encode()).hexdigest(),
             "shm_bytes": shm.f_blocks * shm.f_frsize,
             "diary": open(DIARY).read().split("\\n"),
         }).encode()
@@ -90,6 +95,7 @@ def _deploy(server: MoorageServer) -> dict[str, Any]:
         "env": {"VOLUME": VOLUME_PATH},
         "volumes": [{"name": "weights", "mount_path": VOLUME_PATH}],
         "shm_size_mb": SHM_MB,
+        "secrets": ["HF_TOKEN"],
     }
     if server.runtime == "docker":
         assert server.docker_host is not None
@@ -104,17 +110,34 @@ def _report(client: ApiClient, service_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_the_image_runs_as_built_with_args_a_volume_and_shm(
+def _store_token(client: ApiClient) -> str:
+    value = "hf_" + secrets.token_hex(16)
+    stored = client.call("PUT", "/v1/secrets/HF_TOKEN", json={"value": value})
+    assert stored.status_code == 200, stored.text
+    return value
+
+
+def test_the_image_runs_as_built_with_args_a_volume_a_secret_and_shm(
     server: MoorageServer, alice: ApiClient
 ) -> None:
+    token = _store_token(alice)
     created = alice.create(name="as-built", deploy_metadata=_deploy(server))
     service_id = created["service_id"]
+    assert created["deploy_metadata"]["secrets"] == ["HF_TOKEN"]
     assert created["deploy_metadata"]["shm_size_mb"] == SHM_MB
     assert created["deploy_metadata"]["volumes"] == [{"name": "weights", "mount_path": VOLUME_PATH}]
     alice.wait_status(service_id, "available", timeout=120)
 
     report = _report(alice, service_id)
     assert report["argv"] == ["--model", "tiny"], "args replace the image's CMD"
+    assert report["hf_token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    seen = [
+        alice.call("GET", f"/v1/inference-service/{service_id}").text,
+        alice.call("GET", f"/v1/inference-service/{service_id}/events").text,
+        alice.call("GET", f"/v1/inference-service/{service_id}/logs").text,
+        server.log(),
+    ]
+    assert not [text for text in seen if token in text], "the secret's value is shown"
     assert report["shm_bytes"] == SHM_MB * 1024 * 1024
     first = report["diary"][0]
     assert first.startswith("start "), report["diary"]
@@ -137,6 +160,7 @@ def test_the_image_runs_as_built_with_args_a_volume_and_shm(
 def test_another_users_volume_of_the_same_name_is_another_volume(
     server: MoorageServer, bob: ApiClient
 ) -> None:
+    _store_token(bob)
     created = bob.create(name="bobs", deploy_metadata=_deploy(server))
     service_id = created["service_id"]
     bob.wait_status(service_id, "available", timeout=120)
