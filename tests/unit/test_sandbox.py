@@ -6,6 +6,8 @@ which would take replicas down with a crashed moorage)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from moorage.runtimes.sandbox import (
     bwrap_args,
     replica_env,
 )
-from moorage.runtimes.sandbox_env import args_file, setenv_args
+from moorage.runtimes.sandbox_env import LOADER, args_file, env_payload
 from moorage.settings import Settings
 
 HOME = Path("/srv/moorage")
@@ -83,7 +85,7 @@ def test_as_root_the_replica_drops_to_the_sandbox_uid_and_no_user_namespace_rema
         "--inh-caps=-all",
         "--",
     ]
-    assert command[6:8] == ["/bin/sh", "-c"]
+    assert command[6:10] == ["/opt/moorage/bin/python", "-I", "-S", "-c"]
     assert _pairs(options, "--cap-add") == ["CAP_SETUID", "CAP_SETGID"]
 
 
@@ -127,28 +129,50 @@ def test_folders_leading_to_a_bind_inside_a_tmpfs_are_made_reachable() -> None:
 
 
 @pytest.mark.parametrize("as_root", [True, False])
-def test_the_environment_is_cleared_then_read_from_a_descriptor_not_the_command_line(
+def test_the_environment_reaches_only_the_replica_after_the_drop_never_a_command_line(
     as_root: bool,
 ) -> None:
-    options = _sandbox_part(_args(_config(as_root=as_root)))
+    args = _args(_config(as_root=as_root))
+    options = _sandbox_part(args)
     assert "--setenv" not in options, "every local user reads a command line"
-    assert options[options.index("--clearenv") + 1 :] == ["--args", str(ENV_FD)]
+    assert "--args" not in options, "bwrap (root) must not run with the replica's variables"
+    assert options[-1] == "--clearenv"
+    command = args[args.index("--") + 1 :]
+    if as_root:  # setpriv drops to the owner's uid first, with no variable set
+        command = command[command.index("--") + 1 :]
+    assert command[:6] == ["/opt/moorage/bin/python", "-I", "-S", "-c", LOADER, str(ENV_FD)]
 
 
 def test_the_descriptor_holds_exactly_the_replicas_variables() -> None:
     env = {"PORT": "8000", "MODEL": "tiny 'quoted' $HOME", "EMPTY": "", "NAME": "caf\u00e9"}
-    with args_file(setenv_args(env)) as fd:
+    with args_file(env_payload(env)) as fd:
         data = os.read(fd, 1 << 20)
     parts = data.split(b"\0")
-    assert parts[-1] == b"", "every option is NUL-terminated, the last one too"
-    options = [part.decode() for part in parts[:-1]]
-    assert options[0::3] == ["--setenv"] * len(env)
-    assert dict(zip(options[1::3], options[2::3], strict=True)) == env
+    assert parts[-1] == b"", "every variable is NUL-terminated, the last one too"
+    pairs = [part.decode().split("=", 1) for part in parts[:-1]]
+    assert dict((name, value) for name, value in pairs) == env
 
 
-def test_a_nul_in_a_value_is_refused_rather_than_split_into_options() -> None:
+def test_the_loader_sets_exactly_those_variables_and_runs_the_script(tmp_path: Path) -> None:
+    env = {"PORT": "8000", "TRICKY": "a=b\nc", "EMPTY": ""}
+    out = tmp_path / "env"
+    with args_file(env_payload(env)) as fd:
+        subprocess.run(
+            [sys.executable, "-I", "-S", "-c", LOADER, str(fd), f"env > {out}", "replica"],
+            pass_fds=(fd,),
+            env={"OUTER": "not for the replica"},
+            check=True,
+            timeout=30,
+        )
+    seen = out.read_text()
+    assert "OUTER" not in seen
+    assert "PORT=8000" in seen.splitlines()
+    assert "TRICKY=a=b" in seen.splitlines()
+
+
+def test_a_nul_in_a_value_is_refused_rather_than_split() -> None:
     with pytest.raises(ValueError, match="null byte in variable 'BAD'"):
-        setenv_args({"BAD": "x\0--bind\0/\0/"})
+        env_payload({"BAD": "x\0LD_PRELOAD=/x.so"})
 
 
 def test_replica_env_is_the_documented_set_plus_the_endpoints_env() -> None:

@@ -353,7 +353,7 @@ class ProcessRuntime:
         record = replace(record, address=f"unix:{sandboxes.socket_path(replica_dir)}")
         self._write_record(record)
         env = sandboxes.replica_env(
-            # via bwrap's in-memory --args fd; the cache's variables are defaults
+            # via an in-memory file read after the uid drop; the cache's are defaults
             {**cache_env, **launch.deploy.env, **launch.secrets, **gpu_environment(launch.gpus)},
             port=record.port,
             replica_id=launch.replica_id,

@@ -9,7 +9,8 @@ host's temporary directories, each replaced by an empty tmpfs; a fresh ``/dev``,
 network, IPC and UTS namespaces (it can reach nothing, not even the host's
 loopback); and one writable directory, its own ``work``. Its environment is
 exactly ``deploy_metadata.env`` and the documented variables (``sandbox_env``),
-handed to bwrap through a file descriptor, never on a command line.
+handed over in a file descriptor, never on a command line, and set only after the
+drop to the owner's uid (bwrap and setpriv run with none of them).
 
 When moorage runs as root, bwrap runs privileged (so it can mount what only
 root can reach, such as a 0700 ``MOORAGE_HOME``), creates no user namespace,
@@ -41,7 +42,13 @@ from typing import IO
 from moorage.runtimes import bridge
 from moorage.runtimes.private_dirs import owned_dir
 from moorage.runtimes.sandbox_config import SandboxConfig, SandboxUnavailable, build_config
-from moorage.runtimes.sandbox_env import DOCUMENTED_VARIABLES, args_file, replica_env, setenv_args
+from moorage.runtimes.sandbox_env import (
+    DOCUMENTED_VARIABLES,
+    LOADER,
+    args_file,
+    env_payload,
+    replica_env,
+)
 from moorage.settings import Settings
 
 __all__ = [
@@ -122,8 +129,9 @@ def bwrap_args(
     gpu_devices: Sequence[Path] = (),
 ) -> list[str]:
     """The whole command line that runs ``sh -c command`` sandboxed in ``workdir``, with
-    the environment bwrap reads from ``env_fd`` (``sandbox_env.setenv_args``): no value
-    of it is on the command line, which every local user can read. ``mounts`` are
+    the environment ``LOADER`` reads from ``env_fd`` after the drop to the owner's uid
+    (``sandbox_env.env_payload``): no value of it is on the command line, which every
+    local user can read, nor in any process that has more rights than the replica. ``mounts`` are
     (open folder, path inside) pairs bound writable (volumes, the model cache);
     ``shm_size_mb`` sizes the sandbox's ``/dev/shm``. ``gpu_devices`` are the device
     files of the replica's own GPUs (``/dev/nvidiaN``), bound at ``/dev/<name>`` with
@@ -182,15 +190,17 @@ def bwrap_args(
         args += ["--bind-fd", str(source_fd), inside]
     make_parents(workdir)
     args += ["--bind-fd", str(workdir_fd), str(workdir)]
-    args += ["--clearenv", "--args", str(env_fd), "--"]
+    # No variable of the replica's reaches bwrap's command nor setpriv, which run as
+    # root when moorage is: LOADER sets them after the drop (``sandbox_env``).
+    args += ["--clearenv", "--"]
     if config.as_root:
         # The process runtime sets the owner's uid on the replica's config.
         assert config.setpriv is not None
         assert config.uid is not None, "no uid to drop to"
         args += [config.setpriv, f"--reuid={config.uid}", f"--regid={config.uid}"]
         args += ["--clear-groups", "--inh-caps=-all", "--"]
-    args += ["/bin/sh", "-c", _WRAPPER, "moorage-replica"]
-    args += [str(workdir), config.python, _BRIDGE_SOURCE, command]
+    args += [config.python, "-I", "-S", "-c", LOADER, str(env_fd)]
+    args += [_WRAPPER, "moorage-replica", str(workdir), config.python, _BRIDGE_SOURCE, command]
     return args
 
 
@@ -260,7 +270,7 @@ def spawn(
     with contextlib.ExitStack() as opened:
         workdir_fd = opened.enter_context(open_mount(workdir))
         mount_fds = [(opened.enter_context(open_mount(src)), inside) for src, inside in mounts]
-        env_fd = opened.enter_context(args_file(setenv_args(env)))
+        env_fd = opened.enter_context(args_file(env_payload(env)))
         return subprocess.Popen(
             bwrap_args(
                 config,

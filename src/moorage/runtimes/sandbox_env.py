@@ -1,12 +1,17 @@
-"""A sandboxed replica's environment, and how it reaches the sandbox unseen.
+"""A sandboxed replica's environment, and how it reaches the replica unseen and late.
 
 What the replica gets is exactly its endpoint's ``env`` plus a few documented
 variables (``replica_env``). Those values are often secrets (API keys, tokens),
 and every local user can read every process's command line (``ps -eo args``), so
-they are never put on bwrap's: bwrap reads its ``--setenv`` options from an
-anonymous in-memory file (``--args FD``, ``args_file``) that only moorage's user
-and root can open, and closes it before anything of the replica runs. bwrap's
-own environment stays moorage's launch token alone (``--clearenv`` drops it).
+they are never put on a command line: they travel in an anonymous in-memory file
+(``args_file``) that only moorage's user and root can open.
+
+And they are the user's: ``LD_PRELOAD``, ``GLIBC_TUNABLES`` or ``GCONV_PATH`` in an
+environment decide what code a process loads. So nothing runs with them that has
+more rights than the replica: bwrap and ``setpriv`` (root, when moorage is) run
+with an empty environment (``--clearenv``), and only after the drop to the
+owner's uid does ``LOADER`` read the file and ``execve`` the replica's shell with
+it (``env_payload``).
 """
 
 from __future__ import annotations
@@ -45,19 +50,37 @@ def replica_env(
     return env
 
 
-def setenv_args(env: Mapping[str, str]) -> bytes:
-    """``--setenv NAME VALUE`` for each variable, as ``bwrap --args FD`` reads options:
-    each one NUL-terminated. A NUL inside a name or value (what an old store may hold)
-    would split it into other options, so it is refused with ValueError, as the OS
-    refuses it in an environment."""
+def env_payload(env: Mapping[str, str]) -> bytes:
+    """``NAME=VALUE`` for each variable, each one NUL-terminated, as ``LOADER`` reads
+    them. A NUL inside a name or value (what an old store may hold) would split it,
+    so it is refused with ValueError, as the OS refuses it in an environment; so is a
+    name with ``=``, which would move the split."""
     encoded = bytearray()
     for name, value in sorted(env.items()):
-        for text in (name, value):
-            if "\0" in text:
-                raise ValueError(f"embedded null byte in variable {name!r}")
-        for part in ("--setenv", name, value):
-            encoded += os.fsencode(part) + b"\0"
+        if "\0" in name or "\0" in value:
+            raise ValueError(f"embedded null byte in variable {name!r}")
+        if "=" in name or not name:
+            raise ValueError(f"variable name {name!r} is empty or holds '='")
+        encoded += os.fsencode(f"{name}={value}") + b"\0"
     return bytes(encoded)
+
+
+# Runs in the sandbox after the drop to the owner's uid (``python -I -S -c LOADER FD
+# SCRIPT NAME ARG...``), with an empty environment: reads the replica's variables
+# from descriptor FD, closes it, and becomes ``/bin/sh -c SCRIPT NAME ARG...`` with
+# exactly them. Only the standard library's ``os`` and ``sys``, nothing on a path.
+LOADER = """import os, sys
+fd = int(sys.argv[1])
+chunks = []
+while True:
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+        break
+    chunks.append(chunk)
+os.close(fd)
+env = dict(item.split(b"=", 1) for item in b"".join(chunks).split(b"\\0") if item)
+os.execve("/bin/sh", ["/bin/sh", "-c", *sys.argv[2:]], env)
+"""
 
 
 @contextlib.contextmanager
