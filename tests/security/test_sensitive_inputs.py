@@ -88,3 +88,15 @@ def test_a_registry_port_is_a_tcp_port(alice: ApiClient, registry: str) -> None:
     assert response.json()["message"].startswith("registry: must be a registry host")
     listed = alice.call("GET", "/v1/registry-credentials").json()["registry_credential_list"]
     assert registry not in [c["registry"] for c in listed]
+
+
+def test_an_error_about_a_registry_username_never_quotes_it(alice: ApiClient) -> None:
+    username = "robot-" + secrets.token_hex(8) + "\u0000"
+    response = alice.call(
+        "PUT",
+        "/v1/registry-credentials/registry.example.com",
+        json={"username": username, "password": "pw"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("username: "), response.text
+    assert username[:14] not in response.text

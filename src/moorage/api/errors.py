@@ -62,9 +62,10 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-# Bodies whose value is a secret (a secret's value, a registry password): an error
-# about them says what is wrong, never what was sent, which may be most of it.
-NEVER_ECHOED = {("body", "value"), ("body", "password")}
+# Bodies whose value is a secret (a secret's value, a registry login, which docs/api.md
+# promises is never shown): an error about them says what is wrong, never what was
+# sent, which may be most of it.
+NEVER_ECHOED = {("body", "value"), ("body", "password"), ("body", "username")}
 
 
 def _texts(value: Any, depth: int = 2) -> list[str]:
