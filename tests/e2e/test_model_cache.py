@@ -22,7 +22,8 @@ RUNTIMES = ["process", "docker"]
 
 # GET /write/NAME writes NAME in $HF_HOME with a body of NAME reversed; GET /read/NAME
 # answers the file, or 404. GET / answers HF_HOME; GET /folders whether HF_HOME is a
-# folder and the hub cache one the replica can write, before it made either.
+# folder and the hub cache one the replica can write, before it made either; GET /mount
+# the cache's line of /proc/mounts.
 CACHE_APP = r"""
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         parts = self.path.strip("/").split("/")
         status, body = 200, home.encode()
-        if parts == ["folders"]:
+        if parts == ["mount"]:
+            with open("/proc/mounts") as mounts:
+                found = [line for line in mounts if " /mnt/model-cache " in line]
+            body = "".join(found).encode()
+        elif parts == ["folders"]:
             hub = os.environ.get("HUGGINGFACE_HUB_CACHE", "")
             body = f"{os.path.isdir(home)} {os.access(hub, os.W_OK)}".encode()
         elif parts[-2:-1] == ["write"]:
@@ -104,6 +109,19 @@ def test_the_folders_the_variables_name_are_there_and_writable(
 ) -> None:
     client, service_id = endpoints["bob"]
     assert client.gateway(service_id, "folders").text == "True True"
+
+
+def test_nothing_set_user_id_nor_a_device_works_in_the_cache(
+    endpoints: dict[str, tuple[ApiClient, str]],
+) -> None:
+    """A replica (root in its container) writes files that stay on the host: a
+    set-user-id binary or a device node it leaves there must never take effect."""
+    client, service_id = endpoints["alice-1"]
+    mount = client.gateway(service_id, "mount").text
+    assert mount, "the cache is mounted"
+    options = mount.split()[3].split(",")
+    assert "nosuid" in options, mount
+    assert "nodev" in options, mount
 
 
 def test_each_users_folder_is_0700(

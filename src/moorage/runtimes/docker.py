@@ -39,6 +39,9 @@ from moorage.runtimes.listening import Listening, inside_only, listeners_of
 from moorage.runtimes.ports import free_port
 
 LABEL = "io.moorage"
+# Engine volumes binding users' model-cache folders: moorage-cache-<installation>-<user_id>
+# (users' own volumes are moorage-<user_id>-<name>, which this never equals).
+ENGINE_CACHE_PREFIX = "moorage-cache"
 log = logging.getLogger(__name__)
 _OUTPUT_TAIL_LINES = 5
 # The user's command runs under a small shell that passes SIGTERM/SIGINT on to
@@ -274,7 +277,7 @@ class DockerRuntime:
                 cache = model_cache.prepare(self.model_cache_root, launch.user_id, uid=None)
             except OSError as exc:
                 raise StartError(f"cannot prepare the model cache: {exc}") from exc
-            options.setdefault("volumes", {})[str(cache)] = {
+            options.setdefault("volumes", {})[self._cache_volume(launch.user_id, cache)] = {
                 "bind": model_cache.MOUNT_PATH,
                 "mode": "rw",
             }
@@ -329,6 +332,32 @@ class DockerRuntime:
                     )
             mounts[name] = {"bind": volume.mount_path, "mode": "rw"}
         return mounts
+
+    def _cache_volume(self, user_id: str, cache: Path) -> str:
+        """An engine volume binding the user's model-cache folder ``nosuid,nodev``: what
+        a replica (root in its container) writes there stays on the host, and a
+        set-user-id file or a device node it makes must never work there. A plain bind
+        mount cannot say so; the local driver's ``o`` can. Made again when the folder
+        it binds moved (``MOORAGE_MODEL_CACHE`` changed)."""
+        name = f"{ENGINE_CACHE_PREFIX}-{self.installation}-{user_id}"
+        wanted = {"type": "none", "device": str(cache), "o": "bind,nosuid,nodev"}
+        try:
+            existing = self.client.volumes.get(name)
+            if (existing.attrs.get("Options") or {}).get("device") == str(cache):
+                return name
+            existing.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise StartError(f"cannot prepare the model cache's volume {name}: {exc}") from exc
+        with contextlib.suppress(APIError):  # created meanwhile, which will do
+            self.client.volumes.create(
+                name,
+                driver="local",
+                driver_opts=wanted,
+                labels={f"{LABEL}.installation": self.installation, volumes.LABEL_USER: user_id},
+            )
+        return name
 
     async def stop(self, replica_id: str) -> None:
         await asyncio.to_thread(self._stop, replica_id)
