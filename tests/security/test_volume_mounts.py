@@ -16,21 +16,23 @@ older moorage stored nested never resolve a source path through a planted symlin
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import asyncio
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from moorage.runtimes import sandbox as sandboxes
-from moorage.runtimes.sandbox import Sandbox, SandboxConfig
+from moorage.models.endpoints import DeploySpec, Volume
+from moorage.runtimes import model_cache, volumes
+from moorage.runtimes.base import Launch
+from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.sandbox import Sandbox
 from moorage.settings import Settings
+from moorage.wire import new_id
 from tests.support.components import need
 from tests.support.server import ApiClient
 
@@ -38,103 +40,100 @@ STORES = ["sqlite"]
 
 
 @pytest.fixture
-def sandbox_home() -> Iterator[tuple[Path, SandboxConfig]]:
+async def runtime() -> AsyncIterator[tuple[ProcessRuntime, Path]]:
+    """The process runtime with its sandbox, volumes and model cache, on a short
+    MOORAGE_HOME (a Unix socket path holds 107 bytes)."""
     home = Path(tempfile.mkdtemp(prefix="mrg-", dir="/tmp"))
     settings = Settings(home=home, sandbox_path=f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    sandbox = Sandbox.from_settings(settings)
+    settings.replicas_dir.mkdir()
+    sandbox = await asyncio.to_thread(Sandbox.from_settings, settings)
+    if sandbox.config is None:
+        shutil.rmtree(home)
+        need("bubblewrap", sandbox.problem or "no sandbox")
+    process_runtime = ProcessRuntime(
+        settings.replicas_dir,
+        sandbox=sandbox,
+        volumes_root=home / "volumes",
+        model_cache_root=home / "model-cache",
+        owner_uids=lambda _user: settings.sandbox_uid_base,
+    )
     try:
-        if sandbox.config is None:
-            need("bubblewrap", sandbox.problem or "no sandbox")
-        assert sandbox.config is not None
-        # As root a replica drops to its owner's uid: any of the range does here.
-        uid = settings.sandbox_uid_base if sandbox.config.as_root else None
-        yield home, dataclasses.replace(sandbox.config, uid=uid)
+        yield process_runtime, home
     finally:
+        for replica in settings.replicas_dir.iterdir():
+            await process_runtime.stop(replica.name)
+        await process_runtime.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _run_sandboxed(
-    config: SandboxConfig, home: Path, mounts: list[tuple[Path, str]], command: str
-) -> tuple[int, str]:
-    replica_dir = home / "replicas" / "r1"
-    workdir = replica_dir / sandboxes.WORK_DIR
-    sandboxes.prepare_workdir(config, workdir)
-    env = sandboxes.replica_env(
-        {}, port=1, replica_id="r1", endpoint_id="e1", workdir=workdir, path=config.path
+async def _listing(process_runtime: ProcessRuntime, volumes: list[Volume], command: str) -> str:
+    """What alice's replica with these volumes wrote to ``listing`` in its work folder,
+    or its output if it wrote nothing (bwrap refused to start it)."""
+    launch = Launch(
+        replica_id=new_id(),
+        endpoint_id=new_id(),
+        revision=1,
+        deploy=DeploySpec(
+            image_url="local",
+            command=f"{command} > listing; exec sleep 60",
+            port=8080,
+            volumes=tuple(volumes),
+        ),
+        sandboxed=True,
+        user_id="alice",
     )
-    listener = sandboxes.listen(sandboxes.socket_path(replica_dir))
-    with listener, (replica_dir / "output").open("w+b") as output:
-        process = sandboxes.spawn(
-            config,
-            workdir=workdir,
-            command=command,
-            env=env,
-            listener=listener,
-            output=output,
-            outer_env={},
-            mounts=mounts,
-        )
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
-            raise
-        output.seek(0)
-        said = output.read().decode(errors="replace")
-    listing = workdir / "listing"
-    return code, (listing.read_text() if listing.exists() else said)
+    await process_runtime.start(launch)
+    replica = process_runtime.root / launch.replica_id
+    listing = replica / "work" / "listing"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        if listing.exists() and listing.stat().st_size:
+            return listing.read_text()
+        state = (await process_runtime.observe()).get(launch.replica_id)
+        if state is not None and not state.running:
+            return (replica / "output.log").read_text(errors="replace") or "(exited)"
+        if loop.time() > deadline:
+            raise AssertionError("the replica wrote no listing in 30 s")
+        await asyncio.sleep(0.2)
 
 
-def test_a_symlink_planted_in_a_volume_never_redirects_a_later_bind(
-    sandbox_home: tuple[Path, SandboxConfig],
+@pytest.mark.anyio
+async def test_a_symlink_planted_in_a_volume_never_redirects_a_later_bind(
+    runtime: tuple[ProcessRuntime, Path],
 ) -> None:
-    """The mounts an older moorage could have stored (nested volumes) with what a
-    replica could have planted in them: the model cache must stay alice's folder."""
-    home, config = sandbox_home
-    volume_a = home / "volumes" / "alice" / "a"
-    volume_b = home / "volumes" / "alice" / "b"
+    """Nested volumes (what an older moorage could have stored) holding what alice's
+    replicas could have planted in them: the model cache must stay alice's folder."""
+    process_runtime, home = runtime
+    outer, inner = Volume("a", "/mnt/a"), Volume("b", "/mnt/a/x")
     cache_root = home / "model-cache"
-    cache = cache_root / "alice"
-    for folder in (volume_a, volume_b, cache):
-        folder.mkdir(parents=True)
+    for volume in (outer, inner):
+        volumes.prepare_host_dir(home / "volumes", "alice", volume, uid=None)
+    cache = model_cache.prepare(cache_root, "alice", uid=None)
     (cache / "alices-weights").write_text("weights")
     # What alice's replicas wrote into her volumes.
-    (volume_a / "x").symlink_to(f"/oldroot{cache_root}")
-    (volume_b / "alice").symlink_to("/oldroot/")
+    (volumes.host_dir(home / "volumes", "alice", outer) / "x").symlink_to(f"/oldroot{cache_root}")
+    (volumes.host_dir(home / "volumes", "alice", inner) / "alice").symlink_to("/oldroot/")
 
-    code, seen = _run_sandboxed(
-        config,
-        home,
-        [(volume_a, "/mnt/a"), (volume_b, "/mnt/a/x"), (cache, "/mnt/model-cache")],
-        "ls -a /mnt/model-cache > listing",
-    )
+    seen = await _listing(process_runtime, [outer, inner], "ls -a /mnt/model-cache")
 
     host_root = {"etc", "usr"} & set(seen.split())
-    assert not host_root, f"the host's / was mounted in the sandbox (exit {code}): {seen[:500]}"
-    if code == 0:
-        assert "alices-weights" in seen.split(), seen
+    assert not host_root, f"the host's / was mounted in the sandbox: {seen[:500]}"
 
 
-def test_side_by_side_volumes_and_the_cache_mount_as_themselves(
-    sandbox_home: tuple[Path, SandboxConfig],
+@pytest.mark.anyio
+async def test_side_by_side_volumes_and_the_cache_mount_as_themselves(
+    runtime: tuple[ProcessRuntime, Path],
 ) -> None:
-    home, config = sandbox_home
-    volume = home / "volumes" / "alice" / "a"
-    cache = home / "model-cache" / "alice"
-    for folder in (volume, cache):
-        folder.mkdir(parents=True)
-    (volume / "in-volume").write_text("v")
+    process_runtime, home = runtime
+    volume = Volume("a", "/mnt/a")
+    folder = volumes.prepare_host_dir(home / "volumes", "alice", volume, uid=None)
+    (folder / "in-volume").write_text("v")
+    cache = model_cache.prepare(home / "model-cache", "alice", uid=None)
     (cache / "in-cache").write_text("c")
 
-    code, seen = _run_sandboxed(
-        config,
-        home,
-        [(volume, "/mnt/a"), (cache, "/mnt/model-cache")],
-        "ls /mnt/a /mnt/model-cache > listing",
-    )
+    seen = await _listing(process_runtime, [volume], "ls /mnt/a /mnt/model-cache")
 
-    assert code == 0, seen
     assert "in-volume" in seen, seen
     assert "in-cache" in seen, seen
 
