@@ -88,6 +88,7 @@ def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = N
                 stop_grace_s=settings.stop_grace_s,
                 log_max_bytes=settings.log_max_bytes,
                 model_cache_root=settings.model_cache_dir,
+                image_pulls=settings.home / "docker" / "image-pulls.json",
             )
     settings.replicas_dir.mkdir(parents=True, exist_ok=True)
     if settings.sandbox == "on" and os.geteuid() == 0:

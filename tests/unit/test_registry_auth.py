@@ -42,21 +42,38 @@ class _Api:
     # The engine client's own configuration: empty (no ~/.docker/config.json here).
     _auth_configs: AuthConfig = field(default_factory=lambda: AuthConfig({"auths": {}}))
     asked: list[dict[str, Any]] = field(default_factory=list)
+    # Image ids by reference: what the engine has (a pull leaves the image).
+    present: dict[str, str] = field(default_factory=dict)
 
     def post(self, url: str, **kwargs: Any) -> _Response:
         self.asked.append(kwargs)
+        params = kwargs["params"]
+        self.present[f"{params['fromImage']}:{params['tag']}"] = "sha256:" + "a" * 64
         return _Response()
 
 
+@dataclass
+class _Image:
+    id: str
+
+
+@dataclass
 class _Images:
-    def get(self, name: str) -> None:
-        raise ImageNotFound(name)
+    present: dict[str, str]
+
+    def get(self, name: str) -> _Image:
+        if name not in self.present:
+            raise ImageNotFound(name)
+        return _Image(self.present[name])
 
 
 @dataclass
 class _Client:
     api: _Api = field(default_factory=_Api)
-    images: _Images = field(default_factory=_Images)
+
+    @property
+    def images(self) -> _Images:
+        return _Images(self.api.present)
 
 
 def _pull(puller: ImagePuller, **kwargs: Any) -> None:

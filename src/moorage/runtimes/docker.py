@@ -35,6 +35,7 @@ from moorage.models.endpoints import DeploySpec
 from moorage.runtimes import docker_logs, model_cache, volumes
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.docker_images import ImagePuller
+from moorage.runtimes.image_access import ImagePullRecord
 from moorage.runtimes.listening import Listening, inside_only, listeners_of
 from moorage.runtimes.ports import free_port
 
@@ -89,6 +90,7 @@ class DockerRuntime:
         stop_grace_s: float = 10.0,
         log_max_bytes: int = 10 * 1024 * 1024,
         model_cache_root: Path | None = None,
+        image_pulls: Path | None = None,
     ) -> None:
         self.client = client
         # A host folder per user bind-mounted in their containers (``model_cache.py``);
@@ -97,7 +99,9 @@ class DockerRuntime:
         self.installation = installation
         self.stop_grace_s = stop_grace_s
         self.log_max_bytes = log_max_bytes
-        self._images = ImagePuller(client)
+        # Which images pulls with a user's login brought, and for whom (a JSON file in
+        # MOORAGE_HOME; None: in memory).
+        self._images = ImagePuller(client, ImagePullRecord(image_pulls))
         # Open log streams, closed by close() so that no reader outlives the runtime.
         self._log_streams: set[CancellableStream[tuple[int, bytes]]] = set()
         # Serializes creating an endpoint's network and attaching a container to it
@@ -210,13 +214,13 @@ class DockerRuntime:
     # -- replicas --------------------------------------------------------------
 
     async def start(self, launch: Launch) -> str:
-        await self._images.ensure(
+        image_id = await self._images.ensure(
             launch.deploy.image_url, auth=launch.registry_auth, owner=launch.user_id
         )
         await self.stop(launch.replica_id)  # never two containers for one replica
         host_port = free_port()
         try:
-            await asyncio.to_thread(self._run, launch, host_port)
+            await asyncio.to_thread(self._run, launch, host_port, image_id)
         except StartError:
             await self.stop(launch.replica_id)
             raise
@@ -237,7 +241,9 @@ class DockerRuntime:
             )
         return f"the container engine could not start the replica: {explanation}"
 
-    def _run(self, launch: Launch, host_port: int) -> None:
+    def _run(self, launch: Launch, host_port: int, image_id: str) -> None:
+        """Creates and starts the container from ``image_id``, the image its owner
+        was allowed (not ``image_url``, whose tag another pull may have moved since)."""
         deploy = launch.deploy
         environment = {
             "PYTHONUNBUFFERED": "1",  # a default the endpoint's env may change
@@ -285,7 +291,7 @@ class DockerRuntime:
             try:
                 network = self._network_options(launch.endpoint_id)
                 container = self.client.containers.create(
-                    deploy.image_url,
+                    image_id,
                     **_entrypoint(deploy),
                     name=self._container_name(launch.replica_id),
                     labels=labels,

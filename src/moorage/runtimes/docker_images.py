@@ -9,6 +9,11 @@ shutdown instead of outliving it in a daemon thread.
 Image references are split by docker-py (``parse_repository_tag``), so
 ``python@sha256:<digest>`` is pulled by digest, ``registry:5000/app`` keeps its
 port and a reference with neither tag nor digest means ``latest``.
+
+A pull made with a user's registry login is noted by image id (``image_access.py``):
+another owner's replica pulls that image again, with their own login or none, before
+it may start it, and a replica starts from the image id its check allowed, never
+from a tag that may have moved since.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from docker.types import CancellableStream
 from docker.utils import parse_repository_tag
 
 from moorage.runtimes.base import StartError, StartPending
+from moorage.runtimes.image_access import ImagePullRecord, RecordError
 
 # Silence from the engine this long ends a pull with an error; the engine reports
 # progress several times a second while it downloads.
@@ -56,6 +62,13 @@ class Pull:
     image: str
     # The owner's credentials for the image's registry (``X-Registry-Auth``), if any.
     auth: Mapping[str, str] | None = field(default=None, repr=False)
+    owner: str = ""
+    # The id the reference named on the engine before the pull, if any.
+    id_before: str | None = None
+    # Pulled again because a pull with another user's login brought the local copy.
+    for_another_login: bool = False
+    # The id the reference names once the pull ended: what the replica starts.
+    image_id: str | None = None
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     done: bool = False
     error: str | None = None
@@ -80,34 +93,59 @@ class Pull:
 class ImagePuller:
     """Makes sure an image is present before a replica of it starts."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, record: ImagePullRecord | None = None) -> None:
         self.client = client
+        self.record = record if record is not None else ImagePullRecord()
         # By image and, for a pull with a user's credentials, that user: one user's
         # pull never goes out with another's credentials.
         self._pulls: dict[tuple[str, str], Pull] = {}
 
     async def ensure(
         self, image: str, *, auth: Mapping[str, str] | None = None, owner: str = ""
-    ) -> None:
-        """Returns when ``image`` is present; raises ``StartPending`` while it is
-        pulled and ``StartError`` once a pull failed (the next call pulls again).
-        With ``auth`` (the owner's credentials for its registry) the image is pulled
-        even when present, so the registry checks those credentials each time."""
+    ) -> str:
+        """The id of ``image`` on the engine that ``owner``'s replica may start; raises
+        ``StartPending`` while it is pulled and ``StartError`` once a pull failed (the
+        next call pulls again). With ``auth`` (the owner's credentials for its
+        registry) the image is pulled even when present, so the registry checks those
+        credentials each time. Without, a present image is used as it is unless a pull
+        with another user's login brought it: then it is pulled again without one."""
         key = (image, owner if auth is not None else "")
         pull = self._pulls.get(key)
         if pull is None:
-            if auth is None and await asyncio.to_thread(self._has_image, image):
-                return
-            pull = self._pulls[key] = Pull(image, auth=auth)
+            local = await asyncio.to_thread(self._image_id, image)
+            if (
+                auth is None
+                and local is not None
+                and await asyncio.to_thread(self._may_start, local, owner)
+            ):
+                return local
+            pull = self._pulls[key] = Pull(
+                image,
+                auth=auth,
+                owner=owner,
+                id_before=local,
+                for_another_login=auth is None and local is not None,
+            )
             pull.task = asyncio.create_task(asyncio.to_thread(self._pull, pull))
         if not pull.done:
             raise StartPending(f"pulling {image}: {pull.percent()}%")
         del self._pulls[key]
         if pull.error is not None:
+            if pull.for_another_login:
+                registry = registry_of(image)
+                raise StartError(
+                    f"image {image!r} needs a login to {registry}: the copy on this engine was "
+                    "pulled with another user's login, and pulling it without one failed "
+                    f"({pull.error}); store yours with PUT /v1/registry-credentials/{registry} "
+                    "and start the endpoint again"
+                )
             raise StartError(
                 f"cannot pull image {image!r}: {pull.error}; check deploy_metadata.image_url "
                 "and that the engine can reach its registry"
             )
+        if pull.image_id is None:  # every pull that ended without an error sets it
+            raise StartError(f"the pull of image {image!r} left no image id")
+        return pull.image_id
 
     async def close(self) -> None:
         """Stops every pull under way and waits for its thread to end."""
@@ -119,12 +157,32 @@ class ImagePuller:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _has_image(self, image: str) -> bool:
+    def _image_id(self, image: str) -> str | None:
         try:
-            self.client.images.get(image)
+            return str(self.client.images.get(image).id)
         except ImageNotFound:
-            return False
-        return True
+            return None
+
+    def _may_start(self, image_id: str, owner: str) -> bool:
+        try:
+            return self.record.may_start(image_id, owner)
+        except RecordError as exc:
+            raise StartError(f"cannot tell who may start image {image_id}: {exc}") from exc
+
+    def _note(self, pull: Pull) -> None:
+        """Sets the id the pull left and notes who may start it."""
+        image_id = self._image_id(pull.image)
+        if image_id is None:
+            pull.error = "the engine has no such image after pulling it"
+            return
+        try:
+            self.record.pulled(
+                image_id, owner=pull.owner, with_login=bool(pull.auth), id_before=pull.id_before
+            )
+        except RecordError as exc:
+            pull.error = f"cannot note who may start it: {exc}"
+            return
+        pull.image_id = image_id
 
     def _pull(self, pull: Pull) -> None:
         try:
@@ -137,6 +195,8 @@ class ImagePuller:
                 detail = message.get("progressDetail") or {}
                 if message.get("id") and detail.get("total"):
                     pull.layers[message["id"]] = (int(detail["current"]), int(detail["total"]))
+            if not pull.stopped and pull.error is None:
+                self._note(pull)
         except APIError as exc:
             pull.error = str(exc.explanation or exc)
         except (DockerException, requests.exceptions.RequestException) as exc:
