@@ -191,6 +191,7 @@ class MoorageServer:
             in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
             secret_box=self.secret_box,
+            quotas=Quotas.defaults(settings),
         )
         status_policy = StatusPolicy(
             crash_loop_threshold=settings.crash_loop_threshold,

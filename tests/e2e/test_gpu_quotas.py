@@ -9,6 +9,8 @@ one replica asking more GPUs than a node of the flavor has."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.test_gpus import body, flavors, seen_gpus
+from tests.e2e.test_gpus import PRINTS_ITS_GPUS, body, flavors, seen_gpus
 from tests.support.server import ApiClient, wait_for
 
 SERVER_ENV = {
@@ -125,3 +127,82 @@ def test_a_replica_asking_more_gpus_than_one_node_has_is_refused(alice: ApiClien
         ) in error["message"]
     assert alice.call("GET", "/v1/inference-service").json()["total"] == 0
     assert available(alice, "SPLIT_GPU") == 4
+
+
+def held_gpus(admin: ApiClient, service_id: str) -> int:
+    """GPUs the endpoint's replicas hold, as ``/metrics`` shows them (admin only)."""
+    text = admin.call("GET", "/metrics").text
+    mine = re.findall(
+        rf'^moorage_gpu_allocated\{{[^}}]*service_id="{service_id}"[^}}]*\}} 1\.0$', text, re.M
+    )
+    return len(mine)
+
+
+def rollout_stops(client: ApiClient, service_id: str) -> list[str]:
+    events = client.call(
+        "GET", f"/v1/inference-service/{service_id}/events", params={"page_size": 100}
+    ).json()["event_list"]
+    return [str(e["detail"]) for e in events if e["kind"] == "stopped"]
+
+
+def within_share(alice: ApiClient, admin: ApiClient, service_id: str, seconds: float) -> None:
+    """Polls for ``seconds``: half the flavor stays free for another user, and the
+    endpoint holds at most its owner's 2 GPUs (``/metrics``, read every 5 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert available(alice, "QUOTA_GPU") >= 2, "another user's share stays free"
+        assert held_gpus(admin, service_id) <= 2
+        time.sleep(0.1)
+
+
+@pytest.mark.usefixtures("clean")
+def test_a_rollout_keeps_a_user_within_her_share_of_a_gpu_flavor(
+    alice: ApiClient, bob: ApiClient, admin: ApiClient
+) -> None:
+    """The surge of a rollout counts against flavor_share: at her share, a change to a
+    command that never answers (with a day to start) replaces her replica one at a
+    time; she never holds more than 2 of the 4 GPUs, a repeated change replaces the
+    replica still starting, a change back to a serving command completes, and bob
+    takes the other 2 GPUs."""
+    quota_gpu = flavors(alice)["QUOTA_GPU"]
+    wait_for(lambda: available(alice, "QUOTA_GPU") == 4, what="the GPUs free")
+    created = alice.call("POST", "/v1/inference-service", json=gpu_body(quota_gpu, "pair", 1, 2))
+    assert created.status_code == 200, created.text
+    pair_id = created.json()["service_id"]
+    alice.wait_status(pair_id, "available")
+
+    for attempt in range(2):  # a repeated PUT replaces the replica still starting
+        never_ready = {
+            "command": "sleep 100001" + " " * attempt,
+            "readiness_probe": {"startup_timeout_s": 86400},
+        }
+        changed = alice.call(
+            "PUT", f"/v1/inference-service/{pair_id}", json={"deploy_metadata": never_ready}
+        )
+        assert changed.status_code == 200, changed.text
+        within_share(alice, admin, pair_id, 6)
+        usage = alice.call("GET", "/v1/quota").json()["usage"]
+        assert usage["gpus_by_flavor"] == {quota_gpu["flavor_id"]: 2}, attempt
+    assert (
+        "rolling out one replica at a time: a surge would exceed your flavor_share"
+        in rollout_stops(alice, pair_id)
+    )
+
+    # Back to a command that serves: the rollout completes, still within the share.
+    fixed = alice.call(
+        "PUT",
+        f"/v1/inference-service/{pair_id}",
+        json={"deploy_metadata": {"command": PRINTS_ITS_GPUS}},
+    )
+    assert fixed.status_code == 200, fixed.text
+    deadline = time.monotonic() + 60
+    while alice.get(pair_id)["status"] != "available":
+        assert time.monotonic() < deadline, "the rollout never completed"
+        within_share(alice, admin, pair_id, 0.5)
+    assert wait_for(lambda: seen_gpus(alice, pair_id)), "the new revision runs on its GPUs"
+    assert wait_for(lambda: held_gpus(admin, pair_id) == 2, timeout=15, what="2 GPUs on /metrics")
+
+    theirs = bob.call("POST", "/v1/inference-service", json=gpu_body(quota_gpu, "bobs", 1, 2))
+    assert theirs.status_code == 200, theirs.text
+    bob.wait_status(theirs.json()["service_id"], "available")
+    assert available(alice, "QUOTA_GPU") == 0

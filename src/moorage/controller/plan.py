@@ -201,10 +201,27 @@ def plan(
     policy: PlanPolicy,
     probe_failures: Mapping[str, int] | None = None,
     free_gpus: Mapping[str, int] | None = None,
+    surge_room: Mapping[tuple[str, str], int] | None = None,
+    gpu_flavors: AbstractSet[str] = frozenset(),
 ) -> list[Action]:
     """Actions for every endpoint. ``probes`` holds each replica's latest probe result
-    (see ``probe_verdicts``); ``probe_failures`` how many probes in a row it has failed."""
-    facts = _Facts(observed, probes, probe_failures or {}, now, policy, free_gpus or {})
+    (see ``probe_verdicts``); ``probe_failures`` how many probes in a row it has failed.
+    ``surge_room`` is what each owner may still take, by (user_id, flavor_id) in the
+    flavor's units (GPUs on the ``gpu_flavors``, replicas elsewhere) and by (user_id,
+    ``""``) in replicas (``controller/surge_room.py``); an owner with no entry is not
+    bound (the caller gives entries only to owners with a rollout under way). New
+    replicas take from it, endpoint by endpoint; a rollout whose surge does not fit
+    replaces one replica at a time, and another endpoint's new replica waits."""
+    facts = _Facts(
+        observed,
+        probes,
+        probe_failures or {},
+        now,
+        policy,
+        free_gpus or {},
+        dict(surge_room or {}),
+        gpu_flavors,
+    )
     actions: list[Action] = []
     by_endpoint: dict[str, list[Replica]] = {}
     for replica in replicas:
@@ -229,6 +246,33 @@ class _Facts:
     policy: PlanPolicy
     # GPUs no replica holds, by flavor: a GPU freed but not yet placed is not short.
     free_gpus: Mapping[str, int] = field(default_factory=dict)
+    # Each owner's room under their quotas, taken from as surges are planned.
+    surge_room: dict[tuple[str, str], int] = field(default_factory=dict)
+    gpu_flavors: AbstractSet[str] = frozenset()
+
+    def take_surge(self, endpoint: Endpoint, replicas: int) -> tuple[int, str]:
+        """How many of ``replicas`` new replicas beside the old ones fit the owner's
+        room (all of them for an owner not bound), and the quota that bounds the rest;
+        takes their share of the room."""
+        room = self.surge_room
+        flavor_key = (endpoint.user_id, endpoint.flavor_id)
+        replicas_key = (endpoint.user_id, _REPLICAS)
+        gpus = endpoint.flavor_id in self.gpu_flavors
+        units = max(1, endpoint.deploy.gpu_num) if gpus else 1
+        by_share = max(0, room[flavor_key] // units) if flavor_key in room else replicas
+        by_replicas = max(0, room[replicas_key]) if replicas_key in room else replicas
+        fits = min(replicas, by_share, by_replicas)
+        if flavor_key in room:
+            room[flavor_key] -= fits * units
+        if replicas_key in room:
+            room[replicas_key] -= fits
+        return fits, "flavor_share" if by_share < replicas else "replicas quota"
+
+
+# The key of the replicas quota in ``surge_room`` (controller/surge_room.py).
+_REPLICAS = ""
+# Why an old replica goes before its successor starts (docs/controller.md).
+ONE_AT_A_TIME = "rolling out one replica at a time: a surge would exceed your {quota}"
 
 
 def _health(
@@ -319,6 +363,7 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
         return [*actions, rollback]
 
     # Scale the current revision: stop the least useful extras first.
+    held_back, bound_by = 0, ""
     if len(current) > wanted:
         ranked = sorted(
             current,
@@ -330,7 +375,12 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
         kept = ranked[len(current) - wanted :]
     else:
         kept = current
-        actions.extend(CreateReplica(endpoint) for _ in range(wanted - len(current)))
+        missing = wanted - len(current)
+        # Only what the owner's quotas leave while a rollout of theirs surges (an owner
+        # with no rollout has no room entry: the API checked the target).
+        fits, bound_by = facts.take_surge(endpoint, missing) if missing else (0, "")
+        held_back = missing - fits
+        actions.extend(CreateReplica(endpoint) for _ in range(fits))
 
     now, policy = facts.now, facts.policy
     for replica in kept:
@@ -350,9 +400,30 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
         if current_ready >= wanted or state[replica.replica_id] is not ReplicaState.READY:
             going.append(replica)
     actions.extend(StopReplica(r, _why_previous(r, endpoint)) for r in going)
-    if facts.free_gpus.get(endpoint.flavor_id, 0) < endpoint.deploy.gpu_num:
-        actions.extend(_make_room(kept, previous, going, state, endpoint))
-    return actions
+    room = _one_at_a_time(kept, previous, going, state, bound_by) if held_back else []
+    if not room and facts.free_gpus.get(endpoint.flavor_id, 0) < endpoint.deploy.gpu_num:
+        room = _make_room(kept, previous, going, state, endpoint)
+    return [*actions, *room]
+
+
+def _one_at_a_time(
+    kept: Sequence[Replica],
+    previous: Sequence[Replica],
+    going: Sequence[Replica],
+    state: Mapping[str, ReplicaState],
+    quota: str,
+) -> list[Action]:
+    """A rollout whose surge would take the owner past a quota: the oldest old replica
+    goes first, and its successor is created once it has stopped (the next passes),
+    so the owner never holds more than the quota allows. One at a time: only while
+    no old replica is on its way out and every new one serves (the old one going
+    now may be the last that does)."""
+    serving = [r for r in previous if r not in going]
+    new_ready = all(state[r.replica_id] is ReplicaState.READY for r in kept)
+    if going or not serving or not new_ready:
+        return []
+    oldest = min(serving, key=lambda r: r.requested_at)
+    return [StopReplica(oldest, ONE_AT_A_TIME.format(quota=quota))]
 
 
 def _make_room(

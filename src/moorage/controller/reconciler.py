@@ -41,6 +41,7 @@ from moorage.controller.plan import (
 )
 from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.controller.startup_watch import StartupWatcher
+from moorage.controller.surge_room import load_surge_room
 from moorage.controller.tasks import cancel_all
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
@@ -56,6 +57,7 @@ from moorage.models.states import EndpointEventKind
 from moorage.routing.table import RouteTable, build_route_table
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.secretbox import SecretBox
+from moorage.services.quotas import Quotas
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
@@ -86,8 +88,11 @@ class Reconciler:
         in_flight: Callable[[str], int] = lambda _replica_id: 0,
         drain_timeout_s: float = 30.0,
         secret_box: SecretBox | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.db = db
+        # The default quotas: a rollout's surge stays within each owner's (None: unbound).
+        self.quotas = quotas
         # Decrypts the secrets a replica names, as it starts (launch_secrets.py).
         self.secret_box = secret_box
         self.runtime = runtime
@@ -149,6 +154,13 @@ class Reconciler:
         if watched:
             await asyncio.to_thread(self._save_startup, watched)
         free = await asyncio.to_thread(free_gpus, self.db)
+        room = (
+            await asyncio.to_thread(
+                load_surge_room, self.db, self.quotas, snapshot.endpoints, snapshot.replicas
+            )
+            if self.quotas is not None
+            else {}
+        )
         actions = plan(
             snapshot.endpoints,
             snapshot.replicas,
@@ -158,6 +170,8 @@ class Reconciler:
             self.policy,
             failures,
             free_gpus=free,
+            surge_room=room,
+            gpu_flavors=frozenset(free),
         )
         # A replica being stopped in the background is that task's alone; a pass that
         # loaded it before the stop was recorded must not also fail or restart it.
