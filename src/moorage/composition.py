@@ -23,6 +23,7 @@ from moorage import secretbox
 from moorage.api.app import create_api
 from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
+from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.errors import ErrorCode, InvalidField, MoorageError, Unavailable
@@ -193,6 +194,7 @@ class MoorageServer:
             secret_box=self.secret_box,
             quotas=Quotas.defaults(settings),
         )
+        self.metering = Metering(self.db, self.clock, settings.metering_interval_s)
         status_policy = StatusPolicy(
             crash_loop_threshold=settings.crash_loop_threshold,
             ready_timeout_s=settings.ready_timeout_s,
@@ -254,11 +256,16 @@ class MoorageServer:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _api: FastAPI) -> AsyncIterator[None]:
-        """Starts the controller, the log housekeeper and the front door with the API,
-        and stops them in reverse: the front door first, so no new request arrives
-        while replicas stop. What started before a failure is stopped too."""
+        """Starts usage checkpoints, the controller, the log housekeeper and the front
+        door with the API, and stops them in reverse: the front door first, so no new
+        request arrives while replicas stop. What started before a failure is stopped
+        too."""
         async with contextlib.AsyncExitStack() as started:
             started.callback(self.db.dispose)
+            # Started before the controller so that it stops after it: the last
+            # checkpoint bills the replicas up to the stops the controller records.
+            self.metering.start()
+            started.push_async_callback(self.metering.shutdown)
             await self.reconciler.start()
             started.push_async_callback(self.reconciler.shutdown)
             self.logs.start()

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=None, description="Base URL users reach moorage at, for endpoint URLs."
     )
     reconcile_interval_s: float = Field(default=1.0, gt=0)
+    metering_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="How often replicas' usage is closed into usage records (and at stop).",
+    )
     ready_timeout_s: float = Field(default=900.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     drain_timeout_s: float = Field(

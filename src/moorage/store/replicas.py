@@ -17,6 +17,7 @@ from moorage.models.replicas import (
     StartupWatch,
     derive_replica,
 )
+from moorage.store.rates import fix_rate_once
 from moorage.store.tables import GpuAllocationRow, ReplicaEventRow, ReplicaRow
 
 
@@ -89,6 +90,9 @@ class ReplicaRepository:
                 delete(GpuAllocationRow).where(GpuAllocationRow.replica_id == event.replica_id)
             )
         if row is not None and event.kind is ReplicaEventKind.STARTED:
+            # Billing opens here: the rate is fixed at the first placement, at the
+            # flavor's price now, in this transaction (docs/billing.md).
+            fix_rate_once(self.session, row, event.at)
             row.progress = None
             _write_watch(row, StartupWatch())  # a new life: nothing seen of it yet
         self.session.flush()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -41,6 +43,27 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Money, exactly: NUMERIC on PostgreSQL; text on SQLite, whose NUMERIC is a
+    binary float that would turn 0.147164 into 0.14716399999999999."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric())
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
 
 
 class Base(DeclarativeBase):
@@ -262,3 +285,56 @@ class EndpointEventRow(Base):
     at: Mapped[datetime]
     revision: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
+
+
+class ReplicaRateRow(Base):
+    """What a replica is billed at, fixed in the transaction that records its first
+    ``started`` (``store/rates.py``), and how far its usage is closed into records.
+    Kept, like the replica, after its endpoint is deleted."""
+
+    __tablename__ = "replica_rates"
+    __table_args__ = (Index("ix_replica_rates_settled", "settled", "replica_id"),)
+
+    replica_id: Mapped[str] = mapped_column(ForeignKey("replicas.replica_id"), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    flavor_id: Mapped[str] = mapped_column(String(32))
+    gpu_num: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(8))
+    price_per_hour: Mapped[Decimal] = mapped_column(ExactDecimal)
+    placed_at: Mapped[datetime]
+    # Usage is in records up to here (None: none yet); moved only by a conditional
+    # update from the value read, so two checkpoints never close the same seconds.
+    billed_until: Mapped[datetime | None]
+    # The replica stopped and every second it was billed is in records: checkpoints
+    # skip it from then on.
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UsageRecordRow(Base):
+    """Seconds one replica was billed over (period_start, period_end], within one UTC
+    day, with what they cost at its rate (rounded to 6 places; totals are recomputed
+    from seconds and rates and rounded once, ``models/billing.py``)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        # The same second can never be stored twice, whatever a writer does.
+        UniqueConstraint("replica_id", "period_start"),
+        Index("ix_usage_records_user_day", "user_id", "day"),
+        Index("ix_usage_records_endpoint_day", "endpoint_id", "day"),
+    )
+
+    record_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    replica_id: Mapped[str] = mapped_column(ForeignKey("replicas.replica_id"))
+    endpoint_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    flavor_id: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date]
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    seconds: Mapped[int] = mapped_column(Integer)
+    gpu_seconds: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+    cost: Mapped[Decimal] = mapped_column(ExactDecimal)
