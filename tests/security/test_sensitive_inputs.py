@@ -100,3 +100,26 @@ def test_an_error_about_a_registry_username_never_quotes_it(alice: ApiClient) ->
     assert response.status_code == 422, response.text
     assert response.json()["message"].startswith("username: "), response.text
     assert username[:14] not in response.text
+
+
+@pytest.mark.parametrize("image_url", ["../../containers", "../../images", "/x/json"])
+def test_an_image_url_that_walks_the_engines_api_is_refused(
+    alice: ApiClient, image_url: str
+) -> None:
+    """The docker runtime puts image_url into the engine's API paths: a path there would
+    make moorage read other tenants' containers for the caller."""
+    before = alice.call("GET", "/v1/inference-service").json()["total"]
+    response = alice.call(
+        "POST",
+        "/v1/inference-service",
+        json={
+            "name": "walk",
+            "resource_metadata": {"flavor_id": alice.flavor_id()},
+            "deploy_metadata": {"image_url": image_url, "command": "sleep 1000", "port": 8080},
+        },
+    )
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert message.startswith("deploy_metadata.image_url: "), message
+    assert "must be an image reference" in message
+    assert alice.call("GET", "/v1/inference-service").json()["total"] == before

@@ -45,6 +45,7 @@ from moorage.controller.surge_room import load_surge_room
 from moorage.controller.tasks import cancel_all
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
+from moorage.models.quotas import Quotas
 from moorage.models.replicas import (
     FailureReason,
     Replica,
@@ -57,7 +58,6 @@ from moorage.models.states import EndpointEventKind
 from moorage.routing.table import RouteTable, build_route_table
 from moorage.runtimes.base import Launch, Observed, Runtime, StartError, StartPending
 from moorage.secretbox import SecretBox
-from moorage.services.quotas import Quotas
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from moorage.models.endpoints import Endpoint
+from moorage.models.quotas import FlavorUnits, Quotas, flavor_limit
 from moorage.models.replicas import Replica
-from moorage.services.quotas import FlavorUnits, Quotas, flavor_limit
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository

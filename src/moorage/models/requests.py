@@ -37,6 +37,7 @@ from moorage.models.endpoints import (
     mount_overlap,
 )
 from moorage.models.flavors import CURRENCIES
+from moorage.models.images import IMAGE_REFERENCE_PATTERN, image_reference_problem
 from moorage.models.states import PolicyName
 
 PaymentType = Literal["usd", "cny", "nmt"]
@@ -118,8 +119,21 @@ def _text(max_length: int, *, min_length: int = 0, strip: bool = False) -> Any:
 
 Name = Annotated[str, _text(MAX_NAME_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA]
 NonEmpty = Annotated[str, _text(MAX_ID_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA]
+
+
+def _image_reference(value: str) -> str:
+    problem = image_reference_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 ImageUrl = Annotated[
-    str, _text(MAX_IMAGE_URL_CHARS, min_length=1, strip=True), _PLAIN, _PLAIN_SCHEMA
+    str,
+    _text(MAX_IMAGE_URL_CHARS, min_length=1, strip=True),
+    _PLAIN,
+    AfterValidator(_image_reference),
+    Field(json_schema_extra={"pattern": IMAGE_REFERENCE_PATTERN}),
 ]
 Command = Annotated[
     str,

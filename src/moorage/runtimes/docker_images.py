@@ -32,6 +32,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import CancellableStream
 from docker.utils import parse_repository_tag
 
+from moorage.models.images import image_reference_problem
 from moorage.runtimes.base import StartError, StartPending
 from moorage.runtimes.image_access import ImagePullRecord, RecordError
 
@@ -109,6 +110,9 @@ class ImagePuller:
         registry) the image is pulled even when present, so the registry checks those
         credentials each time. Without, a present image is used as it is unless a pull
         with another user's login brought it: then it is pulled again without one."""
+        problem = image_reference_problem(image)
+        if problem is not None:  # what an older moorage stored: never into an API path
+            raise StartError(f"deploy_metadata.image_url {problem}")
         key = (image, owner if auth is not None else "")
         pull = self._pulls.get(key)
         if pull is None:

@@ -13,10 +13,8 @@ gathers the numbers.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -24,37 +22,16 @@ from moorage.clock import Clock
 from moorage.errors import ErrorCode, Forbidden, NotFound
 from moorage.models.accounts import User
 from moorage.models.endpoints import DesiredState, Endpoint
+from moorage.models.quotas import FlavorUnits as FlavorUnits
+from moorage.models.quotas import Quotas as Quotas
+from moorage.models.quotas import flavor_limit as flavor_limit
 from moorage.models.requests import QuotaPatch, env_bytes
-from moorage.settings import Settings
 from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.flavors import FlavorRepository
 from moorage.store.quotas import QuotaRepository
 
 ASK_ADMIN = "ask the admin to raise your quota (PUT /v1/users/{user_id}/quota)"
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """One user's limits. ``flavor_share`` is a fraction of each flavor's capacity."""
-
-    endpoints: int
-    replicas: int
-    flavor_share: float
-    command_bytes: int
-    env_vars: int
-    env_bytes: int
-    name_chars: int
-    description_chars: int
-    log_followers: int
-    secrets: int
-
-    @classmethod
-    def defaults(cls, settings: Settings) -> Quotas:
-        return cls(**{f.name: getattr(settings, f"quota_{f.name}") for f in fields(cls)})
-
-    def with_overrides(self, overrides: Mapping[str, int | float]) -> Quotas:
-        return dataclasses.replace(self, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -65,26 +42,6 @@ class Usage:
     endpoints: int
     replicas: int
     on_flavor: int
-
-
-@dataclass(frozen=True)
-class FlavorUnits:
-    """What ``flavor_share`` counts on one flavor: GPUs where it has a GPU inventory
-    (a replica holds gpu_num of them, so counting replicas would let one replica of
-    gpu_num 4 take a whole 4-GPU flavor under a 0.5 share), replicas otherwise."""
-
-    flavor_id: str
-    name: str
-    capacity: int
-    gpus: bool
-
-    @property
-    def unit(self) -> str:
-        return "GPUs" if self.gpus else "replicas"
-
-    def of(self, replicas: int, gpu_num: int) -> int:
-        """What ``replicas`` replicas of ``gpu_num`` GPUs each count for here."""
-        return replicas * gpu_num if self.gpus else replicas
 
 
 @dataclass(frozen=True)
@@ -104,12 +61,6 @@ class Exceeded:
             f"{self.what} {self.would_be}{self.unit}; "
             f"{self.todo}, or {ASK_ADMIN.format(user_id=user_id)}"
         )
-
-
-def flavor_limit(capacity: int, share: float) -> int:
-    """Replicas (or GPUs) of a flavor one user may hold: a share of its capacity, at
-    least one, so a small flavor stays usable by everyone."""
-    return max(1, math.floor(capacity * share + 1e-9))
 
 
 def contribution(endpoint: Endpoint | None, flavor: FlavorUnits) -> Usage:
