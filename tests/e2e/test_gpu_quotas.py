@@ -206,3 +206,33 @@ def test_a_rollout_keeps_a_user_within_her_share_of_a_gpu_flavor(
     assert theirs.status_code == 200, theirs.text
     bob.wait_status(theirs.json()["service_id"], "available")
     assert available(alice, "QUOTA_GPU") == 0
+
+
+@pytest.mark.usefixtures("clean")
+def test_gpus_a_stopping_replica_still_holds_count_against_the_share(alice: ApiClient) -> None:
+    """Stop one endpoint and at once start another: the first's replicas keep their
+    GPUs until they have stopped (one that ignores SIGTERM, for the stop grace), so
+    the start is refused until they let go, never holding twice the share meanwhile."""
+    flavor = flavors(alice)["QUOTA_GPU"]
+    second = alice.call("POST", "/v1/inference-service", json=gpu_body(flavor, "b", 1, 2))
+    assert second.status_code == 200, second.text
+    second_id = second.json()["service_id"]
+    alice.wait_status(second_id, "available")
+    assert alice.call("POST", f"/v1/inference-service/{second_id}/stop").status_code == 200
+    alice.wait_status(second_id, "stopped")
+    wait_for(lambda: available(alice, "QUOTA_GPU") == 4, what="its GPUs free")
+    lingering = gpu_body(flavor, "a", 1, 2)
+    lingering["deploy_metadata"]["command"] = f"trap '' TERM; {PRINTS_ITS_GPUS}"
+    first = alice.call("POST", "/v1/inference-service", json=lingering)
+    assert first.status_code == 200, first.text
+    first_id = first.json()["service_id"]
+    alice.wait_status(first_id, "available")
+
+    assert alice.call("POST", f"/v1/inference-service/{first_id}/stop").status_code == 200
+    refused = alice.call("POST", f"/v1/inference-service/{second_id}/start")
+
+    over_share(refused, "this would bring yours to 4 GPUs", "stopping have let go")
+    assert available(alice, "QUOTA_GPU") >= 2, "the other half stays free"
+    wait_for(lambda: available(alice, "QUOTA_GPU") == 4, what="the stopping replica's GPUs free")
+    started = alice.call("POST", f"/v1/inference-service/{second_id}/start")
+    assert started.status_code == 200, started.text

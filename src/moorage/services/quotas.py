@@ -119,7 +119,10 @@ def usage_violations(
         counted = " (replicas x deploy_metadata.gpu_num)" if flavor.gpus else ""
         todo = "stop or scale down another of your endpoints on this flavor"
         if flavor.gpus:
-            todo = f"ask for fewer replicas or a smaller deploy_metadata.gpu_num, or {todo}"
+            todo = (
+                f"ask for fewer replicas or a smaller deploy_metadata.gpu_num, or {todo}, or "
+                "wait until your replicas that are stopping have let go of their GPUs"
+            )
         found.append(
             Exceeded(
                 "flavor_share",
@@ -247,8 +250,14 @@ class QuotaService:
                 stored.flavor.capacity,
                 stored.flavor.has_gpus,
             )
+            # On a GPU flavor, what the user's replicas hold counts too: a stopped
+            # endpoint's replicas keep their GPUs while they drain, so a stop and a
+            # start must not let one user hold twice their share meanwhile.
             on_flavor = (
-                repository.running_gpus(user.user_id, flavor.flavor_id)
+                max(
+                    repository.running_gpus(user.user_id, flavor.flavor_id),
+                    repository.held_gpus(user.user_id, flavor.flavor_id),
+                )
                 if flavor.gpus
                 else repository.running_replicas(user.user_id, flavor.flavor_id)
             )

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from moorage.models.endpoints import DesiredState
 from moorage.store.gpus import gpu_num_of
-from moorage.store.tables import EndpointRow, UserQuotaRow, UserRow
+from moorage.store.tables import EndpointRow, GpuAllocationRow, UserQuotaRow, UserRow
 
 LIMIT_COLUMNS = (
     "endpoints",
@@ -95,6 +95,17 @@ class QuotaRepository:
             if gpus > 0:
                 totals[flavor] = totals.get(flavor, 0) + gpus
         return totals
+
+    def held_gpus(self, user_id: str, flavor_id: str) -> int:
+        """GPUs of a flavor allocated to the user's replicas now, whatever their
+        endpoints ask for: a stopping replica holds its GPUs until it has stopped."""
+        query = (
+            select(func.count())
+            .select_from(GpuAllocationRow)
+            .join(EndpointRow, EndpointRow.service_id == GpuAllocationRow.endpoint_id)
+            .where(EndpointRow.user_id == user_id, GpuAllocationRow.flavor_id == flavor_id)
+        )
+        return int(self.session.execute(query).scalar_one())
 
     def replicas_by_flavor(self, user_id: str) -> dict[str, int]:
         query = (
