@@ -3,6 +3,7 @@ and stores them, and as the sandbox mounts them."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,10 @@ def test_no_volume_goes_where_the_work_folder_is_bound_nor_above_it() -> None:
     assert not mountable(CONFIG, "/srv"), "the work folder's bind would go through it"
     assert not mountable(CONFIG, "/srv/moorage")
     assert not mountable(CONFIG, "/srv/moorage/replicas/r/work/x")
+
+
+def test_no_volume_covers_what_moorage_shows_the_sandbox_for_itself() -> None:
+    shown = dataclasses.replace(CONFIG, exposed=(Path("/root/.pyenv/versions/3.11.7"),))
+    for path in ("/root", "/root/.pyenv", "/root/.pyenv/versions/3.11.7/lib"):
+        assert not mountable(shown, path), path
+    assert mountable(shown, "/mnt/weights")

@@ -107,9 +107,14 @@ def mountable(config: SandboxConfig, path: str) -> bool:
     host's, read-only: the path lies in a folder the sandbox mounts a tmpfs on (``/tmp``,
     ``/mnt``, ``/srv``, ``/home``, ...: its parents are created there), or is a folder
     the host has. Never where moorage keeps the replica's work folder (``MOORAGE_HOME``),
-    nor a folder above it: the work folder's bind would then go through the volume."""
+    nor a folder above it: the work folder's bind would then go through the volume;
+    nor at, in or above a folder moorage shows read-only (``exposed``)."""
     target = Path(path)
     if config.home.is_relative_to(target) or target.is_relative_to(config.home):
+        return False
+    # Nor over what moorage shows the sandbox for itself (its interpreter, which the
+    # loader and the bridge run on): the replica would only break its own start.
+    if any(e.is_relative_to(target) or target.is_relative_to(e) for e in config.exposed):
         return False
     roots = [*config.writable_tmp, *config.hidden_dirs]
     if any(target.is_relative_to(root) for root in roots):
