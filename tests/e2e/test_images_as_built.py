@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support.server import ApiClient, MoorageServer, inline_app_command
+from tests.support.server import ApiClient, MoorageServer, inline_app_command, wait_for
 
 RUNTIMES = ["process", "docker"]
 STORES = ["sqlite"]
@@ -105,8 +105,13 @@ def _deploy(server: MoorageServer) -> dict[str, Any]:
 
 
 def _report(client: ApiClient, service_id: str) -> dict[str, Any]:
-    response = client.gateway(service_id)
-    assert response.status_code == 200, response.text
+    # Polled: right after a start the gateway has answered 503 no_ready_replica once
+    # while GET already read available (seen on the docker runtime under load).
+    response = wait_for(
+        lambda: (answer := client.gateway(service_id)).status_code == 200 and answer,
+        timeout=30,
+        what="the app's report through the gateway",
+    )
     return dict(response.json())
 
 
