@@ -8,24 +8,19 @@ GPU's minor number. The replica is given one; it lists its ``/dev``.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import stat
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from moorage.models.endpoints import DeploySpec
 from moorage.runtimes.base import Launch
 from moorage.runtimes.process import ProcessRuntime
-from moorage.runtimes.sandbox import Sandbox
-from moorage.settings import Settings
 from moorage.wire import new_id
-from tests.support.components import need
+from tests.support.sandboxed import sandboxed_runtime
 from tests.support.server import wait_for
 
 pytestmark = pytest.mark.anyio
@@ -34,34 +29,20 @@ GIVEN = "GPU-given-7"
 OTHER = "GPU-other-6"
 
 
-@pytest.fixture
-async def runtime() -> AsyncIterator[tuple[ProcessRuntime, Path]]:
-    if os.geteuid() != 0:
-        pytest.skip("making device files needs root")
-    home = Path(tempfile.mkdtemp(prefix="mrg-", dir="/tmp"))
+def _stand_in_devices(home: Path) -> dict[str, Any]:
     devices = home / "devices"
     devices.mkdir()
     for name in ("nvidia6", "nvidia7"):
         os.mknod(devices / name, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    settings = Settings(home=home, sandbox_path=f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    settings.replicas_dir.mkdir()
-    sandbox = await asyncio.to_thread(Sandbox.from_settings, settings)
-    if sandbox.config is None:
-        shutil.rmtree(home)
-        need("bubblewrap", sandbox.problem or "no sandbox")
-    process_runtime = ProcessRuntime(
-        settings.replicas_dir,
-        sandbox=sandbox,
-        owner_uids=lambda _user: settings.sandbox_uid_base,
-        gpu_devices={GIVEN: devices / "nvidia7", OTHER: devices / "nvidia6"},
-    )
-    try:
-        yield process_runtime, settings.replicas_dir
-    finally:
-        for replica in settings.replicas_dir.iterdir():
-            await process_runtime.stop(replica.name)
-        await process_runtime.close()
-        shutil.rmtree(home, ignore_errors=True)
+    return {"gpu_devices": {GIVEN: devices / "nvidia7", OTHER: devices / "nvidia6"}}
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[tuple[ProcessRuntime, Path]]:
+    if os.geteuid() != 0:
+        pytest.skip("making device files needs root")
+    async with sandboxed_runtime(_stand_in_devices) as (process_runtime, home):
+        yield process_runtime, home / "replicas"
 
 
 async def test_a_sandboxed_replica_sees_its_own_gpus_device_file_only(

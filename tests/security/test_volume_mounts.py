@@ -17,9 +17,6 @@ older moorage stored nested never resolve a source path through a planted symlin
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,10 +27,8 @@ from moorage.models.endpoints import DeploySpec, Volume
 from moorage.runtimes import model_cache, volumes
 from moorage.runtimes.base import Launch
 from moorage.runtimes.process import ProcessRuntime
-from moorage.runtimes.sandbox import Sandbox
-from moorage.settings import Settings
 from moorage.wire import new_id
-from tests.support.components import need
+from tests.support.sandboxed import sandboxed_runtime
 from tests.support.server import ApiClient
 
 STORES = ["sqlite"]
@@ -41,29 +36,13 @@ STORES = ["sqlite"]
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[tuple[ProcessRuntime, Path]]:
-    """The process runtime with its sandbox, volumes and model cache, on a short
-    MOORAGE_HOME (a Unix socket path holds 107 bytes)."""
-    home = Path(tempfile.mkdtemp(prefix="mrg-", dir="/tmp"))
-    settings = Settings(home=home, sandbox_path=f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    settings.replicas_dir.mkdir()
-    sandbox = await asyncio.to_thread(Sandbox.from_settings, settings)
-    if sandbox.config is None:
-        shutil.rmtree(home)
-        need("bubblewrap", sandbox.problem or "no sandbox")
-    process_runtime = ProcessRuntime(
-        settings.replicas_dir,
-        sandbox=sandbox,
-        volumes_root=home / "volumes",
-        model_cache_root=home / "model-cache",
-        owner_uids=lambda _user: settings.sandbox_uid_base,
-    )
-    try:
-        yield process_runtime, home
-    finally:
-        for replica in settings.replicas_dir.iterdir():
-            await process_runtime.stop(replica.name)
-        await process_runtime.close()
-        shutil.rmtree(home, ignore_errors=True)
+    """The process runtime with its sandbox, volumes and model cache."""
+
+    def folders(home: Path) -> dict[str, Any]:
+        return {"volumes_root": home / "volumes", "model_cache_root": home / "model-cache"}
+
+    async with sandboxed_runtime(folders) as made:
+        yield made
 
 
 async def _listing(process_runtime: ProcessRuntime, volumes: list[Volume], command: str) -> str:
