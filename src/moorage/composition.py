@@ -179,6 +179,8 @@ class MoorageServer:
             self.secret_box = secretbox.load(key, settings.home)
         except secretbox.SecretKeyError as exc:
             raise MoorageError(str(exc), code=ErrorCode.INVALID_FIELD) from exc
+        # One set of defaults: what the API refuses past and what rollouts keep within.
+        default_quotas = Quotas.defaults(settings)
         self.reconciler = Reconciler(
             self.db,
             self.runtime,
@@ -192,7 +194,7 @@ class MoorageServer:
             in_flight=self.gateway.dispatcher.in_flight,
             drain_timeout_s=settings.drain_timeout_s,
             secret_box=self.secret_box,
-            quotas=Quotas.defaults(settings),
+            quotas=default_quotas,
         )
         self.metering = Metering(self.db, self.clock, settings.metering_interval_s)
         status_policy = StatusPolicy(
@@ -205,7 +207,7 @@ class MoorageServer:
         self.gateway.metrics.registry.register(
             GpuCollector(self.gpu_readings, GpuAllocationView(self.db).current)
         )
-        self.quotas = QuotaService(self.db, self.clock, Quotas.defaults(settings))
+        self.quotas = QuotaService(self.db, self.clock, default_quotas)
         self.endpoints = EndpointService(
             self.db,
             self.clock,
