@@ -22,8 +22,9 @@ from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.flavors import Flavor
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository
-from moorage.store.metering import Closed, stored_usage
+from moorage.store.metering import Closed
 from moorage.store.tables import ReplicaEventRow
+from moorage.store.usage import stored_usage
 from tests.integration.test_reconciler import Control, MakeControl, make_control
 
 __all__ = ["make_control"]  # the fixture, used by name
@@ -68,7 +69,8 @@ def _oracle(control: Control) -> dict[str, int]:
 
 def _stored(control: Control) -> dict[str, int]:
     with control.db.session() as session:
-        records, _rates = stored_usage(session)
+        usage = stored_usage(session)
+        records, _rates = usage.records, usage.rates
     billed: dict[str, int] = defaultdict(int)
     for record in records:
         billed[record.replica_id] += record.seconds
@@ -114,7 +116,8 @@ async def test_start_scale_crash_restart_and_stop_are_billed_to_the_second(
     assert first >= 3600 + 600 + 300, "the first replica's hour and more"
     assert second >= 600 + 300
     with control.db.session() as session:
-        records, rates = stored_usage(session, endpoint_id=endpoint.service_id)
+        usage = stored_usage(session, endpoint_ids=[endpoint.service_id])
+        records, rates = usage.records, usage.rates
     (total,) = usage_totals(
         records, rates, GroupBy.ENDPOINT, datetime(2025, 1, 1, tzinfo=UTC), control.clock.now()
     )

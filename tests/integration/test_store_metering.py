@@ -19,9 +19,10 @@ from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository
-from moorage.store.metering import Closed, _close, _events, checkpoint_usage, stored_usage
+from moorage.store.metering import Closed, _close, checkpoint_usage, replica_events
 from moorage.store.replicas import ReplicaRepository
 from moorage.store.tables import ReplicaRateRow, UsageRecordRow
+from moorage.store.usage import stored_usage
 from moorage.wire import new_id
 
 T0 = datetime(2026, 5, 1, 9, 0, 0, 400_000, tzinfo=UTC)  # 09:00:00.4
@@ -131,7 +132,8 @@ def test_a_price_change_bills_only_replicas_placed_after_it(db: Database) -> Non
     checkpoint_usage(db, _at(4000))
 
     with db.session() as session:
-        records, rates = stored_usage(session, endpoint_id=endpoint.service_id)
+        usage = stored_usage(session, endpoint_ids=[endpoint.service_id])
+        records, rates = usage.records, usage.rates
     by_replica = {rid: rate.price_per_hour for rid, rate in rates.items()}
     assert by_replica == {old: Decimal("2.5"), new: Decimal("3.6")}
     assert {r.replica_id: r.cost for r in _records(db)} == {
@@ -195,7 +197,7 @@ def test_a_checkpoint_that_lost_the_race_writes_nothing(db: Database) -> None:
     with db.session() as slow:
         stale = slow.get(ReplicaRateRow, replica_id)
         assert stale is not None
-        events = _events(slow, [replica_id])[replica_id]
+        events = replica_events(slow, [replica_id])[replica_id]
 
         assert checkpoint_usage(db, _at(100)).seconds == 100  # the other process wins
 
@@ -279,7 +281,8 @@ def test_a_deleted_endpoint_keeps_its_usage(db: Database) -> None:
 
     with db.session() as session:
         assert EndpointRepository(session).get_live(endpoint.service_id) is None
-        records, rates = stored_usage(session, user_id=endpoint.user_id)
+        usage = stored_usage(session, user_id=endpoint.user_id)
+        records, rates = usage.records, usage.rates
     (total,) = usage_totals(records, rates, GroupBy.ENDPOINT, _at(-60), _at(86400))
     assert total.key == endpoint.service_id
     assert (total.instance_seconds, total.costs["usd"]) == (900, Decimal("0.625000"))

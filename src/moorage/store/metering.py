@@ -82,7 +82,7 @@ def checkpoint_usage(db: Database, now: datetime, batch: int = BATCH) -> Closed:
                     )
                 )
             )
-            events = _events(session, ids)
+            events = replica_events(session, ids)
             for row in rows:
                 closed += _close(
                     session, row, row.replica_id in finished, events[row.replica_id], now
@@ -92,7 +92,8 @@ def checkpoint_usage(db: Database, now: datetime, batch: int = BATCH) -> Closed:
             return closed
 
 
-def _events(session: Session, ids: Sequence[str]) -> dict[str, list[ReplicaEvent]]:
+def replica_events(session: Session, ids: Sequence[str]) -> dict[str, list[ReplicaEvent]]:
+    """The replicas' recorded events, each replica's oldest first."""
     found: dict[str, list[ReplicaEvent]] = defaultdict(list)
     for event_row in session.scalars(
         select(ReplicaEventRow)
@@ -165,24 +166,3 @@ def _record_row(record: UsageRecord, rate: ReplicaRate) -> UsageRecordRow:
         currency=rate.currency,
         cost=cost(rate, record.seconds),
     )
-
-
-def stored_usage(
-    session: Session, *, user_id: str | None = None, endpoint_id: str | None = None
-) -> tuple[list[UsageRecord], dict[str, ReplicaRate]]:
-    """Usage records and the rates of their replicas, deleted endpoints' included:
-    what ``usage_totals`` adds up."""
-    query = select(UsageRecordRow).order_by(UsageRecordRow.record_id)
-    if user_id is not None:
-        query = query.where(UsageRecordRow.user_id == user_id)
-    if endpoint_id is not None:
-        query = query.where(UsageRecordRow.endpoint_id == endpoint_id)
-    records = [
-        UsageRecord(r.replica_id, r.period_start, r.period_end) for r in session.scalars(query)
-    ]
-    ids = {r.replica_id for r in records}
-    rates = {
-        row.replica_id: stored_rate(row)
-        for row in session.scalars(select(ReplicaRateRow).where(ReplicaRateRow.replica_id.in_(ids)))
-    }
-    return records, rates

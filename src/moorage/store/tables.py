@@ -201,6 +201,8 @@ class EndpointRow(Base):
     deleted_at: Mapped[datetime | None]
     rollout_note: Mapped[str | None] = mapped_column(Text)
     gateway: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Why moorage (not the user) stopped it, e.g. a spending limit; cleared by a start.
+    stop_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EndpointRevisionRow(Base):
@@ -338,3 +340,28 @@ class UsageRecordRow(Base):
     gpu_seconds: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(8))
     cost: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class BudgetRow(Base):
+    """A user's spending limit in one currency, over a UTC calendar month or all time,
+    with the amount that warns before it (``models/budgets.py``)."""
+
+    __tablename__ = "budgets"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    limit_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    warning_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    period: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime]
+
+
+class HeartbeatRow(Base):
+    """The last moment a part of moorage (``controller``) was seen working: after a
+    restart, a replica found dead is billed up to here, not for the time moorage was
+    down (``docs/billing.md``)."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime]
