@@ -16,6 +16,7 @@ from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
 from moorage.api.routers import (
     accounts,
+    budgets,
     endpoints,
     events,
     flavors,
@@ -24,6 +25,7 @@ from moorage.api.routers import (
     quotas,
     registry_credentials,
     secrets,
+    usage,
 )
 
 DESCRIPTION = """
@@ -85,5 +87,7 @@ def create_api(
     app.include_router(quotas.router)
     app.include_router(secrets.router)
     app.include_router(registry_credentials.router)
+    app.include_router(usage.router)
+    app.include_router(budgets.router)
     openapi.install(app)
     return app
