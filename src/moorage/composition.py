@@ -45,6 +45,7 @@ from moorage.runtimes.fake import Behavior, FakeRuntime, always
 from moorage.runtimes.process import ProcessRuntime
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
+from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
 from moorage.services.gpu_metrics import GpuAllocationView
@@ -245,6 +246,7 @@ class MoorageServer:
                 self.quotas,
                 SecretService(self.db, self.clock, self.secret_box, self.quotas),
                 RegistryCredentialService(self.db, self.clock, self.secret_box),
+                EndpointBillingService(self.db, self.clock),
             ),
             lifespan=self.lifespan,
         )

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from moorage.models.accounts import User
 from moorage.services.accounts import AccountService
+from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
 from moorage.services.logs import LogService
@@ -35,6 +36,7 @@ class Services:
     quotas: QuotaService
     secrets: SecretService
     registry_credentials: RegistryCredentialService
+    billing: EndpointBillingService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
+
 from moorage.api import schemas
 from moorage.models.accounts import ApiToken, User
+from moorage.models.billing import COST_QUANTUM
+from moorage.models.budgets import BudgetState
 from moorage.models.flavors import Flavor
 from moorage.models.states import ReplicaState
+from moorage.services.endpoint_billing import EndpointBilling, instance_price_per_hour
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
 from moorage.wire import format_timestamp
@@ -47,10 +53,35 @@ def flavor_list(items: list[FlavorAvailability]) -> schemas.FlavorList:
     return schemas.FlavorList(flavor_list=[flavor(f) for f in items])
 
 
-def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
+def _money(amount: Decimal) -> float:
+    """An amount as a JSON number: six decimals at most, as the reference's prices."""
+    return float(amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP))
+
+
+def billing_metadata(
+    view: EndpointView, billing: EndpointBilling | None
+) -> schemas.BillingMetadata:
+    e = view.endpoint
+    price = instance_price_per_hour(view.flavor.flavor if view.flavor else None, e)
+    billing = billing or EndpointBilling()
+    budget = billing.budget
+    return schemas.BillingMetadata(
+        payment_type=e.payment_type,
+        price_per_instance_hour=_money(price),
+        instance_number=e.target_instance_number,
+        price_per_hour=_money(price * e.wanted_replicas),
+        cost_so_far=_money(billing.cost_so_far),
+        cost_this_month=_money(billing.cost_this_month),
+        budget_state=budget.state if budget else BudgetState.OK,
+        budget_message=budget.message if budget else None,
+    )
+
+
+def endpoint(
+    view: EndpointView, base_url: str, billing: EndpointBilling | None = None
+) -> schemas.Endpoint:
     e = view.endpoint
     flavor_record = view.flavor.flavor if view.flavor else None
-    price = flavor_record.price_per_hour(e.payment_type) if flavor_record else 0.0
     ready = [r for r in view.replicas if r.state is ReplicaState.READY]
     return schemas.Endpoint(
         service_id=e.service_id,
@@ -68,12 +99,7 @@ def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
             VRAM=flavor_record.vram if flavor_record else None,
             image_size=None,
         ),
-        billing_metadata=schemas.BillingMetadata(
-            payment_type=e.payment_type,
-            price_per_instance_hour=price,
-            instance_number=e.target_instance_number,
-            price_per_hour=round(price * e.wanted_replicas, 6),
-        ),
+        billing_metadata=billing_metadata(view, billing),
         endpoint_metadata=schemas.EndpointMetadata(
             endpoint_url=base_url.rstrip("/") + GATEWAY_PATH + e.service_id,
             ready_replicas=len(ready),
@@ -115,9 +141,13 @@ def endpoint(view: EndpointView, base_url: str) -> schemas.Endpoint:
     )
 
 
-def endpoint_page(page: EndpointPage, base_url: str) -> schemas.EndpointPage:
+def endpoint_page(
+    page: EndpointPage, base_url: str, billing: Mapping[str, EndpointBilling]
+) -> schemas.EndpointPage:
     return schemas.EndpointPage(
-        service_list=[endpoint(v, base_url) for v in page.items],
+        service_list=[
+            endpoint(v, base_url, billing.get(v.endpoint.service_id)) for v in page.items
+        ],
         total=page.total,
         page=page.page,
         page_size=page.page_size,

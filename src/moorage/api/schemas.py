@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from moorage.models.budgets import BudgetState
 from moorage.models.endpoints import (
     EndpointStatus,
     GatewaySettings,
@@ -98,10 +99,28 @@ class ResourceMetadata(_Closed):
 
 
 class BillingMetadata(_Closed):
-    payment_type: str
-    price_per_instance_hour: Money
+    payment_type: str = Field(description="The currency this endpoint is billed in.")
+    price_per_instance_hour: Money = Field(
+        description="What one replica costs per hour at today's flavor price: the price "
+        "per GPU times deploy_metadata.gpu_num (per instance on a flavor without GPUs)."
+    )
     instance_number: int
-    price_per_hour: Money
+    price_per_hour: Money = Field(
+        description="price_per_instance_hour times the replicas it runs now (0 stopped)."
+    )
+    cost_so_far: Money = Field(
+        description="What its replicas have cost since it was created, to the second, at "
+        "the prices fixed when each was placed (docs/billing.md)."
+    )
+    cost_this_month: Money = Field(description="The same, since the UTC month began.")
+    budget_state: BudgetState = Field(
+        default=BudgetState.OK,
+        description="Its owner's spending limit in this currency: ok, warning (near it) "
+        "or exceeded (endpoints stopped, creates and starts refused).",
+    )
+    budget_message: str | None = Field(
+        default=None, description="What the limit is and what has been spent, when not ok."
+    )
 
 
 class ReplicaInfo(_Closed):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from moorage.errors import InvalidField
@@ -31,9 +31,11 @@ __all__ = [
     "COST_QUANTUM",
     "GroupBy",
     "ReplicaRate",
+    "Usage",
     "UsageTotal",
     "cost",
     "fix_rate",
+    "month_start",
     "usage_totals",
 ]
 
@@ -109,6 +111,12 @@ def fix_rate(
     )
 
 
+def month_start(now: datetime) -> datetime:
+    """Midnight UTC on the first day of ``now``'s UTC month: where "this month" starts."""
+    utc = now.astimezone(UTC)
+    return datetime(utc.year, utc.month, 1, tzinfo=UTC)
+
+
 def cost(rate: ReplicaRate, seconds: int) -> Decimal:
     """What ``seconds`` of this replica cost, rounded to :data:`COST_QUANTUM`."""
     return _rounded(rate.instance_price_per_hour * seconds)
@@ -117,6 +125,15 @@ def cost(rate: ReplicaRate, seconds: int) -> Decimal:
 def _rounded(price_seconds: Decimal) -> Decimal:
     """Price-per-hour x seconds, in the currency, rounded once (half up)."""
     return (price_seconds / _SECONDS_PER_HOUR).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Usage records and the rates of their replicas, deleted endpoints' included:
+    what :func:`usage_totals` adds up."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    rates: dict[str, ReplicaRate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ _Scalar = str | int | float | bool
 
 
 class Billing(BaseModel):
-    """Price of one replica for one hour, per currency; a currency not given is free."""
+    """Price per GPU per hour (per replica on a flavor without GPUs), per currency; a
+    currency not given is free (docs/billing.md)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 

@@ -11,33 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from moorage.models.billing import ReplicaRate
+from moorage.models.billing import Usage
 from moorage.models.metering import UsageRecord, billable_intervals, checkpoint
 from moorage.store.metering import replica_events
 from moorage.store.rates import stored_rate
 from moorage.store.tables import ReplicaRateRow, UsageRecordRow
 
-__all__ = ["Usage", "stored_usage", "usage_up_to"]
+__all__ = ["Usage", "UsageRepository", "stored_usage", "usage_up_to"]
 
 log = logging.getLogger(__name__)
 
 Row = TypeVar("Row", ReplicaRateRow, UsageRecordRow)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Usage records and the rates of their replicas, deleted endpoints' included:
-    what ``models/billing.usage_totals`` adds up."""
-
-    records: list[UsageRecord] = field(default_factory=list)
-    rates: dict[str, ReplicaRate] = field(default_factory=dict)
 
 
 def _filtered(
@@ -116,3 +106,31 @@ def usage_up_to(
             usage.records.extend(pending)
             usage.rates[row.replica_id] = stored_rate(row)
     return usage
+
+
+class UsageRepository:
+    """Usage for the services: :func:`stored_usage` and :func:`usage_up_to` on a session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def stored(
+        self,
+        *,
+        user_id: str | None = None,
+        endpoint_ids: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> Usage:
+        return stored_usage(self.session, user_id=user_id, endpoint_ids=endpoint_ids, since=since)
+
+    def up_to(
+        self,
+        now: datetime,
+        *,
+        user_id: str | None = None,
+        endpoint_ids: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> Usage:
+        return usage_up_to(
+            self.session, now, user_id=user_id, endpoint_ids=endpoint_ids, since=since
+        )

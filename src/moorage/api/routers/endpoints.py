@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from moorage.api import render, schemas
-from moorage.api.deps import BaseUrl, CurrentUser, ServicesDep
+from moorage.api.deps import BaseUrl, CurrentUser, Services, ServicesDep
 from moorage.api.examples import CREATE_EXAMPLE, UPDATE_EXAMPLE
 from moorage.api.responses import AUTH, BODY, errors
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
-from moorage.services.endpoints import MAX_PAGE, MAX_PAGE_SIZE
+from moorage.services.endpoints import MAX_PAGE, MAX_PAGE_SIZE, EndpointView
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
@@ -19,6 +19,12 @@ router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 # 503 when the flavor has no room for them now or the process runtime has no sandbox
 # for a normal user's replicas.
 QUOTA = (403, 503)
+
+
+def _render(services: Services, view: EndpointView, base_url: str) -> schemas.Endpoint:
+    """The endpoint with its costs so far (``billing_metadata``)."""
+    costs = services.billing.costs([view.endpoint])
+    return render.endpoint(view, base_url, costs.get(view.endpoint.service_id))
 
 
 @router.post(
@@ -33,7 +39,7 @@ def create_endpoint(
     base_url: BaseUrl,
     body: Annotated[CreateEndpointRequest, Body(openapi_examples=CREATE_EXAMPLE)],
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.create(user, body), base_url)
+    return _render(services, services.endpoints.create(user, body), base_url)
 
 
 # The service checks the page bounds (400 naming the parameter); the schema says them too.
@@ -52,9 +58,9 @@ def list_endpoints(
         int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE_SIZE})
     ] = 20,
 ) -> schemas.EndpointPage:
-    return render.endpoint_page(
-        services.endpoints.list(user, page=page, page_size=page_size), base_url
-    )
+    listed = services.endpoints.list(user, page=page, page_size=page_size)
+    costs = services.billing.costs([v.endpoint for v in listed.items])
+    return render.endpoint_page(listed, base_url, costs)
 
 
 @router.get(
@@ -66,7 +72,7 @@ def list_endpoints(
 def get_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.get(user, service_id), base_url)
+    return _render(services, services.endpoints.get(user, service_id), base_url)
 
 
 @router.put(
@@ -82,7 +88,7 @@ def update_endpoint(
     service_id: str,
     body: Annotated[UpdateEndpointRequest, Body(openapi_examples=UPDATE_EXAMPLE)],
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.update(user, service_id, body), base_url)
+    return _render(services, services.endpoints.update(user, service_id, body), base_url)
 
 
 @router.delete(
@@ -94,7 +100,7 @@ def update_endpoint(
 def delete_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.delete(user, service_id), base_url)
+    return _render(services, services.endpoints.delete(user, service_id), base_url)
 
 
 @router.post(
@@ -106,7 +112,7 @@ def delete_endpoint(
 def stop_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.set_running(user, service_id, False), base_url)
+    return _render(services, services.endpoints.set_running(user, service_id, False), base_url)
 
 
 @router.post(
@@ -118,4 +124,4 @@ def stop_endpoint(
 def start_endpoint(
     services: ServicesDep, user: CurrentUser, base_url: BaseUrl, service_id: str
 ) -> schemas.Endpoint:
-    return render.endpoint(services.endpoints.set_running(user, service_id, True), base_url)
+    return _render(services, services.endpoints.set_running(user, service_id, True), base_url)
