@@ -179,12 +179,12 @@ def test_a_checkpoint_run_twice_bills_once(db: Database) -> None:
     rate = _rate(db, replica_id)
     assert rate is not None
     assert rate.billed_until == T0.replace(microsecond=0) + timedelta(seconds=100)
-    # Later checkpoints bill only what came after, and the pieces add up to the run.
+    # Later checkpoints bill only what came after, and add it to the day's record.
     checkpoint_usage(db, _at(250))
     _record(db, replica_id, endpoint, "stopped", 300)
     checkpoint_usage(db, _at(400))
     assert _billed(db) == 300
-    assert [r.seconds for r in _records(db)] == [100, 150, 50]
+    assert [r.seconds for r in _records(db)] == [300]
 
 
 def test_a_checkpoint_that_lost_the_race_writes_nothing(db: Database) -> None:
@@ -249,6 +249,28 @@ def test_records_are_split_at_utc_midnight(db: Database) -> None:
     ]
     assert records[0].period_end == datetime(2026, 5, 2, tzinfo=UTC)
     assert records[1].period_start == datetime(2026, 5, 2, tzinfo=UTC)
+
+
+def test_a_replica_billed_without_a_break_keeps_one_record_a_day(db: Database) -> None:
+    _price(db, 2.5)
+    endpoint = _endpoint(db, gpu_num=2)
+    replica_id = _replica(db, endpoint)
+    _record(db, replica_id, endpoint, "started", 0)  # 09:00:00.4
+    for minute in range(1, 61):
+        checkpoint_usage(db, _at(minute * 60))
+    _record(db, replica_id, endpoint, "failed", 3630)  # a crash, then a restart
+    _record(db, replica_id, endpoint, "started", 3640)
+    checkpoint_usage(db, _at(3700))
+    _record(db, replica_id, endpoint, "stopped", 3750)
+    checkpoint_usage(db, _at(3800))
+
+    records = _records(db, replica_id)
+    assert [(r.seconds, r.gpu_seconds, r.cost) for r in records] == [
+        (3630, 7260, Decimal("5.041667")),  # 2.5 x 2 x 3630 / 3600
+        (110, 220, Decimal("0.152778")),
+    ]
+    assert records[0].period_start == datetime(2026, 5, 1, 9, 0, 0, tzinfo=UTC)
+    assert records[0].period_end == datetime(2026, 5, 1, 10, 0, 30, tzinfo=UTC)
 
 
 def test_a_stopped_and_billed_replica_is_settled_and_skipped(db: Database) -> None:

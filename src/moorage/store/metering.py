@@ -136,8 +136,33 @@ def _close(
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return Closed()
     rate = stored_rate(row)
-    session.add_all(_record_row(record, rate) for record in closing.records)
+    pieces = list(closing.records)
+    if pieces and read is not None and _extend(session, pieces[0], rate):
+        pieces = pieces[1:]
+    session.add_all(_record_row(record, rate) for record in pieces)
     return Closed(1, len(closing.records), sum(r.seconds for r in closing.records))
+
+
+def _extend(session: Session, record: UsageRecord, rate: ReplicaRate) -> bool:
+    """Adds ``record`` to the stored record it continues (same replica and UTC day,
+    ending where it starts), so a replica billed without a break keeps one record a
+    day, not one a checkpoint: reading a month's usage stays cheap. Runs under the
+    conditional ``billed_until`` update, so no other checkpoint extends it at once."""
+    stored = session.scalars(
+        select(UsageRecordRow).where(
+            UsageRecordRow.replica_id == record.replica_id,
+            UsageRecordRow.period_end == record.start,
+            UsageRecordRow.day == record.day,
+        )
+    ).first()
+    if stored is None:
+        return False
+    seconds = stored.seconds + record.seconds
+    stored.period_end = record.end
+    stored.seconds = seconds
+    stored.gpu_seconds = seconds * rate.gpu_num
+    stored.cost = cost(rate, seconds)
+    return True
 
 
 def _all_closed(intervals: Sequence[Interval], closing: Checkpoint) -> bool:
