@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from moorage.controller.metering import Metering
 from moorage.models.billing import GroupBy, usage_totals
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.flavors import Flavor
+from moorage.models.metering import tick
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository
+from moorage.store.heartbeats import CONTROLLER, last_heartbeat
 from moorage.store.metering import Closed
-from moorage.store.tables import ReplicaEventRow
+from moorage.store.tables import HeartbeatRow, ReplicaEventRow
 from moorage.store.usage import stored_usage
 from tests.integration.test_reconciler import Control, MakeControl, make_control
 
@@ -126,37 +128,81 @@ async def test_start_scale_crash_restart_and_stop_are_billed_to_the_second(
     assert await metering.checkpoint() == Closed(), "all settled: nothing more to bill"
 
 
-async def test_a_replica_that_died_while_moorage_was_down_is_billed_until_its_stop_is_recorded(
-    make_control: MakeControl,
-) -> None:
-    """The runtime cannot say when a replica died while moorage was down: its failure
-    is recorded by the first pass after the restart, and billing closes there."""
-    control = make_control()
+async def _die_while_moorage_is_down(
+    control: Control, *, heartbeat: bool
+) -> tuple[str, datetime, datetime]:
+    """A replica serves, moorage is killed, the replica dies, and after 900 s moorage
+    starts again and stops the endpoint. Answers the replica, moorage's last sign of
+    life (the previous run's last pass) and when it started again."""
     _declare(control)
     metering = Metering(control.db, control.clock, interval_s=60)
     endpoint = control.create(target=1)
     await control.until(lambda: control.ready(endpoint.service_id), "ready")
+    control.clock.advance(100)
+    await control.step(0)  # the last pass before moorage is killed
+    last_seen = control.clock.now()
     await metering.checkpoint()
     [replica] = control.ready(endpoint.service_id)
+    with control.db.session() as session:
+        assert last_heartbeat(session, CONTROLLER) == last_seen
+        if not heartbeat:  # a store written by a moorage that wrote none
+            session.execute(delete(HeartbeatRow))
 
-    control.runtime.crash(replica.replica_id, 137, "Killed")  # moorage is down meanwhile
-    control.clock.advance(900)
-    await control.restart()
-    down_until = control.clock.now()
+    control.clock.advance(0.6)
+    await control.restart()  # moorage is killed ...
+    control.runtime.crash(replica.replica_id, 137, "Killed")  # ... the replica dies ...
+    control.clock.advance(900)  # ... and moorage starts again 900 s later
+    restarted_at = control.clock.now()
     await control.step(0)
     _save(control, endpoint, desired_state=DesiredState.STOPPED)
     await control.until(lambda: not control.replicas(endpoint.service_id), "stopped")
     await Metering(control.db, control.clock, interval_s=60).shutdown()
-
     assert _stored(control) == _oracle(control)
+    return replica.replica_id, last_seen, restarted_at
+
+
+def _events(control: Control, replica_id: str) -> list[tuple[str, datetime, str | None]]:
     with control.db.session() as session:
-        failed_at = session.scalars(
-            select(ReplicaEventRow.at).where(
-                ReplicaEventRow.replica_id == replica.replica_id, ReplicaEventRow.kind == "failed"
-            )
-        ).first()
-    assert failed_at == down_until, "closed when the restarted controller recorded it"
-    assert _stored(control)[replica.replica_id] >= 900
+        return [
+            (kind, at, detail)
+            for kind, at, detail in session.execute(
+                select(ReplicaEventRow.kind, ReplicaEventRow.at, ReplicaEventRow.detail)
+                .where(ReplicaEventRow.replica_id == replica_id)
+                .order_by(ReplicaEventRow.event_id)
+            ).tuples()
+        ]
+
+
+async def test_a_replica_that_died_while_moorage_was_down_is_billed_up_to_moorages_last_heartbeat(
+    make_control: MakeControl,
+) -> None:
+    """The runtime cannot say when a replica died while moorage was down; moorage's
+    last heartbeat says it was alive until then. Billing closes there, to the second,
+    and the downtime is not billed; the event says when it was found."""
+    control = make_control()
+    replica_id, last_seen, _ = await _die_while_moorage_is_down(control, heartbeat=True)
+
+    events = _events(control, replica_id)
+    started = next(at for kind, at, _ in events if kind == "started")
+    [(at, detail)] = [(at, detail) for kind, at, detail in events if kind == "failed"]
+    assert at == last_seen, "closed at the previous run's last heartbeat"
+    assert "while moorage was down" in (detail or "")
+    assert [at for _, at, _ in events] == sorted(at for _, at, _ in events), "in order"
+    assert _stored(control)[replica_id] == tick(last_seen) - tick(started)
+    assert _stored(control)[replica_id] < 900, "the downtime is not billed"
+
+
+async def test_without_a_heartbeat_a_replica_that_died_while_down_is_billed_until_seen_gone(
+    make_control: MakeControl,
+) -> None:
+    """A store with no heartbeat (written before moorage kept one): the failure is
+    recorded, and billing closed, by the first pass after the restart."""
+    control = make_control()
+    replica_id, _, restarted_at = await _die_while_moorage_is_down(control, heartbeat=False)
+
+    failed = [at for kind, at, _ in _events(control, replica_id) if kind == "failed"]
+    assert failed == [restarted_at], "closed when the restarted controller recorded it"
+    assert _stored(control)[replica_id] >= 900
 
 
 async def test_the_metering_task_checkpoints_on_its_interval_and_at_shutdown(

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from moorage import lifecycle
@@ -43,6 +43,7 @@ from moorage.controller.probe import HttpProbe, ProbeScheduler
 from moorage.controller.startup_watch import StartupWatcher
 from moorage.controller.surge_room import load_surge_room
 from moorage.controller.tasks import cancel_all
+from moorage.models.downtime import failed_while_down_at
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.quotas import Quotas
@@ -62,10 +63,15 @@ from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.events import EventRepository
+from moorage.store.heartbeats import CONTROLLER, beat, last_heartbeat
+from moorage.store.rates import billed_until
 from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
 
 log = logging.getLogger(__name__)
+
+# The heartbeat is written at most this often: one small UPDATE, whatever the load.
+HEARTBEAT_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,10 @@ class Reconciler:
         self._stopping: dict[str, asyncio.Task[None]] = {}
         # The first pass says which running replicas an earlier life left (adopted).
         self._first_pass = True
+        # The previous run's last heartbeat, during the first pass only: replicas found
+        # gone then died while moorage was down, and are closed there.
+        self._down_since: datetime | None = None
+        self._last_beat: datetime | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -140,9 +150,21 @@ class Reconciler:
                 log.exception("reconcile pass failed; retrying")
 
     async def reconcile_once(self) -> None:
+        try:
+            seen_at = await self._pass()
+        finally:
+            self._down_since = None  # the first pass's failures alone died while down
+        await self._beat(seen_at)
+
+    async def _pass(self) -> datetime:
+        """One pass; answers when it saw the runtime: every replica the store calls
+        running was running then, or is recorded failed now."""
         if self._first_pass:  # GPUs of replicas stopped just before a crash
             await asyncio.to_thread(release_finished, self.db)
+            # Read before this run writes its own heartbeat.
+            self._down_since = await asyncio.to_thread(self._read_heartbeat)
         snapshot = await asyncio.to_thread(self._load)
+        seen_at = self.clock.now()
         observed = await self.runtime.observe()
         if self._first_pass:
             self._first_pass = False
@@ -198,6 +220,34 @@ class Reconciler:
             await self.publish(also_without=frozenset(self._stopping))
         else:  # nothing was done and nothing is stopping: the load is still the truth
             self.publish_routes(snapshot.routes)
+        return seen_at
+
+    def _read_heartbeat(self) -> datetime | None:
+        with self.db.session() as session:
+            return last_heartbeat(session, CONTROLLER)
+
+    async def _beat(self, seen_at: datetime) -> None:
+        """Writes moorage's last sign of life, at most once every HEARTBEAT_EVERY."""
+        last = self._last_beat
+        if last is not None and last <= seen_at < last + HEARTBEAT_EVERY:
+            return
+        self._last_beat = seen_at
+
+        def write() -> None:
+            with self.db.session() as session:
+                beat(session, CONTROLLER, seen_at)
+
+        await asyncio.to_thread(write)
+
+    def _failure_moment(self, replica: Replica, reason: FailureReason, now: datetime) -> datetime:
+        """When a failure found now is recorded: now, except for a replica the first
+        pass after a restart found gone, closed at the previous run's last heartbeat
+        (``models/downtime.py``)."""
+        if self._down_since is None or reason is not FailureReason.EXITED:
+            return now
+        with self.db.session() as session:
+            closed = billed_until(session, replica.replica_id)
+        return failed_while_down_at(self._down_since, replica.state_since, closed, now)
 
     def _start_probes(
         self, snapshot: _Snapshot, observed: Mapping[str, Observed], now: datetime
@@ -267,10 +317,10 @@ class Reconciler:
         reason: FailureReason | None = None,
         detail: str | None = None,
         log_it: bool = True,
+        at: datetime | None = None,
     ) -> None:
-        event = ReplicaEvent(
-            replica_id, endpoint_id, kind, self.clock.now(), address, reason, detail
-        )
+        when = at if at is not None else self.clock.now()
+        event = ReplicaEvent(replica_id, endpoint_id, kind, when, address, reason, detail)
         await asyncio.to_thread(self._record, event, log_it)
 
     async def _apply(self, action: Action) -> None:
@@ -295,12 +345,17 @@ class Reconciler:
                 )
             case MarkFailed(replica, reason, detail):
                 await self.runtime.stop(replica.replica_id)
+                now = self.clock.now()
+                at = await asyncio.to_thread(self._failure_moment, replica, reason, now)
+                if at != now:
+                    detail = _while_down(detail, at, now)
                 await self._record_async(
                     replica.replica_id,
                     replica.endpoint_id,
                     ReplicaEventKind.FAILED,
                     reason=reason,
                     detail=detail,
+                    at=at,
                 )
             case MarkUnready(replica):
                 await self._record_async(
@@ -520,6 +575,19 @@ def _say_adopted(replicas: Sequence[Replica], observed: Mapping[str, Observed]) 
         seen = observed.get(replica.replica_id)
         if replica.state in _KEPT and seen is not None and seen.running:
             lifecycle.adopted(replica)
+
+
+def _while_down(detail: str, at: datetime, now: datetime) -> str:
+    """The failure's detail, saying it is dated at moorage's last sign of life and
+    when it was found (the event's time is the former)."""
+    return (
+        f"{detail}; it stopped while moorage was down, after {_utc(at)} (moorage's last "
+        f"sign of life, where its billing ends); found at {_utc(now)}"
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _describe(exc: Exception) -> str:

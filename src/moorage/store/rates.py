@@ -91,3 +91,10 @@ def stored_rate(row: ReplicaRateRow) -> ReplicaRate:
         row.currency,
         row.price_per_hour,
     )
+
+
+def billed_until(session: Session, replica_id: str) -> datetime | None:
+    """How far the replica's usage is closed into records (None: not at all, or it has
+    no rate). An event recorded for it must not be dated before this."""
+    row = session.get(ReplicaRateRow, replica_id)
+    return row.billed_until if row is not None else None
