@@ -54,6 +54,8 @@ from moorage.services.quotas import Quotas, QuotaService
 from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
+from moorage.services.usage import UsageService
+from moorage.services.usage_metrics import UsageCollector, UsageMetricsView
 from moorage.settings import Settings
 from moorage.store.db import Database
 from moorage.store.sandbox_uids import owner_uid
@@ -208,6 +210,9 @@ class MoorageServer:
         self.gateway.metrics.registry.register(
             GpuCollector(self.gpu_readings, GpuAllocationView(self.db).current)
         )
+        self.gateway.metrics.registry.register(
+            UsageCollector(UsageMetricsView(self.db, self.clock).current)
+        )
         self.quotas = QuotaService(self.db, self.clock, default_quotas)
         self.endpoints = EndpointService(
             self.db,
@@ -247,6 +252,7 @@ class MoorageServer:
                 SecretService(self.db, self.clock, self.secret_box, self.quotas),
                 RegistryCredentialService(self.db, self.clock, self.secret_box),
                 EndpointBillingService(self.db, self.clock),
+                UsageService(self.db, self.clock),
             ),
             lifespan=self.lifespan,
         )

@@ -50,6 +50,10 @@ class Row:
     body: Callable[[Context, str], Any] | None = None
     # "fresh": the owner's call gets an endpoint of its own (it deletes it).
     target: str = "shared"
+    # The query string per caller.
+    params: Callable[[Context, str], dict[str, str]] | None = None
+    # The admin may read what this route shows of every user (their usage).
+    admin_reads_all: bool = False
 
 
 @dataclass
@@ -116,6 +120,12 @@ ROWS: dict[tuple[str, str], Row] = {
         ANY_USER, body=lambda _ctx, kind: {"username": kind, "password": f"pw-{kind}"}
     ),
     ("DELETE", "/v1/registry-credentials/{registry}"): Row(OWNER_ONLY),
+    # Usage: anyone reads their own; naming alice's user_id takes her or the admin.
+    ("GET", "/v1/usage"): Row(
+        SELF_OR_ADMIN,
+        params=lambda ctx, _kind: {"user_id": ctx.alice_id},
+        admin_reads_all=True,
+    ),
     ("GET", INFERENCE): Row(OWNER_ONLY),
     ("POST", INFERENCE): Row(OWNER_ONLY, body=lambda _ctx, kind: {"from": kind}),
     **{("GET", page): Row(PUBLIC) for page in DOCUMENT_PAGES},
@@ -226,6 +236,7 @@ def _call(ctx: Context, method: str, template: str, kind: str) -> requests.Respo
         ctx.server.url + _path(ctx, template, kind, row),
         headers=_headers(ctx, kind),
         json=body,
+        params=row.params(ctx, kind) if row.params else None,
         timeout=30,
     )
     if method == "POST" and template == "/v1/inference-service" and response.ok:
@@ -257,7 +268,7 @@ def test_authorization_matrix(ctx: Context) -> None:
                 assert set(error) == {"code", "message"}, (method, template, kind, error)
             # The admin (the trusted operator) reads the route table and metrics, which
             # name every endpoint; every other answer to a non-owner must not.
-            trusted = kind == "admin" and row.expected is ADMIN_ONLY
+            trusted = kind == "admin" and (row.expected is ADMIN_ONLY or row.admin_reads_all)
             if kind != "own" and not trusted:
                 # A 404 names the id the caller sent; that id is theirs already.
                 sent = ctx.service_id if "{service_id}" in template else None

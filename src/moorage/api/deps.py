@@ -20,6 +20,7 @@ from moorage.services.quotas import QuotaService
 from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
+from moorage.services.usage import UsageService
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Services:
     secrets: SecretService
     registry_credentials: RegistryCredentialService
     billing: EndpointBillingService
+    usage: UsageService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs
