@@ -23,6 +23,7 @@ from moorage import secretbox
 from moorage.api.app import create_api
 from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
+from moorage.controller.budgets import BudgetEnforcer
 from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
@@ -45,6 +46,7 @@ from moorage.runtimes.fake import Behavior, FakeRuntime, always
 from moorage.runtimes.process import ProcessRuntime
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
+from moorage.services.budgets import BudgetService
 from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
@@ -200,6 +202,9 @@ class MoorageServer:
             quotas=default_quotas,
         )
         self.metering = Metering(self.db, self.clock, settings.metering_interval_s)
+        self.budgets = BudgetEnforcer(
+            self.db, self.clock, settings.budget_interval_s, on_stop=self.reconciler.wake
+        )
         status_policy = StatusPolicy(
             crash_loop_threshold=settings.crash_loop_threshold,
             ready_timeout_s=settings.ready_timeout_s,
@@ -252,6 +257,7 @@ class MoorageServer:
                 SecretService(self.db, self.clock, self.secret_box, self.quotas),
                 RegistryCredentialService(self.db, self.clock, self.secret_box),
                 EndpointBillingService(self.db, self.clock),
+                BudgetService(self.db, self.clock),
                 UsageService(self.db, self.clock),
             ),
             lifespan=self.lifespan,
@@ -278,6 +284,9 @@ class MoorageServer:
             started.push_async_callback(self.metering.shutdown)
             await self.reconciler.start()
             started.push_async_callback(self.reconciler.shutdown)
+            # Stops endpoints past a spending limit; stopped before the controller.
+            self.budgets.start()
+            started.push_async_callback(self.budgets.shutdown)
             self.logs.start()
             started.push_async_callback(self.logs.close)
             self.gpu_readings.start()

@@ -8,6 +8,7 @@ HTTP status held on the class, so callers never map exceptions by hand.
     ├── BadRequest          400  the request itself is malformed
     │   └── InvalidField    400  a field's value is not allowed
     ├── Unauthenticated     401  no token, or one moorage does not know
+    ├── PaymentRequired     402  the owner's spending limit is reached
     ├── Forbidden           403  the token is valid but lacks the right
     ├── NotFound            404  missing, deleted, or another user's
     ├── RequestTimeout      408  the client was too slow sending its request
@@ -42,6 +43,7 @@ __all__ = [
     "MoorageError",
     "NotFound",
     "PayloadTooLarge",
+    "PaymentRequired",
     "RequestTimeout",
     "TooManyRequests",
     "Unauthenticated",
@@ -60,8 +62,9 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     INVALID_FIELD = "invalid_field"
     MALFORMED_JSON = "malformed_json"
-    # 401, 403
+    # 401, 402, 403
     UNAUTHENTICATED = "unauthenticated"
+    BUDGET_EXCEEDED = "budget_exceeded"
     FORBIDDEN = "forbidden"
     QUOTA_EXCEEDED = "quota_exceeded"
     ADMIN_TOKEN_INVALID = "admin_token_invalid"
@@ -134,6 +137,11 @@ class InvalidField(BadRequest):
 class Unauthenticated(MoorageError):
     status_code = 401
     code = ErrorCode.UNAUTHENTICATED
+
+
+class PaymentRequired(MoorageError):
+    status_code = 402
+    code = ErrorCode.BUDGET_EXCEEDED
 
 
 class Forbidden(MoorageError):

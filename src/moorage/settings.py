@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         le=3600,
         description="How often replicas' usage is closed into usage records (and at stop).",
     )
+    budget_interval_s: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="How often each user's spend is checked against their spending limits; "
+        "endpoints past one are stopped.",
+    )
     ready_timeout_s: float = Field(default=900.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     drain_timeout_s: float = Field(

@@ -32,6 +32,7 @@ INFERENCE = "/inference-api/v1/inference_service/{service_id}/{path}"
 DOCUMENT_PAGES = ("/openapi.json", "/docs", "/redoc")
 SECRET_NAME = "MATRIX_TOKEN"
 REGISTRY = "registry.matrix.example"
+BUDGET_CURRENCY = "cny"
 
 # Who may call a route, as the expected status per caller kind.
 NO_TOKEN = {"none": 401, "malformed": 401, "wrong": 401, "revoked": 401}
@@ -108,6 +109,14 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/quota"): Row(ANY_USER),
     ("GET", "/v1/users/{user_id}/quota"): Row(SELF_OR_ADMIN),
     ("PUT", "/v1/users/{user_id}/quota"): Row(ADMIN_ONLY, body=lambda _ctx, _kind: {}),
+    # Spending limits: the admin sets and removes them (alice's cny one, set by the
+    # fixture, far above anything spent); anyone reads their own.
+    ("GET", "/v1/budgets"): Row(ANY_USER),
+    ("GET", "/v1/users/{user_id}/budgets"): Row(ADMIN_ONLY),
+    ("PUT", "/v1/users/{user_id}/budgets/{currency}"): Row(
+        ADMIN_ONLY, body=lambda _ctx, _kind: {"limit": "1000000"}
+    ),
+    ("DELETE", "/v1/users/{user_id}/budgets/{currency}"): Row(ADMIN_ONLY),
     # Secrets and registry logins are per user: a PUT stores the caller's own, a DELETE
     # finds only the caller's own (alice's, by this name; nobody else has one).
     ("GET", "/v1/secrets"): Row(ANY_USER),
@@ -172,6 +181,9 @@ def ctx(
     login = {"username": f"user-{marker}", "password": f"pw-{marker}"}
     stored = alice.call("PUT", f"/v1/registry-credentials/{REGISTRY}", json=login)
     assert stored.status_code == 200, stored.text
+    budget = f"/v1/users/{owned['user_id']}/budgets/{BUDGET_CURRENCY}"
+    stored = admin.call("PUT", budget, json={"limit": "1000000"})
+    assert stored.status_code == 200, stored.text
     revoked = admin.call("POST", "/v1/tokens", json={"user_id": owned["user_id"]}).json()
     assert admin.call("DELETE", f"/v1/tokens/{revoked['token_id']}").status_code == 200
     spare = admin.call("POST", "/v1/tokens", json={"user_id": owned["user_id"]}).json()
@@ -224,6 +236,7 @@ def _path(ctx: Context, template: str, kind: str, row: Row) -> str:
         .replace("{path}", "echo")
         .replace("{name}", SECRET_NAME)
         .replace("{registry}", REGISTRY)
+        .replace("{currency}", BUDGET_CURRENCY)
     )
 
 

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from moorage.models.accounts import User
 from moorage.services.accounts import AccountService
+from moorage.services.budgets import BudgetService
 from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
@@ -38,6 +39,7 @@ class Services:
     secrets: SecretService
     registry_credentials: RegistryCredentialService
     billing: EndpointBillingService
+    budgets: BudgetService
     usage: UsageService
 
 
@@ -97,6 +99,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 BearerToken = Annotated[str | None, Depends(bearer_token)]
 AdminUser = Annotated[User, Depends(_admin_for("managing users and tokens"))]
 QuotaAdmin = Annotated[User, Depends(_admin_for("changing a user's quotas"))]
+BudgetAdmin = Annotated[User, Depends(_admin_for("managing users' spending limits"))]
 MetricsAdmin = Annotated[User, Depends(_admin_for("reading metrics"))]
 RoutesAdmin = Annotated[User, Depends(_admin_for("reading the gateway's route table"))]
 BaseUrl = Annotated[str, Depends(base_url)]

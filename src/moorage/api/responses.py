@@ -2,8 +2,9 @@
 
 A route lists the statuses its code can produce: what its dependencies raise
 (401 no or bad token, 403 not the admin), what its service raises
-(``moorage.errors``: 400 ``InvalidField``, 403 ``Forbidden`` and quotas, 404
-``NotFound``, 409 ``Conflict``, 429 log followers, 503 ``Unavailable``),
+(``moorage.errors``: 400 ``InvalidField``, 402 a spending limit reached,
+403 ``Forbidden`` and quotas, 404 ``NotFound``, 409 ``Conflict``, 429 log
+followers, 503 ``Unavailable``),
 400/422 for a body or parameter FastAPI cannot read, and 413, which the
 gateway in front answers for a body over the API's limit before the API sees
 it. Every one carries ``ErrorBody``.
@@ -21,6 +22,9 @@ WHEN: dict[int, str] = {
     "(`malformed_json`).",
     401: "No token, a malformed `Authorization` header, or an unknown or revoked token "
     "(`unauthenticated`).",
+    402: "The owner's spending limit in the endpoint's currency is reached "
+    "(`budget_exceeded`, naming the limit and the spend): creates, starts and scale-ups "
+    "are refused until the admin raises it (docs/billing.md).",
     403: "The token is valid but lacks the right: the admin token is needed (`forbidden`), "
     "or the change would exceed one of the user's quotas (`quota_exceeded`, naming it).",
     404: "No such object, a deleted one, or another user's: all three answer alike (`not_found`).",

@@ -161,6 +161,9 @@ class Endpoint:
     # Set when moorage rolled a failed revision back; cleared by the next deploy change.
     rollout_note: str | None = None
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    # Why moorage, not the user, stopped it (a spending limit reached); its status_info
+    # while stopped. Cleared when its user starts it.
+    stop_reason: str | None = None
 
     @property
     def is_deleted(self) -> bool:

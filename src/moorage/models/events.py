@@ -91,8 +91,11 @@ def changes(before: Endpoint | None, after: Endpoint, at: datetime) -> list[Endp
         return [change(EndpointEventKind.DELETED, "deleted: its replicas stop")]
     found: list[EndpointChange] = []
     if after.desired_state != before.desired_state:
+        stopped = "stopped: its replicas stop"
+        if after.stop_reason is not None:  # moorage stopped it, not its user
+            stopped = f"stopped by moorage: {after.stop_reason}; its replicas stop"
         found.append(
-            change(EndpointEventKind.STOPPED, "stopped: its replicas stop")
+            change(EndpointEventKind.STOPPED, stopped)
             if after.desired_state is DesiredState.STOPPED
             else change(EndpointEventKind.STARTED, "started: its replicas start again")
         )

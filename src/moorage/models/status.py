@@ -43,8 +43,10 @@ def derive_status(
     ``unavailable`` only when nothing serves and a replica cannot run.
     ``initializing`` says what the replicas are doing, and for how long when ``now``
     is given (``models/startup.py``)."""
-    if endpoint.is_deleted or endpoint.desired_state is DesiredState.STOPPED:
+    if endpoint.is_deleted:
         return DerivedStatus(EndpointStatus.STOPPED)
+    if endpoint.desired_state is DesiredState.STOPPED:  # by moorage: it says why
+        return DerivedStatus(EndpointStatus.STOPPED, endpoint.stop_reason)
     current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
     ready = sum(1 for r in current if r.state is ReplicaState.READY)
     if ready >= endpoint.target_instance_number:

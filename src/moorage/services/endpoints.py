@@ -26,6 +26,7 @@ from moorage.models.placement import most_replicas
 from moorage.models.replicas import Replica
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
+from moorage.services.budgets import check_budget
 from moorage.services.quotas import QuotaService
 from moorage.services.secrets import check_named
 from moorage.store.accounts import AccountRepository
@@ -150,6 +151,7 @@ class EndpointService:
             self.launch_guard(user, endpoint.deploy)
             check_named(session, user.user_id, endpoint.deploy)
             self._check_quotas(session, user, endpoint, None)
+            check_budget(session, user.user_id, endpoint.payment_type, now)
             EndpointRepository(session).add(endpoint)
             EndpointRepository(session).add_revision(endpoint)
             done = _record_changes(session, None, endpoint)
@@ -182,6 +184,8 @@ class EndpointService:
                 if updated.deploy.secrets != current.deploy.secrets:
                     check_named(session, user.user_id, updated.deploy)
                 self._check_quotas(session, user, updated, current)
+                if _runs_more(current, updated):
+                    check_budget(session, user.user_id, updated.payment_type, self.clock.now())
                 repository.save(updated)
                 if new_revision:
                     repository.add_revision(updated)
@@ -199,13 +203,14 @@ class EndpointService:
             updated = current
             done: list[EndpointChange] = []
             if current.desired_state is not wanted:
-                updated = dataclasses.replace(
-                    current, desired_state=wanted, updated_at=self.clock.now()
-                )
-                if running:
+                now = self.clock.now()
+                updated = dataclasses.replace(current, desired_state=wanted, updated_at=now)
+                if running:  # the user's own start: whatever stopped it no longer says why
+                    updated = dataclasses.replace(updated, stop_reason=None)
                     self._check_fits(session, updated)
                     self.launch_guard(user, updated.deploy)
                     self._check_quotas(session, user, updated, current)
+                    check_budget(session, user.user_id, updated.payment_type, now)
                 EndpointRepository(session).save(updated)
                 done = _record_changes(session, current, updated)
             view = self._view(session, updated)
@@ -343,6 +348,17 @@ def _record_changes(
 def _log_changes(done: Sequence[EndpointChange], endpoint: Endpoint) -> None:
     for change in done:
         lifecycle.endpoint(change, endpoint.name)
+
+
+def _runs_more(current: Endpoint, updated: Endpoint) -> bool:
+    """Whether an update of a running endpoint asks for more replicas, or moves them
+    to another currency: what a reached spending limit refuses."""
+    if updated.desired_state is not DesiredState.RUNNING:
+        return False
+    return (
+        updated.target_instance_number > current.target_instance_number
+        or updated.payment_type != current.payment_type
+    )
 
 
 def _check_deploy(deploy: DeploySpec) -> None:

@@ -42,6 +42,7 @@ def _endpoint(row: EndpointRow) -> Endpoint:
         deleted_at=row.deleted_at,
         rollout_note=row.rollout_note,
         gateway=GatewaySettings(**(row.gateway or {})),
+        stop_reason=row.stop_reason,
     )
 
 
@@ -90,6 +91,7 @@ def _row_fields(endpoint: Endpoint) -> dict[str, object]:
         "deleted_at": endpoint.deleted_at,
         "rollout_note": endpoint.rollout_note,
         "gateway": dataclasses.asdict(endpoint.gateway),
+        "stop_reason": endpoint.stop_reason,
     }
 
 

@@ -1,7 +1,147 @@
-"""``/v1/budgets``."""
+"""``/v1/users/{user_id}/budgets`` and ``/v1/budgets``: spending limits.
+
+The admin sets, reads and removes any user's limits; a user reads their own, with
+what they have spent and where it stands, and changes nothing. Amounts travel as
+decimal strings (numbers are accepted too) and are parsed as ``Decimal``, never
+through a float, so a limit is stored and shown to the last of its six decimals.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Annotated
+
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from moorage.api.deps import BudgetAdmin, CurrentUser, ServicesDep
+from moorage.api.responses import ADMIN, AUTH, BODY, errors
+from moorage.models.budgets import MAX_AMOUNT, BudgetPeriod, BudgetState, BudgetStatus
 
 router = APIRouter(prefix="/v1", tags=["budgets"])
+
+Amount = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        le=MAX_AMOUNT,
+        decimal_places=6,
+        allow_inf_nan=False,
+        description='A decimal string such as "100" or "12.5" (a JSON number is accepted), '
+        "0 to 1000000000000, at most 6 decimals.",
+    ),
+]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BudgetIn(_Closed):
+    limit: Amount = Field(
+        description="What the user may spend in the period (at it, "
+        "their endpoints in this currency stop)."
+    )
+    warning: Amount | None = Field(
+        default=None,
+        description="The spend that warns before the limit, at most the limit; 80% of "
+        "the limit when left out.",
+    )
+    period: BudgetPeriod = Field(
+        default=BudgetPeriod.MONTH,
+        description="month: the spend counts from the first of the current UTC month; "
+        "total: all of the user's usage.",
+    )
+
+
+class BudgetOut(_Closed):
+    currency: str
+    limit: str = Field(description="Decimal string.")
+    warning: str = Field(description="Decimal string.")
+    period: BudgetPeriod
+    spent: str = Field(
+        description="What the user's usage in this currency cost in the period, to the "
+        "second (decimal string)."
+    )
+    state: BudgetState = Field(
+        description="ok; warning (spent at or above the warning); exceeded (at or above "
+        "the limit: their endpoints in this currency are stopped, creates, starts and "
+        "scale-ups refused)."
+    )
+    message: str | None = Field(description="The limit and the spend, when not ok.")
+
+
+class BudgetsOut(_Closed):
+    user_id: str
+    budgets: list[BudgetOut] = Field(description="Worst first.")
+
+
+def _text(amount: Decimal) -> str:
+    """An amount as a person writes it, exactly: 100, 0.05, 12.345678."""
+    return format(amount.normalize(), "f")
+
+
+def _render(status: BudgetStatus) -> BudgetOut:
+    budget = status.budget
+    return BudgetOut(
+        currency=budget.currency,
+        limit=_text(budget.limit),
+        warning=_text(budget.warning),
+        period=budget.period,
+        spent=_text(status.spent),
+        state=status.state,
+        message=status.message,
+    )
+
+
+def _list(user_id: str, statuses: tuple[BudgetStatus, ...]) -> BudgetsOut:
+    return BudgetsOut(user_id=user_id, budgets=[_render(s) for s in statuses])
+
+
+@router.get(
+    "/budgets",
+    summary="Your spending limits, what you spent and where it stands",
+    response_model=BudgetsOut,
+    responses=errors(AUTH),
+)
+def own_budgets(services: ServicesDep, user: CurrentUser) -> BudgetsOut:
+    return _list(user.user_id, services.budgets.statuses(user.user_id))
+
+
+@router.get(
+    "/users/{user_id}/budgets",
+    summary="A user's spending limits and spend (admin)",
+    response_model=BudgetsOut,
+    responses=errors(ADMIN, 404),
+)
+def user_budgets(services: ServicesDep, _admin: BudgetAdmin, user_id: str) -> BudgetsOut:
+    return _list(user_id, services.budgets.statuses(user_id))
+
+
+@router.put(
+    "/users/{user_id}/budgets/{currency}",
+    summary="Set a user's spending limit in a currency (admin)",
+    description="Raising a limit above the spend lets creates and starts through at once; "
+    "endpoints the limit stopped stay stopped until their user starts them.",
+    response_model=BudgetOut,
+    responses=errors(ADMIN, BODY, 404),
+)
+def put_budget(
+    services: ServicesDep, _admin: BudgetAdmin, user_id: str, currency: str, body: BudgetIn
+) -> BudgetOut:
+    return _render(services.budgets.put(user_id, currency, body.limit, body.warning, body.period))
+
+
+@router.delete(
+    "/users/{user_id}/budgets/{currency}",
+    summary="Remove a user's spending limit in a currency (admin)",
+    description="Answers the user's remaining limits. Endpoints the limit stopped stay "
+    "stopped until their user starts them.",
+    response_model=BudgetsOut,
+    responses=errors(ADMIN, 404),
+)
+def delete_budget(
+    services: ServicesDep, _admin: BudgetAdmin, user_id: str, currency: str
+) -> BudgetsOut:
+    services.budgets.delete(user_id, currency)
+    return _list(user_id, services.budgets.statuses(user_id))

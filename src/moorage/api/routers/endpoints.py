@@ -15,10 +15,11 @@ from moorage.services.endpoints import MAX_PAGE, MAX_PAGE_SIZE, EndpointView
 
 router = APIRouter(prefix="/v1/inference-service", tags=["endpoints"])
 
-# Writes that may start replicas (create, update, start): 403 when a quota refuses,
+# Writes that may start replicas (create, update, start): 402 when the owner's
+# spending limit in the endpoint's currency is reached, 403 when a quota refuses,
 # 503 when the flavor has no room for them now or the process runtime has no sandbox
 # for a normal user's replicas.
-QUOTA = (403, 503)
+QUOTA = (402, 403, 503)
 
 
 def _render(services: Services, view: EndpointView, base_url: str) -> schemas.Endpoint:

@@ -1,0 +1,138 @@
+"""Spending limits against a real ``moorage serve``: the admin sets a user's limit,
+their endpoint runs into the warning and then the limit, moorage stops it and says
+why, creates and starts are refused with 402 naming the limit, nothing is deleted,
+and once the admin raises the limit the user starts it again.
+
+The flavor costs 36 usd per GPU-hour, 0.01 usd a second for one GPU; a 0.1 usd limit
+with its warning at 0.05 is reached about 10 s after the replica starts, and checked
+every second (``MOORAGE_BUDGET_INTERVAL_S``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_gpus import body, flavors
+from tests.support.server import ApiClient, wait_for
+
+SERVER_ENV = {
+    "MOORAGE_FLAVORS": str(Path(__file__).with_name("billing_flavors.toml")),
+    "MOORAGE_SANDBOX": "off",
+    "MOORAGE_METERING_INTERVAL_S": "1",
+    "MOORAGE_BUDGET_INTERVAL_S": "1",
+}
+SERVES = "exec python3 -m http.server $PORT"
+
+
+@pytest.fixture
+def clean(alice: ApiClient) -> Iterator[None]:
+    yield
+    listed = alice.call("GET", "/v1/inference-service", params={"page_size": 100}).json()
+    for endpoint in listed["service_list"]:
+        alice.call("DELETE", f"/v1/inference-service/{endpoint['service_id']}")
+
+
+def _user_id(client: ApiClient) -> str:
+    return str(client.call("GET", "/v1/quota").json()["user_id"])
+
+
+def _own_usd(client: ApiClient) -> dict[str, Any]:
+    got = client.call("GET", "/v1/budgets")
+    assert got.status_code == 200, got.text
+    [usd] = [b for b in got.json()["budgets"] if b["currency"] == "usd"]
+    return dict(usd)
+
+
+def _priced(client: ApiClient, name: str) -> dict[str, Any]:
+    made = body(flavors(client)["PRICED_GPU"]["flavor_id"], name, 1)
+    made["deploy_metadata"]["command"] = SERVES
+    return made
+
+
+def test_a_bad_limit_is_refused_naming_the_field(admin: ApiClient, alice: ApiClient) -> None:
+    path = f"/v1/users/{_user_id(alice)}/budgets/usd"
+    for bad, field in (
+        ({"limit": "1.0000001"}, "limit"),
+        ({"limit": "1e13"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "10", "warning": "NaN"}, "warning"),
+        ({"limit": "10", "period": "week"}, "period"),
+    ):
+        refused = admin.call("PUT", path, json=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert field in refused.json()["message"], (bad, refused.text)
+    over = admin.call("PUT", path, json={"limit": "10", "warning": "11"})
+    assert over.status_code == 400, over.text
+    assert over.json()["message"].startswith("warning: must be between 0 and the limit 10")
+    assert alice.call("PUT", path, json={"limit": "1000"}).status_code == 403
+    assert admin.call("PUT", "/v1/users/nobody/budgets/usd", json={"limit": 1}).status_code == 404
+    assert admin.call("GET", f"/v1/users/{_user_id(alice)}/budgets").json()["budgets"] == []
+
+
+@pytest.mark.usefixtures("clean")
+def test_an_endpoint_past_its_owners_limit_is_stopped_until_the_limit_is_raised(
+    admin: ApiClient, alice: ApiClient
+) -> None:
+    alice_id = _user_id(alice)
+    path = f"/v1/users/{alice_id}/budgets/usd"
+    put = admin.call("PUT", path, json={"limit": "0.1", "warning": 0.05})
+    assert put.status_code == 200, put.text
+    assert {k: put.json()[k] for k in ("limit", "warning", "period", "state")} == {
+        "limit": "0.1",
+        "warning": "0.05",
+        "period": "month",
+        "state": "ok",
+    }
+
+    created = alice.call("POST", "/v1/inference-service", json=_priced(alice, "budgeted"))
+    assert created.status_code == 200, created.text
+    service_id = created.json()["service_id"]
+
+    warned = wait_for(
+        lambda: (usd := _own_usd(alice))["state"] == "warning" and usd,
+        timeout=60,
+        what="the warning",
+    )
+    assert "0.1 usd limit (warning at 0.05 usd)" in warned["message"]
+
+    stopped = alice.wait_status(service_id, "stopped", timeout=60)
+    assert "spending limit reached" in stopped["status_info"]
+    assert "of the 0.1 usd limit; the admin can raise it" in stopped["status_info"]
+    assert _own_usd(alice)["state"] == "exceeded"
+    events = alice.call("GET", f"/v1/inference-service/{service_id}/events").json()
+    assert any(
+        e["kind"] == "stopped" and e["message"].startswith("stopped by moorage: spending limit")
+        for e in events["event_list"]
+    ), events
+
+    refused_create = alice.call("POST", "/v1/inference-service", json=_priced(alice, "more"))
+    refused_start = alice.call("POST", f"/v1/inference-service/{service_id}/start")
+    for refused in (refused_create, refused_start):
+        assert refused.status_code == 402, refused.text
+        assert refused.json()["code"] == "budget_exceeded"
+        assert "0.1 usd limit; the admin can raise it" in refused.json()["message"]
+
+    # Nothing is deleted: the endpoint and what it cost are still there.
+    kept = alice.get(service_id)
+    assert kept["status"] == "stopped"
+    assert kept["billing_metadata"]["cost_so_far"] >= 0.1
+    listed = alice.call("GET", "/v1/inference-service").json()["service_list"]
+    assert [e["service_id"] for e in listed] == [service_id]
+
+    raised = admin.call("PUT", path, json={"limit": "1000"})
+    assert raised.status_code == 200, raised.text
+    assert (raised.json()["warning"], raised.json()["state"]) == ("800", "ok")
+    assert alice.get(service_id)["status"] == "stopped", "stays stopped until its user starts it"
+
+    started = alice.call("POST", f"/v1/inference-service/{service_id}/start")
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] != "stopped"
+    assert started.json()["status_info"] is None or "limit" not in started.json()["status_info"]
+
+    assert admin.call("DELETE", path).json()["budgets"] == []
+    assert admin.call("DELETE", path).status_code == 404
