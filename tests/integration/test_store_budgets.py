@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,11 @@ from moorage.models.budgets import Budget, BudgetPeriod, BudgetState
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.flavors import Flavor
 from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+from moorage.models.requests import UpdateEndpointRequest
 from moorage.models.states import EndpointEventKind
+from moorage.models.status import StatusPolicy
 from moorage.services.budgets import BudgetService, budget_statuses_for, check_budget
+from moorage.services.endpoints import EndpointService
 from moorage.store.accounts import AccountRepository
 from moorage.store.budgets import BudgetRepository
 from moorage.store.db import Database
@@ -201,3 +205,34 @@ async def test_the_enforcer_wakes_the_controller_when_it_stops_something(db: Dat
     clock.advance(1000)
     assert len(await enforcer.enforce()) == 1
     assert woken == [True]
+
+
+def test_a_scale_up_of_a_running_endpoint_is_refused_a_scale_down_is_not(db: Database) -> None:
+    user_id = _setup(db)
+    usd = _running(db, user_id, "usd")
+    cny = _running(db, user_id, "cny")
+    with db.session() as session:
+        user = AccountRepository(session).user_by_id(user_id)
+    assert user is not None
+    clock = FakeClock(_at(1000))
+    service = EndpointService(db, clock, StatusPolicy(), max_instances=8)
+    BudgetService(db, clock).put(user_id, "usd", Decimal(1), None, BudgetPeriod.MONTH)
+
+    def update(endpoint: Endpoint, body: dict[str, Any]) -> Endpoint:
+        request = UpdateEndpointRequest.model_validate(body)
+        return service.update(user, endpoint.service_id, request).endpoint
+
+    def scale(endpoint: Endpoint, replicas: int) -> Endpoint:
+        return update(endpoint, {"resource_metadata": {"target_instance_number": replicas}})
+
+    with pytest.raises(PaymentRequired, match="the admin can raise it"):
+        scale(usd, 2)
+    with pytest.raises(PaymentRequired, match="billed in usd"):
+        update(cny, {"payment_type": "usd"})
+    assert _endpoint(db, usd.service_id).target_instance_number == 1, "nothing changed"
+    assert _endpoint(db, cny.service_id).payment_type == "cny"
+    assert scale(cny, 2).target_instance_number == 2, "another currency is free"
+    assert update(usd, {"description": "renamed"}).description == "renamed"
+
+    service.set_running(user, usd.service_id, False)
+    assert scale(usd, 2).target_instance_number == 2, "a stopped endpoint runs nothing"
