@@ -99,10 +99,21 @@ def test_an_endpoint_past_its_owners_limit_is_stopped_until_the_limit_is_raised(
         what="the warning",
     )
     assert "0.1 usd limit (warning at 0.05 usd)" in warned["message"]
+    # The endpoint says so too, while it still runs.
+    warning = wait_for(
+        lambda: (got := alice.get(service_id))["billing_metadata"]["budget_state"] != "ok" and got,
+        timeout=30,
+        what="the warning on the endpoint",
+    )
+    if warning["billing_metadata"]["budget_state"] == "warning":
+        assert "(warning at 0.05 usd)" in warning["billing_metadata"]["budget_message"]
+        assert "(warning at 0.05 usd)" in warning["status_info"]
 
     stopped = alice.wait_status(service_id, "stopped", timeout=60)
     assert "spending limit reached" in stopped["status_info"]
     assert "of the 0.1 usd limit; the admin can raise it" in stopped["status_info"]
+    assert stopped["status_info"].count("spending limit reached") == 1, stopped["status_info"]
+    assert stopped["billing_metadata"]["budget_state"] == "exceeded"
     assert _own_usd(alice)["state"] == "exceeded"
     events = alice.call("GET", f"/v1/inference-service/{service_id}/events").json()
     assert any(

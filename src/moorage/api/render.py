@@ -10,7 +10,7 @@ from moorage.models.accounts import ApiToken, User
 from moorage.models.billing import COST_QUANTUM
 from moorage.models.budgets import BudgetState
 from moorage.models.flavors import Flavor
-from moorage.models.states import ReplicaState
+from moorage.models.states import DesiredState, ReplicaState
 from moorage.services.endpoint_billing import EndpointBilling, instance_price_per_hour
 from moorage.services.endpoints import EndpointPage, EndpointView
 from moorage.services.flavors import FlavorAvailability
@@ -77,6 +77,21 @@ def billing_metadata(
     )
 
 
+def _status_info(view: EndpointView, billing: EndpointBilling | None) -> str | None:
+    """The derived status info and, while it runs, its owner's budget when near or at
+    its limit. A stopped endpoint says why it stopped (moorage's stop at the limit
+    names it); ``billing_metadata`` carries the budget either way."""
+    derived = view.status.status_info
+    budget = billing.budget if billing else None
+    if (
+        budget is None
+        or budget.message is None
+        or view.endpoint.desired_state is DesiredState.STOPPED
+    ):
+        return derived
+    return budget.message if derived is None else f"{derived}; {budget.message}"
+
+
 def endpoint(
     view: EndpointView, base_url: str, billing: EndpointBilling | None = None
 ) -> schemas.Endpoint:
@@ -89,7 +104,7 @@ def endpoint(
         description=e.description,
         user_id=e.user_id,
         status=view.status.status,
-        status_info=view.status.status_info,
+        status_info=_status_info(view, billing),
         resource_metadata=schemas.ResourceMetadata(
             resource_display_name=flavor_record.display_name if flavor_record else None,
             scale_type=e.scale_type,

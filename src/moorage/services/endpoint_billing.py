@@ -4,7 +4,9 @@ its replicas have cost so far and this UTC month, to the second.
 Costs are read from usage (``store/usage.py``: stored records plus the seconds since the
 last checkpoint), in the endpoint's currency, at the rates fixed when its replicas were
 placed, so they match what ``GET /v1/usage`` says. The price per hour is today's flavor
-price, which is what new replicas would be billed at. One read serves a whole page.
+price, which is what new replicas would be billed at. Its owner's budget in its
+currency, when the admin set one, says whether spending is near or at the limit. One
+read serves a whole page.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from moorage.models.billing import GroupBy, month_start, usage_totals
 from moorage.models.budgets import BudgetStatus
 from moorage.models.endpoints import Endpoint
 from moorage.models.flavors import Flavor
+from moorage.services.budgets import budget_statuses_for
 from moorage.store.db import Database
 from moorage.store.usage import UsageRepository
 
@@ -60,18 +63,25 @@ class EndpointBillingService:
         ids = [e.service_id for e in endpoints]
         with self.db.session() as session:
             usage = UsageRepository(session).up_to(now, endpoint_ids=ids)
+            budgets = {
+                (status.budget.currency, user_id): status
+                for user_id in {e.user_id for e in endpoints}
+                for status in budget_statuses_for(session, user_id, now)
+            }
         total = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, _EPOCH, now)
         month = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, month_start(now), now)
         month_by_id = {t.key: t for t in month}
+        total_by_id = {t.key: t for t in total}
         found: dict[str, EndpointBilling] = {}
-        by_id = {e.service_id: e for e in endpoints}
-        for item in total:
-            currency = by_id[item.key].payment_type
-            this_month = month_by_id.get(item.key)
-            found[item.key] = EndpointBilling(
-                cost_so_far=item.costs.get(currency, _NOTHING),
+        for endpoint in endpoints:
+            currency = endpoint.payment_type
+            so_far = total_by_id.get(endpoint.service_id)
+            this_month = month_by_id.get(endpoint.service_id)
+            found[endpoint.service_id] = EndpointBilling(
+                cost_so_far=so_far.costs.get(currency, _NOTHING) if so_far else _NOTHING,
                 cost_this_month=this_month.costs.get(currency, _NOTHING)
                 if this_month
                 else _NOTHING,
+                budget=budgets.get((currency, endpoint.user_id)),
             )
         return found
