@@ -17,7 +17,6 @@ the same amount to the last digit.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from moorage.errors import InvalidField
 from moorage.models.flavors import CURRENCIES, Flavor
 from moorage.models.metering import UsageRecord, tick
+from moorage.models.states import GroupBy
 
 __all__ = [
     "COST_QUANTUM",
@@ -42,15 +42,6 @@ __all__ = [
 # The reference's prices carry up to six decimals (nmt 0.147164); so do costs.
 COST_QUANTUM = Decimal("0.000001")
 _SECONDS_PER_HOUR = 3600
-
-
-class GroupBy(enum.StrEnum):
-    """What usage totals are grouped by (``group_by`` on the usage API)."""
-
-    ENDPOINT = "endpoint"
-    DAY = "day"
-    FLAVOR = "flavor"
-    USER = "user"
 
 
 @dataclass(frozen=True)

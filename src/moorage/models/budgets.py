@@ -11,7 +11,6 @@ rebuild it. Which endpoints stop and which requests are refused is the caller's.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from decimal import Decimal
 from moorage.errors import InvalidField
 from moorage.models.billing import COST_QUANTUM, GroupBy, Usage, month_start, usage_totals
 from moorage.models.flavors import CURRENCIES
+from moorage.models.states import BudgetPeriod, BudgetState
 
 __all__ = [
     "MAX_AMOUNT",
@@ -40,31 +40,12 @@ MAX_AMOUNT = Decimal(10) ** 12
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class BudgetPeriod(enum.StrEnum):
-    """Which usage counts against a limit: this UTC calendar month's, or all of it."""
-
-    MONTH = "month"
-    TOTAL = "total"
-
-
 def window_start(period: BudgetPeriod, now: datetime) -> datetime:
     """Where the spend a budget counts begins: midnight UTC on the first of ``now``'s
     month, or the epoch (all time). A month's limit is free again on the first."""
     if period is BudgetPeriod.MONTH:
         return month_start(now)
     return _EPOCH
-
-
-class BudgetState(enum.StrEnum):
-    """Worst last: comparing by position in the enum tells which status matters most."""
-
-    OK = "ok"
-    WARNING = "warning"
-    EXCEEDED = "exceeded"
-
-    @property
-    def rank(self) -> int:
-        return list(BudgetState).index(self)
 
 
 def _amount(value: Decimal) -> str:

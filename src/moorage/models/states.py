@@ -2,7 +2,7 @@
 
 Endpoint statuses, what a user asked an endpoint to be, a replica's events,
 states and failure reasons, an endpoint's own events, and the gateway's
-load-balancing policies: the API,
+load-balancing policies, usage groupings and spending limits' periods and states: the API,
 the store, the route table and the gateway all take these names from here, so
 a spelling exists once and a typo is a type error, not a silent mismatch.
 Each enum is a ``StrEnum``: its members are the words on the wire and in the
@@ -14,10 +14,13 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "BudgetPeriod",
+    "BudgetState",
     "DesiredState",
     "EndpointEventKind",
     "EndpointStatus",
     "FailureReason",
+    "GroupBy",
     "PolicyName",
     "ReplicaEventKind",
     "ReplicaState",
@@ -106,3 +109,31 @@ class PolicyName(enum.StrEnum):
     LEAST_OUTSTANDING = "least_outstanding"
     POWER_OF_TWO = "power_of_two"
     ROUND_ROBIN = "round_robin"
+
+
+class GroupBy(enum.StrEnum):
+    """What usage totals are grouped by (``group_by`` on the usage API)."""
+
+    ENDPOINT = "endpoint"
+    DAY = "day"
+    FLAVOR = "flavor"
+    USER = "user"
+
+
+class BudgetPeriod(enum.StrEnum):
+    """Which usage counts against a spending limit: this UTC calendar month's, or all."""
+
+    MONTH = "month"
+    TOTAL = "total"
+
+
+class BudgetState(enum.StrEnum):
+    """Worst last: comparing by position in the enum tells which status matters most."""
+
+    OK = "ok"
+    WARNING = "warning"
+    EXCEEDED = "exceeded"
+
+    @property
+    def rank(self) -> int:
+        return list(BudgetState).index(self)
