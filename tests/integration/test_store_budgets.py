@@ -13,7 +13,7 @@ import pytest
 
 from moorage.clock import FakeClock
 from moorage.controller.budgets import BudgetEnforcer, enforce_budgets
-from moorage.errors import NotFound, PaymentRequired
+from moorage.errors import InvalidField, NotFound, PaymentRequired
 from moorage.models.budgets import Budget, BudgetPeriod, BudgetState
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.flavors import Flavor
@@ -158,6 +158,21 @@ def test_a_reached_limit_stops_running_endpoints_in_its_currency_only(db: Databa
     assert enforce_budgets(db, _at(1100)) == [], "stopped once"
 
 
+def test_a_limit_stops_an_endpoint_whose_replicas_bill_in_its_currency(db: Database) -> None:
+    """An endpoint whose payment_type says cny while its replica bills at a usd rate
+    (a store written before a running endpoint's currency was fixed) is held to usd."""
+    user_id = _setup(db)
+    moved = _running(db, user_id, "usd")
+    with db.session() as session:
+        EndpointRepository(session).save(dataclasses.replace(moved, payment_type="cny"))
+    _put(db, user_id, Budget("usd", Decimal(1), Decimal("0.8")))
+
+    stopped = enforce_budgets(db, _at(1000))
+
+    assert [e.service_id for e, _change in stopped] == [moved.service_id]
+    assert _endpoint(db, moved.service_id).desired_state is DesiredState.STOPPED
+
+
 def test_a_refusal_names_the_limit_until_the_admin_raises_it(db: Database) -> None:
     user_id = _setup(db)
     _running(db, user_id, "usd")
@@ -227,7 +242,8 @@ def test_a_scale_up_of_a_running_endpoint_is_refused_a_scale_down_is_not(db: Dat
 
     with pytest.raises(PaymentRequired, match="the admin can raise it"):
         scale(usd, 2)
-    with pytest.raises(PaymentRequired, match="billed in usd"):
+    # A running endpoint keeps its currency (its replicas are billed in it), limit or not.
+    with pytest.raises(InvalidField, match="payment_type: cannot change while the endpoint runs"):
         update(cny, {"payment_type": "usd"})
     assert _endpoint(db, usd.service_id).target_instance_number == 1, "nothing changed"
     assert _endpoint(db, cny.service_id).payment_type == "cny"

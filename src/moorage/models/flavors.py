@@ -46,6 +46,10 @@ class Flavor:
     def price_per_hour(self, currency: str) -> float:
         return float(self.prices.get(currency, 0.0))
 
+    def priced_in(self) -> tuple[str, ...]:
+        """The currencies it has a price in; () for a flavor the operator gives away."""
+        return tuple(c for c in CURRENCIES if self.price_per_hour(c) > 0)
+
     def billing(self) -> dict[str, float]:
         return {f"{currency}_price_unit": self.price_per_hour(currency) for currency in CURRENCIES}
 

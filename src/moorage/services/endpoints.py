@@ -179,6 +179,7 @@ class EndpointService:
                         rollout_note=None,
                     )
                 _check_deploy(updated.deploy)
+                _check_currency_change(current, updated)
                 self._check_fits(session, updated)
                 self.launch_guard(user, updated.deploy)
                 if updated.deploy.secrets != current.deploy.secrets:
@@ -247,6 +248,7 @@ class EndpointService:
                 "resource_metadata.flavor_id",
                 f"no flavor {endpoint.flavor_id!r}; GET /v1/inference-service/flavor lists them",
             )
+        _check_priced(flavor.flavor, endpoint.payment_type)
         if endpoint.deploy.gpu_num > flavor.flavor.node_max_gpu:
             raise InvalidField(
                 "deploy_metadata.gpu_num",
@@ -350,14 +352,41 @@ def _log_changes(done: Sequence[EndpointChange], endpoint: Endpoint) -> None:
         lifecycle.endpoint(change, endpoint.name)
 
 
+def _check_priced(flavor: Flavor, payment_type: str) -> None:
+    """A flavor priced in some currencies is sold in those only: a currency it names no
+    price in would run its replicas (GPUs included) for nothing. A flavor priced in
+    none is the operator's gift, in any currency."""
+    priced = flavor.priced_in()
+    if priced and payment_type not in priced:
+        raise InvalidField(
+            "payment_type",
+            f"flavor {flavor.display_name} has no price in {payment_type}; it is sold in "
+            f"{' or '.join(priced)}: use one of those",
+        )
+
+
+def _check_currency_change(current: Endpoint, updated: Endpoint) -> None:
+    """Running replicas are billed in the currency fixed when they were placed, so a
+    running endpoint keeps its ``payment_type``: changed in place, it would show (and
+    be held to the spending limit of) a currency its replicas are not billed in."""
+    if (
+        updated.payment_type != current.payment_type
+        and current.desired_state is DesiredState.RUNNING
+    ):
+        raise InvalidField(
+            "payment_type",
+            f"cannot change while the endpoint runs: its replicas are billed in "
+            f"{current.payment_type}, at the rate fixed when each was placed; stop it "
+            "(POST .../stop), change payment_type, then start it",
+        )
+
+
 def _runs_more(current: Endpoint, updated: Endpoint) -> bool:
-    """Whether an update of a running endpoint asks for more replicas, or moves them
-    to another currency: what a reached spending limit refuses."""
-    if updated.desired_state is not DesiredState.RUNNING:
-        return False
+    """Whether an update of a running endpoint asks for more replicas: what a reached
+    spending limit refuses (its currency cannot change while it runs)."""
     return (
-        updated.target_instance_number > current.target_instance_number
-        or updated.payment_type != current.payment_type
+        updated.desired_state is DesiredState.RUNNING
+        and updated.target_instance_number > current.target_instance_number
     )
 
 

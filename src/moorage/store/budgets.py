@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from moorage.models.budgets import (
@@ -23,7 +23,7 @@ from moorage.models.budgets import (
 )
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.store.endpoints import EndpointRepository
-from moorage.store.tables import BudgetRow, EndpointRow
+from moorage.store.tables import BudgetRow, EndpointRow, ReplicaRateRow
 from moorage.store.usage import usage_up_to
 
 __all__ = ["BudgetRepository"]
@@ -74,11 +74,18 @@ class BudgetRepository:
         return bool(getattr(result, "rowcount", 0))
 
     def running_endpoints(self, user_id: str, currency: str) -> Sequence[Endpoint]:
-        """The user's live endpoints billed in ``currency`` that want to run."""
+        """The user's live endpoints that want to run and are billed in ``currency``:
+        by their ``payment_type``, or by a replica still billing at a rate fixed in
+        it (whatever the endpoint says now, its replicas' rates are what is billed)."""
+        billing_in = select(ReplicaRateRow.endpoint_id).where(
+            ReplicaRateRow.user_id == user_id,
+            ReplicaRateRow.currency == currency,
+            ReplicaRateRow.settled.is_(False),
+        )
         ids = self.session.scalars(
             select(EndpointRow.service_id).where(
                 EndpointRow.user_id == user_id,
-                EndpointRow.payment_type == currency,
+                or_(EndpointRow.payment_type == currency, EndpointRow.service_id.in_(billing_in)),
                 EndpointRow.deleted_at.is_(None),
                 EndpointRow.desired_state == DesiredState.RUNNING.value,
             )
