@@ -125,3 +125,65 @@ def test_an_endpoint_billed_in_another_currency_shows_that_currency(alice: ApiCl
     assert billing["payment_type"] == "nmt"
     assert billing["price_per_instance_hour"] == 0.147164
     assert billing["price_per_hour"] == 0.147164
+
+
+def _slot(flavor: dict[str, Any], name: str, payment_type: str) -> dict[str, Any]:
+    made = body(flavor["flavor_id"], name, 1)
+    made["payment_type"] = payment_type
+    made["deploy_metadata"]["gpu_num"] = 0
+    made["deploy_metadata"]["command"] = SERVES
+    return made
+
+
+@pytest.mark.usefixtures("clean")
+def test_a_flavor_is_sold_only_in_the_currencies_it_has_a_price_in(alice: ApiClient) -> None:
+    listed = flavors(alice)
+    usd_only, given_away = listed["USD_ONLY"], listed["GIVEN_AWAY"]
+
+    refused = alice.call("POST", "/v1/inference-service", json=_slot(usd_only, "free-ride", "nmt"))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"] == (
+        "payment_type: flavor USD_ONLY has no price in nmt; it is sold in usd: use one of those"
+    )
+    assert alice.call("GET", "/v1/inference-service").json()["total"] == 0, "nothing made"
+
+    # A flavor priced in nothing is given away in any currency.
+    free = alice.call("POST", "/v1/inference-service", json=_slot(given_away, "gift", "cny"))
+    assert free.status_code == 200, free.text
+    assert free.json()["billing_metadata"]["price_per_instance_hour"] == 0.0
+
+    # Nor can a stopped endpoint be moved to such a currency and started.
+    paid = alice.call("POST", "/v1/inference-service", json=_slot(usd_only, "paid", "usd"))
+    assert paid.status_code == 200, paid.text
+    service_id = paid.json()["service_id"]
+    alice.call("POST", f"/v1/inference-service/{service_id}/stop")
+    moved = alice.call("PUT", f"/v1/inference-service/{service_id}", json={"payment_type": "cny"})
+    assert moved.status_code == 400, moved.text
+    assert moved.json()["message"].startswith("payment_type: flavor USD_ONLY has no price in cny")
+
+
+@pytest.mark.usefixtures("clean")
+def test_a_running_endpoint_keeps_the_currency_its_replicas_are_billed_in(
+    alice: ApiClient,
+) -> None:
+    priced = flavors(alice)["PRICED_GPU"]
+    made = body(priced["flavor_id"], "switcher", 1)
+    made["deploy_metadata"]["command"] = SERVES
+    created = alice.call("POST", "/v1/inference-service", json=made)
+    assert created.status_code == 200, created.text
+    service_id = created.json()["service_id"]
+
+    switched = alice.call(
+        "PUT", f"/v1/inference-service/{service_id}", json={"payment_type": "nmt"}
+    )
+    assert switched.status_code == 400, switched.text
+    assert switched.json()["message"].startswith(
+        "payment_type: cannot change while the endpoint runs: its replicas are billed in usd"
+    )
+    assert alice.get(service_id)["payment_type"] == "usd", "nothing changed"
+
+    # Stopped, it may change; its next replicas are billed in the new currency.
+    alice.call("POST", f"/v1/inference-service/{service_id}/stop")
+    changed = alice.call("PUT", f"/v1/inference-service/{service_id}", json={"payment_type": "nmt"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["billing_metadata"]["payment_type"] == "nmt"
