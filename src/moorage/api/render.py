@@ -69,7 +69,7 @@ def billing_metadata(
         payment_type=e.payment_type,
         price_per_instance_hour=_money(price),
         instance_number=e.target_instance_number,
-        price_per_hour=_money(price * e.wanted_replicas),
+        price_per_hour=_money(billing.billed_per_hour),
         cost_so_far=_money(billing.cost_so_far),
         cost_this_month=_money(billing.cost_this_month),
         budget_state=budget.state if budget else BudgetState.OK,

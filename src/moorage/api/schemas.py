@@ -101,12 +101,14 @@ class ResourceMetadata(_Closed):
 class BillingMetadata(_Closed):
     payment_type: str = Field(description="The currency this endpoint is billed in.")
     price_per_instance_hour: Money = Field(
-        description="What one replica costs per hour at today's flavor price: the price "
+        description="What a replica placed now costs per hour: the flavor's price today "
         "per GPU times deploy_metadata.gpu_num (per instance on a flavor without GPUs)."
     )
     instance_number: int
     price_per_hour: Money = Field(
-        description="price_per_instance_hour times the replicas it runs now (0 stopped)."
+        description="What its replicas cost per hour now: the sum of the rates of those "
+        "being billed (placed, not stopped), each fixed when it was placed, so replicas "
+        "placed before a price change keep their price; 0 when none is billed."
     )
     cost_so_far: Money = Field(
         description="What its replicas have cost since it was created, to the second, at "

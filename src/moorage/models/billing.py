@@ -125,6 +125,9 @@ class Usage:
 
     records: list[UsageRecord] = field(default_factory=list)
     rates: dict[str, ReplicaRate] = field(default_factory=dict)
+    # The replicas billing at the moment read (placed and not failed or stopped since),
+    # at their rates: what an endpoint costs per hour now.
+    billing_now: dict[str, ReplicaRate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class EndpointBilling:
 
     cost_so_far: Decimal = _NOTHING
     cost_this_month: Decimal = _NOTHING
+    # What its replicas billing now cost per hour, each at the rate fixed when placed.
+    billed_per_hour: Decimal = _NOTHING
     # Its owner's worst budget in its currency, when one is set.
     budget: BudgetStatus | None = None
 
@@ -72,6 +74,11 @@ class EndpointBillingService:
         month = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, month_start(now), now)
         month_by_id = {t.key: t for t in month}
         total_by_id = {t.key: t for t in total}
+        per_hour: dict[str, Decimal] = {}
+        for rate in usage.billing_now.values():
+            per_hour[rate.endpoint_id] = (
+                per_hour.get(rate.endpoint_id, _NOTHING) + rate.instance_price_per_hour
+            )
         found: dict[str, EndpointBilling] = {}
         for endpoint in endpoints:
             currency = endpoint.payment_type
@@ -83,5 +90,6 @@ class EndpointBillingService:
                 if this_month
                 else _NOTHING,
                 budget=budgets.get((currency, endpoint.user_id)),
+                billed_per_hour=per_hour.get(endpoint.service_id, _NOTHING),
             )
         return found

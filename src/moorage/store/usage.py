@@ -105,6 +105,8 @@ def usage_up_to(
         if pending:
             usage.records.extend(pending)
             usage.rates[row.replica_id] = stored_rate(row)
+        if intervals and intervals[-1].end is None:
+            usage.billing_now[row.replica_id] = stored_rate(row)
     return usage
 
 
