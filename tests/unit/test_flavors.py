@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 from pathlib import Path
@@ -20,6 +21,7 @@ from moorage.models.builtin_flavors import (
 from moorage.models.flavor_file import load_flavor_file
 from moorage.models.flavors import Flavor, FlavorFileError, stable_flavor_id
 from moorage.models.gpu_flavors import merge_gpu_flavors
+from moorage.models.gpus import Gpu
 
 A100 = """
 [[flavor]]
@@ -388,3 +390,15 @@ def test_detected_gpu_flavor_ids_do_not_depend_on_device_order(
     second = {f.display_name: f.flavor_id for f in detected_gpu_flavors()}
 
     assert first == second
+
+
+def test_the_start_up_line_names_each_flavor_its_size_and_its_prices() -> None:
+    slots = Flavor("a" * 32, "CPU", "local", "cpu", capacity=4, node_max_gpu=0)
+    gpus = dataclasses.replace(
+        Flavor("b" * 32, "L4", "local", "l4", capacity=2, node_max_gpu=2),
+        gpus=(Gpu("local", 0, "GPU-0"), Gpu("local", 1, "GPU-1")),
+        prices={"usd": 7.2, "nmt": 0.147164},
+    )
+    assert slots.offer() == f"flavor CPU ({'a' * 32}): 4 replicas, free"
+    assert gpus.offer() == (f"flavor L4 ({'b' * 32}): 2 GPUs, 7.2 usd, 0.147164 nmt per GPU-hour")
+    assert gpus.priced_in() == ("usd", "nmt")

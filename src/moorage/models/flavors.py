@@ -50,6 +50,19 @@ class Flavor:
         """The currencies it has a price in; () for a flavor the operator gives away."""
         return tuple(c for c in CURRENCIES if self.price_per_hour(c) > 0)
 
+    def offer(self) -> str:
+        """What it offers and at what price, in words: the line moorage logs at start,
+        so an operator sees which prices apply after changing the flavors file."""
+        size = f"{len(self.gpus)} GPUs" if self.has_gpus else f"{self.capacity} replicas"
+        unit = "per GPU-hour" if self.has_gpus or self.node_max_gpu else "per replica-hour"
+        priced = self.priced_in()
+        prices = (
+            ", ".join(f"{self.price_per_hour(c):g} {c}" for c in priced) + f" {unit}"
+            if priced
+            else "free"
+        )
+        return f"flavor {self.display_name} ({self.flavor_id}): {size}, {prices}"
+
     def billing(self) -> dict[str, float]:
         return {f"{currency}_price_unit": self.price_per_hour(currency) for currency in CURRENCIES}
 

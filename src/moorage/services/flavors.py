@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.flavors import FlavorRepository
 from moorage.store.gpus import GpuAllocationRepository
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class FlavorService:
     def sync(self, flavors: Sequence[Flavor]) -> None:
         with self.db.session() as session:
             FlavorRepository(session).sync(flavors, self.clock.now())
+        for flavor in flavors:
+            log.info("%s", flavor.offer())
 
     def list(self) -> list[FlavorAvailability]:
         """Every live flavor with ``available_num``: for a GPU flavor the GPUs a new
