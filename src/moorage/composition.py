@@ -46,6 +46,7 @@ from moorage.runtimes.fake import Behavior, FakeRuntime, always
 from moorage.runtimes.process import ProcessRuntime
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
+from moorage.services.budget_metrics import BudgetCollector, BudgetMetricsView
 from moorage.services.budgets import BudgetService
 from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
@@ -217,6 +218,9 @@ class MoorageServer:
         )
         self.gateway.metrics.registry.register(
             UsageCollector(UsageMetricsView(self.db, self.clock).current)
+        )
+        self.gateway.metrics.registry.register(
+            BudgetCollector(BudgetMetricsView(self.db, self.clock).current)
         )
         self.quotas = QuotaService(self.db, self.clock, default_quotas)
         self.endpoints = EndpointService(

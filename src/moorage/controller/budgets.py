@@ -20,7 +20,7 @@ from datetime import datetime
 from moorage import lifecycle
 from moorage.clock import Clock
 from moorage.controller.tasks import cancel_all
-from moorage.models.budgets import BudgetState
+from moorage.models.budgets import BudgetState, BudgetStatus
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.events import EndpointChange, changes
 from moorage.store.accounts import AccountRepository
@@ -32,22 +32,28 @@ from moorage.store.events import EventRepository
 log = logging.getLogger(__name__)
 
 
-def enforce_budgets(db: Database, now: datetime) -> list[tuple[Endpoint, EndpointChange]]:
+Seen = Callable[[str, BudgetStatus], None]
+
+
+def enforce_budgets(
+    db: Database, now: datetime, seen: Seen = lambda _user_id, _status: None
+) -> list[tuple[Endpoint, EndpointChange]]:
     """Stops every running endpoint whose owner's limit in its currency is reached at
-    ``now``; answers what it stopped, with the change recorded for each."""
+    ``now``; answers what it stopped, with the change recorded for each. ``seen`` is
+    told every budget's status, stopping or not."""
     with db.session() as session:
         users = sorted(BudgetRepository(session).by_user())
     stopped: list[tuple[Endpoint, EndpointChange]] = []
     for user_id in users:  # one transaction per user: one user's failure is theirs alone
         try:
-            stopped.extend(_enforce_user(db, user_id, now))
+            stopped.extend(_enforce_user(db, user_id, now, seen))
         except Exception:
             log.exception("checking the spending limits of user %s failed; retrying", user_id)
     return stopped
 
 
 def _enforce_user(
-    db: Database, user_id: str, now: datetime
+    db: Database, user_id: str, now: datetime, seen: Seen
 ) -> list[tuple[Endpoint, EndpointChange]]:
     stopped: list[tuple[Endpoint, EndpointChange]] = []
     with db.checked_session() as session:
@@ -55,6 +61,7 @@ def _enforce_user(
         AccountRepository(session).lock_user(user_id)
         budgets = BudgetRepository(session)
         for status in budgets.statuses(user_id, now):
+            seen(user_id, status)
             if status.state is not BudgetState.EXCEEDED:
                 continue
             for endpoint in budgets.running_endpoints(user_id, status.budget.currency):
@@ -87,13 +94,32 @@ class BudgetEnforcer:
         self.interval_s = interval_s
         self.on_stop = on_stop
         self._task: asyncio.Task[None] | None = None
+        # Each budget's state at the last check, to log a line when it changes (the
+        # first check after a start logs those not ok).
+        self._states: dict[tuple[str, str], BudgetState] = {}
+
+    def _seen(self, user_id: str, status: BudgetStatus) -> None:
+        key = (user_id, status.budget.currency)
+        before = self._states.get(key, BudgetState.OK)
+        self._states[key] = status.state
+        if status.state is before:
+            return
+        if status.message is None:
+            log.info(
+                "user %s: spending in %s is under its warning again (%s spent)",
+                user_id,
+                status.budget.currency,
+                status.spent,
+            )
+        else:
+            log.info("user %s: %s", user_id, status.message)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="moorage-budgets")
 
     async def enforce(self) -> list[tuple[Endpoint, EndpointChange]]:
         """One check of every budget at the clock's now (store work, in a thread)."""
-        stopped = await asyncio.to_thread(enforce_budgets, self.db, self.clock.now())
+        stopped = await asyncio.to_thread(enforce_budgets, self.db, self.clock.now(), self._seen)
         for endpoint, change in stopped:
             lifecycle.endpoint(change, endpoint.name)
         if stopped:
