@@ -56,6 +56,13 @@ def clean(alice: ApiClient, bob: ApiClient) -> Iterator[None]:
         listed = client.call("GET", "/v1/inference-service", params={"page_size": 100}).json()
         for endpoint in listed["service_list"]:
             client.call("DELETE", f"/v1/inference-service/{endpoint['service_id']}")
+    # Deleted endpoints' replicas hold their GPUs (and count against the share) until
+    # they have stopped: the next test starts with every GPU free.
+    wait_for(
+        lambda: all(available(alice, name) == 4 for name in ("QUOTA_GPU", "SPLIT_GPU")),
+        timeout=60,
+        what="every GPU free",
+    )
 
 
 @pytest.mark.usefixtures("clean")
