@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-
 
 def new_id() -> str:
     """A 32-character lowercase hex id, the shape the reference uses everywhere."""
@@ -23,4 +21,9 @@ def timestamp(moment: datetime) -> str:
     of every time the API answers (``api.schemas.Timestamp``)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    utc = moment.astimezone(UTC)
+    # Not strftime's %Y, which writes year 999 as "999" on glibc, not "0999".
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )

@@ -187,6 +187,9 @@ def test_usage_groups_by_day_flavor_and_user(alice: ApiClient, run: Run) -> None
     for row in (flavor, user):
         assert row["instance_seconds"] == by_endpoint["instance_seconds"]
         assert row["cost"] == by_endpoint["cost"]
+    # Rows read by name: an invoice needs no second lookup.
+    assert flavor["name"] == "PRICED_GPU"
+    assert user["name"] == "alice"
 
 
 def test_a_user_sees_only_their_own_usage_and_the_admin_everyones(
@@ -205,6 +208,28 @@ def test_a_user_sees_only_their_own_usage_and_the_admin_everyones(
     assert everyone["user_id"] is None
     assert mine[0] in everyone["rows"]
     assert _usage(admin, **run.window, user_id=run.user_id)["rows"] == mine
+    # A mistyped id is not a user who spent nothing.
+    unknown = admin.call("GET", "/v1/usage", params={**run.window, "user_id": "nosuch"})
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["message"] == "no user 'nosuch'; GET /v1/users lists them"
+
+
+def test_a_window_in_an_early_year_is_answered(alice: ApiClient) -> None:
+    for window, written in (
+        ({"from": "0001-01-01", "to": "0001-12-31"}, "0001-01-01 00:00:00"),
+        (
+            {"from": "0999-12-31T23:00:00", "to": "1000-01-01T01:00:00", "group_by": "day"},
+            "0999-12-31 23:00:00",
+        ),
+    ):
+        answer = _usage(alice, **window)
+        assert (answer["from"], answer["rows"]) == (written, [])
+        as_csv = alice.call("GET", "/v1/usage", params=window, headers={"Accept": "text/csv"})
+        assert as_csv.status_code == 200, as_csv.text
+        group = window.get("group_by", "endpoint")
+        assert as_csv.headers["content-disposition"] == (
+            f'attachment; filename="usage-by-{group}-{window["from"][:10]}-{window["to"][:10]}.csv"'
+        )
 
 
 @pytest.mark.parametrize(
@@ -219,6 +244,11 @@ def test_a_user_sees_only_their_own_usage_and_the_admin_everyones(
         ({"from": "2024-01-01", "to": "2026-01-01"}, "to: must be at most 366 days after from"),
         ({"group_by": "week"}, "group_by: Input should be 'endpoint', 'day', 'flavor' or 'user'"),
         ({"from": "2" * 65}, "from: String should have at most 64 characters"),
+        (
+            {"from": "2026-12-03T10:44:00 01:00"},
+            "from: must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z),"
+            " got '2026-12-03T10:44:00 01:00'; write a + in a URL's query as %2B",
+        ),
     ],
 )
 def test_a_bad_window_or_group_is_refused_naming_the_parameter(

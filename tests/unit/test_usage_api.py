@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from moorage.api.usage_csv import HEADER, render_csv, wants_csv
+from moorage.api.usage_csv import HEADER, _cell, render_csv, wants_csv
 from moorage.errors import Forbidden
 from moorage.models.accounts import User
 from moorage.models.billing import GroupBy, ReplicaRate, Usage, UsageTotal
@@ -259,3 +259,20 @@ def test_the_metrics_view_reads_the_store_at_most_every_few_seconds_and_never_go
     ticks[0] = 10.0
     assert view.current()[one] == SeriesTotal(12, 24, Decimal("1.2"))
     assert len(reads) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("|cmd", "'|cmd"),
+        ("\ufeff=1+1", "'\ufeff=1+1"),  # a byte order mark first
+        ("\u200b+1", "'\u200b+1"),  # a zero-width space first
+        ("\u00a0-1", "'\u00a0-1"),  # a no-break space first
+        ("\t=1", "'\t=1"),
+        ("chat-7b", "chat-7b"),
+        ("a=b", "a=b"),
+    ],
+)
+def test_a_name_a_spreadsheet_would_run_is_written_as_text(name: str, written: str) -> None:
+    assert _cell(name) == written

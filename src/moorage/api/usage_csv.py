@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 
 from moorage.models.flavors import CURRENCIES
 from moorage.services.usage import UsageReport, costs_of
@@ -49,12 +50,21 @@ def wants_csv(accept: str | None) -> bool:
 
 # A cell a spreadsheet would run as a formula (OWASP's CSV injection): an endpoint's
 # name is its owner's text, and the admin may open everyone's in one sheet.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# ``|`` starts a DDE call in older spreadsheets. Invisible characters before them
+# (a byte order mark, a zero-width or no-break space, a control character) are
+# skipped by some spreadsheets, so they do not hide one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "|", "\t", "\r", "\n")
+_INVISIBLE = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
 
 
 def _cell(text: str) -> str:
     """``text``, with a ``'`` in front when a spreadsheet would read it as a formula."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    visible = text.lstrip("".join(c for c in set(text) if _is_invisible(c)))
+    return "'" + text if visible.startswith(_FORMULA_STARTS) else text
+
+
+def _is_invisible(char: str) -> bool:
+    return unicodedata.category(char) in _INVISIBLE and char not in "\t\r\n"
 
 
 def _flag(value: bool | None) -> str:

@@ -11,17 +11,22 @@ their records stay. Parsing and checking the window are pure functions here, wit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy.orm import Session
+
 from moorage.clock import Clock
-from moorage.errors import ErrorCode, Forbidden, MoorageError
+from moorage.errors import ErrorCode, Forbidden, MoorageError, NotFound
 from moorage.models.accounts import User
 from moorage.models.billing import GroupBy, ReplicaRate, UsageTotal, month_start, usage_totals
 from moorage.models.flavors import CURRENCIES
+from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
+from moorage.store.flavors import FlavorRepository
 from moorage.store.usage import UsageRepository
 from moorage.wire import timestamp
 
@@ -68,7 +73,9 @@ def parse_instant(field: str, text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidQuery(field, f"{allowed}, got {_quoted(text)}") from None
+        # A '+' left unescaped in a URL's query arrives as a space.
+        hint = "; write a + in a URL's query as %2B" if " " in text.strip() else ""
+        raise InvalidQuery(field, f"{allowed}, got {_quoted(text)}{hint}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
@@ -117,7 +124,8 @@ def scope(user: User, user_id: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class UsageRow:
-    """One group's totals; ``name`` and ``is_deleted`` for ``group_by=endpoint`` only."""
+    """One group's totals, with the endpoint's, user's or flavor's name; ``is_deleted``
+    for ``group_by=endpoint`` only."""
 
     total: UsageTotal
     name: str | None = None
@@ -137,6 +145,33 @@ def _as_one_user(rates: dict[str, ReplicaRate]) -> dict[str, ReplicaRate]:
     """Every rate with the same user, so totals by user are the window's grand total,
     rounded once like every other total."""
     return {key: dataclasses.replace(rate, user_id=_ALL_USERS) for key, rate in rates.items()}
+
+
+def _named(session: Session, group_by: GroupBy, totals: Sequence[UsageTotal]) -> Iterator[UsageRow]:
+    """Each row with what a person reads it by: the endpoint's name (and whether it is
+    deleted), the user's name or the flavor's display name; none for a day."""
+    keys = [t.key for t in totals]
+    if group_by is GroupBy.ENDPOINT:
+        endpoints = {e.service_id: e for e in EndpointRepository(session).get_many(keys)}
+        for total in totals:
+            found = endpoints.get(total.key)
+            yield UsageRow(
+                total,
+                name=found.name if found else None,
+                is_deleted=found.is_deleted if found else None,
+            )
+    elif group_by is GroupBy.USER:
+        accounts = AccountRepository(session)
+        for total in totals:
+            account = accounts.user_by_id(total.key)
+            yield UsageRow(total, name=account.name if account else None)
+    elif group_by is GroupBy.FLAVOR:
+        flavors = FlavorRepository(session)
+        for total in totals:
+            flavor = flavors.get(total.key)
+            yield UsageRow(total, name=flavor.flavor.display_name if flavor else None)
+    else:
+        yield from (UsageRow(total) for total in totals)
 
 
 def _nothing() -> UsageTotal:
@@ -162,22 +197,12 @@ class UsageService:
         whose = scope(user, user_id)
         now = self.clock.now()
         with self.db.session() as session:
+            if whose is not None and AccountRepository(session).user_by_id(whose) is None:
+                # Only the admin gets here with another id: a typo must not read as 0.
+                raise NotFound(f"no user {whose!r}; GET /v1/users lists them")
             usage = UsageRepository(session).up_to(now, user_id=whose, since=window.start)
             totals = usage_totals(usage.records, usage.rates, group_by, window.start, window.end)
-            named = (
-                EndpointRepository(session).get_many([t.key for t in totals])
-                if group_by is GroupBy.ENDPOINT
-                else ()
-            )
-        by_id = {endpoint.service_id: endpoint for endpoint in named}
-        rows = tuple(
-            UsageRow(
-                total,
-                name=by_id[total.key].name if total.key in by_id else None,
-                is_deleted=by_id[total.key].is_deleted if total.key in by_id else None,
-            )
-            for total in totals
-        )
+            rows = tuple(_named(session, group_by, totals))
         grand = usage_totals(
             usage.records, _as_one_user(usage.rates), GroupBy.USER, window.start, window.end
         )

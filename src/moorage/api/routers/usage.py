@@ -53,7 +53,8 @@ class UsageRowOut(UsageTotals):
         description="The endpoint id, UTC day (2026-01-31), flavor id or user id, as group_by says."
     )
     name: str | None = Field(
-        default=None, description="The endpoint's name (group_by=endpoint only)."
+        default=None,
+        description="The endpoint's, user's or flavor's name (none for group_by=day).",
     )
     is_deleted: bool | None = Field(
         default=None,
@@ -121,6 +122,14 @@ _WHEN = (
 )
 
 
+def _csv_name(report: UsageReport) -> str:
+    """``usage-by-day-2026-12-01-2026-12-03.csv``: what the download is saved as."""
+    return (
+        f"usage-by-{report.group_by}-{report.window.start.date().isoformat()}-"
+        f"{report.window.end.date().isoformat()}.csv"
+    )
+
+
 @router.get(
     "/usage",
     summary="Billed seconds and costs over a window (yours; the admin's: everyone's)",
@@ -136,7 +145,7 @@ _WHEN = (
             "description": "The usage, as JSON or (`Accept: text/csv`) CSV.",
             "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
-        **errors(AUTH, 403, 422),
+        **errors(AUTH, 403, 404, 422),
     },
 )
 async def usage(
@@ -174,5 +183,9 @@ async def usage(
     window = services.usage.window(start, end)
     report = await run_in_threadpool(services.usage.report, user, window, group_by, user_id)
     if wants_csv(request.headers.get("accept")):
-        return Response(render_csv(report), media_type=CSV_MEDIA_TYPE)
+        return Response(
+            render_csv(report),
+            media_type=CSV_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{_csv_name(report)}"'},
+        )
     return _render(report)
