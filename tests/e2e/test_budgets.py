@@ -11,6 +11,7 @@ every second (``MOORAGE_BUDGET_INTERVAL_S``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,16 @@ def test_a_bad_limit_is_refused_naming_the_field(admin: ApiClient, alice: ApiCli
         ({"limit": "ten"}, "limit"),
         ({"limit": "10", "warning": "NaN"}, "warning"),
         ({"limit": "10", "period": "week"}, "period"),
+        # Only plain decimals: what a person reads is what is stored.
+        ({"limit": "-0"}, "limit"),
+        ({"limit": "5_0"}, "limit"),
+        ({"limit": "\u0665"}, "limit"),  # an Arabic-Indic five
+        ({"limit": " 5"}, "limit"),
+        ({"limit": "+5"}, "limit"),
+        # A JSON number with decimals has been through a float: only a plain one is taken.
+        ({"limit": 1e-07}, "limit"),
+        ({"limit": 1.0000001}, "limit"),
+        ({"limit": True}, "limit"),
     ):
         refused = admin.call("PUT", path, json=bad)
         assert refused.status_code == 422, (bad, refused.text)
@@ -72,6 +83,42 @@ def test_a_bad_limit_is_refused_naming_the_field(admin: ApiClient, alice: ApiCli
     assert alice.call("PUT", path, json={"limit": "1000"}).status_code == 403
     assert admin.call("PUT", "/v1/users/nobody/budgets/usd", json={"limit": 1}).status_code == 404
     assert admin.call("GET", f"/v1/users/{_user_id(alice)}/budgets").json()["budgets"] == []
+    plain = admin.call("PUT", path, json={"limit": 12, "warning": 0.05})
+    assert (plain.json()["limit"], plain.json()["warning"]) == ("12", "0.05"), plain.text
+    admin.call("DELETE", path)
+    # Ids are bounded: a long one is refused, and not echoed back whole.
+    for method, long_path in (
+        ("GET", f"/v1/users/{'a' * 5000}/budgets"),
+        ("GET", f"/v1/users/{'a' * 5000}/quota"),
+        ("DELETE", f"/v1/users/{_user_id(alice)}/budgets/{'u' * 5000}"),
+    ):
+        refused = admin.call(method, long_path)
+        assert refused.status_code == 422, refused.text
+        assert len(refused.text) < 400, refused.text
+
+
+def test_concurrent_writes_of_one_budget_replace_one_another(
+    admin: ApiClient, alice: ApiClient
+) -> None:
+    path = f"/v1/users/{_user_id(alice)}/budgets/nmt"
+    admin.call("DELETE", path)
+    limits = [str(n) for n in range(1, 41)]
+
+    def put(limit: str) -> int:
+        return admin.call("PUT", path, json={"limit": limit}).status_code
+
+    def delete(_limit: str) -> int:
+        return admin.call("DELETE", path).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        puts = list(pool.map(put, limits))
+        mixed = list(pool.map(lambda n: (put if int(n) % 2 else delete)(n), limits))
+
+    assert set(puts) == {200}, puts
+    assert set(mixed) <= {200, 404}, mixed
+    left = admin.call("GET", f"/v1/users/{_user_id(alice)}/budgets").json()["budgets"]
+    assert [b["limit"] for b in left if b["currency"] == "nmt"] in ([], *([n] for n in limits))
+    admin.call("DELETE", path)
 
 
 @pytest.mark.usefixtures("clean")

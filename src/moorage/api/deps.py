@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -103,3 +103,9 @@ BudgetAdmin = Annotated[User, Depends(_admin_for("managing users' spending limit
 MetricsAdmin = Annotated[User, Depends(_admin_for("reading metrics"))]
 RoutesAdmin = Annotated[User, Depends(_admin_for("reading the gateway's route table"))]
 BaseUrl = Annotated[str, Depends(base_url)]
+
+
+# Ids in paths are bounded like every input: a user id is 32 characters, so 64 leaves
+# room and a longer one is refused (422) before any lookup echoes it back.
+UserIdPath = Annotated[str, Path(max_length=64, description="The user's id.")]
+CurrencyPath = Annotated[str, Path(max_length=8, description="usd, cny or nmt.", examples=["usd"])]

@@ -81,15 +81,19 @@ class BudgetService:
             currency, limit, default_warning(limit) if warning is None else warning, period
         )
         now = self.clock.now()
-        with self.db.session() as session:
+        with self.db.checked_session() as session:
             _require_user(session, user_id)
+            # Writes of one user's budgets take turns (as the enforcer's stops do), so
+            # concurrent PUTs replace one another instead of inserting twice.
+            AccountRepository(session).lock_user(user_id)
             budgets = BudgetRepository(session)
             budgets.put(user_id, budget, now)
             return next(s for s in budgets.statuses(user_id, now) if s.budget.currency == currency)
 
     def delete(self, user_id: str, currency: str) -> None:
-        with self.db.session() as session:
+        with self.db.checked_session() as session:
             _require_user(session, user_id)
+            AccountRepository(session).lock_user(user_id)
             if not BudgetRepository(session).delete(user_id, currency):
                 raise NotFound(
                     f"user {user_id!r} has no budget in {currency!r}; "

@@ -2,33 +2,57 @@
 
 The admin sets, reads and removes any user's limits; a user reads their own, with
 what they have spent and where it stands, and changes nothing. Amounts travel as
-decimal strings (numbers are accepted too) and are parsed as ``Decimal``, never
-through a float, so a limit is stored and shown to the last of its six decimals.
+decimal strings (integers are accepted too) and are parsed as ``Decimal``, so a
+limit is stored and shown to the last of its six decimals.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from moorage.api.deps import BudgetAdmin, CurrentUser, ServicesDep
+from moorage.api.deps import BudgetAdmin, CurrencyPath, CurrentUser, ServicesDep, UserIdPath
 from moorage.api.responses import ADMIN, AUTH, BODY, errors
 from moorage.models.budgets import MAX_AMOUNT, BudgetPeriod, BudgetState, BudgetStatus
 
 router = APIRouter(prefix="/v1", tags=["budgets"])
 
+_PLAIN = re.compile(r"[0-9]{1,13}(\.[0-9]{1,6})?")
+
+
+def _plain_amount(value: object) -> Decimal:
+    """An amount as the admin wrote it: a string of ASCII digits with at most six
+    decimals ("100", "12.5"), or a JSON integer. A JSON number with decimals has
+    already been through a float when it arrives, so it is taken only when its
+    shortest spelling is plain (0.05, not 1e-07); to be read exactly, write it as a
+    string."""
+    if isinstance(value, bool):
+        raise ValueError('must be a decimal string such as "12.5", not a boolean')
+    if isinstance(value, int):
+        return Decimal(value)
+    text = repr(value) if isinstance(value, float) else value
+    if not isinstance(text, str) or not _PLAIN.fullmatch(text):
+        raise ValueError(
+            'must be a decimal string such as "100" or "12.5": ASCII digits, at most 6 '
+            "decimals (write an amount with decimals as a string to have it read exactly)"
+        )
+    return Decimal(text)
+
+
 Amount = Annotated[
     Decimal,
+    BeforeValidator(_plain_amount),
     Field(
         ge=0,
         le=MAX_AMOUNT,
         decimal_places=6,
-        allow_inf_nan=False,
-        description='A decimal string such as "100" or "12.5" (a JSON number is accepted), '
-        "0 to 1000000000000, at most 6 decimals.",
+        description='A decimal string such as "100" or "12.5" (ASCII digits, at most 6 '
+        "decimals), or a JSON integer; 0 to 1000000000000. A JSON number with decimals "
+        "is read through a float: write it as a string to have it read exactly.",
     ),
 ]
 
@@ -112,9 +136,9 @@ def own_budgets(services: ServicesDep, user: CurrentUser) -> BudgetsOut:
     "/users/{user_id}/budgets",
     summary="A user's spending limits and spend (admin)",
     response_model=BudgetsOut,
-    responses=errors(ADMIN, 404),
+    responses=errors(ADMIN, 404, 422),
 )
-def user_budgets(services: ServicesDep, _admin: BudgetAdmin, user_id: str) -> BudgetsOut:
+def user_budgets(services: ServicesDep, _admin: BudgetAdmin, user_id: UserIdPath) -> BudgetsOut:
     return _list(user_id, services.budgets.statuses(user_id))
 
 
@@ -127,7 +151,11 @@ def user_budgets(services: ServicesDep, _admin: BudgetAdmin, user_id: str) -> Bu
     responses=errors(ADMIN, BODY, 404),
 )
 def put_budget(
-    services: ServicesDep, _admin: BudgetAdmin, user_id: str, currency: str, body: BudgetIn
+    services: ServicesDep,
+    _admin: BudgetAdmin,
+    user_id: UserIdPath,
+    currency: CurrencyPath,
+    body: BudgetIn,
 ) -> BudgetOut:
     return _render(services.budgets.put(user_id, currency, body.limit, body.warning, body.period))
 
@@ -138,10 +166,10 @@ def put_budget(
     description="Answers the user's remaining limits. Endpoints the limit stopped stay "
     "stopped until their user starts them.",
     response_model=BudgetsOut,
-    responses=errors(ADMIN, 404),
+    responses=errors(ADMIN, 404, 422),
 )
 def delete_budget(
-    services: ServicesDep, _admin: BudgetAdmin, user_id: str, currency: str
+    services: ServicesDep, _admin: BudgetAdmin, user_id: UserIdPath, currency: CurrencyPath
 ) -> BudgetsOut:
     services.budgets.delete(user_id, currency)
     return _list(user_id, services.budgets.statuses(user_id))

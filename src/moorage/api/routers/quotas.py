@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from moorage.api.deps import CurrentUser, QuotaAdmin, ServicesDep
+from moorage.api.deps import CurrentUser, QuotaAdmin, ServicesDep, UserIdPath
 from moorage.api.responses import ADMIN, AUTH, BODY, errors
 from moorage.errors import Forbidden
 from moorage.models.requests import QuotaPatch
@@ -98,9 +98,9 @@ def own_quota(services: ServicesDep, user: CurrentUser) -> QuotaOut:
     "/users/{user_id}/quota",
     summary="A user's quotas and usage (admin, or the user)",
     response_model=QuotaOut,
-    responses=errors(ADMIN, 404),
+    responses=errors(ADMIN, 404, 422),
 )
-def user_quota(services: ServicesDep, user: CurrentUser, user_id: str) -> QuotaOut:
+def user_quota(services: ServicesDep, user: CurrentUser, user_id: UserIdPath) -> QuotaOut:
     if not user.is_admin and user.user_id != user_id:
         raise Forbidden("reading another user's quota needs the admin token")
     return _render(services.quotas.get(user_id))
@@ -113,6 +113,6 @@ def user_quota(services: ServicesDep, user: CurrentUser, user_id: str) -> QuotaO
     responses=errors(ADMIN, BODY, 404),
 )
 def update_quota(
-    services: ServicesDep, _admin: QuotaAdmin, user_id: str, body: QuotaPatch
+    services: ServicesDep, _admin: QuotaAdmin, user_id: UserIdPath, body: QuotaPatch
 ) -> QuotaOut:
     return _render(services.quotas.update(user_id, body))
