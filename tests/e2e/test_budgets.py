@@ -185,7 +185,11 @@ def test_an_endpoint_past_its_owners_limit_is_stopped_until_the_limit_is_raised(
     raised = admin.call("PUT", path, json={"limit": "1000"})
     assert raised.status_code == 200, raised.text
     assert (raised.json()["warning"], raised.json()["state"]) == ("800", "ok")
-    assert alice.get(service_id)["status"] == "stopped", "stays stopped until its user starts it"
+    still = alice.get(service_id)
+    assert still["status"] == "stopped", "stays stopped until its user starts it"
+    assert still["status_info"].endswith(
+        "; the limit is no longer reached: POST .../start runs it again"
+    ), still["status_info"]
 
     started = alice.call("POST", f"/v1/inference-service/{service_id}/start")
     assert started.status_code == 200, started.text

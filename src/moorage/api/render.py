@@ -83,11 +83,12 @@ def _status_info(view: EndpointView, billing: EndpointBilling | None) -> str | N
     names it); ``billing_metadata`` carries the budget either way."""
     derived = view.status.status_info
     budget = billing.budget if billing else None
-    if (
-        budget is None
-        or budget.message is None
-        or view.endpoint.desired_state is DesiredState.STOPPED
-    ):
+    if view.endpoint.desired_state is DesiredState.STOPPED:
+        if view.endpoint.stop_reason and (budget is None or budget.message is None):
+            # Stopped at a limit that has since been raised (or removed).
+            return f"{derived}; the limit is no longer reached: POST .../start runs it again"
+        return derived
+    if budget is None or budget.message is None:
         return derived
     return budget.message if derived is None else f"{derived}; {budget.message}"
 
