@@ -9,7 +9,6 @@ seconds. A store that cannot be read leaves the last values showing.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from moorage.clock import Clock
 from moorage.models.budgets import BudgetStatus
+from moorage.services.cached import Cached
 from moorage.store.budgets import BudgetRepository
 from moorage.store.db import Database
 
@@ -41,19 +41,12 @@ class BudgetMetricsView:
     ) -> None:
         self.db = db
         self.clock = clock
-        self.max_age_s = max_age_s
-        self._monotonic = monotonic
-        self._lock = threading.Lock()  # scrapes run in worker threads: one store read at once
-        self._statuses: list[UserStatus] = []
-        self._read_at: float | None = None
+        self._cached: Cached[list[UserStatus]] = Cached(
+            self._read, [], max_age_s=max_age_s, monotonic=monotonic
+        )
 
     def current(self) -> Sequence[UserStatus]:
-        with self._lock:
-            now = self._monotonic()
-            if self._read_at is None or now - self._read_at >= self.max_age_s:
-                self._read_at = now  # a failing store is tried again after max_age_s too
-                self._statuses = self._read()
-            return list(self._statuses)
+        return list(self._cached.current())
 
     def _read(self) -> list[UserStatus]:
         now = self.clock.now()

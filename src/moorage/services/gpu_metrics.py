@@ -3,11 +3,11 @@ once every ``max_age_s``, so Prometheus scraping often costs the store little.""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from moorage.inventory.gpu_metrics import Allocations
+from moorage.services.cached import Cached
 from moorage.store.db import Database
 from moorage.store.flavors import FlavorRepository
 from moorage.store.gpu_holders import GpuHolderRepository
@@ -24,20 +24,11 @@ class GpuAllocationView:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
-        self.max_age_s = max_age_s
-        self._monotonic = monotonic
-        self._lock = threading.Lock()  # scrapes run in worker threads: one store read at once
-        self._cached: Allocations | None = None
-        self._read_at = 0.0
+        self._cached = Cached(self._read, Allocations(), max_age_s=max_age_s, monotonic=monotonic)
 
     def current(self) -> Allocations:
         """Every live flavor's GPUs and their holders, as of at most ``max_age_s`` ago."""
-        with self._lock:
-            now = self._monotonic()
-            if self._cached is None or now - self._read_at >= self.max_age_s:
-                self._cached = self._read()
-                self._read_at = now
-            return self._cached
+        return self._cached.current()
 
     def _read(self) -> Allocations:
         with self.db.session() as session:

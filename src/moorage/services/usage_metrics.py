@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from moorage.clock import Clock
 from moorage.models.billing import GroupBy, Usage, usage_totals
+from moorage.services.cached import Cached
 from moorage.store.db import Database
 from moorage.store.usage import UsageRepository
 
@@ -95,23 +95,19 @@ class UsageMetricsView:
     ) -> None:
         self.db = db
         self.clock = clock
-        self.max_age_s = max_age_s
-        self._monotonic = monotonic
-        self._lock = threading.Lock()  # scrapes run in worker threads: one store read at once
-        self._totals: dict[Series, SeriesTotal] = {}
-        self._read_at: float | None = None
+        self._cached: Cached[dict[Series, SeriesTotal]] = Cached(
+            self._refresh, {}, max_age_s=max_age_s, monotonic=monotonic
+        )
 
     def current(self) -> Mapping[Series, SeriesTotal]:
-        with self._lock:
-            now = self._monotonic()
-            if self._read_at is None or now - self._read_at >= self.max_age_s:
-                self._read_at = now  # a failing store is tried again after max_age_s too
-                fresh = self._read()
-                merged = dict(self._totals)
-                for series, total in fresh.items():
-                    merged[series] = total.at_least(merged.get(series, SeriesTotal()))
-                self._totals = merged
-            return dict(self._totals)
+        return dict(self._cached.current())
+
+    def _refresh(self) -> dict[Series, SeriesTotal]:
+        """A fresh reading, each series kept at or above what it showed before."""
+        merged = dict(self._cached.current_value)
+        for series, total in self._read().items():
+            merged[series] = total.at_least(merged.get(series, SeriesTotal()))
+        return merged
 
     def _read(self) -> dict[Series, SeriesTotal]:
         with self.db.session() as session:
