@@ -254,6 +254,7 @@ def _billed_once(records: list[Record]) -> dict[str, int]:
 
 
 def _close_to(billed: float, measured: float, what: str, slack: float = TOLERANCE_S) -> None:
+    print(f"{what}: billed {billed} s, measured {measured:.2f} s")  # shown with -s or -rP
     assert abs(billed - measured) <= slack, (
         f"{what}: billed {billed} s, measured {measured:.2f} s (within {slack:.1f} s)"
     )
