@@ -242,6 +242,11 @@ def test_a_scale_up_of_a_running_endpoint_is_refused_a_scale_down_is_not(db: Dat
 
     with pytest.raises(PaymentRequired, match="the admin can raise it"):
         scale(usd, 2)
+    # A rollout places new replicas at today's rates (another flavor, more GPUs): refused
+    # as a create is.
+    with pytest.raises(PaymentRequired, match="the admin can raise it"):
+        update(usd, {"deploy_metadata": {"gpu_num": 2}})
+    assert _endpoint(db, usd.service_id).deploy.gpu_num == 1, "nothing changed"
     # A running endpoint keeps its currency (its replicas are billed in it), limit or not.
     with pytest.raises(InvalidField, match="payment_type: cannot change while the endpoint runs"):
         update(cny, {"payment_type": "usd"})

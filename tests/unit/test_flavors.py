@@ -402,3 +402,10 @@ def test_the_start_up_line_names_each_flavor_its_size_and_its_prices() -> None:
     assert slots.offer() == f"flavor CPU ({'a' * 32}): 4 replicas, free"
     assert gpus.offer() == (f"flavor L4 ({'b' * 32}): 2 GPUs, 7.2 usd, 0.147164 nmt per GPU-hour")
     assert gpus.priced_in() == ("usd", "nmt")
+
+
+@pytest.mark.parametrize("price", ["inf", "nan", "-1.0"])
+def test_a_price_must_be_a_finite_amount_of_0_or_more(tmp_path: Path, price: str) -> None:
+    message = load_error(tmp_path, CPU + f"billing = {{ usd_price_unit = {price} }}\n")
+
+    assert "flavor #1 ('CPU'): billing.usd_price_unit: " in message

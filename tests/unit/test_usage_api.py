@@ -270,6 +270,9 @@ def test_the_metrics_view_reads_the_store_at_most_every_few_seconds_and_never_go
         ("\u200b+1", "'\u200b+1"),  # a zero-width space first
         ("\u00a0-1", "'\u00a0-1"),  # a no-break space first
         ("\t=1", "'\t=1"),
+        ("\u034f=1", "'\u034f=1"),  # a combining grapheme joiner
+        ("\u3164=1", "'\u3164=1"),  # a Hangul filler
+        ("\u2800=1", "'\u2800=1"),  # the blank Braille pattern
         ("chat-7b", "chat-7b"),
         ("a=b", "a=b"),
     ],

@@ -54,7 +54,9 @@ def wants_csv(accept: str | None) -> bool:
 # (a byte order mark, a zero-width or no-break space, a control character) are
 # skipped by some spreadsheets, so they do not hide one.
 _FORMULA_STARTS = ("=", "+", "-", "@", "|", "\t", "\r", "\n")
-_INVISIBLE = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+_INVISIBLE = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me"})
+# Letters and symbols drawn as nothing (Hangul fillers, the blank Braille pattern).
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def _cell(text: str) -> str:
@@ -64,7 +66,9 @@ def _cell(text: str) -> str:
 
 
 def _is_invisible(char: str) -> bool:
-    return unicodedata.category(char) in _INVISIBLE and char not in "\t\r\n"
+    if char in "\t\r\n":
+        return False
+    return char in _BLANK or unicodedata.category(char) in _INVISIBLE
 
 
 def _flag(value: bool | None) -> str:

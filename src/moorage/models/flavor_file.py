@@ -27,7 +27,8 @@ __all__ = ["DeclaredGpu", "FlavorEntry", "load_flavor_file", "load_hidden_gpus"]
 # TOML gives ints for ids like `cluster_id = 1`; they mean the same as "1".
 _Name = Annotated[str | int, Field(union_mode="left_to_right")]
 _Count = Annotated[int, Field(ge=0)]
-_Price = Annotated[float, Field(ge=0)]
+# A price is finite: an infinite one would make every cost undefined.
+_Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Scalar = str | int | float | bool
 
 

@@ -185,7 +185,7 @@ class EndpointService:
                 if updated.deploy.secrets != current.deploy.secrets:
                     check_named(session, user.user_id, updated.deploy)
                 self._check_quotas(session, user, updated, current)
-                if _runs_more(current, updated):
+                if _bills_more(current, updated, new_revision):
                     check_budget(session, user.user_id, updated.payment_type, self.clock.now())
                 repository.save(updated)
                 if new_revision:
@@ -381,12 +381,13 @@ def _check_currency_change(current: Endpoint, updated: Endpoint) -> None:
         )
 
 
-def _runs_more(current: Endpoint, updated: Endpoint) -> bool:
-    """Whether an update of a running endpoint asks for more replicas: what a reached
-    spending limit refuses (its currency cannot change while it runs)."""
-    return (
-        updated.desired_state is DesiredState.RUNNING
-        and updated.target_instance_number > current.target_instance_number
+def _bills_more(current: Endpoint, updated: Endpoint, new_revision: bool) -> bool:
+    """Whether an update of a running endpoint places replicas billed anew: more of
+    them, or a new revision (another flavor, more GPUs, any rollout), whose replicas
+    are placed at today's rates. A reached spending limit refuses it as it refuses a
+    create (its currency cannot change while it runs)."""
+    return updated.desired_state is DesiredState.RUNNING and (
+        updated.target_instance_number > current.target_instance_number or new_revision
     )
 
 
