@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from moorage.errors import InvalidField
 from moorage.models.billing import COST_QUANTUM, GroupBy, Usage, month_start, usage_totals
 from moorage.models.flavors import CURRENCIES
+from moorage.models.metering import EPOCH
 from moorage.models.states import BudgetPeriod, BudgetState
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
 # The largest limit or warning the admin may set; amounts carry at most six decimals
 # (COST_QUANTUM), as costs do, so a limit compares exactly with a spend.
 MAX_AMOUNT = Decimal(10) ** 12
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def window_start(period: BudgetPeriod, now: datetime) -> datetime:
@@ -45,7 +45,7 @@ def window_start(period: BudgetPeriod, now: datetime) -> datetime:
     month, or the epoch (all time). A month's limit is free again on the first."""
     if period is BudgetPeriod.MONTH:
         return month_start(now)
-    return _EPOCH
+    return EPOCH
 
 
 def _amount(value: Decimal) -> str:

@@ -30,6 +30,7 @@ from moorage.models.replicas import ReplicaEvent
 from moorage.models.states import ReplicaEventKind
 
 __all__ = [
+    "EPOCH",
     "Checkpoint",
     "Interval",
     "UsageRecord",
@@ -39,7 +40,8 @@ __all__ = [
     "tick",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Where billing time starts: usage over "all time" is usage since then.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 _DAY_S = 86_400
 _OPENS = frozenset({ReplicaEventKind.STARTED})
@@ -54,11 +56,11 @@ def tick(moment: datetime) -> int:
     """
     if moment.utcoffset() is None:
         raise ValueError(f"{moment.isoformat()}: a billing time must be timezone-aware")
-    return (moment - _EPOCH) // _SECOND
+    return (moment - EPOCH) // _SECOND
 
 
 def _at(seconds: int) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds)
+    return EPOCH + timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

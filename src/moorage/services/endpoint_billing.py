@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from moorage.clock import Clock
@@ -21,13 +20,13 @@ from moorage.models.billing import GroupBy, month_start, usage_totals
 from moorage.models.budgets import BudgetStatus
 from moorage.models.endpoints import Endpoint
 from moorage.models.flavors import Flavor
+from moorage.models.metering import EPOCH
 from moorage.services.budgets import budget_statuses_for
 from moorage.store.db import Database
 from moorage.store.usage import UsageRepository
 
 __all__ = ["EndpointBilling", "EndpointBillingService", "instance_price_per_hour"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOTHING = Decimal(0)
 
 
@@ -70,7 +69,7 @@ class EndpointBillingService:
                 for user_id in {e.user_id for e in endpoints}
                 for status in budget_statuses_for(session, user_id, now)
             }
-        total = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, _EPOCH, now)
+        total = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, EPOCH, now)
         month = usage_totals(usage.records, usage.rates, GroupBy.ENDPOINT, month_start(now), now)
         month_by_id = {t.key: t for t in month}
         total_by_id = {t.key: t for t in total}

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from moorage.clock import Clock
 from moorage.models.billing import GroupBy, Usage, usage_totals
+from moorage.models.metering import EPOCH
 from moorage.services.cached import Cached
 from moorage.store.db import Database
 from moorage.store.usage import UsageRepository
@@ -32,7 +33,6 @@ __all__ = ["Series", "SeriesTotal", "UsageCollector", "UsageMetricsView", "serie
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 _SEP = "\x1f"  # joins a series' labels into one grouping key; no id holds it
 
@@ -73,7 +73,7 @@ def series_totals(usage: Usage) -> dict[Series, SeriesTotal]:
         for replica_id, rate in usage.rates.items()
     }
     found: dict[Series, SeriesTotal] = {}
-    for total in usage_totals(usage.records, keyed, GroupBy.USER, _EPOCH, _NEVER):
+    for total in usage_totals(usage.records, keyed, GroupBy.USER, EPOCH, _NEVER):
         endpoint_id, user_id, flavor_id, currency = total.key.split(_SEP)
         found[Series(endpoint_id, user_id, flavor_id, currency)] = SeriesTotal(
             total.instance_seconds, total.gpu_seconds, total.costs[currency]
