@@ -45,7 +45,6 @@ def _plain_amount(value: object) -> Decimal:
 
 Amount = Annotated[
     Decimal,
-    BeforeValidator(_plain_amount),
     Field(
         ge=0,
         le=MAX_AMOUNT,
@@ -54,6 +53,8 @@ Amount = Annotated[
         "decimals), or a JSON integer; 0 to 1000000000000. A JSON number with decimals "
         "is read through a float: write it as a string to have it read exactly.",
     ),
+    # After Field, so the OpenAPI document keeps minimum and maximum as numbers.
+    BeforeValidator(_plain_amount),
 ]
 
 
