@@ -117,7 +117,10 @@ def budget_statuses(
 ) -> tuple[BudgetStatus, ...]:
     """Every budget's status against the spend per currency, worst first; a currency
     with no spend counts as 0."""
-    statuses = [budget_status(b, spend.get(b.currency, Decimal(0))) for b in budgets]
+    return _worst_first(budget_status(b, spend.get(b.currency, Decimal(0))) for b in budgets)
+
+
+def _worst_first(statuses: Iterable[BudgetStatus]) -> tuple[BudgetStatus, ...]:
     return tuple(sorted(statuses, key=lambda s: (-s.state.rank, s.budget.currency)))
 
 
@@ -133,8 +136,10 @@ def spend_by_currency(usage: Usage, start: datetime, now: datetime) -> dict[str,
 def statuses_at(budgets: Iterable[Budget], usage: Usage, now: datetime) -> tuple[BudgetStatus, ...]:
     """Each of a user's budgets against their ``usage`` in its own period up to ``now``,
     worst first."""
+    spends: dict[BudgetPeriod, dict[str, Decimal]] = {}  # one sum per period, not per budget
     statuses = []
     for budget in budgets:
-        spend = spend_by_currency(usage, window_start(budget.period, now), now)
-        statuses.append(budget_status(budget, spend[budget.currency]))
-    return tuple(sorted(statuses, key=lambda s: (-s.state.rank, s.budget.currency)))
+        if budget.period not in spends:
+            spends[budget.period] = spend_by_currency(usage, window_start(budget.period, now), now)
+        statuses.append(budget_status(budget, spends[budget.period][budget.currency]))
+    return _worst_first(statuses)
