@@ -51,11 +51,13 @@ def flood():
             pass
         time.sleep(0.01)
 
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # only flood lines in the log: no probe lines
+        pass
+
 threading.Thread(target=flood, daemon=True).start()
 os.write(1, b"flood app serving\\n")
-http.server.ThreadingHTTPServer(
-    ("0.0.0.0", int(os.environ["PORT"])), http.server.SimpleHTTPRequestHandler
-).serve_forever()
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Quiet).serve_forever()
 """
 
 # Prints ten numbered lines, then serves without printing anything more.
