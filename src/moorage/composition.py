@@ -23,12 +23,14 @@ from moorage import secretbox
 from moorage.api.app import create_api
 from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
+from moorage.controller.autoscaler import Autoscaler, Demand
 from moorage.controller.budgets import BudgetEnforcer
 from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
 from moorage.errors import ErrorCode, InvalidField, MoorageError, Unavailable
 from moorage.gateway.assembly import build_gateway, wire_limits
+from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1.server import freeze_startup_heap
 from moorage.inventory.discovery import discover
 from moorage.inventory.gpu_metrics import GpuCollector, GpuReadings
@@ -149,6 +151,18 @@ def launch_guard(runtime: Runtime) -> Callable[[User, DeploySpec], None]:
     return guard
 
 
+def gateway_demand(dispatcher: Dispatcher) -> Callable[[], Demand]:
+    """What the autoscaler reads of this process's gateway: in flight, waiting and
+    admitted requests per endpoint."""
+
+    def demand() -> Demand:
+        snapshot = dispatcher.snapshot()
+        in_flight = {s: sum(by_replica.values()) for s, by_replica in snapshot.in_flight.items()}
+        return Demand(in_flight, snapshot.queued, snapshot.arrived)
+
+    return demand
+
+
 def api_address(settings: Settings) -> str:
     """Where the front door reaches the API: its private Unix socket (``runner``)."""
     return f"unix:{settings.api_socket.resolve()}"
@@ -203,6 +217,14 @@ class MoorageServer:
             quotas=default_quotas,
         )
         self.metering = Metering(self.db, self.clock, settings.metering_interval_s)
+        self.autoscaler = Autoscaler(
+            self.db,
+            self.clock,
+            gateway_demand(self.gateway.dispatcher),
+            interval_s=settings.autoscale_interval_s,
+            on_change=self.reconciler.wake,
+        )
+        self.gateway.router.on_cold_start = self.autoscaler.wake
         self.budgets = BudgetEnforcer(
             self.db, self.clock, settings.budget_interval_s, on_stop=self.reconciler.wake
         )
@@ -291,6 +313,9 @@ class MoorageServer:
             # Stops endpoints past a spending limit; stopped before the controller.
             self.budgets.start()
             started.push_async_callback(self.budgets.shutdown)
+            # Sets automatic endpoints' counts; stopped before the controller.
+            self.autoscaler.start()
+            started.push_async_callback(self.autoscaler.shutdown)
             self.logs.start()
             started.push_async_callback(self.logs.close)
             self.gpu_readings.start()

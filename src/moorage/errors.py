@@ -95,6 +95,7 @@ class ErrorCode(enum.StrEnum):
     # 503
     UNAVAILABLE = "unavailable"
     NO_READY_REPLICA = "no_ready_replica"
+    COLD_START_TIMEOUT = "cold_start_timeout"
     QUEUE_TIMEOUT = "queue_timeout"
     INSUFFICIENT_CAPACITY = "insufficient_capacity"
     RUNTIME_UNAVAILABLE = "runtime_unavailable"

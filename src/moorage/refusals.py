@@ -163,6 +163,17 @@ def queue_timeout(service_id: str, timeout_s: float) -> Unavailable:
     )
 
 
+def cold_start_timeout(service_id: str, timeout_s: float) -> Unavailable:
+    return Unavailable(
+        f"endpoint {service_id} is starting a replica and none was ready within "
+        f"{timeout_s:g} s (its gateway_metadata.cold_start_timeout_s, or this request's "
+        f"X-Moorage-Cold-Start-Timeout); retry, send a longer X-Moorage-Cold-Start-Timeout, "
+        f"or see GET /v1/inference-service/{service_id} for what the replica is doing",
+        code=ErrorCode.COLD_START_TIMEOUT,
+        retry_after_s=5,
+    )
+
+
 def replica_unreachable(service_id: str, reason: str) -> BadGateway:
     return BadGateway(
         f"no replica of endpoint {service_id} answered ({reason}); retry the call, "

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="How often each user's spend is checked against their spending limits; "
         "endpoints past one are stopped.",
     )
+    autoscale_interval_s: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=60,
+        description="How often automatic endpoints' demand is sampled and their count "
+        "decided (a request held at zero replicas asks at once).",
+    )
     ready_timeout_s: float = Field(default=900.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     drain_timeout_s: float = Field(

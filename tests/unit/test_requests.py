@@ -114,7 +114,7 @@ def test_booleans_are_not_numbers(section: str, key: str, value: bool) -> None:
     messages = messages_of(create_body(**{section: {key: value}}))
 
     assert messages == [
-        f"{section}.{key}: Value error, must be a whole number, not true/false, got {value!r}"
+        f"{section}.{key}: must be a whole number, not true/false, got {value!r}"
     ]
 
 
@@ -147,8 +147,8 @@ def test_empty_command_is_rejected(command: str) -> None:
         ("top", "description", "x" * 2049),
         ("top", "payment_type", "eur"),
         ("resource_metadata", "flavor_id", " "),
-        ("resource_metadata", "scale_type", "auto"),
-        ("resource_metadata", "scale_policy", {"min": 1}),
+        ("resource_metadata", "scale_type", "sometimes"),
+        ("resource_metadata", "scale_policy", "fast"),
         ("deploy_metadata", "image_url", ""),
         ("deploy_metadata", "gpu_num", -1),
     ],

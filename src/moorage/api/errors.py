@@ -99,7 +99,8 @@ def describe_validation_error(error: dict[str, Any]) -> str:
         return f"{where}: unknown field; check its spelling against the API reference"
     if kind == "missing":
         return f"{where}: required field is missing"
-    message = str(error.get("msg", "invalid value"))
+    # pydantic prefixes a validator's own message; the message says it all.
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     secret = loc in NEVER_ECHOED
     if (
         "input" in error

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from moorage.api import schemas
 from moorage.models.accounts import ApiToken, User
+from moorage.models.autoscaling import ScalePolicy
 from moorage.models.billing import COST_QUANTUM
 from moorage.models.budgets import BudgetState
 from moorage.models.flavors import Flavor
@@ -93,6 +94,20 @@ def _status_info(view: EndpointView, billing: EndpointBilling | None) -> str | N
     return budget.message if derived is None else f"{derived}; {budget.message}"
 
 
+def scale_policy(policy: ScalePolicy | None) -> schemas.ScalePolicy | None:
+    if policy is None:
+        return None
+    return schemas.ScalePolicy(
+        metric=policy.metric.value,
+        target=policy.target,
+        min_instances=policy.min_instances,
+        max_instances=policy.max_instances,
+        scale_up_delay_s=policy.scale_up_delay_s,
+        scale_down_delay_s=policy.scale_down_delay_s,
+        window_s=policy.window_s,
+    )
+
+
 def endpoint(
     view: EndpointView, base_url: str, billing: EndpointBilling | None = None
 ) -> schemas.Endpoint:
@@ -111,7 +126,7 @@ def endpoint(
             scale_type=e.scale_type,
             flavor_id=e.flavor_id,
             target_instance_number=e.target_instance_number,
-            scale_policy=None,
+            scale_policy=scale_policy(e.scale_policy),
             VRAM=flavor_record.vram if flavor_record else None,
             image_size=None,
         ),

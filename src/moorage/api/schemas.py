@@ -88,12 +88,25 @@ class FlavorList(_Closed):
 # -- endpoints ----------------------------------------------------------------------------
 
 
+class ScalePolicy(_Closed):
+    """How an automatic endpoint scales (docs/autoscaling.md)."""
+
+    metric: str
+    target: float
+    min_instances: int
+    max_instances: int
+    scale_up_delay_s: float
+    scale_down_delay_s: float
+    window_s: float
+
+
 class ResourceMetadata(_Closed):
     resource_display_name: str | None
     scale_type: str
     flavor_id: str
+    # With scale_type "auto": the count the autoscaler wants now.
     target_instance_number: int
-    scale_policy: None
+    scale_policy: ScalePolicy | None
     VRAM: str | None
     image_size: str | None
 

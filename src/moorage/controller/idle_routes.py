@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from moorage.models.states import DesiredState
 from moorage.routing.table import EndpointRoute
 from moorage.store.endpoints import IdleChange, IdleEndpoint
 
@@ -113,4 +114,5 @@ def _route(idle: IdleEndpoint, tokens: Mapping[str, frozenset[str]]) -> Endpoint
         replicas=(),
         status_hint=idle.desired_state,
         admission=idle.gateway,
+        scales_from_zero=idle.scales_from_zero and idle.desired_state is DesiredState.RUNNING,
     )

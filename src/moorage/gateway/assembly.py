@@ -27,6 +27,7 @@ class Gateway:
     dispatcher: Dispatcher
     metrics: GatewayMetrics
     proxy: ProxyServer
+    router: GatewayRouter
 
 
 def build_gateway(
@@ -46,7 +47,7 @@ def build_gateway(
         api_address=api_address,
         local=dict(local(metrics)) if local is not None else None,
     )
-    return Gateway(routes, dispatcher, metrics, ProxyServer(router, limits=limits))
+    return Gateway(routes, dispatcher, metrics, ProxyServer(router, limits=limits), router)
 
 
 def wire_limits(settings: Settings) -> WireLimits:

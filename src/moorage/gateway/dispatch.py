@@ -19,7 +19,7 @@ import contextlib
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moorage.gateway.policies import Policy, make_policy
 from moorage.routing.holder import RouteTableHolder
@@ -42,6 +42,8 @@ class QueueTimedOut(Exception):
 class DispatchSnapshot:
     in_flight: dict[str, dict[str, int]]  # endpoint -> replica -> requests
     queued: dict[str, int]
+    # Requests admitted per endpoint since the gateway started: an autoscaler's rate.
+    arrived: dict[str, int] = field(default_factory=dict)
 
 
 class Lease:
@@ -72,6 +74,7 @@ class Dispatcher:
         self._endpoint_of: dict[str, str] = {}  # replica -> endpoint, for metrics
         self._waiting: dict[str, deque[asyncio.Future[ReplicaRoute]]] = {}
         self._policies: dict[tuple[str, str], Policy] = {}
+        self._arrived: dict[str, int] = {}
 
     @classmethod
     def following(cls, routes: RouteTableHolder) -> Dispatcher:
@@ -92,7 +95,11 @@ class Dispatcher:
         for replica_id, count in self._in_flight.items():
             in_flight.setdefault(self._endpoint_of.get(replica_id, ""), {})[replica_id] = count
         queued = {service_id: len(queue) for service_id, queue in self._waiting.items()}
-        return DispatchSnapshot(in_flight, queued)
+        return DispatchSnapshot(in_flight, queued, dict(self._arrived))
+
+    def arrived(self, service_id: str) -> None:
+        """Counts a request admitted to an endpoint (once, however often it is retried)."""
+        self._arrived[service_id] = self._arrived.get(service_id, 0) + 1
 
     def _policy(self, route: EndpointRoute) -> Policy:
         key = (route.service_id, route.admission.policy)
@@ -146,9 +153,13 @@ class Dispatcher:
             del self._waiting[service_id]
 
     def routes_changed(self) -> None:
-        """New replicas may have room for waiting requests."""
+        """New replicas may have room for waiting requests; endpoints gone from the table
+        are no longer counted."""
         for service_id in list(self._waiting):
             self._hand_off(service_id)
+        gone = [s for s in self._arrived if self._current_route(s) is None]
+        for service_id in gone:
+            del self._arrived[service_id]
 
     def try_acquire(
         self, route: EndpointRoute, exclude: frozenset[str] = frozenset()
@@ -164,13 +175,14 @@ class Dispatcher:
         self._take(replica, route.service_id)
         return Lease(self, replica, route.service_id)
 
-    async def acquire(self, route: EndpointRoute) -> Lease:
-        """A replica, waiting in the endpoint's queue if need be; the caller must release
-        the lease however the request ends."""
+    async def acquire(self, route: EndpointRoute, timeout_s: float | None = None) -> Lease:
+        """A replica, waiting in the endpoint's queue if need be (up to ``timeout_s``,
+        by default its ``queue_timeout_s``); the caller must release the lease however
+        the request ends."""
         lease = self.try_acquire(route)
         if lease is not None:
             return lease
-        return Lease(self, await self._wait(route), route.service_id)
+        return Lease(self, await self._wait(route, timeout_s), route.service_id)
 
     @contextlib.asynccontextmanager
     async def lease(self, route: EndpointRoute) -> AsyncIterator[Lease]:
@@ -182,8 +194,10 @@ class Dispatcher:
         finally:
             lease.release()
 
-    async def _wait(self, route: EndpointRoute) -> ReplicaRoute:
+    async def _wait(self, route: EndpointRoute, timeout_s: float | None) -> ReplicaRoute:
         admission = route.admission
+        if timeout_s is None:
+            timeout_s = admission.queue_timeout_s
         queue = self._waiting.setdefault(route.service_id, deque())
         if len(queue) >= admission.max_queue:
             if not queue:
@@ -192,7 +206,7 @@ class Dispatcher:
         waiter: asyncio.Future[ReplicaRoute] = asyncio.get_running_loop().create_future()
         queue.append(waiter)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), admission.queue_timeout_s)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled():
                 # A replica was handed over just as this request gave up: return it.

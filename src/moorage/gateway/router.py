@@ -23,6 +23,7 @@ from collections.abc import Callable
 from moorage import refusals
 from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
+from moorage.gateway.http1.request import COLD_START_HEADER
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.models.states import DesiredState
 from moorage.routing.holder import RouteTableHolder
@@ -31,7 +32,9 @@ from moorage.tokens import hash_token
 
 PREFIX = b"/inference-api/v1/inference_service/"
 # The caller's moorage token and the opt-in header are for the gateway, not the model.
-_DROPPED_FOR_REPLICAS = frozenset({b"authorization", b"host", b"x-moorage-retry-on"})
+_DROPPED_FOR_REPLICAS = frozenset(
+    {b"authorization", b"host", b"x-moorage-retry-on", COLD_START_HEADER}
+)
 _DROPPED_FOR_API = frozenset({b"host"})
 LocalHandler = Callable[[Exchange], None]
 
@@ -62,6 +65,9 @@ class GatewayRouter:
         self.metrics = metrics
         self.api_address = api_address
         self.local = local or {}
+        # Told when a request is held for an endpoint with no replica ready, so that
+        # its autoscaler starts one at once rather than at its next look.
+        self.on_cold_start: Callable[[str], None] = lambda _service_id: None
 
     # -- Router ----------------------------------------------------------------------
 
@@ -158,8 +164,13 @@ class GatewayRouter:
         exchange.route = route
         exchange.retries_left = route.admission.retries
         exchange.path = b"/" + suffix
+        stopped = route.status_hint is DesiredState.STOPPED
+        if not stopped:
+            self.dispatcher.arrived(route.service_id)
+        if not route.replicas and route.scales_from_zero and not stopped:
+            self._hold(exchange, route)
+            return
         if not route.replicas:
-            stopped = route.status_hint is DesiredState.STOPPED
             exchange.refuse(
                 refusals.endpoint_stopped(route.service_id)
                 if stopped
@@ -172,9 +183,20 @@ class GatewayRouter:
         else:
             self._send(exchange, route, lease)
 
-    async def _queue(self, exchange: Exchange, route: EndpointRoute) -> None:
+    def _hold(self, exchange: Exchange, route: EndpointRoute) -> None:
+        """Holds a request while a replica starts (an automatic endpoint at zero, or
+        whose replicas are all gone): it waits in the endpoint's queue, up to its
+        cold-start timeout, and is served by the first replica that becomes ready."""
+        asked = exchange.request.cold_start_timeout_s
+        timeout_s = route.admission.cold_start_timeout_s if asked is None else asked
+        self.on_cold_start(route.service_id)
+        exchange.task = asyncio.ensure_future(self._queue(exchange, route, timeout_s))
+
+    async def _queue(
+        self, exchange: Exchange, route: EndpointRoute, cold_start_s: float | None = None
+    ) -> None:
         try:
-            lease = await self.dispatcher.acquire(route)
+            lease = await self.dispatcher.acquire(route, cold_start_s)
         except Overloaded as full:
             exchange.task = None
             exchange.refuse(refusals.overloaded(route.service_id, full.retry_after_s))
@@ -183,6 +205,8 @@ class GatewayRouter:
             exchange.task = None
             exchange.refuse(
                 refusals.queue_timeout(route.service_id, route.admission.queue_timeout_s)
+                if cold_start_s is None
+                else refusals.cold_start_timeout(route.service_id, cold_start_s)
             )
             return
         exchange.task = None

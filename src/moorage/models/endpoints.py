@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from moorage.models.autoscaling import ScalePolicy
+
 # Re-exported: they were defined here before the registry held them.
 from moorage.models.states import DesiredState as DesiredState
 from moorage.models.states import EndpointStatus as EndpointStatus
@@ -126,6 +128,9 @@ class GatewaySettings:
     A request that could not reach a replica is tried on up to ``retries`` others.
     ``idle_timeout_s`` bounds silence from the replica (a stream that keeps sending
     is never cut); ``request_timeout_s``, when set, bounds the whole exchange.
+    An automatic endpoint with no replica ready holds requests for up to
+    ``cold_start_timeout_s`` while one starts (a request's
+    ``X-Moorage-Cold-Start-Timeout`` header may ask for less or more, up to an hour).
     """
 
     policy: PolicyName = PolicyName.LEAST_OUTSTANDING
@@ -135,6 +140,7 @@ class GatewaySettings:
     retries: int = 1
     idle_timeout_s: float = 300.0
     request_timeout_s: float | None = None
+    cold_start_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         # Read back from the store or a route file as a plain string.
@@ -164,10 +170,27 @@ class Endpoint:
     # Why moorage, not the user, stopped it (a spending limit reached); its status_info
     # while stopped. Cleared when its user starts it.
     stop_reason: str | None = None
+    # scale_type "auto": how the autoscaler sets target_instance_number, and when it
+    # last changed it (its delays hold across a restart of moorage).
+    scale_policy: ScalePolicy | None = None
+    scaled_at: datetime | None = None
 
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.scale_policy is not None
+
+    @property
+    def reserved_instances(self) -> int:
+        """What quotas and a flavor's capacity count it for: the replicas it asks for,
+        or, scaled automatically, the most it may ask for (so that a scale-up always
+        fits what was accepted)."""
+        if self.scale_policy is None:
+            return self.target_instance_number
+        return max(self.target_instance_number, self.scale_policy.max_instances)
 
     @property
     def wanted_replicas(self) -> int:

@@ -133,6 +133,7 @@ _UPDATABLE = (
     ("payment_type", "payment_type"),
     ("resource_metadata.flavor_id", "flavor_id"),
     ("resource_metadata.scale_type", "scale_type"),
+    ("resource_metadata.scale_policy", "scale_policy"),
     ("deploy_metadata", "deploy"),
     ("gateway_metadata", "gateway"),
 )

@@ -26,8 +26,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
+from moorage.models.autoscaling import ScaleMetric, ScalePolicy
 from moorage.models.endpoints import (
     DeploySpec,
     GatewaySettings,
@@ -304,11 +306,77 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# scale_policy: bounds written once for the create body and the PUT patch; defaults
+# come from ScalePolicy (docs/autoscaling.md says why each is what it is).
+_SCALE_DEFAULTS = ScalePolicy()
+ScaleTarget = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=100_000)]
+Instances = Annotated[WholeNumber, Field(ge=0, le=10_000)]
+MaxInstances = Annotated[WholeNumber, Field(ge=1, le=10_000)]
+DelaySeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=86_400)]
+WindowSeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=2, le=3600)]
+
+
+def _min_within_max(minimum: int, maximum: int) -> None:
+    if minimum > maximum:
+        raise ValueError(
+            f"min_instances {minimum} is above max_instances {maximum}; "
+            "give a min_instances at most max_instances"
+        )
+
+
+class ScalePolicyIn(_Strict):
+    """How an automatic endpoint scales: see docs/autoscaling.md."""
+
+    metric: ScaleMetric = _SCALE_DEFAULTS.metric
+    target: ScaleTarget = _SCALE_DEFAULTS.target
+    min_instances: Instances = _SCALE_DEFAULTS.min_instances
+    max_instances: MaxInstances = _SCALE_DEFAULTS.max_instances
+    scale_up_delay_s: DelaySeconds = _SCALE_DEFAULTS.scale_up_delay_s
+    scale_down_delay_s: DelaySeconds = _SCALE_DEFAULTS.scale_down_delay_s
+    window_s: WindowSeconds = _SCALE_DEFAULTS.window_s
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalePolicyIn:
+        _min_within_max(self.min_instances, self.max_instances)
+        return self
+
+    def to_policy(self) -> ScalePolicy:
+        return dataclasses.replace(_SCALE_DEFAULTS, **self.model_dump())
+
+
+class ScalePolicyPatch(_Strict):
+    """A partial change of the policy: fields left out keep their value."""
+
+    metric: ScaleMetric | None = None
+    target: ScaleTarget | None = None
+    min_instances: Instances | None = None
+    max_instances: MaxInstances | None = None
+    scale_up_delay_s: DelaySeconds | None = None
+    scale_down_delay_s: DelaySeconds | None = None
+    window_s: WindowSeconds | None = None
+
+    def apply_to(self, current: ScalePolicy) -> ScalePolicy:
+        return dataclasses.replace(current, **self.model_dump(exclude_none=True))
+
+
+ScaleType = Literal["manual", "auto"]
+
+
 class ResourceMetadataIn(_Strict):
     flavor_id: NonEmpty
-    scale_type: Literal["manual"] = "manual"
+    scale_type: ScaleType = "manual"
+    # With scale_type "auto": the count it starts at, kept within the policy's bounds.
     target_instance_number: WholeNumber = 1
-    scale_policy: None = None
+    scale_policy: ScalePolicyIn | None = None
+
+    @model_validator(mode="after")
+    def _policy_with_auto(self) -> ResourceMetadataIn:
+        if self.scale_type == "manual" and self.scale_policy is not None:
+            raise ValueError(
+                'scale_policy applies to scale_type "auto" only; set scale_type to "auto" '
+                "or leave scale_policy out (null)"
+            )
+        return self
 
 
 Seconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=3600)]
@@ -421,6 +489,7 @@ class GatewayMetadataIn(_Strict):
     retries: Retries = _GATEWAY_DEFAULTS.retries
     idle_timeout_s: TimeoutSeconds = _GATEWAY_DEFAULTS.idle_timeout_s
     request_timeout_s: TimeoutSeconds | None = _GATEWAY_DEFAULTS.request_timeout_s
+    cold_start_timeout_s: QueueTimeoutSeconds = _GATEWAY_DEFAULTS.cold_start_timeout_s
 
     def to_settings(self) -> GatewaySettings:
         return GatewaySettings(**self.model_dump())
@@ -434,6 +503,7 @@ class GatewayMetadataPatch(_Strict):
     retries: Retries | None = None
     idle_timeout_s: TimeoutSeconds | None = None
     request_timeout_s: TimeoutSeconds | None = None
+    cold_start_timeout_s: QueueTimeoutSeconds | None = None
 
     def apply_to(self, current: GatewaySettings) -> GatewaySettings:
         """Sets the fields the patch names; ``null`` removes a limit that may be absent
@@ -457,9 +527,9 @@ class CreateEndpointRequest(_Strict):
 
 class ResourceMetadataPatch(_Strict):
     flavor_id: NonEmpty | None = None
-    scale_type: Literal["manual"] | None = None
+    scale_type: ScaleType | None = None
     target_instance_number: WholeNumber | None = None
-    scale_policy: None = None
+    scale_policy: ScalePolicyPatch | None = None
 
 
 # Fields a PUT may set to null to go back to their default: no command (the image's

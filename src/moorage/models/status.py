@@ -16,6 +16,12 @@ from moorage.models.startup import startup_note
 from moorage.models.states import FailureReason
 from moorage.models.words import count
 
+# An automatic endpoint that wants no replica (docs/autoscaling.md, "Scale to zero").
+SCALED_TO_ZERO = (
+    "scaled to zero: no replica runs or is billed; the next request starts one and is "
+    "held until it is ready"
+)
+
 
 @dataclass(frozen=True)
 class StatusPolicy:
@@ -50,6 +56,8 @@ def derive_status(
     current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
     ready = sum(1 for r in current if r.state is ReplicaState.READY)
     if ready >= endpoint.target_instance_number:
+        if endpoint.autoscaled and endpoint.target_instance_number == 0:
+            return DerivedStatus(EndpointStatus.AVAILABLE, SCALED_TO_ZERO)
         return DerivedStatus(EndpointStatus.AVAILABLE, endpoint.rollout_note)
     failing = [r for r in current if r.cannot_run(policy.crash_loop_threshold)]
     if failing:
@@ -82,7 +90,16 @@ def derive_status(
         )
     own = endpoint.deploy.readiness_probe.startup_timeout_s
     timeout_s = own if own is not None else policy.ready_timeout_s
-    return DerivedStatus(EndpointStatus.INITIALIZING, startup_note(current, now, timeout_s))
+    note = startup_note(current, now, timeout_s)
+    if endpoint.autoscaled and (ready or endpoint.scaled_at is not None):
+        # Scaling up, or from zero: still served (requests are held while none is ready).
+        wanted = count(endpoint.target_instance_number, "replica")
+        doing = f"scaling to {wanted}, {ready} ready" if ready else f"cold start of {wanted}"
+        return DerivedStatus(
+            EndpointStatus.AVAILABLE,
+            f"{doing}; requests are held until one is ready" + (f" ({note})" if note else ""),
+        )
+    return DerivedStatus(EndpointStatus.INITIALIZING, note)
 
 
 def advice(replica: Replica) -> str:

@@ -30,6 +30,7 @@ def table_to_json(table: RouteTable) -> dict[str, Any]:
             ],
             "status": route.status_hint,
             "gateway_metadata": dataclasses.asdict(route.admission),
+            "scales_from_zero": route.scales_from_zero,
         }
         for route in sorted(table.endpoints.values(), key=lambda r: r.service_id)
     ]
@@ -58,6 +59,7 @@ def table_from_json(body: Any, source: str) -> RouteTable:
             ),
             status_hint=entry.status,
             admission=entry.gateway_metadata.to_settings(),
+            scales_from_zero=entry.scales_from_zero,
         )
         known |= hashes
     return RouteTable(MappingProxyType(routes), frozenset(known))

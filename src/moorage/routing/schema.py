@@ -56,6 +56,8 @@ class EndpointIn(_Model):
     replicas: list[ReplicaIn] = Field(default_factory=list)
     status: DesiredState = DesiredState.RUNNING
     gateway_metadata: GatewayMetadataIn = Field(default_factory=GatewayMetadataIn)
+    # Hold requests while a replica starts from zero (an automatic endpoint).
+    scales_from_zero: bool = False
 
     @model_validator(mode="after")
     def _callable_by_someone(self) -> EndpointIn:

@@ -43,6 +43,9 @@ class EndpointRoute:
     # What the owner asked for: a route without replicas is "stopped" or still starting.
     status_hint: DesiredState = DesiredState.RUNNING
     admission: GatewaySettings = field(default_factory=GatewaySettings)
+    # Scaled automatically: with no replica ready, requests are held while one starts
+    # (up to ``admission.cold_start_timeout_s``) instead of answered 503.
+    scales_from_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def build_route_table(
             replicas=tuple(ready.get(e.service_id, ())),
             status_hint=e.desired_state,
             admission=e.gateway,
+            scales_from_zero=e.autoscaled,
         )
         for e in endpoints
         if not e.is_deleted

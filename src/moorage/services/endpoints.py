@@ -19,12 +19,18 @@ from moorage.clock import Clock
 from moorage.errors import InvalidField
 from moorage.models import words
 from moorage.models.accounts import User
+from moorage.models.autoscaling import ScalePolicy
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange, EventPage, changes
 from moorage.models.flavors import Flavor, StoredFlavor
 from moorage.models.placement import most_replicas
 from moorage.models.replicas import Replica
-from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
+from moorage.models.requests import (
+    CreateEndpointRequest,
+    ResourceMetadataPatch,
+    ScalePolicyIn,
+    UpdateEndpointRequest,
+)
 from moorage.models.status import DerivedStatus, StatusPolicy, derive_status
 from moorage.services.budgets import check_budget
 from moorage.services.quotas import QuotaService
@@ -127,6 +133,11 @@ class EndpointService:
     def create(self, user: User, request: CreateEndpointRequest) -> EndpointView:
         now = self.clock.now()
         resource, deploy = request.resource_metadata, request.deploy_metadata
+        policy = None
+        target = resource.target_instance_number
+        if resource.scale_type == "auto":
+            policy = (resource.scale_policy or ScalePolicyIn()).to_policy()
+            target = _starting_count(target, policy)
         endpoint = Endpoint(
             service_id=new_id(),
             user_id=user.user_id,
@@ -135,7 +146,8 @@ class EndpointService:
             payment_type=request.payment_type,
             flavor_id=resource.flavor_id,
             scale_type=resource.scale_type,
-            target_instance_number=resource.target_instance_number,
+            target_instance_number=target,
+            scale_policy=policy,
             deploy=deploy.to_spec(),
             gateway=request.gateway_metadata.to_settings(),
             revision=1,
@@ -261,7 +273,7 @@ class EndpointService:
         # Asking for more than the flavor can ever hold is the caller's mistake (400);
         # asking for what it holds while other endpoints hold it is the operator's
         # shortage, which passes (503: see docs/api.md, "Running out of capacity").
-        count = endpoint.target_instance_number
+        count = endpoint.reserved_instances
         capacity = flavor.flavor.capacity
         most = min(self.max_instances, capacity) if capacity else self.max_instances
         if not 1 <= count <= most:
@@ -271,9 +283,13 @@ class EndpointService:
                 else ""
             )
             raise InvalidField(
-                "resource_metadata.target_instance_number",
+                _count_field(endpoint),
                 f"must be between 1 and {most}{hint}, got {count}; "
-                "use POST .../stop to run no replica",
+                + (
+                    "an automatic endpoint reserves its max_instances"
+                    if endpoint.autoscaled
+                    else "use POST .../stop to run no replica"
+                ),
             )
         held = EndpointRepository(session).held_instances(
             endpoint.flavor_id, except_id=endpoint.service_id
@@ -286,7 +302,7 @@ class EndpointService:
         """A GPU flavor refuses what its GPUs can never hold (400, naming the numbers);
         what they hold once other replicas free them is accepted, and its replicas
         wait for GPUs ("waiting for capacity", oldest first: docs/gpus.md)."""
-        gpu_num, count = endpoint.deploy.gpu_num, endpoint.target_instance_number
+        gpu_num, count = endpoint.deploy.gpu_num, endpoint.reserved_instances
         if gpu_num < 1:
             raise InvalidField(
                 "deploy_metadata.gpu_num",
@@ -297,7 +313,7 @@ class EndpointService:
         most = min(self.max_instances, fits)
         if not 1 <= count <= most:
             raise InvalidField(
-                "resource_metadata.target_instance_number",
+                _count_field(endpoint),
                 f"must be between 1 and {most}, got {count}: flavor {flavor.display_name} has "
                 f"{words.count(len(flavor.gpus), 'GPU')} (at most {flavor.node_max_gpu} on one "
                 f"node), which {'holds' if len(flavor.gpus) == 1 else 'hold'} "
@@ -387,7 +403,9 @@ def _bills_more(current: Endpoint, updated: Endpoint, new_revision: bool) -> boo
     are placed at today's rates. A reached spending limit refuses it as it refuses a
     create (its currency cannot change while it runs)."""
     return updated.desired_state is DesiredState.RUNNING and (
-        updated.target_instance_number > current.target_instance_number or new_revision
+        updated.target_instance_number > current.target_instance_number
+        or updated.reserved_instances > current.reserved_instances
+        or new_revision
     )
 
 
@@ -421,10 +439,73 @@ def _apply_patch(current: Endpoint, request: UpdateEndpointRequest) -> Endpoint:
         if v is not None
     }
     if request.resource_metadata is not None:
-        resource = request.resource_metadata.model_dump(exclude_none=True, exclude={"scale_policy"})
-        changes.update(resource)
+        changes.update(_scaling_patch(current, request.resource_metadata))
     if request.deploy_metadata is not None:
         changes["deploy"] = request.deploy_metadata.apply_to(current.deploy)
     if request.gateway_metadata is not None:
         changes["gateway"] = request.gateway_metadata.apply_to(current.gateway)
     return dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+
+
+def _count_field(endpoint: Endpoint) -> str:
+    """The field that sets how many replicas an endpoint reserves."""
+    if endpoint.autoscaled:
+        return "resource_metadata.scale_policy.max_instances"
+    return "resource_metadata.target_instance_number"
+
+
+def _starting_count(asked: int, policy: ScalePolicy) -> int:
+    """An automatic endpoint's first count: what was asked, within the policy's bounds,
+    and at least one, so that its owner sees it start (it may scale to zero later)."""
+    return min(max(asked, policy.min_instances, 1), policy.max_instances)
+
+
+def _scaling_patch(current: Endpoint, patch: ResourceMetadataPatch) -> dict[str, object]:
+    """What a PUT's resource_metadata changes: the flavor, and manual or automatic
+    scaling. While automatic, the autoscaler owns target_instance_number: a PUT that
+    sets it to something else is refused, naming what to change instead."""
+    changes: dict[str, object] = {}
+    if patch.flavor_id is not None:
+        changes["flavor_id"] = patch.flavor_id
+    scale_type = patch.scale_type or current.scale_type
+    changes["scale_type"] = scale_type
+    if scale_type == "manual":
+        if patch.scale_policy is not None:
+            raise InvalidField(
+                "resource_metadata.scale_policy",
+                'applies to scale_type "auto" only; set scale_type to "auto" or leave it out',
+            )
+        changes["scale_policy"] = None
+        if patch.target_instance_number is not None:
+            changes["target_instance_number"] = patch.target_instance_number
+        elif current.target_instance_number < 1:  # left automatic scaling at zero
+            changes["target_instance_number"] = 1
+        return changes
+    base = current.scale_policy or ScalePolicy()
+    if patch.scale_policy is not None:
+        minimum = patch.scale_policy.min_instances
+        maximum = patch.scale_policy.max_instances
+        minimum = base.min_instances if minimum is None else minimum
+        maximum = base.max_instances if maximum is None else maximum
+        if minimum > maximum:  # checked before the policy is built, which refuses it
+            raise InvalidField(
+                "resource_metadata.scale_policy.min_instances",
+                f"would be {minimum}, above max_instances {maximum}; give a min_instances "
+                "at most max_instances",
+            )
+    policy = patch.scale_policy.apply_to(base) if patch.scale_policy is not None else base
+    asked = patch.target_instance_number
+    if asked is not None and asked != current.target_instance_number and current.autoscaled:
+        raise InvalidField(
+            "resource_metadata.target_instance_number",
+            f'is set by the autoscaler while scale_type is "auto" (now '
+            f"{current.target_instance_number}); change scale_policy.min_instances or "
+            'max_instances, or set scale_type to "manual" to choose the count',
+        )
+    if current.autoscaled:  # where the autoscaler has it, within the (new) bounds
+        count = current.target_instance_number
+    else:  # switched to automatic: from the count it runs (or the one asked)
+        count = _starting_count(asked or current.target_instance_number, policy)
+    changes["scale_policy"] = policy
+    changes["target_instance_number"] = min(max(count, policy.min_instances), policy.max_instances)
+    return changes

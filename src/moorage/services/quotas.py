@@ -68,7 +68,7 @@ def contribution(endpoint: Endpoint | None, flavor: FlavorUnits) -> Usage:
     if endpoint is None or endpoint.is_deleted:
         return Usage(0, 0, 0)
     running = endpoint.desired_state is DesiredState.RUNNING
-    replicas = endpoint.target_instance_number if running else 0
+    replicas = endpoint.reserved_instances if running else 0
     if endpoint.flavor_id != flavor.flavor_id:
         return Usage(1, replicas, 0)
     return Usage(1, replicas, flavor.of(replicas, endpoint.deploy.gpu_num))

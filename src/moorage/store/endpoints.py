@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, select
+from sqlalchemy import ColumnElement, and_, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moorage.errors import Conflict, ErrorCode
+from moorage.models.autoscaling import ScaleMetric, ScalePolicy
 from moorage.models.endpoints import (
     DeploySpec,
     DesiredState,
@@ -21,6 +23,21 @@ from moorage.models.endpoints import (
     deploy_to_json,
 )
 from moorage.store.tables import EndpointRevisionRow, EndpointRow
+
+
+def scale_policy_to_json(policy: ScalePolicy | None) -> dict[str, Any] | None:
+    return None if policy is None else dataclasses.asdict(policy)
+
+
+def scale_policy_from_json(data: Mapping[str, Any] | None) -> ScalePolicy | None:
+    """The stored policy; keys a later version no longer knows are left out."""
+    if data is None:
+        return None
+    known = {f.name for f in dataclasses.fields(ScalePolicy)}
+    fields = {k: v for k, v in data.items() if k in known}
+    if "metric" in fields:
+        fields["metric"] = ScaleMetric(fields["metric"])
+    return ScalePolicy(**fields)
 
 
 def _endpoint(row: EndpointRow) -> Endpoint:
@@ -43,6 +60,8 @@ def _endpoint(row: EndpointRow) -> Endpoint:
         rollout_note=row.rollout_note,
         gateway=GatewaySettings(**(row.gateway or {})),
         stop_reason=row.stop_reason,
+        scale_policy=scale_policy_from_json(row.scale_policy),
+        scaled_at=row.scaled_at,
     )
 
 
@@ -54,6 +73,8 @@ class IdleEndpoint:
     user_id: str
     desired_state: DesiredState
     gateway: GatewaySettings
+    # Scaled automatically: requests are held while a replica starts (from zero).
+    scales_from_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,22 @@ class IdleChange:
     service_id: str
     updated_at: datetime
     idle: IdleEndpoint | None
+
+
+def _idle(
+    service_id: str,
+    user_id: str,
+    state: str,
+    gateway: dict[str, object] | None,
+    policy: dict[str, object] | None,
+) -> IdleEndpoint:
+    return IdleEndpoint(
+        service_id,
+        user_id,
+        DesiredState(state),
+        GatewaySettings(**(gateway or {})),  # type: ignore[arg-type]
+        scales_from_zero=policy is not None,
+    )
 
 
 def _wanting_replicas() -> tuple[ColumnElement[bool], ...]:
@@ -92,6 +129,9 @@ def _row_fields(endpoint: Endpoint) -> dict[str, object]:
         "rollout_note": endpoint.rollout_note,
         "gateway": dataclasses.asdict(endpoint.gateway),
         "stop_reason": endpoint.stop_reason,
+        "scale_policy": scale_policy_to_json(endpoint.scale_policy),
+        "scaled_at": endpoint.scaled_at,
+        "reserved_instances": endpoint.reserved_instances,
     }
 
 
@@ -178,6 +218,37 @@ class EndpointRepository:
         rows = self.session.scalars(select(EndpointRow).where(*_wanting_replicas()))
         return [_endpoint(r) for r in rows]
 
+    def list_autoscaled(self) -> Sequence[Endpoint]:
+        """Running endpoints whose count the autoscaler sets, at zero replicas too."""
+        rows = self.session.scalars(
+            select(EndpointRow).where(
+                EndpointRow.deleted_at.is_(None),
+                EndpointRow.desired_state == DesiredState.RUNNING.value,
+                EndpointRow.scale_policy.is_not(None),
+            )
+        )
+        return [_endpoint(r) for r in rows]
+
+    def set_autoscaled_count(
+        self, service_id: str, *, previous: int, desired: int, at: datetime
+    ) -> bool:
+        """Sets an automatic endpoint's count, only if it still runs automatically at
+        ``previous``: a user's write (switched to manual, stopped, deleted) committed
+        meanwhile wins, and the autoscaler decides again from what it then reads."""
+        result = self.session.execute(
+            update(EndpointRow)
+            .where(
+                EndpointRow.service_id == service_id,
+                EndpointRow.target_instance_number == previous,
+                EndpointRow.scale_policy.is_not(None),
+                EndpointRow.deleted_at.is_(None),
+                EndpointRow.desired_state == DesiredState.RUNNING.value,
+            )
+            .values(target_instance_number=desired, scaled_at=at, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
     def list_idle(self) -> Sequence[IdleEndpoint]:
         """Live endpoints that want no replicas: only what their route entry needs."""
         rows = self.session.execute(
@@ -186,13 +257,12 @@ class EndpointRepository:
                 EndpointRow.user_id,
                 EndpointRow.desired_state,
                 EndpointRow.gateway,
+                EndpointRow.scale_policy,
             ).where(EndpointRow.deleted_at.is_(None), not_(and_(*_wanting_replicas())))
         )
         return [
-            IdleEndpoint(
-                service_id, user_id, DesiredState(state), GatewaySettings(**(gateway or {}))
-            )
-            for service_id, user_id, state, gateway in rows
+            _idle(service_id, user_id, state, gateway, policy)
+            for service_id, user_id, state, gateway, policy in rows
         ]
 
     def idle_changes(self, since: datetime) -> Sequence[IdleChange]:
@@ -207,19 +277,14 @@ class EndpointRepository:
                 EndpointRow.target_instance_number,
                 EndpointRow.deleted_at,
                 EndpointRow.gateway,
+                EndpointRow.scale_policy,
                 EndpointRow.updated_at,
             ).where(EndpointRow.updated_at >= since)
         )
         changes = []
-        for service_id, user_id, state, target, deleted_at, gateway, updated_at in rows:
+        for service_id, user_id, state, target, deleted_at, gateway, policy, updated_at in rows:
             idle = deleted_at is None and (state != DesiredState.RUNNING.value or target <= 0)
-            entry = (
-                IdleEndpoint(
-                    service_id, user_id, DesiredState(state), GatewaySettings(**(gateway or {}))
-                )
-                if idle
-                else None
-            )
+            entry = _idle(service_id, user_id, state, gateway, policy) if idle else None
             changes.append(IdleChange(service_id, updated_at, entry))
         return changes
 
@@ -260,8 +325,9 @@ class EndpointRepository:
         return (row.flavor_id, deploy_from_json(row.deploy)) if row else None
 
     def held_instances(self, flavor_id: str, *, except_id: str | None = None) -> int:
-        """Instances the running, undeleted endpoints on a flavor have reserved."""
-        query = select(func.coalesce(func.sum(EndpointRow.target_instance_number), 0)).where(
+        """Instances the running, undeleted endpoints on a flavor have reserved (an
+        automatic endpoint its maximum)."""
+        query = select(func.coalesce(func.sum(EndpointRow.reserved_instances), 0)).where(
             EndpointRow.flavor_id == flavor_id,
             EndpointRow.deleted_at.is_(None),
             EndpointRow.desired_state == DesiredState.RUNNING.value,

@@ -66,8 +66,9 @@ class QuotaRepository:
         return int(self.session.scalar(query) or 0)
 
     def running_replicas(self, user_id: str, flavor_id: str | None = None) -> int:
-        """Replicas the user's running endpoints ask for, on one flavor or on all."""
-        query = select(func.coalesce(func.sum(EndpointRow.target_instance_number), 0)).where(
+        """Replicas the user's running endpoints reserve (an automatic one its maximum),
+        on one flavor or on all."""
+        query = select(func.coalesce(func.sum(EndpointRow.reserved_instances), 0)).where(
             *_live(user_id), EndpointRow.desired_state == DesiredState.RUNNING.value
         )
         if flavor_id is not None:
@@ -85,7 +86,7 @@ class QuotaRepository:
         ``gpu_num`` lives in the deploy document, which the two stores read differently
         in SQL."""
         query = select(
-            EndpointRow.flavor_id, EndpointRow.target_instance_number, EndpointRow.deploy
+            EndpointRow.flavor_id, EndpointRow.reserved_instances, EndpointRow.deploy
         ).where(*_live(user_id), EndpointRow.desired_state == DesiredState.RUNNING.value)
         if flavor_id is not None:
             query = query.where(EndpointRow.flavor_id == flavor_id)
@@ -109,7 +110,7 @@ class QuotaRepository:
 
     def replicas_by_flavor(self, user_id: str) -> dict[str, int]:
         query = (
-            select(EndpointRow.flavor_id, func.sum(EndpointRow.target_instance_number))
+            select(EndpointRow.flavor_id, func.sum(EndpointRow.reserved_instances))
             .where(*_live(user_id), EndpointRow.desired_state == DesiredState.RUNNING.value)
             .group_by(EndpointRow.flavor_id)
         )

@@ -203,6 +203,11 @@ class EndpointRow(Base):
     gateway: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Why moorage (not the user) stopped it, e.g. a spending limit; cleared by a start.
     stop_reason: Mapped[str | None] = mapped_column(Text)
+    # scale_type "auto": its policy, and when its autoscaler last changed its count.
+    scale_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    scaled_at: Mapped[datetime | None]
+    # What quotas and capacity count it for: its count, or its maximum when automatic.
+    reserved_instances: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class EndpointRevisionRow(Base):

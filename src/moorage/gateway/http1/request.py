@@ -15,6 +15,20 @@ FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 _NOT_COPIED = wire.HOP_BY_HOP | {b"content-length"}
 
 
+# A request may ask to be held longer or shorter than its endpoint's
+# cold_start_timeout_s while a replica starts from zero, up to an hour.
+COLD_START_HEADER = b"x-moorage-cold-start-timeout"
+MAX_COLD_START_S = 3600
+
+
+def _seconds(value: bytes) -> float | None:
+    try:
+        seconds = float(value.strip(b" \t"))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= MAX_COLD_START_S else None
+
+
 class Request:
     """What the client asked, as parsed; header names are lower-cased."""
 
@@ -22,6 +36,7 @@ class Request:
         "authorization",
         "authorization_given",
         "chunked",
+        "cold_start_timeout_s",
         "connection_tokens",
         "content_length",
         "expect_continue",
@@ -55,6 +70,8 @@ class Request:
         self.host_given = False
         self.connection_tokens: frozenset[bytes] = frozenset()
         self.retry_on_reset = False
+        # X-Moorage-Cold-Start-Timeout: how long it may be held while a replica starts.
+        self.cold_start_timeout_s: float | None = None
         # Why the request must be refused with 400 (checked once its head is complete).
         self.problem = ""
 
@@ -101,6 +118,13 @@ class Request:
             self.upgrade_to = value
         elif name == b"x-moorage-retry-on":
             self.retry_on_reset = b"reset" in value.lower()
+        elif name == COLD_START_HEADER:
+            self.cold_start_timeout_s = _seconds(value)
+            if self.cold_start_timeout_s is None:
+                self.problem = self.problem or (
+                    f"X-Moorage-Cold-Start-Timeout must be a number of seconds from 0 to "
+                    f"{MAX_COLD_START_S}, got {value[:32].decode('latin-1')!r}"
+                )
 
     @property
     def has_body(self) -> bool:

@@ -1,0 +1,34 @@
+"""autoscaling: an endpoint's scale policy, when its autoscaler last changed its count,
+and the replicas it reserves against quotas and capacity (its maximum when automatic)
+
+Revision ID: 0013
+Revises: 0012
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("endpoints") as batch_op:
+        batch_op.add_column(sa.Column("scale_policy", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("scaled_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(
+            sa.Column("reserved_instances", sa.Integer(), nullable=False, server_default="0")
+        )
+    # Every endpoint so far scales by hand: it reserves what it asks for.
+    op.execute("UPDATE endpoints SET reserved_instances = target_instance_number")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("endpoints") as batch_op:
+        batch_op.drop_column("reserved_instances")
+        batch_op.drop_column("scaled_at")
+        batch_op.drop_column("scale_policy")

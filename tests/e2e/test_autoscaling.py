@@ -1,0 +1,293 @@
+"""Automatic scaling against a real ``moorage serve``, its gateway and real replicas
+(the process runtime): what the API accepts, a load step that grows an endpoint and
+its end that brings it back, and scale to zero with the first requests held through
+a 5 s cold start of the fake LLM server, none refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from moorage.fakellm.command import fake_llm_command
+from tests.support.server import ApiClient, endpoint_body, wait_for
+
+STORES = ["sqlite"]
+
+BASE = "/v1/inference-service"
+
+
+def _auto_body(
+    alice: ApiClient, name: str, policy: dict[str, Any], **deploy: Any
+) -> dict[str, Any]:
+
+    return endpoint_body(
+        alice.flavor_id(),
+        name=name,
+        resource_metadata={
+            "scale_type": "auto",
+            "target_instance_number": 1,
+            "scale_policy": policy,
+        },
+        deploy_metadata=deploy,
+    )
+
+
+def _create(alice: ApiClient, body: dict[str, Any]) -> str:
+    response = alice.call("POST", BASE, json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["service_id"])
+
+
+def _delete(alice: ApiClient, service_id: str) -> None:
+    alice.call("DELETE", f"{BASE}/{service_id}")
+
+
+def _events(alice: ApiClient, service_id: str) -> list[str]:
+    response = alice.call("GET", f"{BASE}/{service_id}/events", params={"page_size": 100})
+    assert response.status_code == 200, response.text
+    return [str(item["message"]) for item in response.json()["event_list"]]
+
+
+def _count(alice: ApiClient, service_id: str) -> int:
+    return int(alice.get(service_id)["resource_metadata"]["target_instance_number"])
+
+
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        ({"min_instances": 3, "max_instances": 2}, "min_instances"),
+        ({"metric": "gpu"}, "metric"),
+        ({"target": 0}, "target"),
+        ({"window_s": 1}, "window_s"),
+        ({"max_instances": 0}, "max_instances"),
+        ({"scale_down_delay_s": -1}, "scale_down_delay_s"),
+        ({"panic": True}, "panic"),
+    ],
+)
+def test_a_bad_scale_policy_is_refused_naming_the_field(
+    alice: ApiClient, policy: dict[str, Any], field: str
+) -> None:
+    before = alice.call("GET", BASE).json()["total"]
+    response = alice.call("POST", BASE, json=_auto_body(alice, "bad-policy", policy))
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert f"resource_metadata.scale_policy.{field}" in message or (
+        "resource_metadata.scale_policy" in message and field in message
+    ), message
+    assert alice.call("GET", BASE).json()["total"] == before, "nothing was created"
+
+
+def test_a_manual_endpoint_takes_no_scale_policy(alice: ApiClient) -> None:
+    body = _auto_body(alice, "manual-policy", {"max_instances": 2})
+    body["resource_metadata"]["scale_type"] = "manual"
+    response = alice.call("POST", BASE, json=body)
+    assert response.status_code == 422, response.text
+    assert "scale_type" in response.json()["message"], response.text
+
+
+def test_more_replicas_than_the_quota_allows_are_refused(alice: ApiClient) -> None:
+    response = alice.call(
+        "POST", BASE, json=_auto_body(alice, "too-many", {"max_instances": 10_000})
+    )
+    assert response.status_code in (400, 403), response.text
+    assert "scale_policy.max_instances" in response.json()["message"], response.text
+
+
+def test_put_switches_between_manual_and_auto(alice: ApiClient) -> None:
+    service_id = alice.create(name="switching")["service_id"]
+    try:
+        url = f"{BASE}/{service_id}"
+        to_auto = {
+            "resource_metadata": {
+                "scale_type": "auto",
+                "scale_policy": {"min_instances": 1, "max_instances": 2, "target": 3},
+            }
+        }
+        response = alice.call("PUT", url, json=to_auto)
+        assert response.status_code == 200, response.text
+        resource = alice.get(service_id)["resource_metadata"]
+        assert resource["scale_type"] == "auto"
+        assert resource["target_instance_number"] == 1
+        assert resource["scale_policy"]["max_instances"] == 2
+        assert resource["scale_policy"]["target"] == 3
+        assert resource["scale_policy"]["metric"] == "concurrency"
+
+        crossed = {"resource_metadata": {"scale_policy": {"min_instances": 3}}}
+        refused = alice.call("PUT", url, json=crossed)
+        assert refused.status_code == 400, refused.text
+        assert "scale_policy.min_instances" in refused.json()["message"], refused.text
+
+        by_hand = {"resource_metadata": {"target_instance_number": 2}}
+        refused = alice.call("PUT", url, json=by_hand)
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["message"]
+        assert message.startswith("resource_metadata.target_instance_number"), message
+        assert "scale_type" in message, message
+
+        to_manual = {"resource_metadata": {"scale_type": "manual", "target_instance_number": 2}}
+        response = alice.call("PUT", url, json=to_manual)
+        assert response.status_code == 200, response.text
+        resource = alice.get(service_id)["resource_metadata"]
+        assert resource["scale_type"] == "manual"
+        assert resource["scale_policy"] is None
+        assert resource["target_instance_number"] == 2
+    finally:
+        _delete(alice, service_id)
+
+
+@pytest.fixture
+def load_step(alice: ApiClient) -> Iterator[str]:
+    body = _auto_body(
+        alice,
+        "load-step",
+        {
+            "metric": "concurrency",
+            "target": 1,
+            "min_instances": 1,
+            "max_instances": 3,
+            "scale_down_delay_s": 4,
+            "window_s": 4,
+        },
+    )
+    service_id = _create(alice, body)
+    try:
+        yield service_id
+    finally:
+        _delete(alice, service_id)
+
+
+def test_a_load_step_grows_the_endpoint_and_its_end_brings_it_back(
+    alice: ApiClient, load_step: str
+) -> None:
+    service_id = load_step
+    alice.wait_status(service_id, "available", timeout=60)
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            response = alice.gateway(service_id, "slow", params={"seconds": "1"})
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(
+            lambda: alice.get(service_id)["endpoint_metadata"]["ready_replicas"] == 3,
+            timeout=60,
+            what="three replicas ready under a concurrency of 3 at target 1",
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert set(statuses) == {200}, statuses
+    grew = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 1")]
+    assert grew, _events(alice, service_id)
+    assert "concurrency" in grew[-1], grew
+
+    wait_for(
+        lambda: _count(alice, service_id) == 1,
+        timeout=60,
+        what="the count back at min_instances once the load ended",
+    )
+    shrank = [m for m in _events(alice, service_id) if m.endswith("1 to 3 replicas)")]
+    assert shrank, "the scale-down names its policy's bounds"
+    assert alice.get(service_id)["status"] == "available"
+
+
+@pytest.fixture
+def scales_to_zero(alice: ApiClient) -> Iterator[str]:
+    body = _auto_body(
+        alice,
+        "to-zero",
+        {"min_instances": 0, "max_instances": 1, "scale_down_delay_s": 3, "window_s": 2},
+        command=fake_llm_command(startup_s=5),
+        readiness_probe={"path": "/health", "period_s": 0.2},
+    )
+    service_id = _create(alice, body)
+    try:
+        yield service_id
+    finally:
+        _delete(alice, service_id)
+
+
+def _at_zero(alice: ApiClient, service_id: str) -> bool:
+    endpoint = alice.get(service_id)
+    return (
+        endpoint["resource_metadata"]["target_instance_number"] == 0
+        and not endpoint["endpoint_metadata"]["replicas"]
+    )
+
+
+def test_an_idle_endpoint_goes_to_zero_and_holds_fifty_first_requests_through_a_cold_start(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    alice.wait_status(service_id, "available", timeout=90)
+    wait_for(lambda: _at_zero(alice, service_id), timeout=60, what="the idle endpoint at zero")
+    endpoint = alice.get(service_id)
+    assert endpoint["status"] == "available"
+    assert "scaled to zero" in endpoint["status_info"]
+    assert endpoint["billing_metadata"]["price_per_hour"] in ("0", "0.000000", 0), endpoint
+
+    def complete(i: int) -> requests.Response:
+        return alice.gateway(
+            service_id,
+            "v1/completions",
+            method="POST",
+            json={"model": "fake-llm", "prompt": f"question {i}", "max_tokens": 4},
+        )
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(complete, range(50)))
+    took = time.monotonic() - started
+
+    assert [r.status_code for r in responses] == [200] * 50, [
+        r.text for r in responses if r.status_code != 200
+    ][:3]
+    assert all(r.json()["object"] == "text_completion" for r in responses)
+    assert took >= 5, f"served in {took:.1f} s: the 5 s cold start was not waited for"
+    woke = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 0 to 1")]
+    assert woke, _events(alice, service_id)
+
+
+def test_a_request_asking_for_a_short_cold_start_gets_a_503_saying_so(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    started = time.monotonic()
+    response = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "1"})
+    took = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "cold_start_timeout", response.text
+    assert "X-Moorage-Cold-Start-Timeout" in response.json()["message"]
+    assert response.headers.get("Retry-After"), response.headers
+    assert 0.9 <= took < 5, took
+
+    bad = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "soon"})
+    assert bad.status_code == 400, bad.text
+    assert "X-Moorage-Cold-Start-Timeout" in bad.text
+
+
+def test_nobody_but_its_owner_can_wake_an_endpoint_at_zero(
+    alice: ApiClient, bob: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    path = f"/inference-api/v1/inference_service/{service_id}/health"
+    for _ in range(20):
+        assert bob.gateway(service_id, "health").status_code == 404
+        stranger = requests.get(alice.base + path, timeout=10)
+        assert stranger.status_code == 401, stranger.text
+    time.sleep(2)  # several autoscaler looks
+    assert _at_zero(alice, service_id), "another user's or no token's requests woke it"
