@@ -53,8 +53,8 @@ CREATE_CASES: list[tuple[str, dict[str, Any], int, str]] = [
         "resource_metadata.target_instance_number",
     ),
     (
-        "auto scaling",
-        {"resource_metadata": {"scale_type": "auto"}},
+        "unknown scale type",
+        {"resource_metadata": {"scale_type": "sometimes"}},
         422,
         "resource_metadata.scale_type",
     ),
