@@ -113,9 +113,7 @@ def test_environment_variables_with_valid_names_are_accepted() -> None:
 def test_booleans_are_not_numbers(section: str, key: str, value: bool) -> None:
     messages = messages_of(create_body(**{section: {key: value}}))
 
-    assert messages == [
-        f"{section}.{key}: must be a whole number, not true/false, got {value!r}"
-    ]
+    assert messages == [f"{section}.{key}: must be a whole number, not true/false, got {value!r}"]
 
 
 @pytest.mark.parametrize("port", [0, -1, 65536, "70000"])
