@@ -23,7 +23,7 @@ from moorage import secretbox
 from moorage.api.app import create_api
 from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
-from moorage.controller.autoscaler import Autoscaler, Demand
+from moorage.controller.autoscaler import Autoscaler
 from moorage.controller.budgets import BudgetEnforcer
 from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
@@ -36,6 +36,7 @@ from moorage.inventory.discovery import discover
 from moorage.inventory.gpu_metrics import GpuCollector, GpuReadings
 from moorage.inventory.nvml import Nvml
 from moorage.models.accounts import User
+from moorage.models.demand import Demand
 from moorage.models.endpoints import DeploySpec
 from moorage.models.sandbox_uids import UidRange, clash_message
 from moorage.models.status import StatusPolicy
@@ -50,6 +51,7 @@ from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.budget_metrics import BudgetCollector, BudgetMetricsView
 from moorage.services.budgets import BudgetService
+from moorage.services.demand import DemandService
 from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService, configured_flavors
@@ -285,6 +287,7 @@ class MoorageServer:
                 EndpointBillingService(self.db, self.clock),
                 BudgetService(self.db, self.clock),
                 UsageService(self.db, self.clock),
+                DemandService(self.db, self.clock, on_waiting=self.autoscaler.wake),
             ),
             lifespan=self.lifespan,
         )

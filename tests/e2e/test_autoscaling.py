@@ -9,13 +9,15 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from moorage.fakellm.command import fake_llm_command
-from tests.support.server import ApiClient, endpoint_body, wait_for
+from tests.support.gateway import StandaloneGateway
+from tests.support.server import ApiClient, MoorageServer, endpoint_body, wait_for
 
 STORES = ["sqlite"]
 
@@ -296,3 +298,30 @@ def test_nobody_but_its_owner_can_wake_an_endpoint_at_zero(
         assert stranger.status_code == 401, stranger.text
     time.sleep(2)  # several autoscaler looks
     assert _at_zero(alice, service_id), "another user's or no token's requests woke it"
+
+
+def test_a_standalone_gateway_holds_a_request_and_wakes_an_endpoint_at_zero(
+    server: MoorageServer,
+    admin: ApiClient,
+    alice: ApiClient,
+    bob: ApiClient,
+    scales_to_zero: str,
+    tmp_path: Path,
+) -> None:
+    """``moorage gateway`` reports its demand to the control plane: a request it holds
+    starts a replica as one held at ``moorage serve``'s own port does."""
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    with StandaloneGateway(tmp_path, control_plane=server.url, token=admin.token) as gateway:
+        url = gateway.url(service_id, "v1/models")
+        # Another user's token: 401 until the gateway has its table, 404 once it has.
+        wait_for(
+            lambda: requests.get(url, headers=bob.headers, timeout=10).status_code == 404,
+            timeout=30,
+            what="the standalone gateway's first route table",
+        )
+        response = requests.get(url, headers=alice.headers, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"][0]["id"] == "fake-llm"
+    woke = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 0 to 1")]
+    assert woke, _events(alice, service_id)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from moorage.clock import FakeClock
-from moorage.controller.autoscaler import Autoscaler, Demand
+from moorage.controller.autoscaler import Autoscaler
 from moorage.models.autoscaling import ScalePolicy
+from moorage.models.demand import Demand
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.states import EndpointEventKind

@@ -106,6 +106,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("DELETE", "/v1/tokens/{token_id}"): Row(ADMIN_ONLY),
     ("GET", "/v1/gateway/routes"): Row(ADMIN_ONLY),
+    # A gateway's demand report names no endpoint here: nothing is scaled by it.
+    ("POST", "/v1/gateway/demand"): Row(
+        ADMIN_ONLY, body=lambda _ctx, kind: {"gateway": f"matrix-{kind}", "endpoints": {}}
+    ),
     ("GET", "/v1/quota"): Row(ANY_USER),
     ("GET", "/v1/users/{user_id}/quota"): Row(SELF_OR_ADMIN),
     ("PUT", "/v1/users/{user_id}/quota"): Row(ADMIN_ONLY, body=lambda _ctx, _kind: {}),

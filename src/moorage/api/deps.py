@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from moorage.models.accounts import User
 from moorage.services.accounts import AccountService
 from moorage.services.budgets import BudgetService
+from moorage.services.demand import DemandService
 from moorage.services.endpoint_billing import EndpointBillingService
 from moorage.services.endpoints import EndpointService
 from moorage.services.flavors import FlavorService
@@ -41,6 +42,7 @@ class Services:
     billing: EndpointBillingService
     budgets: BudgetService
     usage: UsageService
+    demand: DemandService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs
@@ -102,6 +104,7 @@ QuotaAdmin = Annotated[User, Depends(_admin_for("changing a user's quotas"))]
 BudgetAdmin = Annotated[User, Depends(_admin_for("managing users' spending limits"))]
 MetricsAdmin = Annotated[User, Depends(_admin_for("reading metrics"))]
 RoutesAdmin = Annotated[User, Depends(_admin_for("reading the gateway's route table"))]
+DemandAdmin = Annotated[User, Depends(_admin_for("reporting a gateway's demand"))]
 BaseUrl = Annotated[str, Depends(base_url)]
 
 

@@ -291,3 +291,9 @@ class RouteTable(_Open):
     endpoints: list[RouteEntry]
     known_token_sha256: list[str]
     version: str
+
+
+class DemandAccepted(_Closed):
+    """How many endpoints a gateway's demand report named."""
+
+    endpoints: Count

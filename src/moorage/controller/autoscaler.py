@@ -2,9 +2,11 @@
 each automatic endpoint's demand at the gateway is sampled and its policy
 (``models/autoscaling.py``, pure) decides how many replicas it wants.
 
-Demand is what this process's gateway sees: requests in flight at the endpoint's
-replicas, requests waiting (held while a replica starts, or queued behind
-``max_concurrency``), and requests admitted per second. A decision that changes the
+Demand is what the gateways see (``models/demand.py``): this process's, read
+directly, plus what standalone gateways reported in the last few seconds:
+requests in flight at the endpoint's replicas, requests waiting (held while a
+replica starts, or queued behind ``max_concurrency``), and requests admitted per
+second. A decision that changes the
 count is written with a conditional update (only if the endpoint still runs
 automatically at the count decided from, so a user's concurrent write wins), recorded
 as a ``scaled`` event naming the metric, its value, the policy and why, logged as one
@@ -21,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from moorage import lifecycle
@@ -38,12 +39,14 @@ from moorage.models.autoscaling import (
     ScaleState,
     decide,
 )
+from moorage.models.demand import REPORT_FRESH_FOR, Demand, EndpointDemand
 from moorage.models.endpoints import Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.replicas import Replica
 from moorage.models.states import EndpointEventKind, ReplicaState
 from moorage.models.words import count
 from moorage.store.db import Database
+from moorage.store.demand import DemandRepository
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.events import EventRepository
 from moorage.store.replicas import ReplicaRepository
@@ -53,21 +56,7 @@ log = logging.getLogger(__name__)
 _STARTING = (ReplicaState.REQUESTED, ReplicaState.STARTING)
 
 
-@dataclass(frozen=True)
-class Demand:
-    """What the gateway sees of every endpoint now: requests in flight and waiting,
-    and the requests admitted since it started (a counter)."""
-
-    in_flight: Mapping[str, int]
-    waiting: Mapping[str, int]
-    arrived: Mapping[str, int]
-
-
 DemandSource = Callable[[], Demand]
-
-
-def no_demand() -> Demand:
-    return Demand({}, {}, {})
 
 
 class _Tracker:
@@ -201,10 +190,10 @@ class Autoscaler:
     async def look(self) -> list[tuple[Endpoint, EndpointChange]]:
         """Samples every automatic endpoint once and applies the decisions that change
         a count; answers what it changed."""
-        endpoints, replicas = await asyncio.to_thread(self._load)
         now = self.clock.now()
+        endpoints, replicas, reported = await asyncio.to_thread(self._load, now)
         at = _seconds(now)
-        demand = self.demand()
+        demand = self.demand().plus(reported)
         decided: list[tuple[Endpoint, Decision]] = []
         seen: set[str] = set()
         for endpoint in endpoints:
@@ -236,14 +225,18 @@ class Autoscaler:
             self.on_change()
         return applied
 
-    def _load(self) -> tuple[Sequence[Endpoint], dict[str, list[Replica]]]:
+    def _load(
+        self, now: datetime
+    ) -> tuple[Sequence[Endpoint], dict[str, list[Replica]], list[dict[str, EndpointDemand]]]:
         with self.db.session() as session:
             endpoints = EndpointRepository(session).list_autoscaled()
             by_endpoint: dict[str, list[Replica]] = {e.service_id: [] for e in endpoints}
+            reported: list[dict[str, EndpointDemand]] = []
             if by_endpoint:
                 for replica in ReplicaRepository(session).live(by_endpoint):
                     by_endpoint[replica.endpoint_id].append(replica)
-        return endpoints, by_endpoint
+                reported = DemandRepository(session).reports_since(now - REPORT_FRESH_FOR)
+        return endpoints, by_endpoint, reported
 
     def _apply(
         self, decided: Sequence[tuple[Endpoint, Decision]], now: datetime

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from moorage.models.states import DesiredState
 from moorage.routing.table import EndpointRoute
 from moorage.store.endpoints import IdleChange, IdleEndpoint
 
@@ -94,7 +93,7 @@ class IdleRoutes:
             self._loaded_generation = generation
         if self._tokens is None or tokens != self._tokens:
             self._routes = {
-                service_id: _route(idle, tokens) for service_id, idle in self._rows.items()
+                service_id: idle.route(tokens) for service_id, idle in self._rows.items()
             }
             self._tokens = tokens
         for service_id, idle in changed.items():
@@ -103,16 +102,5 @@ class IdleRoutes:
                 self._routes.pop(service_id, None)
             else:
                 self._rows[service_id] = idle
-                self._routes[service_id] = _route(idle, tokens)
+                self._routes[service_id] = idle.route(tokens)
         return self._routes
-
-
-def _route(idle: IdleEndpoint, tokens: Mapping[str, frozenset[str]]) -> EndpointRoute:
-    return EndpointRoute(
-        service_id=idle.service_id,
-        owner_token_hashes=tokens.get(idle.user_id, frozenset()),
-        replicas=(),
-        status_hint=idle.desired_state,
-        admission=idle.gateway,
-        scales_from_zero=idle.scales_from_zero and idle.desired_state is DesiredState.RUNNING,
-    )

@@ -12,14 +12,18 @@ cap must be exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import uvloop
@@ -28,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from moorage import logformat, refusals
 from moorage.errors import MoorageError
 from moorage.gateway.assembly import build_gateway
+from moorage.gateway.dispatch import Dispatcher
 from moorage.gateway.http1 import wire
 from moorage.gateway.http1.exchange import Exchange
 from moorage.gateway.http1.limits import WireLimits
@@ -37,6 +42,7 @@ from moorage.gateway.http1.server import (
 )
 from moorage.gateway.metrics import GatewayMetrics
 from moorage.gateway.router import bearer_token
+from moorage.models.requests import MAX_REPORTED_ENDPOINTS
 from moorage.routing.codec import table_from_json
 from moorage.routing.holder import RouteTableHolder
 from moorage.tokens import hash_token
@@ -44,6 +50,7 @@ from moorage.tokens import hash_token
 log = logging.getLogger(__name__)
 POLL_WAIT_S = 25.0
 RETRY_S = 1.0
+REPORT_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,80 @@ class ControlPlaneFeed:
                     await asyncio.sleep(RETRY_S)
 
 
+def gateway_id() -> str:
+    """This worker's name in demand reports: host and pid, in the allowed characters."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40] or "gateway"
+    return f"{host}:{os.getpid()}"
+
+
+class DemandReporter:
+    """Tells the control plane, every second, what this worker sees of each
+    endpoint's load (``POST /v1/gateway/demand``), and at once when it holds a
+    request for an endpoint with no replica ready, so that the autoscaler starts
+    one without waiting for the next report."""
+
+    def __init__(self, dispatcher: Dispatcher, base_url: str, token: str) -> None:
+        self.dispatcher = dispatcher
+        self.url = base_url.rstrip("/") + "/v1/gateway/demand"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.gateway = gateway_id()
+        self._soon = asyncio.Event()
+        self._reported_any = False
+
+    def soon(self, _service_id: str = "") -> None:
+        self._soon.set()
+
+    def body(self) -> dict[str, Any] | None:
+        """The report, or None when there is nothing to say (and nothing said before)."""
+        snapshot = self.dispatcher.snapshot()
+        service_ids = set(snapshot.in_flight) | set(snapshot.queued) | set(snapshot.arrived)
+        endpoints = {
+            service_id: {
+                "in_flight": sum(snapshot.in_flight.get(service_id, {}).values()),
+                "waiting": snapshot.queued.get(service_id, 0),
+                "arrived": snapshot.arrived.get(service_id, 0),
+            }
+            for service_id in service_ids
+            if service_id
+        }
+        if len(endpoints) > MAX_REPORTED_ENDPOINTS:  # the busiest, within the API's bound
+            busiest = sorted(
+                endpoints, key=lambda s: -(endpoints[s]["in_flight"] + endpoints[s]["waiting"])
+            )[:MAX_REPORTED_ENDPOINTS]
+            endpoints = {service_id: endpoints[service_id] for service_id in busiest}
+        if not endpoints and not self._reported_any:
+            return None
+        self._reported_any = bool(endpoints)
+        return {"gateway": self.gateway, "endpoints": endpoints}
+
+    async def run(self) -> None:
+        failing = False
+        timeout = aiohttp.ClientTimeout(total=REPORT_EVERY_S * 5)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._soon.wait(), REPORT_EVERY_S)
+                self._soon.clear()
+                body = self.body()
+                if body is None:
+                    continue
+                try:
+                    async with session.post(self.url, headers=self.headers, json=body) as reply:
+                        reply.raise_for_status()
+                    if failing:
+                        log.info("demand reports reach %s again", self.url)
+                    failing = False
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    if not failing:  # once, not every second
+                        log.warning(
+                            "cannot report demand to %s (%s); automatic endpoints are "
+                            "scaled without this gateway's load until it answers",
+                            self.url,
+                            exc,
+                        )
+                    failing = True
+
+
 def _health(exchange: Exchange) -> None:
     exchange.respond(
         wire.plain_response(200, b'{"status":"ok"}', b"application/json", close=False),
@@ -144,15 +225,22 @@ async def run_worker(config: GatewayConfig) -> None:
     else:
         holder = RouteTableHolder()
         feed = ControlPlaneFeed(holder, config.control_plane or "", config.token or "")
-    proxy = build_gateway(
+    gateway = build_gateway(
         holder,
         config.limits,
         local=lambda metrics: {
             b"/healthz": _health,
             b"/metrics": _metrics_handler(metrics, config.token),
         },
-    ).proxy
-    feeding = asyncio.create_task(feed.run()) if feed is not None else None
+    )
+    proxy = gateway.proxy
+    tasks: list[asyncio.Task[None]] = []
+    if feed is not None:
+        reporter = DemandReporter(
+            gateway.dispatcher, feed.url.rsplit("/v1/", 1)[0], config.token or ""
+        )
+        gateway.router.on_cold_start = reporter.soon
+        tasks = [asyncio.create_task(feed.run()), asyncio.create_task(reporter.run())]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,8 +250,8 @@ async def run_worker(config: GatewayConfig) -> None:
     try:
         await stop.wait()
     finally:
-        if feeding is not None:
-            feeding.cancel()
+        for task in tasks:
+            task.cancel()
         await proxy.close()
 
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from moorage.models.autoscaling import ScaleMetric, ScalePolicy
+from moorage.models.demand import EndpointDemand
 from moorage.models.endpoints import (
     DeploySpec,
     GatewaySettings,
@@ -611,3 +612,29 @@ class QuotaPatch(_Strict):
     description_chars: Annotated[WholeNumber, Field(ge=0, le=MAX_DESCRIPTION_CHARS)] | None = None
     log_followers: Annotated[WholeNumber, Field(ge=0, le=10_000)] | None = None
     secrets: Annotated[WholeNumber, Field(ge=0, le=1000)] | None = None
+
+
+# A standalone gateway's demand report (POST /v1/gateway/demand): bounded like every
+# input, although only the admin's token may send one.
+MAX_REPORTED_ENDPOINTS = 10_000
+GatewayId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+ReportedServiceId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Requests = Annotated[WholeNumber, Field(ge=0, le=10_000_000)]
+
+
+class EndpointDemandIn(_Strict):
+    in_flight: Requests = 0
+    waiting: Requests = 0
+    arrived: Annotated[WholeNumber, Field(ge=0, le=2**53)] = 0
+
+    def to_demand(self) -> EndpointDemand:
+        return EndpointDemand(self.in_flight, self.waiting, self.arrived)
+
+
+class GatewayDemandIn(_Strict):
+    gateway: GatewayId
+    endpoints: Annotated[
+        dict[ReportedServiceId, EndpointDemandIn], Field(max_length=MAX_REPORTED_ENDPOINTS)
+    ] = Field(default_factory=dict)

@@ -108,14 +108,7 @@ class RouteFeed:
                 # Entries only so the gateway says "stopped" (503), not "no such
                 # endpoint" (404).
                 self._idle = {
-                    idle.service_id: EndpointRoute(
-                        service_id=idle.service_id,
-                        owner_token_hashes=tokens.get(idle.user_id, frozenset()),
-                        replicas=(),
-                        status_hint=idle.desired_state,
-                        admission=idle.gateway,
-                    )
-                    for idle in repository.list_idle()
+                    idle.service_id: idle.route(tokens) for idle in repository.list_idle()
                 }
                 self._idle_mark, self._idle_at = mark, now
             replicas = ReplicaRepository(session).live()

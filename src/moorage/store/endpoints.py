@@ -22,6 +22,7 @@ from moorage.models.endpoints import (
     deploy_from_json,
     deploy_to_json,
 )
+from moorage.routing.table import EndpointRoute
 from moorage.store.tables import EndpointRevisionRow, EndpointRow
 
 
@@ -75,6 +76,18 @@ class IdleEndpoint:
     gateway: GatewaySettings
     # Scaled automatically: requests are held while a replica starts (from zero).
     scales_from_zero: bool = False
+
+    def route(self, tokens: Mapping[str, frozenset[str]]) -> EndpointRoute:
+        """Its route entry: without replicas, so that the gateway says "stopped" (503)
+        rather than "no such endpoint" (404), or holds requests while one starts."""
+        return EndpointRoute(
+            service_id=self.service_id,
+            owner_token_hashes=tokens.get(self.user_id, frozenset()),
+            replicas=(),
+            status_hint=self.desired_state,
+            admission=self.gateway,
+            scales_from_zero=self.scales_from_zero and self.desired_state is DesiredState.RUNNING,
+        )
 
 
 @dataclass(frozen=True)

@@ -370,3 +370,17 @@ class HeartbeatRow(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime]
+
+
+class GatewayDemandRow(Base):
+    """One standalone gateway's last report of one endpoint's demand
+    (``models/demand.py``); replaced at each report, ignored once stale."""
+
+    __tablename__ = "gateway_demand"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    in_flight: Mapped[int] = mapped_column(Integer)
+    waiting: Mapped[int] = mapped_column(Integer)
+    arrived: Mapped[int] = mapped_column(BigInteger)
+    reported_at: Mapped[datetime] = mapped_column(index=True)
