@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from moorage.controller.plan import (
     StopReplica,
     plan,
 )
+from moorage.models.autoscaling import ScalePolicy
 from moorage.models.endpoints import DesiredState, Endpoint
 from moorage.models.replicas import FailureReason, Replica, ReplicaState
 from moorage.runtimes.base import Observed
@@ -328,6 +330,22 @@ def test_scale_down_stops_non_ready_replicas_before_ready_ones() -> None:
     assert sorted(stopped_ids(actions)) == ["failed", "starting"]
     assert all(a.why == "scaled down" for a in of_type(actions, StopReplica))
     assert of_type(actions, StartReplica) == []
+
+
+def test_an_endpoint_scaled_to_zero_stops_its_replica_saying_so() -> None:
+    endpoint = dataclasses.replace(
+        make_endpoint(target=0), scale_policy=ScalePolicy(min_instances=0)
+    )
+    stopped_too = make_endpoint("ep-2", target=1, desired_state=DesiredState.STOPPED)
+    replicas = [
+        make_replica("idle", state=ReplicaState.READY),
+        make_replica("other", endpoint_id="ep-2"),
+    ]
+
+    actions = run_plan([endpoint, stopped_too], replicas, now=at(60))
+
+    why = {a.replica.replica_id: a.why for a in of_type(actions, StopReplica)}
+    assert why == {"idle": "scaled to zero: idle", "other": "the endpoint was stopped or deleted"}
 
 
 def test_scale_down_stops_the_newest_replicas_first_among_equally_ready() -> None:

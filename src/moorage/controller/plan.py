@@ -13,7 +13,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from moorage.models.endpoints import Endpoint, ReadinessProbe
+from moorage.models.endpoints import DesiredState, Endpoint, ReadinessProbe
 from moorage.models.placement import WAITING_FOR_CAPACITY
 from moorage.models.replicas import FailureReason, Replica, ReplicaState
 from moorage.models.words import count
@@ -369,7 +369,7 @@ def _plan_endpoint(endpoint: Endpoint, replicas: list[Replica], facts: _Facts) -
             current,
             key=lambda r: (state[r.replica_id] is ReplicaState.READY, -r.requested_at.timestamp()),
         )
-        why = "scaled down" if wanted else "the endpoint was stopped or deleted"
+        why = "scaled down" if wanted else _why_none(endpoint)
         for extra in ranked[: len(current) - wanted]:
             actions.append(StopReplica(extra, why))
         kept = ranked[len(current) - wanted :]
@@ -460,3 +460,11 @@ def _why_previous(replica: Replica, endpoint: Endpoint) -> str:
     if replica.revision > endpoint.revision:
         return "its revision was rolled back"
     return "replaced by a newer revision"
+
+
+def _why_none(endpoint: Endpoint) -> str:
+    """Why an endpoint wants no replica: stopped, deleted, or scaled to zero."""
+    running = endpoint.desired_state is DesiredState.RUNNING and not endpoint.is_deleted
+    if endpoint.autoscaled and running:
+        return "scaled to zero: idle"
+    return "the endpoint was stopped or deleted"
