@@ -325,3 +325,21 @@ def test_a_standalone_gateway_holds_a_request_and_wakes_an_endpoint_at_zero(
         assert response.json()["data"][0]["id"] == "fake-llm"
     woke = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 0 to 1")]
     assert woke, _events(alice, service_id)
+
+
+def test_requests_held_for_an_endpoint_its_owner_stops_are_answered_at_once(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        held = [pool.submit(alice.gateway, service_id, "health") for _ in range(3)]
+        wait_for(lambda: _count(alice, service_id) == 1, timeout=10, what="the wake-up")
+        stopped = alice.call("POST", f"{BASE}/{service_id}/stop")
+        assert stopped.status_code == 200, stopped.text
+        answered_at = time.monotonic()
+        responses = [future.result(timeout=30) for future in held]
+    assert time.monotonic() - answered_at < 4, "answered when stopped, not at the timeout"
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert "is stopped" in response.json()["message"], response.text

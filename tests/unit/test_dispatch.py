@@ -4,12 +4,13 @@ in-flight counts that stay exact on every path."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections import Counter
 
 import pytest
 
-from moorage.gateway.dispatch import Dispatcher, Overloaded, QueueTimedOut
+from moorage.gateway.dispatch import Dispatcher, EndpointGone, Overloaded, QueueTimedOut
 from moorage.gateway.policies import make_policy, policy_names
 from moorage.models.endpoints import GatewaySettings
 from moorage.models.states import DesiredState, PolicyName
@@ -210,3 +211,42 @@ def test_try_acquire_never_jumps_the_queue() -> None:
         assert dispatcher.in_flight("a") == dispatcher.in_flight("b") == 0
 
     asyncio.run(scenario())
+
+
+@pytest.mark.anyio
+async def test_a_request_held_at_zero_replicas_is_served_by_the_first_that_comes() -> None:
+    empty = dataclasses.replace(route(queue_timeout_s=0.05), replicas=(), scales_from_zero=True)
+    table = {"now": empty}
+    dispatcher = Dispatcher(lambda _service_id: table["now"], random.Random(7))
+
+    held = asyncio.ensure_future(dispatcher.acquire(empty, timeout_s=5))
+    await asyncio.sleep(0.1)  # past the queue timeout: the cold-start one holds it
+    assert not held.done()
+    assert dispatcher.snapshot().queued == {"ep": 1}
+
+    table["now"] = dataclasses.replace(empty, replicas=REPLICAS[:1])
+    dispatcher.routes_changed()
+    lease = await asyncio.wait_for(held, 1)
+    assert lease.replica.replica_id == "a"
+    lease.release()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stopped", [True, False])
+async def test_requests_held_for_a_stopped_or_deleted_endpoint_are_told_at_once(
+    stopped: bool,
+) -> None:
+    empty = dataclasses.replace(route(), replicas=(), scales_from_zero=True)
+    table: dict[str, EndpointRoute | None] = {"now": empty}
+    dispatcher = Dispatcher(lambda _service_id: table["now"], random.Random(7))
+    held = [asyncio.ensure_future(dispatcher.acquire(empty, timeout_s=30)) for _ in range(2)]
+    await asyncio.sleep(0)
+
+    table["now"] = dataclasses.replace(empty, status_hint=DesiredState.STOPPED) if stopped else None
+    dispatcher.routes_changed()
+
+    for waiter in held:
+        with pytest.raises(EndpointGone) as gone:
+            await asyncio.wait_for(waiter, 1)
+        assert gone.value.stopped is stopped
+    assert dispatcher.snapshot().queued == {}

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from moorage.gateway.policies import Policy, make_policy
+from moorage.models.states import DesiredState
 from moorage.routing.holder import RouteTableHolder
 from moorage.routing.table import EndpointRoute, ReplicaRoute
 
@@ -36,6 +37,15 @@ class Overloaded(Exception):
 
 class QueueTimedOut(Exception):
     """A request waited its whole queue timeout without a free replica."""
+
+
+class EndpointGone(Exception):
+    """The endpoint a request waits for was stopped or deleted meanwhile: no replica
+    will come, so the request is answered now rather than at its timeout."""
+
+    def __init__(self, stopped: bool) -> None:
+        super().__init__("stopped" if stopped else "deleted")
+        self.stopped = stopped
 
 
 @dataclass(frozen=True)
@@ -137,9 +147,16 @@ class Dispatcher:
         self._hand_off(service_id)
 
     def _hand_off(self, service_id: str) -> None:
-        """Gives free slots to the endpoint's waiting requests, oldest first."""
+        """Gives free slots to the endpoint's waiting requests, oldest first; tells
+        them at once when their endpoint was stopped or deleted."""
         queue = self._waiting.get(service_id)
         route = self._current_route(service_id)
+        if queue and (route is None or route.status_hint is DesiredState.STOPPED):
+            gone = EndpointGone(stopped=route is not None)
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_exception(gone)
         while queue and route is not None:
             if queue[0].done():  # gave up meanwhile
                 queue.popleft()

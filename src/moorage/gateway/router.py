@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable
 
 from moorage import refusals
-from moorage.gateway.dispatch import Dispatcher, Lease, Overloaded, QueueTimedOut
+from moorage.gateway.dispatch import Dispatcher, EndpointGone, Lease, Overloaded, QueueTimedOut
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
 from moorage.gateway.http1.request import COLD_START_HEADER
 from moorage.gateway.metrics import GatewayMetrics
@@ -200,6 +200,14 @@ class GatewayRouter:
         except Overloaded as full:
             exchange.task = None
             exchange.refuse(refusals.overloaded(route.service_id, full.retry_after_s))
+            return
+        except EndpointGone as gone:
+            exchange.task = None
+            exchange.refuse(
+                refusals.endpoint_stopped(route.service_id)
+                if gone.stopped
+                else refusals.endpoint_not_found(route.service_id)
+            )
             return
         except QueueTimedOut:
             exchange.task = None
