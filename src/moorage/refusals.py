@@ -197,11 +197,17 @@ def replica_timeout(which: str) -> GatewayTimeout:
     )
 
 
-def insufficient_capacity(flavor: str, wanted: int, free: int, capacity: int) -> Unavailable:
+def insufficient_capacity(
+    flavor: str,
+    wanted: int,
+    free: int,
+    capacity: int,
+    field: str = "resource_metadata.target_instance_number",
+) -> Unavailable:
     """The flavor could hold ``wanted`` replicas, but not while other endpoints hold
     it: a shortage the operator owns, which passes, so 503 (not a 4xx)."""
     return Unavailable(
-        f"resource_metadata.target_instance_number: {count(wanted, 'replica')} of flavor "
+        f"{field}: {count(wanted, 'replica')} of flavor "
         f"{flavor} {'does' if wanted == 1 else 'do'} not fit now, {free} of its {capacity} "
         f"{'is' if free == 1 else 'are'} free; retry later, ask for fewer, "
         "or stop or scale down another endpoint",

@@ -5,6 +5,7 @@ a 5 s cold start of the fake LLM server, none refused."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Iterator
@@ -66,6 +67,8 @@ def _count(alice: ApiClient, service_id: str) -> int:
         ({"min_instances": 3, "max_instances": 2}, "min_instances"),
         ({"metric": "gpu"}, "metric"),
         ({"target": 0}, "target"),
+        ({"target": 5e-324}, "target"),
+        ({"target": "1e400"}, "target"),
         ({"window_s": 1}, "window_s"),
         ({"max_instances": 0}, "max_instances"),
         ({"scale_down_delay_s": -1}, "scale_down_delay_s"),
@@ -281,9 +284,23 @@ def test_a_request_asking_for_a_short_cold_start_gets_a_503_saying_so(
     assert response.headers.get("Retry-After"), response.headers
     assert 0.9 <= took < 5, took
 
-    bad = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "soon"})
-    assert bad.status_code == 400, bad.text
-    assert "X-Moorage-Cold-Start-Timeout" in bad.text
+    for value in ("soon", "-0", "1_0", "1e3", "nan", "3601", "\u00ef\u00bc"):
+        bad = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": value})
+        assert bad.status_code == 400, (value, bad.text)
+        assert "X-Moorage-Cold-Start-Timeout must be seconds" in bad.text, bad.text
+    host, port = alice.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("GET", f"/inference-api/v1/inference_service/{service_id}/health")
+        connection.putheader("Authorization", alice.headers["Authorization"])
+        connection.putheader("X-Moorage-Cold-Start-Timeout", "1")
+        connection.putheader("X-Moorage-Cold-Start-Timeout", "60")
+        connection.endheaders()
+        twice = connection.getresponse()
+        assert twice.status == 400, twice.read()
+        assert b"send one X-Moorage-Cold-Start-Timeout" in twice.read()
+    finally:
+        connection.close()
 
 
 def test_nobody_but_its_owner_can_wake_an_endpoint_at_zero(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from moorage.clock import FakeClock
+from moorage.controller import autoscaler as autoscaler_module
 from moorage.controller.autoscaler import Autoscaler
 from moorage.models.autoscaling import ScalePolicy
+from moorage.models.autoscaling import decide as real_decide
 from moorage.models.demand import Demand
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange
@@ -158,3 +161,37 @@ async def test_a_users_write_made_meanwhile_wins(db: Database) -> None:
         )
     await _run_for(autoscaler, clock, 3)
     assert _count(db, endpoint.service_id) == 2, "a manual endpoint is not autoscaled"
+
+
+async def test_one_endpoint_that_cannot_be_decided_holds_up_no_other(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    broken, healthy = _endpoint(db, clock), _endpoint(db, clock)
+
+    def decide_or_fail(
+        policy: ScalePolicy, window: Any, observed: Any, state: Any, now: float
+    ) -> Any:
+        if observed is observations.get(broken.service_id):
+            raise OverflowError("cannot convert float infinity to integer")
+        return real_decide(policy, window, observed, state, now)
+
+    observations: dict[str, Any] = {}
+    real_observe = autoscaler_module.observe
+
+    def observe(endpoint: Endpoint, replicas: Any, waiting: int) -> Any:
+        observations[endpoint.service_id] = seen = real_observe(endpoint, replicas, waiting)
+        return seen
+
+    monkeypatch.setattr(autoscaler_module, "decide", decide_or_fail)
+    monkeypatch.setattr(autoscaler_module, "observe", observe)
+    demand = Demand({broken.service_id: 8, healthy.service_id: 8}, {}, {})
+    autoscaler = Autoscaler(db, clock, lambda: demand)
+
+    await _run_for(autoscaler, clock, 3)
+
+    assert _count(db, healthy.service_id) == 4
+    assert _count(db, broken.service_id) == 1
+    failures = [r for r in caplog.records if "autoscaling endpoint" in r.getMessage()]
+    assert len(failures) == 1, "said once, not at every look"
+    assert broken.service_id in failures[0].getMessage()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from moorage import lifecycle
@@ -54,6 +54,8 @@ from moorage.store.replicas import ReplicaRepository
 log = logging.getLogger(__name__)
 
 _STARTING = (ReplicaState.REQUESTED, ReplicaState.STARTING)
+# The shortest span a request rate is measured over.
+MIN_RATE_SPAN_S = 0.25
 
 
 DemandSource = Callable[[], Demand]
@@ -95,17 +97,23 @@ class _Tracker:
         in_flight = demand.in_flight.get(service_id, 0)
         waiting = demand.waiting.get(service_id, 0)
         arrived = demand.arrived.get(service_id, 0)
-        previous, previous_at = self.arrived, self.sampled_at
-        self.arrived, self.sampled_at = arrived, now
         match self.policy.metric:
             case ScaleMetric.CONCURRENCY:
                 return float(in_flight)
             case ScaleMetric.QUEUE:
                 return float(in_flight + waiting)
             case ScaleMetric.RPS:
-                if previous is None or previous_at is None or now <= previous_at:
-                    return None
-                return max(0, arrived - previous) / (now - previous_at)
+                previous, previous_at = self.arrived, self.sampled_at
+                if previous is not None and previous_at is not None:
+                    if now - previous_at < MIN_RATE_SPAN_S:
+                        # A look woken early: one request over a few milliseconds
+                        # would read as hundreds a second. Counted at the next look.
+                        return None
+                    rate = max(0, arrived - previous) / (now - previous_at)
+                else:
+                    rate = None
+                self.arrived, self.sampled_at = arrived, now
+                return rate
 
 
 def _span(policy: ScalePolicy) -> float:
@@ -159,6 +167,8 @@ class Autoscaler:
         self.interval_s = interval_s
         self.on_change = on_change
         self._trackers: dict[str, _Tracker] = {}
+        # Endpoints whose last decision failed: said once, until one succeeds again.
+        self._failing: set[str] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -197,25 +207,20 @@ class Autoscaler:
         decided: list[tuple[Endpoint, Decision]] = []
         seen: set[str] = set()
         for endpoint in endpoints:
-            policy = endpoint.scale_policy
-            if policy is None:
-                continue
             seen.add(endpoint.service_id)
-            tracker = self._trackers.get(endpoint.service_id)
-            if tracker is None:
-                tracker = self._trackers[endpoint.service_id] = _Tracker(endpoint, policy, at)
-            tracker.follow(endpoint, policy, at)
-            value = tracker.sample(demand, endpoint.service_id, at)
-            if value is not None:
-                tracker.window.add(Sample(at, value))
-            waiting = demand.waiting.get(endpoint.service_id, 0)
-            observed = observe(endpoint, replicas.get(endpoint.service_id, ()), waiting)
-            decision = decide(policy, tracker.window, observed, tracker.state, at)
-            tracker.state = decision.state
-            if decision.changed:
+            try:  # one endpoint's failure is its own: the others are still decided
+                decision = self._decide(endpoint, demand, replicas, at)
+            except Exception:
+                if endpoint.service_id not in self._failing:  # once, not every look
+                    log.exception("autoscaling endpoint %s failed", endpoint.service_id)
+                self._failing.add(endpoint.service_id)
+                continue
+            self._failing.discard(endpoint.service_id)
+            if decision is not None and decision.changed:
                 decided.append((endpoint, decision))
         for gone in set(self._trackers) - seen:
             del self._trackers[gone]
+        self._failing &= seen
         if not decided:
             return []
         applied = await asyncio.to_thread(self._apply, decided, now)
@@ -224,6 +229,29 @@ class Autoscaler:
         if applied:
             self.on_change()
         return applied
+
+    def _decide(
+        self,
+        endpoint: Endpoint,
+        demand: Demand,
+        replicas: Mapping[str, Sequence[Replica]],
+        at: float,
+    ) -> Decision | None:
+        policy = endpoint.scale_policy
+        if policy is None:
+            return None
+        tracker = self._trackers.get(endpoint.service_id)
+        if tracker is None:
+            tracker = self._trackers[endpoint.service_id] = _Tracker(endpoint, policy, at)
+        tracker.follow(endpoint, policy, at)
+        value = tracker.sample(demand, endpoint.service_id, at)
+        if value is not None:
+            tracker.window.add(Sample(at, value))
+        waiting = demand.waiting.get(endpoint.service_id, 0)
+        observed = observe(endpoint, replicas.get(endpoint.service_id, ()), waiting)
+        decision = decide(policy, tracker.window, observed, tracker.state, at)
+        tracker.state = decision.state
+        return decision
 
     def _load(
         self, now: datetime

@@ -311,10 +311,17 @@ def _clamp(policy: ScalePolicy, count: int) -> int:
     return max(policy.min_instances, min(policy.max_instances, count))
 
 
+# More replicas than any bound allows: what an unbounded wish is rounded to, so that
+# demand over a tiny target never overflows (bounds then clamp it).
+_MOST_REPLICAS = 1_000_000
+
+
 def _rounded_up(wanted: float) -> int:
     """Whole replicas for ``wanted``; any demand at all asks for at least one."""
-    if wanted <= 0:
+    if wanted <= 0 or math.isnan(wanted):
         return 0
+    if wanted >= _MOST_REPLICAS:
+        return _MOST_REPLICAS
     return max(1, math.ceil(wanted - _EPSILON))
 
 

@@ -310,10 +310,16 @@ class _Strict(BaseModel):
 # scale_policy: bounds written once for the create body and the PUT patch; defaults
 # come from ScalePolicy (docs/autoscaling.md says why each is what it is).
 _SCALE_DEFAULTS = ScalePolicy()
-ScaleTarget = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=100_000)]
+# -0.0 becomes 0.0: it would be shown back as "-0.0".
+_UNSIGNED_ZERO = AfterValidator(lambda value: value + 0.0)
+# A hundredth of a request per replica at least: demand divided by a smaller target
+# asks for more replicas than a float can count.
+ScaleTarget = Annotated[
+    float, BeforeValidator(_no_bool), Field(ge=0.01, le=100_000), _UNSIGNED_ZERO
+]
 Instances = Annotated[WholeNumber, Field(ge=0, le=10_000)]
 MaxInstances = Annotated[WholeNumber, Field(ge=1, le=10_000)]
-DelaySeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=86_400)]
+DelaySeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=86_400), _UNSIGNED_ZERO]
 WindowSeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=2, le=3600)]
 
 

@@ -296,7 +296,9 @@ class EndpointService:
         )
         free = max(0, capacity - held)
         if count > free:
-            raise refusals.insufficient_capacity(flavor.flavor.display_name, count, free, capacity)
+            raise refusals.insufficient_capacity(
+                flavor.flavor.display_name, count, free, capacity, _count_field(endpoint)
+            )
 
     def _check_gpus(self, flavor: Flavor, endpoint: Endpoint) -> None:
         """A GPU flavor refuses what its GPUs can never hold (400, naming the numbers);

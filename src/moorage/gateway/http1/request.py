@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from moorage.gateway.http1 import wire
 
 # Past this much request body held while no replica is attached, stop reading the client.
@@ -21,12 +23,16 @@ COLD_START_HEADER = b"x-moorage-cold-start-timeout"
 MAX_COLD_START_S = 3600
 
 
+_SECONDS = re.compile(rb"[0-9]{1,4}(\.[0-9]{1,3})?")
+
+
 def _seconds(value: bytes) -> float | None:
-    try:
-        seconds = float(value.strip(b" \t"))
-    except ValueError:
+    """Plain decimal seconds, such as ``30`` or ``2.5``: no sign, exponent or ``_``."""
+    value = value.strip(b" \t")
+    if not _SECONDS.fullmatch(value):
         return None
-    return seconds if 0 <= seconds <= MAX_COLD_START_S else None
+    seconds = float(value)
+    return seconds if seconds <= MAX_COLD_START_S else None
 
 
 class Request:
@@ -119,11 +125,15 @@ class Request:
         elif name == b"x-moorage-retry-on":
             self.retry_on_reset = b"reset" in value.lower()
         elif name == COLD_START_HEADER:
+            given_twice = self.cold_start_timeout_s is not None
             self.cold_start_timeout_s = _seconds(value)
-            if self.cold_start_timeout_s is None:
+            if given_twice:
+                self.problem = self.problem or "send one X-Moorage-Cold-Start-Timeout, not several"
+            elif self.cold_start_timeout_s is None:
+                shown = value[:32].decode("ascii", "replace")
                 self.problem = self.problem or (
-                    f"X-Moorage-Cold-Start-Timeout must be a number of seconds from 0 to "
-                    f"{MAX_COLD_START_S}, got {value[:32].decode('latin-1')!r}"
+                    f"X-Moorage-Cold-Start-Timeout must be seconds from 0 to "
+                    f"{MAX_COLD_START_S} in plain digits (such as 30 or 2.5), got {shown!r}"
                 )
 
     @property
