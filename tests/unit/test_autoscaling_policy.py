@@ -436,3 +436,11 @@ def test_the_window_drops_samples_older_than_its_span_and_past_its_count() -> No
 def test_bad_input_names_the_field_and_what_is_allowed(build: object, words: str) -> None:
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("most", "wanted"), [(20, 13), (3, 3)])
+def test_a_burst_held_at_zero_asks_for_enough_replicas_at_once(most: int, wanted: int) -> None:
+    policy = ScalePolicy(target=4, min_instances=0, max_instances=most)
+    decision = decide(policy, MetricWindow(60), Observation(0, 0, 50), ScaleState(desired=0), 10)
+    assert decision.desired == wanted
+    assert decision.reason.startswith("activate: 50 requests waiting"), decision.reason

@@ -92,14 +92,16 @@ class _Tracker:
                 awake_since=self.state.awake_since,
             )
 
-    def sample(self, demand: Demand, service_id: str, now: float) -> float | None:
-        """The policy's metric now; None for the first rate (nothing to compare with)."""
+    def sample(self, demand: Demand, service_id: str, now: float, ready: int) -> float | None:
+        """The policy's metric now; None for the first rate (nothing to compare with).
+        With no replica ready, requests held at the gateway are the concurrency the
+        endpoint is about to carry, so a cold start is sized by them."""
         in_flight = demand.in_flight.get(service_id, 0)
         waiting = demand.waiting.get(service_id, 0)
         arrived = demand.arrived.get(service_id, 0)
         match self.policy.metric:
             case ScaleMetric.CONCURRENCY:
-                return float(in_flight)
+                return float(in_flight + (waiting if ready == 0 else 0))
             case ScaleMetric.QUEUE:
                 return float(in_flight + waiting)
             case ScaleMetric.RPS:
@@ -244,11 +246,11 @@ class Autoscaler:
         if tracker is None:
             tracker = self._trackers[endpoint.service_id] = _Tracker(endpoint, policy, at)
         tracker.follow(endpoint, policy, at)
-        value = tracker.sample(demand, endpoint.service_id, at)
-        if value is not None:
-            tracker.window.add(Sample(at, value))
         waiting = demand.waiting.get(endpoint.service_id, 0)
         observed = observe(endpoint, replicas.get(endpoint.service_id, ()), waiting)
+        value = tracker.sample(demand, endpoint.service_id, at, observed.ready)
+        if value is not None:
+            tracker.window.add(Sample(at, value))
         decision = decide(policy, tracker.window, observed, tracker.state, at)
         tracker.state = decision.state
         return decision

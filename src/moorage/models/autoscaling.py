@@ -393,14 +393,17 @@ def decide(
         )
         return Decision(desired, previous, stable, reason, panicking, new_state, kind)
 
-    # Activation from zero: a request is waiting or has just been seen.
+    # Activation from zero: a request is waiting or has just been seen. Held requests
+    # are each one replica's worth of 1/target, whatever the metric: a burst of 50 at
+    # target 4 asks for 13 (within bounds) at once, not one replica that gets all 50.
     if base == 0 and (observed.waiting > 0 or any(s.value > 0 for s in burst)):
         cause = (
             f"{_requests(observed.waiting)} waiting at the gateway, {burst_clause}"
             if observed.waiting > 0
             else burst_clause
         )
-        return result(max(1, burst_wants), "activate", f"activate: {cause}")
+        held_wants = _rounded_up(observed.waiting / target)
+        return result(max(1, burst_wants, held_wants), "activate", f"activate: {cause}")
 
     # Panic scales up at once, never down.
     if panic_now and _clamp(policy, burst_wants) > base:
