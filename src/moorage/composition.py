@@ -157,12 +157,7 @@ def gateway_demand(dispatcher: Dispatcher) -> Callable[[], Demand]:
     """What the autoscaler reads of this process's gateway: in flight, waiting and
     admitted requests per endpoint."""
 
-    def demand() -> Demand:
-        snapshot = dispatcher.snapshot()
-        in_flight = {s: sum(by_replica.values()) for s, by_replica in snapshot.in_flight.items()}
-        return Demand(in_flight, snapshot.queued, snapshot.arrived)
-
-    return demand
+    return lambda: dispatcher.snapshot().demand()
 
 
 def api_address(settings: Settings) -> str:

@@ -360,3 +360,53 @@ def test_requests_held_for_an_endpoint_its_owner_stops_are_answered_at_once(
     for response in responses:
         assert response.status_code == 503, response.text
         assert "is stopped" in response.json()["message"], response.text
+
+
+def test_steady_short_requests_keep_an_endpoint_from_scaling_to_zero(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    """A request of a millisecond every half second is rarely in flight at the instant
+    of a look, but the endpoint is in use: it must not go to zero and back."""
+    service_id = scales_to_zero
+    alice.wait_status(service_id, "available", timeout=90)
+    wait_for(lambda: _count(alice, service_id) == 1, timeout=30, what="one replica")
+    deadline = time.monotonic() + 12  # the window (2 s) and delay (3 s), twice over
+    while time.monotonic() < deadline:
+        response = alice.gateway(service_id, "health")
+        assert response.status_code == 200, response.text
+        assert _count(alice, service_id) == 1, _events(alice, service_id)[:3]
+        time.sleep(0.5)
+    assert not [m for m in _events(alice, service_id) if m.startswith("autoscaled from 1 to 0")]
+
+
+def test_a_request_that_will_not_wait_still_wakes_an_endpoint_at_zero(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    response = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "0"})
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "cold_start_timeout"
+    wait_for(lambda: _count(alice, service_id) == 1, timeout=10, what="the wake-up it asked for")
+
+
+def test_a_rollout_made_at_zero_finishes_when_its_first_replica_is_ready(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    command = fake_llm_command(startup_s=1, model="fake-llm-2")
+    change = {"deploy_metadata": {"command": command}}
+    response = alice.call("PUT", f"{BASE}/{service_id}", json=change)
+    assert response.status_code == 200, response.text
+
+    models = alice.gateway(service_id, "v1/models")
+    assert models.status_code == 200, models.text
+    assert models.json()["data"][0]["id"] == "fake-llm-2", "served by the new revision"
+    wait_for(
+        lambda: any(
+            m.startswith("rollout of revision 2 finished") for m in _events(alice, service_id)
+        ),
+        timeout=10,
+        what="the rollout's end",
+    )

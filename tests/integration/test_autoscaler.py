@@ -15,7 +15,7 @@ from moorage.controller import autoscaler as autoscaler_module
 from moorage.controller.autoscaler import Autoscaler
 from moorage.models.autoscaling import ScalePolicy
 from moorage.models.autoscaling import decide as real_decide
-from moorage.models.demand import Demand
+from moorage.models.demand import Demand, EndpointDemand
 from moorage.models.endpoints import DeploySpec, DesiredState, Endpoint
 from moorage.models.events import EndpointChange
 from moorage.models.states import EndpointEventKind
@@ -62,8 +62,46 @@ def _count(db: Database, service_id: str) -> int:
         return endpoint.target_instance_number
 
 
-def _in_flight(service_id: str, requests: Callable[[], int]) -> Callable[[], Demand]:
-    return lambda: Demand({service_id: requests()}, {}, {})
+class Gateway:
+    """A gateway's counters under loads the test sets: requests in flight and held per
+    endpoint, integrated over the fake clock as the dispatcher integrates them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.in_flight: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
+        self._seen: dict[str, EndpointDemand] = {}
+        self._at = clock.now().timestamp()
+
+    def __call__(self) -> Demand:
+        now = self.clock.now().timestamp()
+        span, self._at = now - self._at, now
+        for service_id in {*self.in_flight, *self.waiting, *self._seen}:
+            before = self._seen.get(service_id, EndpointDemand())
+            in_flight = self.in_flight.get(service_id, 0)
+            waiting = self.waiting.get(service_id, 0)
+            self._seen[service_id] = EndpointDemand(
+                in_flight,
+                waiting,
+                held=before.held + (waiting > before.waiting) * (waiting - before.waiting),
+                busy_s=before.busy_s + before.in_flight * span,
+                waited_s=before.waited_s + before.waiting * span,
+            )
+        return Demand(dict(self._seen))
+
+
+def _in_flight(clock: FakeClock, service_id: str, requests: Callable[[], int]) -> Gateway:
+    """A gateway where ``requests()`` are in flight for the endpoint, read at each look."""
+
+    class Following(Gateway):
+        def __call__(self) -> Demand:
+            demand = super().__call__()
+            self.in_flight[service_id] = requests()  # from now on
+            return demand
+
+    gateway = Following(clock)
+    gateway.in_flight[service_id] = requests()
+    return gateway
 
 
 async def _run_for(autoscaler: Autoscaler, clock: FakeClock, seconds: float) -> None:
@@ -80,7 +118,7 @@ async def test_a_load_step_is_written_as_a_count_and_an_event_naming_why(db: Dat
     autoscaler = Autoscaler(
         db,
         clock,
-        _in_flight(endpoint.service_id, lambda: load["now"]),
+        _in_flight(clock, endpoint.service_id, lambda: load["now"]),
         on_change=lambda: woken.append(1),
     )
     await _run_for(autoscaler, clock, 5)
@@ -110,13 +148,13 @@ async def test_a_restarted_autoscaler_scales_nothing_down_within_its_first_windo
     clock = FakeClock()
     endpoint = _endpoint(db, clock)
     load = {"now": 8}
-    first = Autoscaler(db, clock, _in_flight(endpoint.service_id, lambda: load["now"]))
+    first = Autoscaler(db, clock, _in_flight(clock, endpoint.service_id, lambda: load["now"]))
     await _run_for(first, clock, 3)
     assert _count(db, endpoint.service_id) == 4
 
     # moorage restarts: a new autoscaler, an idle gateway (its counters start at zero).
     load["now"] = 0
-    restarted = Autoscaler(db, clock, _in_flight(endpoint.service_id, lambda: load["now"]))
+    restarted = Autoscaler(db, clock, _in_flight(clock, endpoint.service_id, lambda: load["now"]))
     await _run_for(restarted, clock, POLICY.window_s - 1)
     assert _count(db, endpoint.service_id) == 4, "waking up is no reason to scale down"
 
@@ -130,16 +168,14 @@ async def test_idle_past_the_delay_scales_to_zero_and_a_held_request_wakes_it(
     clock = FakeClock()
     policy = dataclasses.replace(POLICY, min_instances=0, scale_down_delay_s=20)
     endpoint = _endpoint(db, clock, policy)
-    waiting = {"now": 0}
-    autoscaler = Autoscaler(
-        db, clock, lambda: Demand({}, {endpoint.service_id: waiting["now"]}, {})
-    )
+    gateway = Gateway(clock)
+    autoscaler = Autoscaler(db, clock, gateway)
     await _run_for(autoscaler, clock, 19)
     assert _count(db, endpoint.service_id) == 1, "not before scale_down_delay_s"
     await _run_for(autoscaler, clock, 15)
     assert _count(db, endpoint.service_id) == 0
 
-    waiting["now"] = 3  # requests held at the gateway
+    gateway.waiting[endpoint.service_id] = 3  # requests held at the gateway
     clock.advance(0.1)
     await autoscaler.look()
     assert _count(db, endpoint.service_id) >= 1, "one look: the held requests start a replica"
@@ -148,7 +184,7 @@ async def test_idle_past_the_delay_scales_to_zero_and_a_held_request_wakes_it(
 async def test_a_users_write_made_meanwhile_wins(db: Database) -> None:
     clock = FakeClock()
     endpoint = _endpoint(db, clock)
-    autoscaler = Autoscaler(db, clock, _in_flight(endpoint.service_id, lambda: 8))
+    autoscaler = Autoscaler(db, clock, _in_flight(clock, endpoint.service_id, lambda: 8))
     await autoscaler.look()  # it knows the endpoint at 1
     with db.session() as session:  # its user switches it to manual at 2
         repository = EndpointRepository(session)
@@ -185,8 +221,9 @@ async def test_one_endpoint_that_cannot_be_decided_holds_up_no_other(
 
     monkeypatch.setattr(autoscaler_module, "decide", decide_or_fail)
     monkeypatch.setattr(autoscaler_module, "observe", observe)
-    demand = Demand({broken.service_id: 8, healthy.service_id: 8}, {}, {})
-    autoscaler = Autoscaler(db, clock, lambda: demand)
+    gateway = Gateway(clock)
+    gateway.in_flight = {broken.service_id: 8, healthy.service_id: 8}
+    autoscaler = Autoscaler(db, clock, gateway)
 
     await _run_for(autoscaler, clock, 3)
 

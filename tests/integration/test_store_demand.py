@@ -28,8 +28,8 @@ def test_reports_replace_each_other_and_stale_ones_stop_counting(db: Database) -
 
     service.report("gw-a:1", {"ep1": EndpointDemand(0, 3, 12)})  # ep2 gone from gw-a
     assert woken, "held requests wake the autoscaler at once"
-    total = Demand({"ep1": 1}, {}, {"ep1": 5}).plus(_fresh(db, clock))
-    assert total.of("ep1") == EndpointDemand(in_flight=2, waiting=3, arrived=21)
+    total = Demand({"ep1": EndpointDemand(1, arrived=5, busy_s=2.5)}).plus(_fresh(db, clock))
+    assert total.of("ep1") == EndpointDemand(in_flight=2, waiting=3, arrived=21, busy_s=2.5)
     assert total.of("ep2") == EndpointDemand(), "a report replaces the gateway's last"
 
     clock.advance(REPORT_FRESH_FOR.total_seconds() + 1)

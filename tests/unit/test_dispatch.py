@@ -250,3 +250,35 @@ async def test_requests_held_for_a_stopped_or_deleted_endpoint_are_told_at_once(
             await asyncio.wait_for(waiter, 1)
         assert gone.value.stopped is stopped
     assert dispatcher.snapshot().queued == {}
+
+
+@pytest.mark.anyio
+async def test_request_seconds_count_short_requests_a_look_at_one_instant_misses() -> None:
+    clock = {"now": 100.0}
+    current = dataclasses.replace(route(max_concurrency=1, max_queue=5), replicas=REPLICAS[:1])
+    dispatcher = Dispatcher(lambda _service_id: current, random.Random(7), lambda: clock["now"])
+
+    for _ in range(10):  # ten requests of 10 ms, one every second
+        lease = await dispatcher.acquire(current)
+        clock["now"] += 0.01
+        lease.release()
+        clock["now"] += 0.99
+        assert dispatcher.snapshot().in_flight == {}, "a look between requests sees none"
+
+    first = await dispatcher.acquire(current)
+    waiting = asyncio.ensure_future(dispatcher.acquire(current))
+    await asyncio.sleep(0)
+    clock["now"] += 2.0  # one in flight and one waiting for 2 s
+    first.release()
+    (await waiting).release()
+
+    demand = dispatcher.snapshot().demand().of("ep")
+    assert demand.busy_s == pytest.approx(10 * 0.01 + 2.0)
+    assert demand.waited_s == pytest.approx(2.0)
+
+
+def test_requests_held_at_zero_are_counted_even_if_they_give_up() -> None:
+    dispatcher = dispatcher_for(route())
+    dispatcher.held("ep")
+    dispatcher.held("ep")
+    assert dispatcher.snapshot().demand().of("ep").held == 2

@@ -54,8 +54,8 @@ from moorage.store.replicas import ReplicaRepository
 log = logging.getLogger(__name__)
 
 _STARTING = (ReplicaState.REQUESTED, ReplicaState.STARTING)
-# The shortest span a request rate is measured over.
-MIN_RATE_SPAN_S = 0.25
+# The shortest span a sample is measured over.
+MIN_SAMPLE_SPAN_S = 0.25
 
 
 DemandSource = Callable[[], Demand]
@@ -73,8 +73,9 @@ class _Tracker:
             last_change_at=_seconds(scaled_at) if scaled_at is not None else None,
             awake_since=now,
         )
-        self.arrived: int | None = None
-        self.sampled_at: float | None = None
+        # The counters at the last sample, and when: a sample is their difference.
+        self.last: tuple[EndpointDemand, float] | None = None
+        self.held_seen: int | None = None
 
     def follow(self, endpoint: Endpoint, policy: ScalePolicy, now: float) -> None:
         """Picks up a changed policy or a count set by someone else (a PUT)."""
@@ -92,30 +93,38 @@ class _Tracker:
                 awake_since=self.state.awake_since,
             )
 
-    def sample(self, demand: Demand, service_id: str, now: float, ready: int) -> float | None:
-        """The policy's metric now; None for the first rate (nothing to compare with).
-        With no replica ready, requests held at the gateway are the concurrency the
-        endpoint is about to carry, so a cold start is sized by them."""
-        in_flight = demand.in_flight.get(service_id, 0)
-        waiting = demand.waiting.get(service_id, 0)
-        arrived = demand.arrived.get(service_id, 0)
+    def sample(self, seen: EndpointDemand, now: float, ready: int) -> float | None:
+        """The policy's metric over the time since the last sample, from the gateways'
+        counters: mean requests in flight (``concurrency``), plus mean waiting
+        (``queue``), or admitted per second (``rps``). None for the first look (nothing
+        to compare with) and for one woken within ``MIN_SAMPLE_SPAN_S`` of the last
+        (one request over a few milliseconds would read as hundreds a second; it is
+        counted at the next look). With no replica ready, requests held at the
+        gateway are the concurrency the endpoint is about to carry, so a cold start
+        is sized by them."""
+        last = self.last
+        if last is not None and now - last[1] < MIN_SAMPLE_SPAN_S:
+            return None
+        self.last = (seen, now)
+        if last is None:
+            return None
+        before, then = last
+        span = now - then
+        busy = max(0.0, seen.busy_s - before.busy_s) / span
+        waited = max(0.0, seen.waited_s - before.waited_s) / span
         match self.policy.metric:
             case ScaleMetric.CONCURRENCY:
-                return float(in_flight + (waiting if ready == 0 else 0))
+                return busy + (waited if ready == 0 else 0.0)
             case ScaleMetric.QUEUE:
-                return float(in_flight + waiting)
+                return busy + waited
             case ScaleMetric.RPS:
-                previous, previous_at = self.arrived, self.sampled_at
-                if previous is not None and previous_at is not None:
-                    if now - previous_at < MIN_RATE_SPAN_S:
-                        # A look woken early: one request over a few milliseconds
-                        # would read as hundreds a second. Counted at the next look.
-                        return None
-                    rate = max(0, arrived - previous) / (now - previous_at)
-                else:
-                    rate = None
-                self.arrived, self.sampled_at = arrived, now
-                return rate
+                return max(0, seen.arrived - before.arrived) / span
+
+    def newly_held(self, seen: EndpointDemand) -> int:
+        """Requests held at zero since the last look, even those that gave up at once
+        (``X-Moorage-Cold-Start-Timeout: 0``): each asks for a replica."""
+        held, self.held_seen = self.held_seen, seen.held
+        return 0 if held is None else max(0, seen.held - held)
 
 
 def _span(policy: ScalePolicy) -> float:
@@ -246,9 +255,10 @@ class Autoscaler:
         if tracker is None:
             tracker = self._trackers[endpoint.service_id] = _Tracker(endpoint, policy, at)
         tracker.follow(endpoint, policy, at)
-        waiting = demand.waiting.get(endpoint.service_id, 0)
+        seen = demand.of(endpoint.service_id)
+        waiting = max(seen.waiting, tracker.newly_held(seen))
         observed = observe(endpoint, replicas.get(endpoint.service_id, ()), waiting)
-        value = tracker.sample(demand, endpoint.service_id, at, observed.ready)
+        value = tracker.sample(seen, at, observed.ready)
         if value is not None:
             tracker.window.add(Sample(at, value))
         decision = decide(policy, tracker.window, observed, tracker.state, at)

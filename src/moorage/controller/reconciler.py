@@ -343,6 +343,9 @@ class Reconciler:
                 await self._record_async(
                     replica.replica_id, replica.endpoint_id, ReplicaEventKind.READY
                 )
+                # A rollout begun with no replica running (stopped, or scaled to zero)
+                # has none to replace: it ends when its first replica is ready.
+                await asyncio.to_thread(self._log_rollout_finished, replica, True)
             case MarkFailed(replica, reason, detail):
                 await self.runtime.stop(replica.replica_id)
                 now = self.clock.now()
@@ -434,14 +437,19 @@ class Reconciler:
             EventRepository(session).record(change)
         lifecycle.endpoint(change, current.name)
 
-    def _log_rollout_finished(self, stopped: Replica) -> None:
+    def _log_rollout_finished(self, replica: Replica, ready: bool = False) -> None:
         """Records and logs a rollout's end once the last replica of other revisions has
-        stopped (the replicas it replaced stop in parallel: only the last one does).
+        stopped (the replicas it replaced stop in parallel: only the last one does), or,
+        when none was left to replace, once a replica of the new revision is ready.
         The store says whether it is already recorded, so a controller restarted
         mid-rollout, whose earlier self's stops may still finish, records it once."""
         with self._rollout_end, self.db.session() as session:
-            endpoint = EndpointRepository(session).get_live(stopped.endpoint_id)
-            if endpoint is None or stopped.revision >= endpoint.revision:
+            endpoint = EndpointRepository(session).get_live(replica.endpoint_id)
+            if endpoint is None:
+                return
+            if ready and (replica.revision != endpoint.revision or endpoint.revision <= 1):
+                return
+            if not ready and replica.revision >= endpoint.revision:
                 return
             live = ReplicaRepository(session).live([endpoint.service_id])
             if any(r.revision != endpoint.revision for r in live):

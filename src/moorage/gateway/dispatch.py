@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from moorage.gateway.policies import Policy, make_policy
+from moorage.models.demand import Demand, EndpointDemand
 from moorage.models.states import DesiredState
 from moorage.routing.holder import RouteTableHolder
 from moorage.routing.table import EndpointRoute, ReplicaRoute
@@ -52,8 +54,52 @@ class EndpointGone(Exception):
 class DispatchSnapshot:
     in_flight: dict[str, dict[str, int]]  # endpoint -> replica -> requests
     queued: dict[str, int]
-    # Requests admitted per endpoint since the gateway started: an autoscaler's rate.
+    # Counters per endpoint since the gateway started, for an autoscaler: requests
+    # admitted, requests held while no replica was ready, and the time integrals of
+    # requests in flight and waiting (request-seconds: their difference over an
+    # interval, divided by it, is the mean concurrency, however short the requests).
     arrived: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    busy_s: dict[str, float] = field(default_factory=dict)
+    waited_s: dict[str, float] = field(default_factory=dict)
+
+    def demand(self) -> Demand:
+        """The snapshot as an autoscaler reads it (``models/demand.py``)."""
+        service_ids = {*self.in_flight, *self.queued, *self.arrived, *self.held, *self.busy_s}
+        return Demand(
+            {
+                service_id: EndpointDemand(
+                    in_flight=sum(self.in_flight.get(service_id, {}).values()),
+                    waiting=self.queued.get(service_id, 0),
+                    arrived=self.arrived.get(service_id, 0),
+                    held=self.held.get(service_id, 0),
+                    busy_s=self.busy_s.get(service_id, 0.0),
+                    waited_s=self.waited_s.get(service_id, 0.0),
+                )
+                for service_id in service_ids
+                if service_id
+            }
+        )
+
+
+class _Load:
+    """One endpoint's requests in flight and the integrals of those and of the ones
+    waiting, advanced before every change of either."""
+
+    __slots__ = ("at", "busy_s", "in_flight", "waited_s")
+
+    def __init__(self, now: float) -> None:
+        self.in_flight = 0
+        self.busy_s = 0.0
+        self.waited_s = 0.0
+        self.at = now
+
+    def advance(self, now: float, waiting: int) -> None:
+        span = now - self.at
+        if span > 0:
+            self.busy_s += self.in_flight * span
+            self.waited_s += waiting * span
+            self.at = now
 
 
 class Lease:
@@ -77,7 +123,11 @@ class Dispatcher:
         self,
         current_route: Callable[[str], EndpointRoute | None],
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
+        self._loads: dict[str, _Load] = {}
+        self._held: dict[str, int] = {}
         self._current_route = current_route
         self._rng = rng or random.Random()
         self._in_flight: dict[str, int] = {}
@@ -105,7 +155,31 @@ class Dispatcher:
         for replica_id, count in self._in_flight.items():
             in_flight.setdefault(self._endpoint_of.get(replica_id, ""), {})[replica_id] = count
         queued = {service_id: len(queue) for service_id, queue in self._waiting.items()}
-        return DispatchSnapshot(in_flight, queued, dict(self._arrived))
+        for service_id in self._loads:
+            self._touch(service_id)
+        return DispatchSnapshot(
+            in_flight,
+            queued,
+            dict(self._arrived),
+            dict(self._held),
+            {service_id: load.busy_s for service_id, load in self._loads.items()},
+            {service_id: load.waited_s for service_id, load in self._loads.items()},
+        )
+
+    def _touch(self, service_id: str) -> _Load:
+        """The endpoint's load, its integrals advanced to now: called before every
+        change of its requests in flight or waiting."""
+        now = self._monotonic()
+        load = self._loads.get(service_id)
+        if load is None:
+            load = self._loads[service_id] = _Load(now)
+        load.advance(now, len(self._waiting.get(service_id, ())))
+        return load
+
+    def held(self, service_id: str) -> None:
+        """Counts a request held while the endpoint had no replica ready: a wake-up,
+        even if the request gives up at once."""
+        self._held[service_id] = self._held.get(service_id, 0) + 1
 
     def arrived(self, service_id: str) -> None:
         """Counts a request admitted to an endpoint (once, however often it is retried)."""
@@ -134,10 +208,12 @@ class Dispatcher:
         return self._policy(route).choose(room, self.in_flight) if room else None
 
     def _take(self, replica: ReplicaRoute, service_id: str) -> None:
+        self._touch(service_id).in_flight += 1
         self._in_flight[replica.replica_id] = self.in_flight(replica.replica_id) + 1
         self._endpoint_of[replica.replica_id] = service_id
 
     def _give_back(self, replica: ReplicaRoute, service_id: str) -> None:
+        self._touch(service_id).in_flight -= 1
         remaining = self._in_flight[replica.replica_id] - 1
         if remaining:
             self._in_flight[replica.replica_id] = remaining
@@ -153,12 +229,14 @@ class Dispatcher:
         route = self._current_route(service_id)
         if queue and (route is None or route.status_hint is DesiredState.STOPPED):
             gone = EndpointGone(stopped=route is not None)
+            self._touch(service_id)
             while queue:
                 waiter = queue.popleft()
                 if not waiter.done():
                     waiter.set_exception(gone)
         while queue and route is not None:
             if queue[0].done():  # gave up meanwhile
+                self._touch(service_id)
                 queue.popleft()
                 continue
             replica = self._pick(route)
@@ -177,6 +255,10 @@ class Dispatcher:
         gone = [s for s in self._arrived if self._current_route(s) is None]
         for service_id in gone:
             del self._arrived[service_id]
+            self._held.pop(service_id, None)
+        for service_id in [s for s, load in self._loads.items() if not load.in_flight]:
+            if self._current_route(service_id) is None and service_id not in self._waiting:
+                del self._loads[service_id]
 
     def try_acquire(
         self, route: EndpointRoute, exclude: frozenset[str] = frozenset()
@@ -221,6 +303,7 @@ class Dispatcher:
                 del self._waiting[route.service_id]
             raise Overloaded(retry_after_s=max(1, round(admission.queue_timeout_s / 10)))
         waiter: asyncio.Future[ReplicaRoute] = asyncio.get_running_loop().create_future()
+        self._touch(route.service_id)
         queue.append(waiter)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
@@ -230,6 +313,7 @@ class Dispatcher:
                 self._give_back(waiter.result(), route.service_id)
             else:
                 waiter.cancel()
+                self._touch(route.service_id)
                 with contextlib.suppress(ValueError):
                     queue.remove(waiter)
                 if not queue and self._waiting.get(route.service_id) is queue:

@@ -189,6 +189,7 @@ class GatewayRouter:
         cold-start timeout, and is served by the first replica that becomes ready."""
         asked = exchange.request.cold_start_timeout_s
         timeout_s = route.admission.cold_start_timeout_s if asked is None else asked
+        self.dispatcher.held(route.service_id)
         self.on_cold_start(route.service_id)
         exchange.task = asyncio.ensure_future(self._queue(exchange, route, timeout_s))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -146,22 +147,11 @@ class DemandReporter:
 
     def body(self) -> dict[str, Any] | None:
         """The report, or None when there is nothing to say (and nothing said before)."""
-        snapshot = self.dispatcher.snapshot()
-        service_ids = set(snapshot.in_flight) | set(snapshot.queued) | set(snapshot.arrived)
-        endpoints = {
-            service_id: {
-                "in_flight": sum(snapshot.in_flight.get(service_id, {}).values()),
-                "waiting": snapshot.queued.get(service_id, 0),
-                "arrived": snapshot.arrived.get(service_id, 0),
-            }
-            for service_id in service_ids
-            if service_id
-        }
+        seen = self.dispatcher.snapshot().demand().endpoints
+        endpoints = {service_id: dataclasses.asdict(demand) for service_id, demand in seen.items()}
         if len(endpoints) > MAX_REPORTED_ENDPOINTS:  # the busiest, within the API's bound
-            busiest = sorted(
-                endpoints, key=lambda s: -(endpoints[s]["in_flight"] + endpoints[s]["waiting"])
-            )[:MAX_REPORTED_ENDPOINTS]
-            endpoints = {service_id: endpoints[service_id] for service_id in busiest}
+            busiest = sorted(seen, key=lambda s: -(seen[s].in_flight + seen[s].waiting))
+            endpoints = {s: endpoints[s] for s in busiest[:MAX_REPORTED_ENDPOINTS]}
         if not endpoints and not self._reported_any:
             return None
         self._reported_any = bool(endpoints)

@@ -1,8 +1,12 @@
 """What gateways see of each endpoint's load: the autoscaler's input.
 
-Every gateway counts, per endpoint, the requests in flight at its replicas, those
-waiting (queued, or held while a replica starts) and those admitted since it
-started (a counter, so a rate is the difference of two readings). The gateway in
+Every gateway counts, per endpoint, the requests in flight at its replicas and
+those waiting (queued, or held while a replica starts) now, and, since it
+started, the requests admitted, the requests held while no replica was ready,
+and the time integrals of requests in flight and waiting (request-seconds).
+Counters are read as differences between two readings: admitted per second, and
+the mean concurrency over the interval (which a look at one instant misses when
+requests are short). The gateway in
 ``moorage serve``'s own process is read directly; standalone gateways report
 theirs (``POST /v1/gateway/demand``), kept a few seconds in the store. The
 autoscaler sums them all.
@@ -23,30 +27,40 @@ REPORT_FRESH_FOR = timedelta(seconds=5)
 class EndpointDemand:
     in_flight: int = 0
     waiting: int = 0
-    arrived: int = 0  # since the gateway started: a counter
+    arrived: int = 0  # since the gateway started, as are the three below
+    held: int = 0
+    busy_s: float = 0.0
+    waited_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class Demand:
     """Every endpoint's demand at one moment, by ``service_id``."""
 
-    in_flight: Mapping[str, int] = field(default_factory=dict)
-    waiting: Mapping[str, int] = field(default_factory=dict)
-    arrived: Mapping[str, int] = field(default_factory=dict)
+    endpoints: Mapping[str, EndpointDemand] = field(default_factory=dict)
 
     def plus(self, reports: Iterable[Mapping[str, EndpointDemand]]) -> Demand:
         """This demand with other gateways' reports added, endpoint by endpoint."""
-        in_flight, waiting, arrived = dict(self.in_flight), dict(self.waiting), dict(self.arrived)
+        total = dict(self.endpoints)
         for report in reports:
             for service_id, seen in report.items():
-                in_flight[service_id] = in_flight.get(service_id, 0) + seen.in_flight
-                waiting[service_id] = waiting.get(service_id, 0) + seen.waiting
-                arrived[service_id] = arrived.get(service_id, 0) + seen.arrived
-        return Demand(in_flight, waiting, arrived)
+                mine = total.get(service_id)
+                total[service_id] = seen if mine is None else _sum(mine, seen)
+        return Demand(total)
 
     def of(self, service_id: str) -> EndpointDemand:
-        return EndpointDemand(
-            self.in_flight.get(service_id, 0),
-            self.waiting.get(service_id, 0),
-            self.arrived.get(service_id, 0),
-        )
+        return self.endpoints.get(service_id, NO_DEMAND)
+
+
+NO_DEMAND = EndpointDemand()
+
+
+def _sum(one: EndpointDemand, other: EndpointDemand) -> EndpointDemand:
+    return EndpointDemand(
+        one.in_flight + other.in_flight,
+        one.waiting + other.waiting,
+        one.arrived + other.arrived,
+        one.held + other.held,
+        one.busy_s + other.busy_s,
+        one.waited_s + other.waited_s,
+    )

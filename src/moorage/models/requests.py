@@ -630,13 +630,20 @@ ReportedServiceId = Annotated[str, StringConstraints(min_length=1, max_length=MA
 Requests = Annotated[WholeNumber, Field(ge=0, le=10_000_000)]
 
 
+Counted = Annotated[WholeNumber, Field(ge=0, le=2**53)]
+RequestSeconds = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=1e15)]
+
+
 class EndpointDemandIn(_Strict):
     in_flight: Requests = 0
     waiting: Requests = 0
-    arrived: Annotated[WholeNumber, Field(ge=0, le=2**53)] = 0
+    arrived: Counted = 0
+    held: Counted = 0
+    busy_s: RequestSeconds = 0.0
+    waited_s: RequestSeconds = 0.0
 
     def to_demand(self) -> EndpointDemand:
-        return EndpointDemand(self.in_flight, self.waiting, self.arrived)
+        return EndpointDemand(**self.model_dump())
 
 
 class GatewayDemandIn(_Strict):

@@ -45,6 +45,9 @@ class DemandRepository:
                 in_flight=seen.in_flight,
                 waiting=seen.waiting,
                 arrived=seen.arrived,
+                held=seen.held,
+                busy_s=seen.busy_s,
+                waited_s=seen.waited_s,
                 reported_at=at,
             )
             for service_id, seen in endpoints.items()
@@ -59,6 +62,6 @@ class DemandRepository:
         by_gateway: dict[str, dict[str, EndpointDemand]] = {}
         for row in rows:
             by_gateway.setdefault(row.gateway_id, {})[row.service_id] = EndpointDemand(
-                row.in_flight, row.waiting, row.arrived
+                row.in_flight, row.waiting, row.arrived, row.held, row.busy_s, row.waited_s
             )
         return list(by_gateway.values())

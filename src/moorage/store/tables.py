@@ -383,4 +383,7 @@ class GatewayDemandRow(Base):
     in_flight: Mapped[int] = mapped_column(Integer)
     waiting: Mapped[int] = mapped_column(Integer)
     arrived: Mapped[int] = mapped_column(BigInteger)
+    held: Mapped[int] = mapped_column(BigInteger)
+    busy_s: Mapped[float] = mapped_column(Float)
+    waited_s: Mapped[float] = mapped_column(Float)
     reported_at: Mapped[datetime] = mapped_column(index=True)

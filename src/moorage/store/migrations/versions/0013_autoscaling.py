@@ -33,6 +33,9 @@ def upgrade() -> None:
         sa.Column("in_flight", sa.Integer(), nullable=False),
         sa.Column("waiting", sa.Integer(), nullable=False),
         sa.Column("arrived", sa.BigInteger(), nullable=False),
+        sa.Column("held", sa.BigInteger(), nullable=False),
+        sa.Column("busy_s", sa.Float(), nullable=False),
+        sa.Column("waited_s", sa.Float(), nullable=False),
         sa.Column("reported_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_gateway_demand_reported_at", "gateway_demand", ["reported_at"])
