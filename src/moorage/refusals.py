@@ -163,6 +163,15 @@ def queue_timeout(service_id: str, timeout_s: float) -> Unavailable:
     )
 
 
+def cold_start_queue_full(service_id: str, max_queue: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"endpoint {service_id} is starting a replica and already holds "
+        f"{count(max_queue, 'request')} until it is ready (its gateway_metadata.max_queue); "
+        "retry in a few seconds, or raise max_queue",
+        retry_after_s=2,
+    )
+
+
 def cold_start_timeout(service_id: str, timeout_s: float) -> Unavailable:
     return Unavailable(
         f"endpoint {service_id} is starting a replica and none was ready within "

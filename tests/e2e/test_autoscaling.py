@@ -410,3 +410,19 @@ def test_a_rollout_made_at_zero_finishes_when_its_first_replica_is_ready(
         timeout=10,
         what="the rollout's end",
     )
+
+
+def test_past_max_queue_a_cold_start_refuses_saying_how_many_it_holds(
+    alice: ApiClient, scales_to_zero: str
+) -> None:
+    service_id = scales_to_zero
+    small = {"gateway_metadata": {"max_queue": 2}}
+    assert alice.call("PUT", f"{BASE}/{service_id}", json=small).status_code == 200
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _i: alice.gateway(service_id, "health"), range(4)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429, 429], [r.text for r in responses]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "already holds 2 requests" in refused.json()["message"], refused.text
+    assert refused.headers.get("Retry-After") == "2"

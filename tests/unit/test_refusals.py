@@ -25,6 +25,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "wanted": 3,
     "free": 1,
     "capacity": 8,
+    "max_queue": 100,
     "field": "resource_metadata.scale_policy.max_instances",
 }
 REFUSALS = [

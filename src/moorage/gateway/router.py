@@ -200,7 +200,11 @@ class GatewayRouter:
             lease = await self.dispatcher.acquire(route, cold_start_s)
         except Overloaded as full:
             exchange.task = None
-            exchange.refuse(refusals.overloaded(route.service_id, full.retry_after_s))
+            exchange.refuse(
+                refusals.overloaded(route.service_id, full.retry_after_s)
+                if cold_start_s is None
+                else refusals.cold_start_queue_full(route.service_id, route.admission.max_queue)
+            )
             return
         except EndpointGone as gone:
             exchange.task = None

@@ -94,11 +94,12 @@ def derive_status(
     if endpoint.autoscaled and (ready or endpoint.scaled_at is not None):
         # Scaling up, or from zero: still served (requests are held while none is ready).
         wanted = count(endpoint.target_instance_number, "replica")
-        doing = f"scaling to {wanted}, {ready} ready" if ready else f"cold start of {wanted}"
-        return DerivedStatus(
-            EndpointStatus.AVAILABLE,
-            f"{doing}; requests are held until one is ready" + (f" ({note})" if note else ""),
+        doing = (
+            f"scaling to {wanted}: {ready} ready and serving, the others starting"
+            if ready
+            else f"cold start of {wanted}; requests are held until one is ready"
         )
+        return DerivedStatus(EndpointStatus.AVAILABLE, doing + (f" ({note})" if note else ""))
     return DerivedStatus(EndpointStatus.INITIALIZING, note)
 
 
