@@ -273,7 +273,10 @@ class MoorageServer:
                 self.logs,
                 self.gateway.metrics.render,
                 RouteFeed(
-                    self.db, max_age_s=settings.reconcile_interval_s, local=self.gateway.routes
+                    self.db,
+                    max_age_s=settings.reconcile_interval_s,
+                    local=self.gateway.routes,
+                    crash_loop_threshold=settings.crash_loop_threshold,
                 ),
                 settings.resolved_public_url,
                 self.quotas,

@@ -96,6 +96,7 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     NO_READY_REPLICA = "no_ready_replica"
     COLD_START_TIMEOUT = "cold_start_timeout"
+    CANNOT_START = "cannot_start"
     QUEUE_TIMEOUT = "queue_timeout"
     INSUFFICIENT_CAPACITY = "insufficient_capacity"
     RUNTIME_UNAVAILABLE = "runtime_unavailable"

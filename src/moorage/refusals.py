@@ -163,6 +163,15 @@ def queue_timeout(service_id: str, timeout_s: float) -> Unavailable:
     )
 
 
+def cannot_start(service_id: str, why: str) -> Unavailable:
+    """No ``Retry-After``: it does not start by itself until its owner fixes it."""
+    return Unavailable(
+        f"endpoint {service_id} cannot start a replica: {why}; see "
+        f"GET /v1/inference-service/{service_id} and its logs, fix deploy_metadata and PUT it",
+        code=ErrorCode.CANNOT_START,
+    )
+
+
 def cold_start_queue_full(service_id: str, max_queue: int) -> TooManyRequests:
     return TooManyRequests(
         f"endpoint {service_id} is starting a replica and already holds "

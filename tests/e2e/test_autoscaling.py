@@ -426,3 +426,26 @@ def test_past_max_queue_a_cold_start_refuses_saying_how_many_it_holds(
     refused = next(r for r in responses if r.status_code == 429)
     assert "already holds 2 requests" in refused.json()["message"], refused.text
     assert refused.headers.get("Retry-After") == "2"
+
+
+def test_an_endpoint_whose_replica_cannot_start_answers_at_once_saying_why(
+    alice: ApiClient,
+) -> None:
+    body = _auto_body(
+        alice,
+        "cannot-start",
+        {"min_instances": 0, "max_instances": 1},
+        command="echo boom; exit 3",
+    )
+    service_id = _create(alice, body)
+    try:
+        alice.wait_status(service_id, "unavailable", timeout=60)
+        started = time.monotonic()
+        response = alice.gateway(service_id, "health")
+        assert time.monotonic() - started < 3, "told at once, not at the cold-start timeout"
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "cannot_start", response.text
+        assert "failed" in response.json()["message"], response.text
+        assert "Retry-After" not in response.headers
+    finally:
+        _delete(alice, service_id)

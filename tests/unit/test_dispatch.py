@@ -10,7 +10,13 @@ from collections import Counter
 
 import pytest
 
-from moorage.gateway.dispatch import Dispatcher, EndpointGone, Overloaded, QueueTimedOut
+from moorage.gateway.dispatch import (
+    CannotStart,
+    Dispatcher,
+    EndpointGone,
+    Overloaded,
+    QueueTimedOut,
+)
 from moorage.gateway.policies import make_policy, policy_names
 from moorage.models.endpoints import GatewaySettings
 from moorage.models.states import DesiredState, PolicyName
@@ -282,3 +288,18 @@ def test_requests_held_at_zero_are_counted_even_if_they_give_up() -> None:
     dispatcher.held("ep")
     dispatcher.held("ep")
     assert dispatcher.snapshot().demand().of("ep").held == 2
+
+
+@pytest.mark.anyio
+async def test_requests_held_for_an_endpoint_that_cannot_start_are_told_why() -> None:
+    empty = dataclasses.replace(route(), replicas=(), scales_from_zero=True)
+    table = {"now": empty}
+    dispatcher = Dispatcher(lambda _service_id: table["now"], random.Random(7))
+    held = asyncio.ensure_future(dispatcher.acquire(empty, timeout_s=30))
+    await asyncio.sleep(0)
+
+    table["now"] = dataclasses.replace(empty, cannot_start="its replica failed 3 times")
+    dispatcher.routes_changed()
+
+    with pytest.raises(CannotStart, match="failed 3 times"):
+        await asyncio.wait_for(held, 1)

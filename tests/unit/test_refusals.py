@@ -26,6 +26,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "free": 1,
     "capacity": 8,
     "max_queue": 100,
+    "why": "its replica failed 3 times in a row",
     "field": "resource_metadata.scale_policy.max_instances",
 }
 REFUSALS = [

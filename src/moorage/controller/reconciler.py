@@ -294,7 +294,9 @@ class Reconciler:
                 endpoints[endpoint.service_id] = endpoint
             tokens = AccountRepository(session).active_token_hashes()
             idle = self.idle_routes.routes(repository, tokens)
-        active = build_route_table(list(endpoints.values()), replicas, tokens)
+        active = build_route_table(
+            list(endpoints.values()), replicas, tokens, self.policy.crash_loop_threshold
+        )
         routes = RouteTable(
             MappingProxyType({**idle, **active.endpoints}), active.known_token_hashes
         )

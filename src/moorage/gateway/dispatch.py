@@ -41,6 +41,15 @@ class QueueTimedOut(Exception):
     """A request waited its whole queue timeout without a free replica."""
 
 
+class CannotStart(Exception):
+    """No replica of the endpoint can start (a crash loop): requests waiting for one
+    are answered now, with why."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 class EndpointGone(Exception):
     """The endpoint a request waits for was stopped or deleted meanwhile: no replica
     will come, so the request is answered now rather than at its timeout."""
@@ -227,13 +236,17 @@ class Dispatcher:
         them at once when their endpoint was stopped or deleted."""
         queue = self._waiting.get(service_id)
         route = self._current_route(service_id)
-        if queue and (route is None or route.status_hint is DesiredState.STOPPED):
-            gone = EndpointGone(stopped=route is not None)
+        failure: Exception | None = None
+        if route is None or route.status_hint is DesiredState.STOPPED:
+            failure = EndpointGone(stopped=route is not None)
+        elif not route.replicas and route.cannot_start is not None:
+            failure = CannotStart(route.cannot_start)
+        if queue and failure is not None:
             self._touch(service_id)
             while queue:
                 waiter = queue.popleft()
                 if not waiter.done():
-                    waiter.set_exception(gone)
+                    waiter.set_exception(failure)
         while queue and route is not None:
             if queue[0].done():  # gave up meanwhile
                 self._touch(service_id)

@@ -21,7 +21,14 @@ import functools
 from collections.abc import Callable
 
 from moorage import refusals
-from moorage.gateway.dispatch import Dispatcher, EndpointGone, Lease, Overloaded, QueueTimedOut
+from moorage.gateway.dispatch import (
+    CannotStart,
+    Dispatcher,
+    EndpointGone,
+    Lease,
+    Overloaded,
+    QueueTimedOut,
+)
 from moorage.gateway.http1.exchange import API_BODY_SETTING, BODY_SETTING, Exchange
 from moorage.gateway.http1.request import COLD_START_HEADER
 from moorage.gateway.metrics import GatewayMetrics
@@ -168,6 +175,9 @@ class GatewayRouter:
         if not stopped:
             self.dispatcher.arrived(route.service_id)
         if not route.replicas and route.scales_from_zero and not stopped:
+            if route.cannot_start is not None:
+                exchange.refuse(refusals.cannot_start(route.service_id, route.cannot_start))
+                return
             self._hold(exchange, route)
             return
         if not route.replicas:
@@ -205,6 +215,10 @@ class GatewayRouter:
                 if cold_start_s is None
                 else refusals.cold_start_queue_full(route.service_id, route.admission.max_queue)
             )
+            return
+        except CannotStart as failed:
+            exchange.task = None
+            exchange.refuse(refusals.cannot_start(route.service_id, failed.why))
             return
         except EndpointGone as gone:
             exchange.task = None

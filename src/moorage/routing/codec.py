@@ -31,6 +31,7 @@ def table_to_json(table: RouteTable) -> dict[str, Any]:
             "status": route.status_hint,
             "gateway_metadata": dataclasses.asdict(route.admission),
             "scales_from_zero": route.scales_from_zero,
+            "cannot_start": route.cannot_start,
         }
         for route in sorted(table.endpoints.values(), key=lambda r: r.service_id)
     ]
@@ -60,6 +61,7 @@ def table_from_json(body: Any, source: str) -> RouteTable:
             status_hint=entry.status,
             admission=entry.gateway_metadata.to_settings(),
             scales_from_zero=entry.scales_from_zero,
+            cannot_start=entry.cannot_start,
         )
         known |= hashes
     return RouteTable(MappingProxyType(routes), frozenset(known))

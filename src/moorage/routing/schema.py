@@ -58,6 +58,8 @@ class EndpointIn(_Model):
     gateway_metadata: GatewayMetadataIn = Field(default_factory=GatewayMetadataIn)
     # Hold requests while a replica starts from zero (an automatic endpoint).
     scales_from_zero: bool = False
+    # Why its replica cannot start: held requests are told at once.
+    cannot_start: Annotated[str, Field(max_length=1024)] | None = None
 
     @model_validator(mode="after")
     def _callable_by_someone(self) -> EndpointIn:

@@ -46,6 +46,9 @@ class EndpointRoute:
     # Scaled automatically: with no replica ready, requests are held while one starts
     # (up to ``admission.cold_start_timeout_s``) instead of answered 503.
     scales_from_zero: bool = False
+    # Why no replica of its revision can start (a crash loop, a wrong port): held
+    # requests are answered at once with it rather than at their timeout.
+    cannot_start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,37 @@ class RouteTable:
         return RouteTable(MappingProxyType(routes), self.known_token_hashes)
 
 
+# What a route says of a failing replica: enough to act on, bounded.
+MAX_CANNOT_START_CHARS = 300
+
+
+def cannot_start(
+    endpoint: Endpoint, replicas: Sequence[Replica], crash_loop_threshold: int
+) -> str | None:
+    """Why none of the endpoint's current replicas can start, when none is ready and
+    one cannot run; None otherwise."""
+    current = [r for r in replicas if r.revision == endpoint.revision and r.state.is_live]
+    if any(r.state is ReplicaState.READY for r in current):
+        return None
+    failing = [r for r in current if r.cannot_run(crash_loop_threshold)]
+    if not failing:
+        return None
+    worst = max(failing, key=lambda r: r.consecutive_failures)
+    times = "once" if worst.consecutive_failures == 1 else f"{worst.consecutive_failures} times"
+    why = f"its replica failed {times} in a row, last: {worst.last_failure or 'no detail'}"
+    return why[:MAX_CANNOT_START_CHARS]
+
+
 def build_route_table(
     endpoints: Sequence[Endpoint],
     replicas: Sequence[Replica],
     token_hashes_by_user: Mapping[str, frozenset[str]],
+    crash_loop_threshold: int = 3,
 ) -> RouteTable:
     ready: dict[str, list[ReplicaRoute]] = {}
+    by_endpoint: dict[str, list[Replica]] = {}
     for replica in replicas:
+        by_endpoint.setdefault(replica.endpoint_id, []).append(replica)
         if replica.state is ReplicaState.READY and replica.address:
             ready.setdefault(replica.endpoint_id, []).append(
                 ReplicaRoute(replica.replica_id, replica.address)
@@ -107,6 +134,11 @@ def build_route_table(
             status_hint=e.desired_state,
             admission=e.gateway,
             scales_from_zero=e.autoscaled,
+            cannot_start=(
+                cannot_start(e, by_endpoint.get(e.service_id, ()), crash_loop_threshold)
+                if e.autoscaled and e.service_id not in ready
+                else None
+            ),
         )
         for e in endpoints
         if not e.is_deleted

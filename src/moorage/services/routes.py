@@ -75,7 +75,9 @@ class RouteFeed:
         max_age_s: float,
         local: RouteTableHolder | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        crash_loop_threshold: int = 3,
     ) -> None:
+        self.crash_loop_threshold = crash_loop_threshold
         self.db = db
         self.max_age_s = max_age_s
         self.local = local
@@ -117,7 +119,9 @@ class RouteFeed:
             missing = sorted({r.endpoint_id for r in replicas} - active.keys())
             for endpoint in repository.get_many(missing):
                 active[endpoint.service_id] = endpoint
-        built = build_route_table(list(active.values()), replicas, tokens)
+        built = build_route_table(
+            list(active.values()), replicas, tokens, self.crash_loop_threshold
+        )
         routes = MappingProxyType({**self._idle, **built.endpoints})
         return RouteTable(routes, built.known_token_hashes)
 
