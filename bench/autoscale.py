@@ -48,14 +48,9 @@ import math
 import os
 import random
 import re
-import secrets
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +61,7 @@ import httpx
 from moorage.fakellm.command import fake_llm_command
 
 sys.path.insert(0, str(Path(__file__).parent))
-from backends import free_port, moorage_executable, wait_http
+from backends import Server, moorage_serve
 
 BASE = "/v1/inference-service"
 POLL_S = 0.25
@@ -153,56 +148,6 @@ ZERO_PEERS = [
 
 
 # --- the server ---------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    admin: str
-    user: str
-    home: Path
-
-
-@contextlib.contextmanager
-def moorage_serve() -> Iterator[Server]:
-    """``moorage serve`` on the process runtime with a fresh home; stopped on exit."""
-    home = Path(tempfile.mkdtemp(prefix="mrg-autoscale-", dir="/tmp"))
-    port = free_port()
-    admin = "mrg_" + secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
-    env.update(
-        MOORAGE_HOME=str(home),
-        MOORAGE_PORT=str(port),
-        MOORAGE_RUNTIME="process",
-        MOORAGE_ADMIN_TOKEN=admin,
-        MOORAGE_QUOTA_FLAVOR_SHARE="1",
-    )
-    moorage = str(moorage_executable())
-    log = (home / "serve.log").open("wb")
-    server = subprocess.Popen([moorage, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", server)
-        user = subprocess.run(
-            [moorage, "tokens", "create", "--user", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        yield Server(f"http://127.0.0.1:{port}", admin, user, home)
-    except BaseException:
-        tail = (home / "serve.log").read_text(errors="replace").splitlines()[-30:]
-        print("moorage serve's log, last lines:\n" + "\n".join(tail), file=sys.stderr)
-        raise
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 class Api:
@@ -680,7 +625,7 @@ def main() -> None:
     model = FakeModel(startup_s=options.startup_s)
     if options.max_concurrency is not None and options.max_concurrency < 1:
         parser.error("--max-concurrency: at least 1")
-    with moorage_serve() as server:
+    with moorage_serve("mrg-autoscale-", MOORAGE_QUOTA_FLAVOR_SHARE="1") as server:
         asyncio.run(run(server, plan, model, options.max_concurrency))
 
 

@@ -26,15 +26,17 @@ import os
 import random
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -81,7 +83,7 @@ class BadRequest(Exception):
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     """Proxies may re-frame a request body as chunks, so they are read too."""
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = await reader.readuntil(b"\r\n")
         size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
@@ -415,6 +417,60 @@ def wait_http(
 
 def moorage_executable() -> Path:
     return Path(sys.executable).with_name("moorage")
+
+
+@dataclass
+class Server:
+    """A running ``moorage serve``: its URL, the admin's and a user's tokens, its home."""
+
+    url: str
+    admin: str
+    user: str
+    home: Path
+
+
+@contextlib.contextmanager
+def moorage_serve(prefix: str, **settings: str) -> Iterator[Server]:
+    """``moorage serve`` on the process runtime with a fresh home (``MOORAGE_*``
+    ``settings`` added), an admin token and a user "bench"; stopped, and its home
+    removed, on exit. Its log's last lines are printed when the body fails."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    port = free_port()
+    admin = "mrg_" + secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
+    env.update(
+        MOORAGE_HOME=str(home),
+        MOORAGE_PORT=str(port),
+        MOORAGE_RUNTIME="process",
+        MOORAGE_ADMIN_TOKEN=admin,
+        **settings,
+    )
+    moorage = str(moorage_executable())
+    log = (home / "serve.log").open("wb")
+    server = subprocess.Popen([moorage, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        user = subprocess.run(
+            [moorage, "tokens", "create", "--user", "bench"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        yield Server(f"http://127.0.0.1:{port}", admin, user, home)
+    except BaseException:
+        tail = (home / "serve.log").read_text(errors="replace").splitlines()[-30:]
+        print("moorage serve's log, last lines:\n" + "\n".join(tail), file=sys.stderr)
+        raise
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def moorage_gateway_missing() -> str | None:

@@ -23,13 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -37,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from backends import free_port, moorage_executable, wait_http
+from backends import free_port, moorage_serve, wait_http
 
 POLL_S = 0.05
 APP = "exec python3 -m http.server --bind 127.0.0.1 $PORT"
@@ -116,36 +112,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=5)
     options = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="mrg-bench-", dir="/tmp"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
-    env.update(MOORAGE_HOME=str(home), MOORAGE_PORT=str(port), MOORAGE_RUNTIME="process")
-    moorage = str(moorage_executable())
-    log = (home / "serve.log").open("wb")
-    server = subprocess.Popen([moorage, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     rows: dict[str, list[float]] = {"direct": [], "available": [], "hint": []}
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", server)
-        token = subprocess.run(
-            [moorage, "tokens", "create", "--user", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        user = Client(f"http://127.0.0.1:{port}", token)
+    with moorage_serve("mrg-bench-") as server:
+        user = Client(server.url, server.user)
         flavor_id = user.call("GET", "/v1/inference-service/flavor")["flavor_list"][0]["flavor_id"]
         for trial in range(options.trials):
-            rows["direct"].append(direct_start(home))
+            rows["direct"].append(direct_start(server.home))
             available, hinted = moorage_trial(user, flavor_id, trial)
             rows["available"].append(available)
             rows["hint"].append(hinted)
             print(f"trial {trial + 1}/{options.trials} done", file=sys.stderr, flush=True)
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(60)
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
     names = {
         "direct": "direct: spawn -> first HTTP 200 (bare process)",
         "available": "moorage: create -> available -> gateway 200",
