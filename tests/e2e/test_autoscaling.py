@@ -1,7 +1,8 @@
 """Automatic scaling against a real ``moorage serve``, its gateway and real replicas
-(the process runtime): what the API accepts, a load step that grows an endpoint and
-its end that brings it back, and scale to zero with the first requests held through
-a 5 s cold start of the fake LLM server, none refused."""
+of the fake LLM server (the process runtime), called as users call them (``requests``,
+the ``openai`` package): what the API accepts, a load step that grows an endpoint and
+its end that brings it back, and scale to zero with the first requests held through a
+5 s cold start, none refused."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from openai import OpenAI
 
 from moorage.fakellm.command import fake_llm_command
 from tests.support.gateway import StandaloneGateway
@@ -164,6 +166,8 @@ def load_step(alice: ApiClient) -> Iterator[str]:
             "scale_down_delay_s": 4,
             "window_s": 4,
         },
+        command=fake_llm_command(itl_ms=20),
+        readiness_probe={"path": "/health", "period_s": 0.2},
     )
     service_id = _create(alice, body)
     try:
@@ -178,12 +182,28 @@ def test_a_load_step_grows_the_endpoint_and_its_end_brings_it_back(
     service_id = load_step
     alice.wait_status(service_id, "available", timeout=60)
     stop = threading.Event()
-    statuses: list[int] = []
+    streams: list[str] = []
+    failures: list[BaseException] = []
 
     def client() -> None:
+        """Streams chat completions of about a second through the gateway, as an
+        OpenAI client does, one after another."""
+        openai = OpenAI(
+            base_url=f"{alice.base}/inference-api/v1/inference_service/{service_id}/v1",
+            api_key=alice.token,
+            max_retries=0,
+        )
         while not stop.is_set():
-            response = alice.gateway(service_id, "slow", params={"seconds": "1"})
-            statuses.append(response.status_code)
+            try:
+                chunks = openai.chat.completions.create(
+                    model="fake-llm",
+                    messages=[{"role": "user", "content": "tell me a story"}],
+                    max_tokens=40,
+                    stream=True,
+                )
+                streams.append("".join(c.choices[0].delta.content or "" for c in chunks))
+            except Exception as exc:  # every failure is reported below
+                failures.append(exc)
 
     threads = [threading.Thread(target=client) for _ in range(3)]
     for thread in threads:
@@ -198,7 +218,9 @@ def test_a_load_step_grows_the_endpoint_and_its_end_brings_it_back(
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-    assert set(statuses) == {200}, statuses
+    assert not failures, failures[:3]
+    assert streams, "no stream completed"
+    assert all(text for text in streams), "every stream carried text"
     grew = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 1")]
     assert grew, _events(alice, service_id)
     assert "concurrency" in grew[-1], grew
