@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 
 from moorage.api import schemas
 from moorage.api.deps import DemandAdmin, RoutesAdmin, ServicesDep
-from moorage.api.responses import ADMIN, errors
+from moorage.api.responses import ADMIN, BODY, errors
 from moorage.models.requests import GatewayDemandIn
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -47,7 +47,7 @@ async def routes(
     "previous report and counts for a few seconds. `moorage gateway` sends one every "
     "second, and at once when it holds a request for an endpoint with no replica ready.",
     response_model=schemas.DemandAccepted,
-    responses=errors(ADMIN, 422),
+    responses=errors(ADMIN, BODY),
 )
 def demand(
     services: ServicesDep, _admin: DemandAdmin, body: GatewayDemandIn
