@@ -259,6 +259,16 @@ def _at_zero(alice: ApiClient, service_id: str) -> bool:
     )
 
 
+def _wait_at_zero(alice: ApiClient, service_id: str) -> None:
+    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+
+
+def _assert_woken(alice: ApiClient, service_id: str) -> None:
+    """Its events say the autoscaler took it from zero to one replica."""
+    events = _events(alice, service_id)
+    assert any(m.startswith("autoscaled from 0 to 1") for m in events), events
+
+
 def test_an_idle_endpoint_goes_to_zero_and_holds_fifty_first_requests_through_a_cold_start(
     alice: ApiClient, scales_to_zero: str
 ) -> None:
@@ -288,15 +298,14 @@ def test_an_idle_endpoint_goes_to_zero_and_holds_fifty_first_requests_through_a_
     ][:3]
     assert all(r.json()["object"] == "text_completion" for r in responses)
     assert took >= 5, f"served in {took:.1f} s: the 5 s cold start was not waited for"
-    woke = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 0 to 1")]
-    assert woke, _events(alice, service_id)
+    _assert_woken(alice, service_id)
 
 
 def test_a_request_asking_for_a_short_cold_start_gets_a_503_saying_so(
     alice: ApiClient, scales_to_zero: str
 ) -> None:
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     started = time.monotonic()
     response = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "1"})
     took = time.monotonic() - started
@@ -329,7 +338,7 @@ def test_nobody_but_its_owner_can_wake_an_endpoint_at_zero(
     alice: ApiClient, bob: ApiClient, scales_to_zero: str
 ) -> None:
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     path = f"/inference-api/v1/inference_service/{service_id}/health"
     for _ in range(20):
         assert bob.gateway(service_id, "health").status_code == 404
@@ -350,7 +359,7 @@ def test_a_standalone_gateway_holds_a_request_and_wakes_an_endpoint_at_zero(
     """``moorage gateway`` reports its demand to the control plane: a request it holds
     starts a replica as one held at ``moorage serve``'s own port does."""
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     with StandaloneGateway(tmp_path, control_plane=server.url, token=admin.token) as gateway:
         url = gateway.url(service_id, "v1/models")
         # Another user's token: 401 until the gateway has its table, 404 once it has.
@@ -362,15 +371,14 @@ def test_a_standalone_gateway_holds_a_request_and_wakes_an_endpoint_at_zero(
         response = requests.get(url, headers=alice.headers, timeout=60)
         assert response.status_code == 200, response.text
         assert response.json()["data"][0]["id"] == "fake-llm"
-    woke = [m for m in _events(alice, service_id) if m.startswith("autoscaled from 0 to 1")]
-    assert woke, _events(alice, service_id)
+    _assert_woken(alice, service_id)
 
 
 def test_requests_held_for_an_endpoint_its_owner_stops_are_answered_at_once(
     alice: ApiClient, scales_to_zero: str
 ) -> None:
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     with ThreadPoolExecutor(max_workers=3) as pool:
         held = [pool.submit(alice.gateway, service_id, "health") for _ in range(3)]
         wait_for(lambda: _count(alice, service_id) == 1, timeout=10, what="the wake-up")
@@ -405,7 +413,7 @@ def test_a_request_that_will_not_wait_still_wakes_an_endpoint_at_zero(
     alice: ApiClient, scales_to_zero: str
 ) -> None:
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     response = alice.gateway(service_id, "health", headers={"X-Moorage-Cold-Start-Timeout": "0"})
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "cold_start_timeout"
@@ -416,7 +424,7 @@ def test_a_rollout_made_at_zero_finishes_when_its_first_replica_is_ready(
     alice: ApiClient, scales_to_zero: str
 ) -> None:
     service_id = scales_to_zero
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     command = fake_llm_command(startup_s=1, model="fake-llm-2")
     change = {"deploy_metadata": {"command": command}}
     response = alice.call("PUT", f"{BASE}/{service_id}", json=change)
@@ -440,7 +448,7 @@ def test_past_max_queue_a_cold_start_refuses_saying_how_many_it_holds(
     service_id = scales_to_zero
     small = {"gateway_metadata": {"max_queue": 2}}
     assert alice.call("PUT", f"{BASE}/{service_id}", json=small).status_code == 200
-    wait_for(lambda: _at_zero(alice, service_id), timeout=90, what="the endpoint at zero")
+    _wait_at_zero(alice, service_id)
     with ThreadPoolExecutor(max_workers=4) as pool:
         responses = list(pool.map(lambda _i: alice.gateway(service_id, "health"), range(4)))
     statuses = sorted(r.status_code for r in responses)
