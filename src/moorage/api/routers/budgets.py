@@ -15,9 +15,10 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from moorage.api.account_schemas import BudgetOut, BudgetsOut
 from moorage.api.deps import BudgetAdmin, CurrencyPath, CurrentUser, ServicesDep, UserIdPath
 from moorage.api.responses import ADMIN, AUTH, BODY, errors
-from moorage.models.budgets import MAX_AMOUNT, BudgetPeriod, BudgetState, BudgetStatus
+from moorage.models.budgets import MAX_AMOUNT, BudgetPeriod, BudgetStatus
 
 router = APIRouter(prefix="/v1", tags=["budgets"])
 
@@ -77,28 +78,6 @@ class BudgetIn(_Closed):
         description="month: the spend counts from the first of the current UTC month; "
         "total: all of the user's usage.",
     )
-
-
-class BudgetOut(_Closed):
-    currency: str
-    limit: str = Field(description="Decimal string.")
-    warning: str = Field(description="Decimal string.")
-    period: BudgetPeriod
-    spent: str = Field(
-        description="What the user's usage in this currency cost in the period, to the "
-        "second (decimal string)."
-    )
-    state: BudgetState = Field(
-        description="ok; warning (spent at or above the warning); exceeded (at or above "
-        "the limit: their endpoints in this currency are stopped, creates, starts and "
-        "scale-ups refused)."
-    )
-    message: str | None = Field(description="The limit and the spend, when not ok.")
-
-
-class BudgetsOut(_Closed):
-    user_id: str
-    budgets: list[BudgetOut] = Field(description="Worst first.")
 
 
 def _text(amount: Decimal) -> str:

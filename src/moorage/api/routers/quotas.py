@@ -6,11 +6,9 @@ their own token, at either path) and changes nothing.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
+from moorage.api.account_schemas import QuotaLimits, QuotaOut, QuotaUsage
 from moorage.api.deps import CurrentUser, QuotaAdmin, ServicesDep, UserIdPath
 from moorage.api.responses import ADMIN, AUTH, BODY, errors
 from moorage.errors import Forbidden
@@ -18,47 +16,6 @@ from moorage.models.requests import QuotaPatch
 from moorage.services.quotas import QuotaView
 
 router = APIRouter(prefix="/v1", tags=["quotas"])
-
-
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class QuotaLimits(_Closed):
-    endpoints: int = Field(description="Endpoints not deleted (running or stopped).")
-    replicas: int = Field(description="Replicas of running endpoints, all flavors together.")
-    flavor_share: float = Field(
-        description="Share of each flavor's capacity one user may hold (at least 1): GPUs "
-        "(replicas x gpu_num) on a flavor with GPUs, replicas on others."
-    )
-    command_bytes: int = Field(
-        description="Size of deploy_metadata.command and args in UTF-8 bytes."
-    )
-    env_vars: int = Field(description="Variables in deploy_metadata.env.")
-    env_bytes: int = Field(description="Size of deploy_metadata.env as NAME=value bytes.")
-    name_chars: int = Field(description="Characters of an endpoint's name.")
-    description_chars: int = Field(description="Characters of an endpoint's description.")
-    log_followers: int = Field(description="Log streams with follow=true open at once.")
-    secrets: int = Field(description="Secrets stored (PUT /v1/secrets/{name}).")
-
-
-class QuotaUsage(_Closed):
-    endpoints: int
-    replicas: int
-    replicas_by_flavor: dict[str, int]
-    gpus_by_flavor: dict[str, int] = Field(
-        description="GPUs (replicas x gpu_num) of running endpoints, by flavor id: what "
-        "flavor_share counts on a flavor with GPUs."
-    )
-
-
-class QuotaOut(_Closed):
-    user_id: str
-    quota: QuotaLimits
-    custom: Annotated[
-        list[str], Field(description="The limits set for this user; the rest are defaults.")
-    ]
-    usage: QuotaUsage
 
 
 def _render(view: QuotaView) -> QuotaOut:

@@ -7,30 +7,15 @@ registry with the credentials stored for it; reads list registries only.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 
+from moorage.api.account_schemas import RegistryCredentialList, RegistryCredentialOut
 from moorage.api.deps import CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, BODY, errors
-from moorage.api.schemas import Timestamp
 from moorage.models.requests import RegistryCredentialIn
 from moorage.services.secrets import SecretInfo
 from moorage.wire import timestamp
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
-
-
-class RegistryCredentialOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    registry: str
-    created_at: Timestamp
-    updated_at: Timestamp
-
-
-class RegistryCredentialList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    registry_credential_list: list[RegistryCredentialOut]
 
 
 def _render(info: SecretInfo) -> RegistryCredentialOut:

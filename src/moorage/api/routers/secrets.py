@@ -8,30 +8,15 @@ variable. Each user has their own; the admin's token manages the admin's.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 
+from moorage.api.account_schemas import SecretList, SecretOut
 from moorage.api.deps import CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, BODY, errors
-from moorage.api.schemas import Timestamp
 from moorage.models.requests import SecretIn
 from moorage.services.secrets import SecretInfo
 from moorage.wire import timestamp
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
-
-
-class SecretOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    created_at: Timestamp
-    updated_at: Timestamp
-
-
-class SecretList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    secret_list: list[SecretOut]
 
 
 def _render(info: SecretInfo) -> SecretOut:

@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from moorage.api.account_schemas import UsageCost, UsageOut, UsageRowOut, UsageTotals
 from moorage.api.deps import CurrentUser, ServicesDep
 from moorage.api.responses import AUTH, errors
-from moorage.api.schemas import Timestamp
 from moorage.api.usage_csv import CSV_MEDIA_TYPE, render_csv, wants_csv
 from moorage.models.billing import GroupBy, UsageTotal
 from moorage.services.usage import MAX_WINDOW, UsageReport, costs_of
@@ -30,61 +30,6 @@ _PARAM_CHARS = 64
 
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class UsageCost(_Closed):
-    """Cost in each currency, as a decimal string with 6 places (``7.500000``)."""
-
-    usd: str = Field(pattern=_COST, examples=["7.500000"])
-    cny: str = Field(pattern=_COST, examples=["0.000000"])
-    nmt: str = Field(pattern=_COST, examples=["0.000000"])
-
-
-class UsageTotals(_Closed):
-    instance_seconds: int = Field(
-        ge=0, description="Seconds replicas were billed for, added over replicas."
-    )
-    gpu_seconds: int = Field(ge=0, description="Instance-seconds times each replica's gpu_num.")
-    cost: UsageCost
-
-
-class UsageRowOut(UsageTotals):
-    key: str = Field(
-        description="The endpoint id, UTC day (2026-01-31), flavor id or user id, as group_by says."
-    )
-    name: str | None = Field(
-        default=None,
-        description="The endpoint's, user's or flavor's name (none for group_by=day).",
-    )
-    is_deleted: bool | None = Field(
-        default=None,
-        description="Whether the endpoint is deleted (group_by=endpoint only); a deleted "
-        "endpoint's usage stays.",
-    )
-
-
-class UsageOut(_Closed):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    start: Timestamp = Field(
-        alias="from",
-        description="Start of the window, included: UTC, as YYYY-MM-DD HH:MM:SS (usage is "
-        "counted from the whole second at or below the from asked for).",
-    )
-    end: Timestamp = Field(
-        alias="to",
-        description="End of the window, excluded: UTC, as YYYY-MM-DD HH:MM:SS (to the whole "
-        "second at or below the to asked for).",
-    )
-    group_by: GroupBy
-    user_id: str | None = Field(
-        description="Whose usage this is; null when the admin reads every user's."
-    )
-    rows: list[UsageRowOut] = Field(description="One row per group, sorted by key.")
-    totals: UsageTotals = Field(
-        description="The whole window: seconds added up, each cost rounded once (it may "
-        "differ from the rows' sum in the 6th place)."
-    )
 
 
 def _cost(total: UsageTotal) -> UsageCost:
