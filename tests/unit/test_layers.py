@@ -31,6 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"runtimes"}),
     frozenset({"services", "controller", "gateway"}),
     frozenset({"api"}),
+    frozenset({"sdk"}),  # the Python client: the API's response models, over HTTP
     frozenset({"composition"}),  # the composition root
     frozenset({"runner"}),  # runs what composition.py built
     frozenset({"cli"}),
