@@ -18,6 +18,7 @@ from moorage.gateway.dispatch import (
     QueueTimedOut,
 )
 from moorage.gateway.policies import make_policy, policy_names
+from moorage.models.demand import EndpointDemand
 from moorage.models.endpoints import GatewaySettings
 from moorage.models.states import DesiredState, PolicyName
 from moorage.routing.table import EndpointRoute, ReplicaRoute
@@ -303,3 +304,24 @@ async def test_requests_held_for_an_endpoint_that_cannot_start_are_told_why() ->
 
     with pytest.raises(CannotStart, match="failed 3 times"):
         await asyncio.wait_for(held, 1)
+
+
+def test_responses_are_counted_with_their_errors_and_latency() -> None:
+    dispatcher = dispatcher_for(route())
+    dispatcher.answered("ep", 200, 0.25)
+    dispatcher.answered("ep", 404, 0.5)  # the replica's answer, not a failure
+    dispatcher.answered("ep", 500, 1.0)
+    dispatcher.answered("ep", 503, 2.0)  # a refusal of the gateway's own
+    seen = dispatcher.snapshot().demand().of("ep")
+    assert (seen.answered, seen.errors) == (4, 2)
+    assert seen.latency_s == pytest.approx(3.75)
+
+
+def test_an_endpoint_gone_from_the_table_stops_being_counted() -> None:
+    table: dict[str, EndpointRoute | None] = {"now": route()}
+    dispatcher = Dispatcher(lambda _service_id: table["now"], random.Random(7))
+    dispatcher.arrived("ep")
+    dispatcher.answered("ep", 502, 0.1)
+    table["now"] = None
+    dispatcher.routes_changed()
+    assert dispatcher.snapshot().demand().of("ep") == EndpointDemand()

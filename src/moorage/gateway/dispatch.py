@@ -71,10 +71,22 @@ class DispatchSnapshot:
     held: dict[str, int] = field(default_factory=dict)
     busy_s: dict[str, float] = field(default_factory=dict)
     waited_s: dict[str, float] = field(default_factory=dict)
+    # And, for the owner's traffic charts: responses finished, those with a status of
+    # 500 or more, and the sum of their latencies (arrival to the response's end).
+    answered: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    latency_s: dict[str, float] = field(default_factory=dict)
 
     def demand(self) -> Demand:
         """The snapshot as an autoscaler reads it (``models/demand.py``)."""
-        service_ids = {*self.in_flight, *self.queued, *self.arrived, *self.held, *self.busy_s}
+        service_ids = {
+            *self.in_flight,
+            *self.queued,
+            *self.arrived,
+            *self.held,
+            *self.busy_s,
+            *self.answered,
+        }
         return Demand(
             {
                 service_id: EndpointDemand(
@@ -84,6 +96,9 @@ class DispatchSnapshot:
                     held=self.held.get(service_id, 0),
                     busy_s=self.busy_s.get(service_id, 0.0),
                     waited_s=self.waited_s.get(service_id, 0.0),
+                    answered=self.answered.get(service_id, 0),
+                    errors=self.errors.get(service_id, 0),
+                    latency_s=self.latency_s.get(service_id, 0.0),
                 )
                 for service_id in service_ids
                 if service_id
@@ -109,6 +124,19 @@ class _Load:
             self.busy_s += self.in_flight * span
             self.waited_s += waiting * span
             self.at = now
+
+
+class _Answers:
+    """One endpoint's finished responses: how many, how many failed (status 500 or
+    more), and the sum of their latencies. One object per endpoint, so counting a
+    response is a single dictionary lookup."""
+
+    __slots__ = ("answered", "errors", "latency_s")
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.errors = 0
+        self.latency_s = 0.0
 
 
 class Lease:
@@ -144,6 +172,7 @@ class Dispatcher:
         self._waiting: dict[str, deque[asyncio.Future[ReplicaRoute]]] = {}
         self._policies: dict[tuple[str, str], Policy] = {}
         self._arrived: dict[str, int] = {}
+        self._answers: dict[str, _Answers] = {}
 
     @classmethod
     def following(cls, routes: RouteTableHolder) -> Dispatcher:
@@ -173,6 +202,9 @@ class Dispatcher:
             dict(self._held),
             {service_id: load.busy_s for service_id, load in self._loads.items()},
             {service_id: load.waited_s for service_id, load in self._loads.items()},
+            {service_id: seen.answered for service_id, seen in self._answers.items()},
+            {service_id: seen.errors for service_id, seen in self._answers.items()},
+            {service_id: seen.latency_s for service_id, seen in self._answers.items()},
         )
 
     def _touch(self, service_id: str) -> _Load:
@@ -193,6 +225,17 @@ class Dispatcher:
     def arrived(self, service_id: str) -> None:
         """Counts a request admitted to an endpoint (once, however often it is retried)."""
         self._arrived[service_id] = self._arrived.get(service_id, 0) + 1
+
+    def answered(self, service_id: str, status: int, seconds: float) -> None:
+        """Counts a response to an admitted request once it ended (the last byte of a
+        stream included), whoever answered it: the replica, or the gateway itself."""
+        seen = self._answers.get(service_id)
+        if seen is None:
+            seen = self._answers[service_id] = _Answers()
+        seen.answered += 1
+        seen.latency_s += seconds
+        if status >= 500:
+            seen.errors += 1
 
     def _policy(self, route: EndpointRoute) -> Policy:
         key = (route.service_id, route.admission.policy)
@@ -269,6 +312,8 @@ class Dispatcher:
         for service_id in gone:
             del self._arrived[service_id]
             self._held.pop(service_id, None)
+        for service_id in [s for s in self._answers if self._current_route(s) is None]:
+            del self._answers[service_id]
         for service_id in [s for s, load in self._loads.items() if not load.in_flight]:
             if self._current_route(service_id) is None and service_id not in self._waiting:
                 del self._loads[service_id]

@@ -126,15 +126,21 @@ class GatewayRouter:
         exchange.refuse(refusals.replica_unreachable(route.service_id, reason))
 
     def finished(self, exchange: Exchange) -> None:
+        """Called once per request, when its exchange ends: after the last byte of a
+        response (a stream's included), a refusal, or the client leaving."""
         route = exchange.route
         if route is None:
             return
+        status = exchange.status
+        seconds = exchange.server.now() - exchange.started
+        if status and route.status_hint is not DesiredState.STOPPED:
+            # Only requests counted as arrived (``_admit``), and only those that got a
+            # response status: a client that left before one is not an answer.
+            self.dispatcher.answered(route.service_id, status, seconds)
         if exchange.note:
             self.metrics.refused(route.service_id, exchange.note)
-        elif exchange.status:
-            self.metrics.answered(
-                route.service_id, exchange.status, exchange.server.now() - exchange.started
-            )
+        elif status:
+            self.metrics.answered(route.service_id, status, seconds)
 
     # -- inference requests ----------------------------------------------------------
 

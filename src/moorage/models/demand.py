@@ -9,7 +9,9 @@ the mean concurrency over the interval (which a look at one instant misses when
 requests are short). The gateway in
 ``moorage serve``'s own process is read directly; standalone gateways report
 theirs (``POST /v1/gateway/demand``), kept a few seconds in the store. The
-autoscaler sums them all.
+autoscaler sums them all. The same counters, with the responses each gateway
+finished, their errors and latencies, are the owner's traffic
+(``GET /v1/inference-service/{id}/traffic``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class EndpointDemand:
     held: int = 0
     busy_s: float = 0.0
     waited_s: float = 0.0
+    # Since the gateway started too, for the owner's traffic charts: responses
+    # finished (any status, the gateway's own refusals included), those with a status
+    # of 500 or more, and the sum of their latencies, arrival to the response's end.
+    answered: int = 0
+    errors: int = 0
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,4 +71,7 @@ def _sum(one: EndpointDemand, other: EndpointDemand) -> EndpointDemand:
         one.held + other.held,
         one.busy_s + other.busy_s,
         one.waited_s + other.waited_s,
+        one.answered + other.answered,
+        one.errors + other.errors,
+        one.latency_s + other.latency_s,
     )

@@ -641,6 +641,9 @@ class EndpointDemandIn(_Strict):
     held: Counted = 0
     busy_s: RequestSeconds = 0.0
     waited_s: RequestSeconds = 0.0
+    answered: Counted = 0
+    errors: Counted = 0
+    latency_s: RequestSeconds = 0.0
 
     def to_demand(self) -> EndpointDemand:
         return EndpointDemand(**self.model_dump())

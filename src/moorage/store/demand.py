@@ -48,6 +48,9 @@ class DemandRepository:
                 held=seen.held,
                 busy_s=seen.busy_s,
                 waited_s=seen.waited_s,
+                answered=seen.answered,
+                errors=seen.errors,
+                latency_s=seen.latency_s,
                 reported_at=at,
             )
             for service_id, seen in endpoints.items()
@@ -61,7 +64,29 @@ class DemandRepository:
         )
         by_gateway: dict[str, dict[str, EndpointDemand]] = {}
         for row in rows:
-            by_gateway.setdefault(row.gateway_id, {})[row.service_id] = EndpointDemand(
-                row.in_flight, row.waiting, row.arrived, row.held, row.busy_s, row.waited_s
-            )
+            by_gateway.setdefault(row.gateway_id, {})[row.service_id] = _demand(row)
         return list(by_gateway.values())
+
+    def reports_of(self, service_id: str, since: datetime) -> list[EndpointDemand]:
+        """What each gateway reported of one endpoint at or after ``since``."""
+        rows = self.session.scalars(
+            select(GatewayDemandRow).where(
+                (GatewayDemandRow.service_id == service_id)
+                & (GatewayDemandRow.reported_at >= since)
+            )
+        )
+        return [_demand(row) for row in rows]
+
+
+def _demand(row: GatewayDemandRow) -> EndpointDemand:
+    return EndpointDemand(
+        in_flight=row.in_flight,
+        waiting=row.waiting,
+        arrived=row.arrived,
+        held=row.held,
+        busy_s=row.busy_s,
+        waited_s=row.waited_s,
+        answered=row.answered,
+        errors=row.errors,
+        latency_s=row.latency_s,
+    )

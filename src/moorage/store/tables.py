@@ -386,4 +386,7 @@ class GatewayDemandRow(Base):
     held: Mapped[int] = mapped_column(BigInteger)
     busy_s: Mapped[float] = mapped_column(Float)
     waited_s: Mapped[float] = mapped_column(Float)
+    answered: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    errors: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    latency_s: Mapped[float] = mapped_column(Float, server_default="0")
     reported_at: Mapped[datetime] = mapped_column(index=True)
