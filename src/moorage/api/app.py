@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from moorage import __version__
-from moorage.api import openapi, schemas
+from moorage.api import dashboard, openapi, schemas
 from moorage.api.deps import MetricsAdmin, Services, ServicesDep
 from moorage.api.errors import install_error_handlers
 from moorage.api.responses import ADMIN, errors
@@ -89,5 +89,6 @@ def create_api(
     app.include_router(registry_credentials.router)
     app.include_router(usage.router)
     app.include_router(budgets.router)
+    dashboard.install(app)
     openapi.install(app)
     return app

@@ -1,0 +1,240 @@
+// One endpoint: its state and replicas, the actions on it (scale, stop, start,
+// delete), live logs, events, usage and traffic charts.
+
+import { ApiError, call, get, paths, stream } from "./api.js";
+import { h, money, replace, setText } from "./dom.js";
+import { replicaCount, statusCell } from "./list.js";
+import { Poller } from "./poll.js";
+import { drawChart, sampleTime, Series } from "./traffic.js";
+
+const REFRESH_MS = 2000;
+const EVENTS_MS = 4000;
+const USAGE_MS = 30000;
+const TRAFFIC_MS = 2000;
+const LOG_TAIL = 200;
+const LOG_KEEP_CHARS = 200000;
+
+function table(id, caption, columns) {
+  const body = h("tbody");
+  const element = h(
+    "table",
+    { class: "reflow", id },
+    h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+    body,
+  );
+  return {
+    element,
+    fill(rows) {
+      replace(body, rows.map((cells) => h("tr", {}, cells.map((cell, i) => h("td", { "data-label": columns[i] }, cell)))));
+    },
+  };
+}
+
+function summary() {
+  const fields = {
+    status: "Status",
+    replicas: "Replicas (ready/wanted)",
+    flavor: "Flavor",
+    price: "Price per hour",
+    costSoFar: "Cost so far",
+    costMonth: "Cost this month",
+    budget: "Budget",
+    url: "Endpoint URL",
+    image: "Image",
+  };
+  const values = {};
+  const list = h("dl", { class: "summary", id: "summary" });
+  for (const [key, label] of Object.entries(fields)) {
+    values[key] = h("dd", { id: `summary-${key}` });
+    list.append(h("div", {}, h("dt", {}, label), values[key]));
+  }
+  return { element: list, values };
+}
+
+/** Follows the logs while the page shows; stops when it goes. */
+function logsPanel(id, ui, poller) {
+  const pre = h("pre", { class: "logs", id: "logs", tabindex: 0, "aria-label": "Replica logs" });
+  const state = h("p", { class: "muted", id: "logs-state", "aria-live": "polite" });
+  const again = h("button", { type: "button", hidden: true }, "Follow again");
+  let text = "";
+  const follow = async () => {
+    again.hidden = true;
+    state.textContent = "Following the logs…";
+    try {
+      await stream(`${paths.action(id, "logs")}?follow=true&tail=${LOG_TAIL}`, poller.signal, (piece) => {
+        text = (text + piece).slice(-LOG_KEEP_CHARS);
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.textContent = text;
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+      });
+      state.textContent = "The log stream ended.";
+    } catch (e) {
+      if (e.name === "AbortError" || ui.refused(e)) return;
+      state.textContent = `The log stream stopped: ${e.message}`;
+    }
+    if (!poller.stopped) again.hidden = false;
+  };
+  again.addEventListener("click", follow);
+  follow();
+  return h("section", { "aria-labelledby": "logs-title" }, h("h3", { id: "logs-title" }, "Logs"), state, again, pre);
+}
+
+function trafficPanel(id, poller) {
+  const note = h("p", { class: "muted", id: "traffic-state" });
+  const rate = h("figure", { class: "figure", id: "chart-rate" });
+  const latency = h("figure", { class: "figure", id: "chart-latency" });
+  const series = new Series();
+  const draw = () => {
+    drawChart(rate, "Requests per second", series.points, "rate", (v) => `${v.toFixed(v < 10 ? 2 : 0)} req/s`);
+    drawChart(latency, "Mean latency", series.points, "latency", (v) => `${(v * 1000).toFixed(0)} ms`);
+  };
+  draw();
+  poller.every(TRAFFIC_MS, async (signal) => {
+    try {
+      const sample = await get(paths.action(id, "traffic"), signal);
+      series.add({ ...sample, t: sampleTime(sample, performance.now() / 1000 + performance.timeOrigin / 1000) });
+      setText(note, `In flight: ${sample.in_flight}, waiting: ${sample.waiting}, errors so far: ${sample.errors_total}.`);
+      rate.hidden = latency.hidden = false;
+      draw();
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      // The route itself missing (an older moorage) answers 404 "Not Found".
+      setText(note, e instanceof ApiError && e.status === 404 ? "no traffic data" : `Traffic: ${e.message}`);
+      rate.hidden = latency.hidden = true;
+    }
+  });
+  return h("section", { "aria-labelledby": "traffic-title" }, h("h3", { id: "traffic-title" }, "Traffic"), note, rate, latency);
+}
+
+function actions(id, ui, poller, current) {
+  const error = h("p", { class: "error", id: "action-error", role: "alert" });
+  const replicas = h("input", { type: "number", id: "scale-replicas", min: 1, max: 1000, required: true });
+  const act = async (what, run) => {
+    error.textContent = "";
+    ui.say(`${what}…`);
+    try {
+      await run();
+      ui.say(`${what}: done.`);
+      return true;
+    } catch (e) {
+      if (e.name !== "AbortError" && !ui.refused(e)) {
+        error.textContent = e.message;
+        ui.say("");
+      }
+      return false;
+    }
+  };
+  const scale = h(
+    "form",
+    { class: "form inline", id: "scale-form", novalidate: true },
+    h("label", { for: "scale-replicas" }, "Replicas wanted"),
+    replicas,
+    h("button", { type: "submit" }, "Scale"),
+  );
+  scale.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const wanted = Number(replicas.value);
+    act(`Scaling to ${wanted}`, () =>
+      call("PUT", paths.service(id), { resource_metadata: { target_instance_number: wanted } }, poller.signal),
+    ).then(() => poller.refresh());
+  });
+  const button = (label, run) => {
+    const b = h("button", { type: "button" }, label);
+    b.addEventListener("click", run);
+    return b;
+  };
+  const stop = button("Stop", () => act("Stopping", () => call("POST", paths.action(id, "stop"), undefined, poller.signal)).then(() => poller.refresh()));
+  const start = button("Start", () => act("Starting", () => call("POST", paths.action(id, "start"), undefined, poller.signal)).then(() => poller.refresh()));
+  const remove = button("Delete", async () => {
+    const name = current().name;
+    if (!window.confirm(`Delete the endpoint ${name}? Its replicas stop and it cannot be undone.`)) return;
+    if (await act(`Deleting ${name}`, () => call("DELETE", paths.service(id), undefined, poller.signal))) {
+      ui.go("#/");
+    }
+  });
+  remove.classList.add("danger");
+  return {
+    element: h("section", { "aria-labelledby": "actions-title" }, h("h3", { id: "actions-title" }, "Actions"), scale, h("div", { class: "actions" }, stop, start, remove), error),
+    update(endpoint) {
+      if (replicas.value === "") replicas.value = String(endpoint.resource_metadata.target_instance_number);
+    },
+  };
+}
+
+export function endpointView(ui, id) {
+  const poller = new Poller();
+  let endpoint = null;
+  const title = h("h2", { tabindex: -1, id: "endpoint-title" }, "Endpoint");
+  const problem = h("p", { class: "error", role: "alert" });
+  const info = summary();
+  const replicas = table("replicas", "Replicas", ["Replica", "State", "Since", "Last failure"]);
+  const events = table("events", "Events, newest first", ["Time", "Kind", "What happened"]);
+  const usage = table("usage", "Your usage by day (all your endpoints)", ["Day (UTC)", "Instance seconds", "GPU seconds", "Cost"]);
+  const controls = actions(id, ui, poller, () => endpoint);
+
+  const show = (e) => {
+    endpoint = e;
+    const billing = e.billing_metadata || {};
+    const currency = billing.payment_type;
+    setText(title, e.name);
+    replace(info.values.status, ...statusCell(e));
+    setText(info.values.replicas, replicaCount(e));
+    setText(info.values.flavor, e.resource_metadata.resource_display_name || e.resource_metadata.flavor_id);
+    setText(info.values.price, money(billing.price_per_hour, currency));
+    setText(info.values.costSoFar, money(billing.cost_so_far, currency));
+    setText(info.values.costMonth, money(billing.cost_this_month, currency));
+    setText(info.values.budget, billing.budget_message ? `${billing.budget_state}: ${billing.budget_message}` : billing.budget_state);
+    setText(info.values.url, e.endpoint_metadata.endpoint_url);
+    setText(info.values.image, e.deploy_metadata.image_url);
+    replicas.fill(
+      e.endpoint_metadata.replicas.map((r) => [r.replica_id, h("span", { class: `badge replica-${r.state}` }, r.state), r.since || "–", r.last_failure || "–"]),
+    );
+    controls.update(e);
+  };
+  const refresh = async (signal) => {
+    try {
+      show(await get(paths.service(id), signal));
+      problem.textContent = "";
+    } catch (e) {
+      if (e.name === "AbortError" || ui.refused(e)) throw e;
+      problem.textContent =
+        e instanceof ApiError && e.status === 404 ? "This endpoint does not exist (deleted?)." : `Could not load the endpoint: ${e.message}`;
+    }
+  };
+  poller.refresh = () => refresh(poller.signal);
+
+  const back = h("button", { type: "button" }, "← All endpoints");
+  back.addEventListener("click", () => ui.go("#/"));
+  const element = h(
+    "div",
+    {},
+    back,
+    title,
+    problem,
+    info.element,
+    controls.element,
+    h("section", { "aria-labelledby": "replicas-title" }, h("h3", { id: "replicas-title" }, "Replicas"), replicas.element),
+    trafficPanel(id, poller),
+    logsPanel(id, ui, poller),
+    h("section", { "aria-labelledby": "events-title" }, h("h3", { id: "events-title" }, "Events"), events.element),
+    h(
+      "section",
+      { "aria-labelledby": "usage-title" },
+      h("h3", { id: "usage-title" }, "Usage"),
+      h("p", { class: "muted" }, "Per day for your whole account; this endpoint's own cost is above (cost so far, cost this month)."),
+      usage.element,
+    ),
+  );
+  poller.every(REFRESH_MS, refresh);
+  poller.every(EVENTS_MS, async (signal) => {
+    const page = await get(`${paths.action(id, "events")}?page_size=50`, signal);
+    events.fill(page.event_list.map((ev) => [ev.time, ev.kind, ev.message]));
+  });
+  poller.every(USAGE_MS, async (signal) => {
+    const report = await get(paths.usageByDay, signal);
+    const currency = endpoint?.billing_metadata?.payment_type || "usd";
+    usage.fill(report.rows.map((r) => [r.key, String(r.instance_seconds), String(r.gpu_seconds), money(r.cost?.[currency], currency)]));
+  });
+  return { element, stop: () => poller.stop() };
+}
