@@ -1,0 +1,83 @@
+"""The client's config file and where a client's URL and token come from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from moorage.sdk.config import config_path, read_config, remove_config, write_config
+from moorage.sdk.errors import ApiError, MoorageError
+from moorage.sdk.target import resolve_target
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in (
+        "MOORAGE_URL",
+        "MOORAGE_TOKEN",
+        "MOORAGE_ADMIN_TOKEN",
+        "MOORAGE_PORT",
+        "MOORAGE_HOST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MOORAGE_HOME", str(tmp_path / "no-home"))
+    path = tmp_path / "conf" / "config.toml"
+    monkeypatch.setenv("MOORAGE_CONFIG", str(path))
+    return path
+
+
+def test_written_for_its_owner_only_and_read_back_exactly(clean_env: Path) -> None:
+    odd = 'tok"en\\with\x7fodd\tcharacters é 🚀'
+    assert write_config("http://moorage.example:8080", odd) == clean_env
+    assert os.stat(clean_env).st_mode & 0o777 == 0o600
+    assert read_config() == {"url": "http://moorage.example:8080", "token": odd}
+    assert remove_config() == clean_env
+    assert read_config() == {}
+    assert remove_config() is None
+
+
+def test_the_path_follows_xdg_when_not_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MOORAGE_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config_path() == tmp_path / "xdg" / "moorage" / "config.toml"
+
+
+def test_a_broken_file_is_named_not_ignored(clean_env: Path) -> None:
+    clean_env.parent.mkdir(parents=True)
+    clean_env.write_text("url = [unclosed")
+    with pytest.raises(MoorageError, match="not valid TOML"):
+        read_config()
+
+
+def test_arguments_then_environment_then_the_file(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    write_config("http://from-file:1", "file-token")
+    target = resolve_target()
+    assert (target.url, target.token) == ("http://from-file:1", "file-token")
+    assert "config file" in target.url_from
+    monkeypatch.setenv("MOORAGE_URL", "http://from-env:2/")
+    monkeypatch.setenv("MOORAGE_TOKEN", "env-token")
+    target = resolve_target()
+    assert (target.url, target.token, target.url_from) == (
+        "http://from-env:2",
+        "env-token",
+        "MOORAGE_URL",
+    )
+    target = resolve_target("http://from-arg:3", "arg-token")
+    assert (target.url, target.token, target.token_from) == (
+        "http://from-arg:3",
+        "arg-token",
+        "--token",
+    )
+
+
+def test_no_token_anywhere_says_how_to_give_one() -> None:
+    with pytest.raises(ApiError) as missing:
+        resolve_target()
+    assert missing.value.code == "no_token"
+    assert "moorage login" in missing.value.message
