@@ -1,4 +1,6 @@
-"""``moorage tokens``: issue tokens on the host moorage runs on, straight in its store."""
+"""``moorage tokens``: ``create`` issues a token on the host moorage runs on, straight
+in its store (how the first user gets one); ``list`` reads them through the API
+(the admin's token)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from moorage.api.schemas import TokenList
+from moorage.cli.common import TokenOption, UrlOption, connect
+from moorage.cli.output import Format, OutputOption, cell, new_table, show
 from moorage.errors import MoorageError
 
 app = typer.Typer(
-    help="Manage API tokens (run where moorage keeps its data).", no_args_is_help=True
+    help="Manage API tokens (create: run where moorage keeps its data).", no_args_is_help=True
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+SERVE_FIRST = (
+    "start `moorage serve` with the same MOORAGE_HOME (or MOORAGE_DATABASE_URL) once, "
+    "then run this again"
+)
 
 
 @app.command()
@@ -23,6 +34,10 @@ def create(
 ) -> None:
     """Create a token for USER and print it on its own line (it is not shown again)."""
     # Imported here: `moorage gateway` shares this CLI and needs none of the store.
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from moorage.clock import SystemClock
     from moorage.services.accounts import AccountService
     from moorage.settings import Settings
@@ -33,21 +48,59 @@ def create(
     if settings.database_url is None and not store_file.exists():
         # A new, empty store would issue a token that no running server knows.
         err.print(
-            f"[red]error:[/red] no moorage store at {store_file.resolve()}; run this "
-            "with the MOORAGE_HOME (or MOORAGE_DATABASE_URL) that `moorage serve` uses"
+            f"[red]error:[/red] no moorage store at {escape(str(store_file.resolve()))}; run "
+            "this with the MOORAGE_HOME (or MOORAGE_DATABASE_URL) that `moorage serve` uses, "
+            f"or {SERVE_FIRST}"
         )
         raise typer.Exit(2)
+    shown = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
     os.umask(0o077)  # like the server: whatever this writes is moorage's alone
     db = Database(settings.resolved_database_url)
     try:
+        try:
+            with db.engine.connect() as connection:
+                has_schema = inspect(connection).has_table("alembic_version")
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            err.print(
+                f"[red]error:[/red] cannot open the moorage store {escape(shown)}: "
+                f"{escape(reason)}; check MOORAGE_DATABASE_URL, or {SERVE_FIRST}"
+            )
+            raise typer.Exit(2) from None
+        if not has_schema:
+            # Migrating here would make a store no running server uses.
+            err.print(
+                f"[red]error:[/red] the database {escape(shown)} holds no moorage store yet; "
+                f"{SERVE_FIRST}"
+            )
+            raise typer.Exit(2)
         db.migrate()
         issued = AccountService(db, SystemClock()).create_token(
             user_name=user, name=name, create_user=True
         )
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
     finally:
         db.dispose()
     err.print(f"token for user {issued.user.name} ({issued.user.user_id}):")
     print(issued.token, flush=True)
+
+
+def tokens_table(found: TokenList) -> Table:
+    table = new_table("TOKEN ID", "USER ID", "NAME", "PREFIX", "CREATED", "REVOKED")
+    for t in found.token_list:
+        table.add_row(
+            t.token_id, t.user_id, cell(t.name), t.prefix, cell(t.created_at), cell(t.revoked_at)
+        )
+    return table
+
+
+@app.command("list")
+def list_(
+    output: OutputOption = Format.table, url: UrlOption = None, token: TokenOption = None
+) -> None:
+    """List every token (the admin's token; never the tokens themselves)."""
+    with connect(url, token) as client:
+        found = TokenList(token_list=client.list_tokens())
+        show(found, output, lambda: tokens_table(found))

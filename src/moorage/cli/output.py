@@ -1,0 +1,76 @@
+"""How read commands print what the API answered: a Rich table for a person, or the
+API's own JSON (``-o json``) or the same data as YAML (``-o yaml``) for a script.
+
+The JSON is the response model dumped as the server sends it, so a script that
+reads ``-o json`` reads what ``curl`` would have shown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+# Piped (to grep, a file), a table is as wide as its rows: ids are never folded.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOption = Annotated[
+    Format,
+    typer.Option("--output", "-o", help="table (for people), json (the API's), or yaml."),
+]
+
+
+def plain(data: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> Any:
+    """The data as the API's JSON has it (models dumped as the server dumps them)."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True)
+    if isinstance(data, list | tuple):
+        return [plain(item) for item in data]
+    return data
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(plain(data), indent=2, ensure_ascii=False)
+
+
+def as_yaml(data: Any) -> str:
+    return yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True)
+
+
+def show(data: Any, fmt: Format, table: Callable[[], Table | str]) -> None:
+    """Prints ``data`` in ``fmt``; ``table`` builds the table only when one is asked for."""
+    if fmt is Format.json:
+        print(as_json(data))
+    elif fmt is Format.yaml:
+        print(as_yaml(data), end="")
+    else:
+        out.print(table())
+
+
+def cell(value: Any) -> str:
+    """A table cell: ``-`` for nothing, the text otherwise."""
+    if value is None or value == "":
+        return "-"
+    return str(value)
+
+
+def new_table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table

@@ -1,0 +1,102 @@
+"""What ``create``, ``update``, ``scale``, ``start`` and ``apply`` show while they wait
+for an endpoint: one live line on a terminal, one plain line per change otherwise
+(a CI log holds what happened, not a thousand redraws).
+
+The texts are pure functions of the endpoint and the seconds waited, so what a
+person sees is checked without a server or a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from rich.console import Console
+
+from moorage.api.schemas import Endpoint
+from moorage.sdk.waiting import progress
+
+
+def elapsed_text(seconds: float) -> str:
+    """``7s``, ``2m05s``, ``1h02m``: short enough for one line."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def ready_text(endpoint: Endpoint) -> str:
+    """``1/2 ready``: replicas of the current revision ready, of those wanted (during a
+    rollout the old revision's do not count)."""
+    seen = progress(endpoint)
+    return f"{seen.ready}/{seen.wanted} ready"
+
+
+def status_line(endpoint: Endpoint, seconds: float) -> str:
+    """``web: initializing, 0/2 ready, pulling image: 45% (12s)``."""
+    parts = [endpoint.status, ready_text(endpoint)]
+    if endpoint.status_info:
+        parts.append(endpoint.status_info)
+    return f"{endpoint.name}: {', '.join(parts)} ({elapsed_text(seconds)})"
+
+
+def phase(endpoint: Endpoint) -> tuple[str, int, int]:
+    """What a change of is worth a line when no one watches a live one: the status
+    and the replicas ready of those wanted."""
+    seen = progress(endpoint)
+    return (seen.status, seen.ready, seen.wanted)
+
+
+def failure_text(endpoint: Endpoint, message: str) -> str:
+    """Why waiting failed (``message``, the server's ``status_info`` in it), with the
+    last failure of a replica when that says more."""
+    for replica in endpoint.endpoint_metadata.replicas:
+        failure = replica.last_failure
+        if failure and failure not in message:
+            return f"{message}; replica {replica.replica_id[:8]}: {failure}"
+    return message
+
+
+class Reporter:
+    """Receives each endpoint seen while waiting (``on_progress``) and shows it: a live
+    line on a terminal, else a line per change of phase."""
+
+    def __init__(
+        self,
+        live: bool,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.live = live
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.started = clock()
+        self.last_phase: tuple[str, int, int] | None = None
+        self.text = ""
+        self._update: Callable[[str], None] | None = None
+
+    def __call__(self, endpoint: Endpoint) -> None:
+        self.text = status_line(endpoint, self.clock() - self.started)
+        if self._update is not None:
+            self._update(self.text)
+        elif phase(endpoint) != self.last_phase:
+            print(self.text, file=self.stream, flush=True)
+        self.last_phase = phase(endpoint)
+
+    @contextmanager
+    def showing(self, console: Console) -> Iterator[None]:
+        """While inside, a live status line (only on a terminal)."""
+        if not self.live:
+            yield
+            return
+        with console.status("waiting for the endpoint") as status:
+            self._update = status.update
+            try:
+                yield
+            finally:
+                self._update = None
