@@ -61,6 +61,7 @@ from moorage.services.quotas import Quotas, QuotaService
 from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
+from moorage.services.traffic import TrafficService
 from moorage.services.usage import UsageService
 from moorage.services.usage_metrics import UsageCollector, UsageMetricsView
 from moorage.settings import Settings
@@ -154,8 +155,8 @@ def launch_guard(runtime: Runtime) -> Callable[[User, DeploySpec], None]:
 
 
 def gateway_demand(dispatcher: Dispatcher) -> Callable[[], Demand]:
-    """What the autoscaler reads of this process's gateway: in flight, waiting and
-    admitted requests per endpoint."""
+    """What the autoscaler and the owners' traffic read of this process's gateway: in
+    flight, waiting, admitted and answered requests per endpoint."""
 
     return lambda: dispatcher.snapshot().demand()
 
@@ -286,6 +287,7 @@ class MoorageServer:
                 BudgetService(self.db, self.clock),
                 UsageService(self.db, self.clock),
                 DemandService(self.db, self.clock, on_waiting=self.autoscaler.wake),
+                TrafficService(self.db, self.clock, gateway_demand(self.gateway.dispatcher)),
             ),
             lifespan=self.lifespan,
         )

@@ -94,6 +94,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/inference-service/{service_id}/start"): Row(OWNER_ONLY),
     ("GET", "/v1/inference-service/{service_id}/logs"): Row(OWNER_ONLY),
     ("GET", "/v1/inference-service/{service_id}/events"): Row(OWNER_ONLY),
+    ("GET", "/v1/inference-service/{service_id}/traffic"): Row(OWNER_ONLY),
     ("GET", "/v1/users"): Row(ADMIN_ONLY),
     ("POST", "/v1/users"): Row(
         {**ADMIN_ONLY, "admin": 201},

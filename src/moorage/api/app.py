@@ -25,6 +25,7 @@ from moorage.api.routers import (
     quotas,
     registry_credentials,
     secrets,
+    traffic,
     usage,
 )
 
@@ -82,6 +83,7 @@ def create_api(
     app.include_router(endpoints.router)
     app.include_router(logs.router)
     app.include_router(events.router)
+    app.include_router(traffic.router)
     app.include_router(accounts.router)
     app.include_router(gateway.router)
     app.include_router(quotas.router)

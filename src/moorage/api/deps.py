@@ -22,6 +22,7 @@ from moorage.services.quotas import QuotaService
 from moorage.services.registry_credentials import RegistryCredentialService
 from moorage.services.routes import RouteFeed
 from moorage.services.secrets import SecretService
+from moorage.services.traffic import TrafficService
 from moorage.services.usage import UsageService
 
 
@@ -43,6 +44,7 @@ class Services:
     budgets: BudgetService
     usage: UsageService
     demand: DemandService
+    traffic: TrafficService
 
 
 # Dependencies that neither block nor touch the store are coroutines: FastAPI runs

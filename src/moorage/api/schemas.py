@@ -229,6 +229,47 @@ class EventPage(_Closed):
     page_size: int
 
 
+_SINCE_START = (
+    " Cumulative since each gateway started, summed over the gateways: chart the "
+    "difference between two readings divided by the time between them; a gateway's "
+    "restart makes it drop."
+)
+
+
+class EndpointTraffic(_Closed):
+    """An endpoint's requests as its gateways count them, for request-rate, error-rate
+    and latency charts."""
+
+    service_id: str
+    time: Timestamp = Field(description="When these counters were read.")
+    in_flight: Count = Field(description="Requests at the endpoint's replicas now.")
+    waiting: Count = Field(
+        description="Requests waiting now: queued for a replica with room, or held "
+        "while one starts."
+    )
+    requests_total: Count = Field(
+        description="Requests admitted to the endpoint (once each, however often retried)."
+        + _SINCE_START
+    )
+    responses_total: Count = Field(
+        description="Requests answered, whatever the status, the gateway's own refusals "
+        "(429, 502, 503, 504...) included, counted when the response ended (a stream at "
+        "its last byte). A request whose client left before any response is not counted."
+        + _SINCE_START
+    )
+    errors_total: Count = Field(
+        description="Responses with a status of 500 or more, the replica's or the "
+        "gateway's." + _SINCE_START
+    )
+    latency_seconds_total: float = Field(
+        ge=0,
+        description="The sum, over the responses counted in `responses_total`, of the "
+        "seconds from the request's arrival at the gateway to the end of its response "
+        "(queueing and cold starts included): its difference divided by that of "
+        "`responses_total` is the mean latency." + _SINCE_START,
+    )
+
+
 # -- accounts -----------------------------------------------------------------------------
 
 

@@ -59,6 +59,12 @@ def slow() -> Response:
     return jsonify(replica=REPLICA)
 
 
+@app.route("/status/<int:code>")
+def status(code: int) -> tuple[Response, int]:
+    """Answers with the status asked for: a replica's own errors."""
+    return jsonify(replica=REPLICA, status=code), code
+
+
 @app.route("/stream")
 def stream() -> Response:
     count = int(request.args.get("count", "3"))
