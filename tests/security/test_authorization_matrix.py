@@ -29,7 +29,8 @@ from tests.support.server import (
 KINDS = ("none", "malformed", "wrong", "revoked", "other", "own", "admin")
 INFERENCE = "/inference-api/v1/inference_service/{service_id}/{path}"
 # FastAPI's own pages, served to anyone: the document is public, like the reference's.
-DOCUMENT_PAGES = ("/openapi.json", "/docs", "/redoc")
+# So are the dashboard's static files (it shows nothing until its user gives a token).
+DOCUMENT_PAGES = ("/openapi.json", "/docs", "/redoc", "/ui", "/ui/app.js")
 SECRET_NAME = "MATRIX_TOKEN"
 REGISTRY = "registry.matrix.example"
 BUDGET_CURRENCY = "cny"

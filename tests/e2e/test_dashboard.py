@@ -1,0 +1,297 @@
+"""The dashboard at ``/ui`` in a real browser (Chromium via Playwright) against a real
+``moorage serve`` on the process runtime: what a user sees and does there.
+
+Each step leaves a screenshot under the artifacts folder (``tests/support/browser.py``).
+With ``MOORAGE_UPDATE_DOCS_IMAGES=1`` the list step also rewrites
+``docs/images/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+
+from tests.support.browser import ROOT, artifacts, launched
+from tests.support.server import FLASK_COMMAND, ApiClient, MoorageServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+# What the dashboard shows is the API's answers; the store behind them does not matter.
+STORES = ["sqlite"]
+WAIT_MS = 90_000
+HOSTILE = '<img src=x onerror="window.__owned=1">'
+DOCS_IMAGE = ROOT / "docs" / "images" / "dashboard.png"
+
+
+@dataclass
+class Tab:
+    """A browser tab of its own (fresh session storage) and what went wrong in it."""
+
+    page: Page
+    folder: Path
+    base: str
+    errors: list[str] = field(default_factory=list)
+    shots: int = 0
+
+    def shot(self, name: str) -> None:
+        self.shots += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(self.folder / f"{self.shots:02d}-{name}.png"), full_page=True)
+
+    def sign_in(self, token: str) -> None:
+        from playwright.sync_api import expect
+
+        self.page.goto(self.base + "/ui")
+        self.page.get_by_label("API token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
+        assert token not in self.page.url
+
+    def row(self, name: str) -> Locator:
+        return self.page.locator("#endpoints tbody tr").filter(
+            has=self.page.get_by_role("link", name=name, exact=True)
+        )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as running:
+        yield running
+
+
+@pytest.fixture
+def tab(browser: Browser, server: MoorageServer, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        opened = Tab(page, artifacts("dashboard", request.node.name), server.url)
+        page.on("pageerror", lambda error: opened.errors.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                opened.errors.append(f"console: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        yield opened
+    finally:
+        context.close()
+
+
+def _delete_all(client: ApiClient) -> None:
+    listed = client.call("GET", "/v1/inference-service", params={"page_size": 100}).json()
+    for endpoint in listed["service_list"]:
+        client.call("DELETE", f"/v1/inference-service/{endpoint['service_id']}")
+
+
+def test_the_ui_is_static_files_with_strict_headers(server: MoorageServer) -> None:
+    page = requests.get(server.url + "/ui", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    policy = page.headers["Content-Security-Policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"):
+        assert directive in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    script = requests.get(server.url + "/ui/app.js", timeout=10)
+    assert script.headers["Content-Type"].startswith("text/javascript")
+    assert script.headers["Content-Security-Policy"] == policy
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/ui/../pyproject.toml",
+        "/ui/../../pyproject.toml",
+        "/ui/%2e%2e/dashboard.py",
+        "/ui/..%2fdashboard.py",
+        "/ui/%2e%2e%2f%2e%2e%2fapp.py",
+        "/ui/..%5capp.py",
+        "/ui/%252e%252e%252fapp.py",
+        "/ui//etc/passwd",
+        "/ui/app.js%00.html",
+        "/ui/APP.JS",
+        "/ui/__init__.py",
+    ],
+)
+def test_nothing_but_the_packaged_files(server: MoorageServer, target: str) -> None:
+    """Sent as written (no client-side normalisation): never a file from elsewhere."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", target)
+        answer = connection.getresponse()
+        body = answer.read()
+    finally:
+        connection.close()
+    assert answer.status in (400, 404), (target, answer.status, body[:200])
+    for leaked in (b"[project]", b"import ", b"root:"):
+        assert leaked not in body
+
+
+def test_without_a_token_only_the_sign_in_form_shows(tab: Tab, alice: ApiClient) -> None:
+    from playwright.sync_api import expect
+
+    page = tab.page
+    page.goto(tab.base + "/ui")
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#view")).to_be_hidden()
+    expect(page.locator("#nav")).to_be_hidden()
+    tab.shot("sign-in")
+    page.get_by_label("API token").fill("mrg_not_a_real_token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_contain_text("refused")
+    expect(page.locator("#view")).to_be_hidden()
+    tab.shot("refused")
+    # By keyboard alone: the skip link, then the token, then Enter.
+    page.goto(tab.base + "/ui")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("API token")).to_be_focused()
+    page.keyboard.type(alice.token)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
+    # Signing out forgets the token.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#view")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert not tab.errors, tab.errors
+
+
+def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None:
+    from playwright.sync_api import expect
+
+    page = tab.page
+    marker = f"dashboard-{secrets.token_hex(6)}"
+    name = f"web-{secrets.token_hex(3)}"
+    try:
+        tab.sign_in(alice.token)
+        page.get_by_label("Name", exact=True).fill(name)
+        page.get_by_label("Command").fill(f"echo {marker} && {FLASK_COMMAND}")
+        expect(page.get_by_label("Flavor")).to_contain_text("per hour")
+        tab.shot("form")
+        page.get_by_role("button", name="Create endpoint").click()
+        row = tab.row(name)
+        expect(row).to_contain_text("available", timeout=WAIT_MS)
+        expect(row).to_contain_text("1/1")
+        expect(row).to_contain_text("USD")
+        tab.shot("available")
+        # A phone's width: the table reflows, nothing is wider than the screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        expect(page.locator("#endpoints thead")).not_to_be_in_viewport()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        tab.shot("phone")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        if os.environ.get("MOORAGE_UPDATE_DOCS_IMAGES") == "1":
+            page.get_by_label("Command").fill("")
+            page.screenshot(path=str(DOCS_IMAGE))
+
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", name=name, level=2)).to_be_visible()
+        assert re.search(r"#/endpoint/[0-9a-f]{32}$", page.url), page.url
+        page.get_by_label("Replicas wanted").fill("2")
+        page.get_by_role("button", name="Scale").click()
+        expect(page.locator("#summary-replicas")).to_have_text("2/2", timeout=WAIT_MS)
+        expect(page.locator("#replicas tbody tr")).to_have_count(2)
+        expect(page.locator("#logs")).to_contain_text(marker, timeout=WAIT_MS)
+        expect(page.locator("#events")).to_contain_text("scaled from 1 to 2 replicas")
+        for _ in range(5):
+            assert alice.gateway(str(page.url.rsplit("/", 1)[1])).status_code == 200
+        # The gateway's counters, or (a moorage without the traffic route) no chart.
+        expect(page.locator("#traffic-state")).to_have_text(
+            re.compile(r"^(In flight: \d+, waiting: \d+, errors so far: \d+\.|no traffic data)$")
+        )
+        tab.shot("scaled")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Delete").click()
+        expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        tab.shot("deleted")
+        assert alice.call("GET", "/v1/inference-service").json()["total"] == 0
+        assert not tab.errors, tab.errors
+    finally:
+        _delete_all(alice)
+
+
+def test_the_logs_stream_stops_when_leaving_the_page(tab: Tab, alice: ApiClient) -> None:
+    """Leaving an endpoint's page ends its follow (the server's follower count drops:
+    a new follow is not refused by the log_followers quota however often one leaves)."""
+    from playwright.sync_api import expect
+
+    page = tab.page
+    created = alice.create(name=f"follow-{secrets.token_hex(3)}")
+    try:
+        tab.sign_in(alice.token)
+        for _ in range(6):
+            page.goto(f"{tab.base}/ui#/endpoint/{created['service_id']}")
+            expect(page.locator("#logs-state")).to_have_text("Following the logs…")
+            page.get_by_role("button", name="Endpoints", exact=True).click()
+            expect(page.locator("#endpoints")).to_be_visible()
+        page.goto(f"{tab.base}/ui#/endpoint/{created['service_id']}")
+        expect(page.locator("#logs-state")).to_have_text("Following the logs…")
+        expect(page.locator("#logs-state")).not_to_contain_text("stopped", timeout=3000)
+    finally:
+        _delete_all(alice)
+
+
+def test_hostile_text_shows_as_text(tab: Tab, alice: ApiClient) -> None:
+    from playwright.sync_api import expect
+
+    page = tab.page
+    printed = '<b id="injected">bold</b>'
+    created = alice.create(
+        name=HOSTILE,
+        deploy_metadata={"command": f"echo '{printed}' && {FLASK_COMMAND}"},
+    )
+    try:
+        tab.sign_in(alice.token)
+        link = page.get_by_role("link", name=HOSTILE, exact=True)
+        expect(link).to_have_text(HOSTILE)
+        page.get_by_role("link", name=HOSTILE, exact=True).click()
+        expect(page.get_by_role("heading", name=HOSTILE, level=2)).to_be_visible()
+        expect(page.locator("#logs")).to_contain_text(printed, timeout=WAIT_MS)
+        tab.shot("hostile")
+        assert page.locator("img").count() == 0
+        assert page.locator("#injected").count() == 0
+        assert page.evaluate("window.__owned") is None
+        assert created["name"] == HOSTILE
+        assert not tab.errors, tab.errors
+    finally:
+        _delete_all(alice)
+
+
+def test_traffic_rates_skip_a_counter_reset(tab: Tab, alice: ApiClient) -> None:
+    """The chart's arithmetic, run in the browser from the served module: requests/s is
+    Δrequests/Δt, latency Δlatency/Δresponses, and a counter that went down (a gateway
+    restarted) skips that interval."""
+    tab.sign_in(alice.token)
+    points = tab.page.evaluate(
+        """async () => {
+            const { Series } = await import("/ui/traffic.js");
+            const s = new Series();
+            const at = (t, requests, responses, latency) => s.add({
+                t, requests_total: requests, responses_total: responses,
+                latency_seconds_total: latency });
+            at(0, 0, 0, 0); at(2, 10, 10, 1); at(4, 2, 2, 0.1); at(6, 6, 6, 0.5); at(8, 6, 6, 0.5);
+            return s.points;
+        }"""
+    )
+    assert points == [
+        {"t": 2, "rate": 5, "latency": 0.1},
+        {"t": 6, "rate": 2, "latency": 0.1},
+        {"t": 8, "rate": 0, "latency": None},
+    ]
