@@ -1,15 +1,18 @@
 """An endpoint's traffic as its owner reads it from a real ``moorage serve``
 (``GET /v1/inference-service/{id}/traffic``): every request through the gateway
 counted once, the replica's 500s as errors, a stream's latency up to its last event,
-and nobody but the owner able to read it."""
+a standalone gateway's requests added from its reports, and nobody but the owner able
+to read it."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from tests.support.gateway import StandaloneGateway
 from tests.support.server import ApiClient, MoorageServer, wait_for
 
 # What is checked is the gateway's counting and the route's owner check; the store's
@@ -80,3 +83,29 @@ def test_the_owner_sees_requests_responses_errors_and_latency(
 
     assert alice.call("DELETE", f"/v1/inference-service/{service_id}").status_code == 200
     assert _traffic(alice, service_id).status_code == 404
+
+
+def test_a_standalone_gateways_requests_are_added_from_its_reports(
+    server: MoorageServer, admin: ApiClient, alice: ApiClient, tmp_path: Path
+) -> None:
+    """``moorage gateway`` reports its counters with its demand every second: the owner
+    sees its requests beside those through ``moorage serve``'s own port."""
+    service_id = alice.create(name="traffic-standalone")["service_id"]
+    alice.wait_status(service_id, "available")
+    assert alice.gateway(service_id).status_code == 200  # one through moorage serve
+    with StandaloneGateway(tmp_path, control_plane=server.url, token=admin.token) as gateway:
+        url = gateway.url(service_id, "status/502")
+        wait_for(
+            lambda: requests.get(url, headers=alice.headers, timeout=10).status_code == 502,
+            timeout=30,
+            what="the standalone gateway's first route table",
+        )  # the replica's 502 once the table came: earlier tries are its own 401s
+        for _ in range(2):
+            assert requests.get(url, headers=alice.headers, timeout=10).status_code == 502
+
+        def reported() -> dict[str, Any] | None:
+            body: dict[str, Any] = _traffic(alice, service_id).json()
+            return body if body["errors_total"] == 3 else None
+
+        traffic = wait_for(reported, timeout=15, what="the standalone gateway's report")
+        assert traffic["responses_total"] == traffic["requests_total"] == 4
