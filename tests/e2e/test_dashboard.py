@@ -197,6 +197,7 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
         page.set_viewport_size({"width": 1280, "height": 800})
         if os.environ.get("MOORAGE_UPDATE_DOCS_IMAGES") == "1":
             page.get_by_label("Command").fill("")
+            page.get_by_label("Command").blur()
             page.screenshot(path=str(DOCS_IMAGE))
 
         page.get_by_role("link", name=name, exact=True).click()
