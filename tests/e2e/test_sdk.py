@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from moorage import ApiError, AsyncClient, Client, CreateEndpointRequest, WaitFailed, WaitTimeout
@@ -65,6 +66,16 @@ def test_deploy_wait_scale_and_delete(carol: Client) -> None:
     assert scaled.resource_metadata.target_instance_number == 2
     two = carol.wait_until_available(created.service_id, timeout=120, poll_s=0.3)
     assert two.endpoint_metadata.ready_replicas == 2
+
+    before = carol.traffic(created.service_id)
+    url = f"{two.endpoint_metadata.endpoint_url}/"
+    for _ in range(3):
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {carol.token}"}, timeout=30)
+        assert answer.status_code == 200
+    after = carol.traffic(created.service_id)
+    assert after.requests_total - before.requests_total == 3
+    assert after.responses_total - before.responses_total == 3
+    assert after.latency_seconds_total > before.latency_seconds_total
 
     lines = list(carol.logs(created.service_id, tail=50))
     assert any(MARKER in line for line in lines)

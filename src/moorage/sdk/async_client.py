@@ -160,6 +160,11 @@ class AsyncClient:
                 return
             page += 1
 
+    async def traffic(self, service_id: str) -> schemas.EndpointTraffic:
+        """Requests, responses, errors and latency seconds counted by the gateways since
+        each started (read twice and take differences for rates)."""
+        return await self.run(calls.traffic(service_id))
+
     async def logs(
         self,
         service_id: str,

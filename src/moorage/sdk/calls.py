@@ -61,6 +61,7 @@ _FLAVORS = TypeAdapter(schemas.FlavorList)
 _ENDPOINT = TypeAdapter(schemas.Endpoint)
 _ENDPOINT_PAGE = TypeAdapter(schemas.EndpointPage)
 _EVENT_PAGE = TypeAdapter(schemas.EventPage)
+_TRAFFIC = TypeAdapter(schemas.EndpointTraffic)
 _USER = TypeAdapter(schemas.User)
 _USERS = TypeAdapter(schemas.UserList)
 _TOKEN = TypeAdapter(schemas.Token)
@@ -133,6 +134,10 @@ def list_events(service_id: str, page: int = 1, page_size: int = 20) -> Call[sch
         _EVENT_PAGE,
         _params(page=page, page_size=page_size),
     )
+
+
+def traffic(service_id: str) -> Call[schemas.EndpointTraffic]:
+    return Call("GET", f"{ENDPOINTS}/{_segment(service_id)}/traffic", _TRAFFIC)
 
 
 def logs(

@@ -153,6 +153,11 @@ class Client:
                 return
             page += 1
 
+    def traffic(self, service_id: str) -> schemas.EndpointTraffic:
+        """Requests, responses, errors and latency seconds counted by the gateways since
+        each started (read twice and take differences for rates)."""
+        return self.run(calls.traffic(service_id))
+
     def logs(
         self,
         service_id: str,
