@@ -5,6 +5,7 @@ in its store (how the first user gets one); ``list`` reads them through the API
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,8 +45,9 @@ def create(
     from moorage.store.db import Database
 
     settings = Settings()
-    store_file = settings.home / "moorage.db"
-    if settings.database_url is None and not store_file.exists():
+    url = make_url(settings.resolved_database_url)
+    store_file = Path(url.database or "") if url.get_backend_name() == "sqlite" else None
+    if store_file is not None and not store_file.exists():
         # A new, empty store would issue a token that no running server knows.
         err.print(
             f"[red]error:[/red] no moorage store at {escape(str(store_file.resolve()))}; run "
@@ -53,7 +55,7 @@ def create(
             f"or {SERVE_FIRST}"
         )
         raise typer.Exit(2)
-    shown = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    shown = url.render_as_string(hide_password=True)
     os.umask(0o077)  # like the server: whatever this writes is moorage's alone
     db = Database(settings.resolved_database_url)
     try:
