@@ -12,6 +12,7 @@ import http.client
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,12 @@ def tab(browser: Browser, server: MoorageServer, request: pytest.FixtureRequest)
         yield opened
     finally:
         context.close()
+
+
+def _keep_calling(client: ApiClient, service_id: str, done: threading.Event) -> None:
+    """Calls the endpoint through the gateway, a few times a second, until ``done``."""
+    while not done.wait(0.1):
+        client.gateway(service_id)
 
 
 def _delete_all(client: ApiClient) -> None:
@@ -209,12 +216,22 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
         expect(page.locator("#replicas tbody tr")).to_have_count(2)
         expect(page.locator("#logs")).to_contain_text(marker, timeout=WAIT_MS)
         expect(page.locator("#events")).to_contain_text("scaled from 1 to 2 replicas")
-        for _ in range(5):
-            assert alice.gateway(str(page.url.rsplit("/", 1)[1])).status_code == 200
-        # The gateway's counters, or (a moorage without the traffic route) no chart.
-        expect(page.locator("#traffic-state")).to_have_text(
-            re.compile(r"^(In flight: \d+, waiting: \d+, errors so far: \d+\.|no traffic data)$")
-        )
+        # Requests through the gateway while the charts poll: a rate above zero, a latency.
+        service_id = page.url.rsplit("/", 1)[1]
+        done = threading.Event()
+        sender = threading.Thread(target=_keep_calling, args=(alice, service_id, done))
+        sender.start()
+        try:
+            expect(page.locator("#chart-rate figcaption")).to_have_text(
+                re.compile(r"^Requests per second: (?!0\.00 )[0-9.]+ req/s$"), timeout=30_000
+            )
+            expect(page.locator("#chart-latency figcaption")).to_have_text(
+                re.compile(r"^Mean latency: [0-9]+ ms$")
+            )
+            expect(page.locator("#chart-rate polyline")).to_have_count(1)
+        finally:
+            done.set()
+            sender.join(timeout=30)
         tab.shot("scaled")
 
         page.once("dialog", lambda dialog: dialog.accept())

@@ -13,6 +13,7 @@ const USAGE_MS = 30000;
 const TRAFFIC_MS = 2000;
 const LOG_TAIL = 200;
 const LOG_KEEP_CHARS = 200000;
+const ANSI = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
 
 function table(id, caption, columns) {
   const body = h("tbody");
@@ -63,7 +64,8 @@ function logsPanel(id, ui, poller) {
     state.textContent = "Following the logs…";
     try {
       await stream(`${paths.action(id, "logs")}?follow=true&tail=${LOG_TAIL}`, poller.signal, (piece) => {
-        text = (text + piece).slice(-LOG_KEEP_CHARS);
+        // Terminal colour codes (ESC [ ... m) would show as stray characters.
+        text = (text + piece).replace(ANSI, "").slice(-LOG_KEEP_CHARS);
         const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
         pre.textContent = text;
         if (atBottom) pre.scrollTop = pre.scrollHeight;
@@ -93,7 +95,7 @@ function trafficPanel(id, poller) {
   poller.every(TRAFFIC_MS, async (signal) => {
     try {
       const sample = await get(paths.action(id, "traffic"), signal);
-      series.add({ ...sample, t: sampleTime(sample, performance.now() / 1000 + performance.timeOrigin / 1000) });
+      series.add({ ...sample, t: sampleTime(sample, performance.now() / 1000) });
       setText(note, `In flight: ${sample.in_flight}, waiting: ${sample.waiting}, errors so far: ${sample.errors_total}.`);
       rate.hidden = latency.hidden = false;
       draw();

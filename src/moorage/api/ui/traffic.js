@@ -6,14 +6,11 @@ import { svg, h, replace } from "./dom.js";
 
 export const WINDOW_S = 300;
 
-/** When a sample was taken, in seconds: the server's time when it is a number or a
- * parsable timestamp, else the time it arrived here. */
+/** When a sample was taken, in seconds: the server's time when it is a number; its
+ * timestamps to the second ("YYYY-MM-DD HH:MM:SS") are too coarse for a 2 s poll, so
+ * then the time the answer arrived here. */
 export function sampleTime(sample, arrivedS) {
   if (typeof sample.time === "number" && Number.isFinite(sample.time)) return sample.time;
-  if (typeof sample.time === "string") {
-    const parsed = Date.parse(sample.time.includes("T") ? sample.time : `${sample.time.replace(" ", "T")}Z`);
-    if (Number.isFinite(parsed)) return parsed / 1000;
-  }
   return arrivedS;
 }
 
@@ -92,6 +89,8 @@ export function drawChart(figure, title, points, key, format) {
   if (shown.length > 1) {
     const line = shown.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
     chart.append(svg("polyline", { points: line, class: "line", fill: "none" }));
+  } else if (shown.length === 1) {
+    chart.append(svg("circle", { cx: x(shown[0].t), cy: y(shown[0][key]), r: 3, class: "dot" }));
   }
   replace(figure, h("figcaption", {}, `${title}: `, h("strong", {}, latest)), chart);
 }
