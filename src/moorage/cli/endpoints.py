@@ -215,6 +215,8 @@ def list_(
     with connect(url, token) as client:
         found = client.list_endpoints(page=page, page_size=page_size)
         show(found, output, lambda: endpoints_table(found))
+        if output is Format.table and found.total == 0:
+            err.print("no endpoints yet; `moorage endpoints create --help` says how to make one")
 
 
 @app.command()

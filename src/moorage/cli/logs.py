@@ -25,6 +25,9 @@ def logs(
     """Print the replicas' stdout and stderr."""
     with connect(url, token) as client:
         service_id = find(client, endpoint).service_id
-        for line in client.logs(service_id, replica=replica, tail=tail, follow=follow):
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        try:
+            for line in client.logs(service_id, replica=replica, tail=tail, follow=follow):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:  # how a follower is stopped: not an error
+            return

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from moorage.api.schemas import Endpoint
 from moorage.sdk.waiting import progress
@@ -83,7 +84,7 @@ class Reporter:
     def __call__(self, endpoint: Endpoint) -> None:
         self.text = status_line(endpoint, self.clock() - self.started)
         if self._update is not None:
-            self._update(self.text)
+            self._update(escape(self.text))  # the server's words are never markup
         elif phase(endpoint) != self.last_phase:
             print(self.text, file=self.stream, flush=True)
         self.last_phase = phase(endpoint)
