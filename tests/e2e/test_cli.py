@@ -211,6 +211,32 @@ def test_a_replica_that_crashes_fails_the_create_with_the_reason(
             alice.call("DELETE", f"/v1/inference-service/{service_id}")
 
 
+def test_update_rolls_out_a_new_revision_and_waits_for_it(
+    web: tuple[str, subprocess.CompletedProcess[str]],
+    as_alice: Cli,
+    alice: ApiClient,
+    config: Path,
+) -> None:
+    service_id, _ = web
+    before = alice.get(service_id)["deploy_metadata"]["revision"]
+    result = as_alice("endpoints", "update", "web", "--env", "GREETING=hello")
+    assert "web is available (1/1 ready)" in result.stderr
+    after = alice.get(service_id)
+    assert after["deploy_metadata"]["revision"] == before + 1
+    assert after["deploy_metadata"]["env"] == {"GREETING": "hello"}
+    ready = [r for r in after["endpoint_metadata"]["replicas"] if r["state"] == "ready"]
+    assert [r["revision"] for r in ready] == [before + 1]  # waited for the new one
+
+    partial = config.parent / "partial.json"
+    partial.write_text('{"description": "changed from a file"}')
+    as_alice("endpoints", "update", service_id, "-f", str(partial), "--no-wait")
+    assert alice.get(service_id)["description"] == "changed from a file"
+
+    nothing = as_alice("endpoints", "update", "web", ok=False)
+    assert nothing.exit_code == 2
+    assert "nothing to change" in nothing.stderr
+
+
 # -- apply -----------------------------------------------------------------------------
 
 
@@ -433,6 +459,19 @@ def test_login_keeps_a_0600_config_that_later_commands_use(
     assert f"cannot reach moorage at {elsewhere} (from MOORAGE_URL)" in unreachable.stderr
     assert "--url" in unreachable.stderr
     assert "moorage login" in unreachable.stderr
+
+    # Without --token, login asks for it (hidden) on the terminal.
+    config.unlink()
+    asked = CliRunner().invoke(
+        app,
+        ["login", "--url", server.url],
+        input=alice.token + "\n",
+        env={"MOORAGE_CONFIG": str(config), "MOORAGE_URL": None, "MOORAGE_TOKEN": None},
+    )
+    assert asked.exit_code == 0, asked.stderr
+    assert "API token for" in asked.stderr
+    assert alice.token not in asked.stdout + asked.stderr  # not echoed
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
 
     out = run(server, config, "logout")
     assert out.returncode == 0, out.stderr
