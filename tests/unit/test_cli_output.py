@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from moorage.api.schemas import Endpoint
 from moorage.cli.bodies import create_body, parse_env, update_body
@@ -131,6 +132,20 @@ def test_without_a_terminal_one_line_per_change_of_phase() -> None:
         "web: initializing, 1/2 ready, starting (2s)",
         "web: available, 2/2 ready (3s)",
     ]
+
+
+def test_on_a_terminal_one_live_line_is_redrawn_not_printed_per_change() -> None:
+    stream = io.StringIO()
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    reporter = Reporter(live=True, stream=stream, clock=lambda: 3.0)
+    reporter(endpoint("initializing"))  # before the line shows: not printed either
+    with reporter.showing(console):
+        reporter(endpoint("available", ready=1))
+        reporter(endpoint("initializing", "[bold]pulling[/bold]"))
+    assert stream.getvalue() == ""
+    assert reporter.text == "web: initializing, 0/2 ready, [bold]pulling[/bold] (0s)"
+    assert "[bold]pulling[/bold]" in screen.getvalue()  # the server's text, not markup
 
 
 def test_a_failure_adds_the_replicas_last_failure_when_the_message_lacks_it() -> None:

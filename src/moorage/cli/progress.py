@@ -83,8 +83,9 @@ class Reporter:
 
     def __call__(self, endpoint: Endpoint) -> None:
         self.text = status_line(endpoint, self.clock() - self.started)
-        if self._update is not None:
-            self._update(escape(self.text))  # the server's words are never markup
+        if self.live:
+            if self._update is not None:
+                self._update(escape(self.text))  # the server's words are never markup
         elif phase(endpoint) != self.last_phase:
             print(self.text, file=self.stream, flush=True)
         self.last_phase = phase(endpoint)
@@ -95,7 +96,7 @@ class Reporter:
         if not self.live:
             yield
             return
-        with console.status("waiting for the endpoint") as status:
+        with console.status(escape(self.text) or "waiting for the endpoint") as status:
             self._update = status.update
             try:
                 yield
