@@ -234,6 +234,14 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
             sender.join(timeout=30)
         tab.shot("scaled")
 
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("#summary-status")).to_contain_text("stopped", timeout=WAIT_MS)
+        expect(page.locator("#summary-replicas")).to_have_text("0/0", timeout=WAIT_MS)
+        page.get_by_role("button", name="Start").click()
+        expect(page.locator("#summary-status")).to_contain_text("available", timeout=WAIT_MS)
+        expect(page.locator("#summary-replicas")).to_have_text("2/2")
+        expect(page.locator("#events")).to_contain_text("stopped")
+
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Delete").click()
         expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()

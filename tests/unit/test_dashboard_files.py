@@ -19,7 +19,7 @@ SCRIPTS = {name: body.decode() for name, (body, _) in FILES.items() if name.ends
 FORBIDDEN = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(")
 
 
-def _get(path: str) -> httpx.Response:
+def _get(path: str, method: str = "GET") -> httpx.Response:
     """One request to an app that has the dashboard's routes only (in process)."""
     app = FastAPI(redirect_slashes=False)  # as create_api builds it
     install_error_handlers(app)
@@ -28,7 +28,7 @@ def _get(path: str) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://moorage") as client:
-            return await client.get(path)
+            return await client.request(method, path)
 
     return asyncio.run(call())
 
@@ -97,3 +97,11 @@ def test_only_the_table_is_served(path: str) -> None:
     answer = _get(path)
     assert answer.status_code == 404
     assert answer.json()["code"] == "not_found"
+
+
+def test_other_methods_are_refused_naming_the_allowed_ones() -> None:
+    answer = _get("/ui", "POST")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, HEAD"
+    assert answer.json()["message"] == "POST is not allowed here; use GET, HEAD"
+    assert _get("/ui/app.js", "HEAD").status_code == 200

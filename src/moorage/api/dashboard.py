@@ -51,6 +51,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 INDEX = "index.html"
+METHODS = ["GET", "HEAD"]
 
 
 def load_files() -> dict[str, tuple[bytes, str]]:
@@ -77,14 +78,14 @@ def install(app: FastAPI) -> None:
         body, content_type = found
         return Response(body, media_type=content_type, headers=SECURITY_HEADERS)
 
-    @app.get("/ui", include_in_schema=False)
+    @app.api_route("/ui", methods=METHODS, include_in_schema=False)
     def page() -> Response:
         return serve(INDEX)
 
-    @app.get("/ui/", include_in_schema=False)
+    @app.api_route("/ui/", methods=METHODS, include_in_schema=False)
     def page_slash() -> Response:
         return serve(INDEX)
 
-    @app.get("/ui/{name}", include_in_schema=False)
+    @app.api_route("/ui/{name}", methods=METHODS, include_in_schema=False)
     def asset(name: str) -> Response:
         return serve(name)

@@ -164,7 +164,10 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         # Starlette names the methods of the first route that matched the path only;
         # a path served by several routes (GET and POST /v1/inference-service) has more.
-        allowed = allowed_methods(request.app.openapi(), request.url.path)
+        # A route kept out of the document (the dashboard's files) names its own.
+        allowed = allowed_methods(request.app.openapi(), request.url.path) or sorted(
+            m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+        )
         headers["Allow"] = ", ".join(allowed)
         message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
     return JSONResponse(
