@@ -189,6 +189,14 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
         page.get_by_label("Name", exact=True).fill(name)
         page.get_by_label("Command").fill(f"echo {marker} && {FLASK_COMMAND}")
         expect(page.get_by_label("Flavor")).to_contain_text("per hour")
+        # A refusal shows the server's message next to the form.
+        page.get_by_label("Replicas", exact=True).fill("100000")
+        page.get_by_role("button", name="Create endpoint").click()
+        expect(page.locator("#create-error")).to_contain_text(
+            "resource_metadata.target_instance_number"
+        )
+        tab.shot("refused")
+        page.get_by_label("Replicas", exact=True).fill("1")
         tab.shot("form")
         page.get_by_role("button", name="Create endpoint").click()
         row = tab.row(name)
