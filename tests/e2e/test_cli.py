@@ -244,9 +244,11 @@ def test_apply_creates_then_says_no_changes_then_shows_and_applies_a_diff(
     server: MoorageServer, config: Path, alice: ApiClient, as_alice: Cli
 ) -> None:
     file = config.parent / "applied.yaml"
+    flavor = alice.call("GET", "/v1/inference-service/flavor").json()["flavor_list"][0]
     body: dict[str, Any] = {
         "name": "applied",
-        "resource_metadata": {"flavor_id": alice.flavor_id(), "target_instance_number": 1},
+        # By name, as a file shared between servers has it; apply compares the id.
+        "resource_metadata": {"flavor_id": flavor["display_name"], "target_instance_number": 1},
         "deploy_metadata": {"image_url": "python:3.10-slim", "command": APP, "port": 8080},
     }
     file.write_text(yaml.safe_dump(body))
@@ -254,6 +256,7 @@ def test_apply_creates_then_says_no_changes_then_shows_and_applies_a_diff(
     service_id = first.stdout.strip()
     try:
         assert "created applied" in first.stderr
+        assert alice.get(service_id)["resource_metadata"]["flavor_id"] == flavor["flavor_id"]
         assert "applied is available (1/1 ready)" in first.stderr
 
         again = as_alice("apply", "-f", str(file))

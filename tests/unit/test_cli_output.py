@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from moorage.cli.bodies import create_body, parse_env, update_body
 from moorage.cli.files import parse_body
 from moorage.cli.output import as_json, as_yaml
 from moorage.cli.progress import Reporter, elapsed_text, failure_text, status_line
+from moorage.models.requests import CreateEndpointRequest
 
 
 def endpoint(
@@ -227,3 +229,10 @@ def test_an_endpoint_file_is_yaml_or_json_holding_one_mapping() -> None:
         parse_body("- name: web\n", "a.yaml")
     with pytest.raises(ValueError, match=r"a\.yaml is neither YAML nor JSON"):
         parse_body("name: [web\n", "a.yaml")
+
+
+def test_the_example_endpoint_file_is_a_valid_create_body() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "endpoint.yaml"
+    body = parse_body(example.read_text(), str(example))
+    CreateEndpointRequest.model_validate(body)
+    assert body["resource_metadata"]["flavor_id"] == "CPU"  # a name: apply maps it to the id
