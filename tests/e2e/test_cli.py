@@ -40,7 +40,7 @@ def environment(server: MoorageServer, config: Path, **env: str) -> dict[str, st
     base = server.env()
     for name in ("MOORAGE_ADMIN_TOKEN", "MOORAGE_PORT", "MOORAGE_HOME"):
         base.pop(name, None)
-    base["MOORAGE_CONFIG"] = str(config)
+    base["MOORAGE_CLIENT_CONFIG"] = str(config)
     base.update(env)
     return {name: value for name, value in base.items() if value != ""}
 
@@ -71,7 +71,7 @@ class Cli:
         self.env = {
             "MOORAGE_URL": server.url,
             "MOORAGE_TOKEN": token,
-            "MOORAGE_CONFIG": str(config),
+            "MOORAGE_CLIENT_CONFIG": str(config),
             "MOORAGE_ADMIN_TOKEN": None,
             "MOORAGE_PORT": None,
         }
@@ -469,7 +469,7 @@ def test_login_keeps_a_0600_config_that_later_commands_use(
         app,
         ["login", "--url", server.url],
         input=alice.token + "\n",
-        env={"MOORAGE_CONFIG": str(config), "MOORAGE_URL": None, "MOORAGE_TOKEN": None},
+        env={"MOORAGE_CLIENT_CONFIG": str(config), "MOORAGE_URL": None, "MOORAGE_TOKEN": None},
     )
     assert asked.exit_code == 0, asked.stderr
     assert "API token for" in asked.stderr

@@ -65,7 +65,7 @@ def test_the_quickstart_runs_as_written(folder: Path, tmp_path: Path) -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
             env.update(
                 MOORAGE_PORT=str(server.port),
-                MOORAGE_CONFIG=str(tmp_path / "no-login" / "config.toml"),
+                MOORAGE_CLIENT_CONFIG=str(tmp_path / "no-login" / "config.toml"),
                 TERM="dumb",
             )
             run = subprocess.run(

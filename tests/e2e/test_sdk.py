@@ -217,7 +217,7 @@ def test_url_and_token_come_from_the_environment_then_the_config_file(
 ) -> None:
     monkeypatch.delenv("MOORAGE_URL", raising=False)
     monkeypatch.delenv("MOORAGE_TOKEN", raising=False)
-    monkeypatch.setenv("MOORAGE_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("MOORAGE_CLIENT_CONFIG", str(tmp_path / "config.toml"))
     written = write_config(server.url, carol.token)
     assert os.stat(written).st_mode & 0o777 == 0o600
     with Client() as configured:

@@ -24,7 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MOORAGE_HOME", str(tmp_path / "no-home"))
     path = tmp_path / "conf" / "config.toml"
-    monkeypatch.setenv("MOORAGE_CONFIG", str(path))
+    monkeypatch.setenv("MOORAGE_CLIENT_CONFIG", str(path))
     return path
 
 
@@ -41,7 +41,7 @@ def test_written_for_its_owner_only_and_read_back_exactly(clean_env: Path) -> No
 def test_the_path_follows_xdg_when_not_named(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("MOORAGE_CONFIG")
+    monkeypatch.delenv("MOORAGE_CLIENT_CONFIG")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert config_path() == tmp_path / "xdg" / "moorage" / "config.toml"
 

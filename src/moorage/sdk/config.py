@@ -1,7 +1,7 @@
 """The client's config file: the URL and token ``moorage login`` keeps.
 
 A TOML file with two keys, ``url`` and ``token``, readable by its owner only (0600),
-at ``$MOORAGE_CONFIG``, else ``$XDG_CONFIG_HOME/moorage/config.toml``, else
+at ``$MOORAGE_CLIENT_CONFIG``, else ``$XDG_CONFIG_HOME/moorage/config.toml``, else
 ``~/.config/moorage/config.toml``. Environment variables and explicit arguments
 override it (``target.py``).
 """
@@ -19,8 +19,8 @@ KEYS = ("url", "token")
 
 
 def config_path() -> Path:
-    if os.environ.get("MOORAGE_CONFIG"):
-        return Path(os.environ["MOORAGE_CONFIG"]).expanduser()
+    if os.environ.get("MOORAGE_CLIENT_CONFIG"):
+        return Path(os.environ["MOORAGE_CLIENT_CONFIG"]).expanduser()
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base).expanduser() / "moorage" / "config.toml"
 
