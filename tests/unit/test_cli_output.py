@@ -19,6 +19,7 @@ from moorage.cli.files import parse_body
 from moorage.cli.output import as_json, as_yaml
 from moorage.cli.progress import Reporter, elapsed_text, failure_text, status_line
 from moorage.models.requests import CreateEndpointRequest
+from tests.support.endpoint_objects import endpoint_object
 
 
 def endpoint(
@@ -29,67 +30,10 @@ def endpoint(
     failure: str | None = None,
 ) -> Endpoint:
     replicas = [
-        {
-            "replica_id": f"{n}" * 32,
-            "state": "ready" if n < ready else "starting",
-            "address": None,
-            "revision": 1,
-            "since": None,
-            "last_failure": failure if n >= ready else None,
-        }
-        for n in range(wanted)
+        ("ready", 1, None) if n < ready else ("starting", 1, failure) for n in range(wanted)
     ]
-    return Endpoint.model_validate(
-        {
-            "service_id": "s1",
-            "name": "web",
-            "description": "",
-            "user_id": "u1",
-            "status": status,
-            "status_info": info,
-            "resource_metadata": {
-                "resource_display_name": "CPU",
-                "scale_type": "manual",
-                "flavor_id": "cpu",
-                "target_instance_number": wanted,
-                "scale_policy": None,
-                "VRAM": None,
-                "image_size": None,
-            },
-            "billing_metadata": {
-                "payment_type": "usd",
-                "price_per_instance_hour": 0.05,
-                "instance_number": wanted,
-                "price_per_hour": 0.1,
-                "cost_so_far": 0,
-                "cost_this_month": 0,
-            },
-            "endpoint_metadata": {
-                "endpoint_url": "http://127.0.0.1:8080/inference-api/v1/inference_service/s1",
-                "ready_replicas": ready,
-                "replicas": replicas,
-            },
-            "deploy_metadata": {
-                "image_url": "python:3.10-slim",
-                "command": None,
-                "port": 8080,
-                "gpu_num": 0,
-                "env": {},
-                "readiness_probe": {},
-                "resources": {},
-                "args": [],
-                "volumes": [],
-                "shm_size_mb": None,
-                "revision": 1,
-            },
-            "gateway_metadata": {},
-            "service_type": "custom",
-            "created_at": None,
-            "updated_at": None,
-            "deleted_at": None,
-            "is_deleted": False,
-            "payment_type": "usd",
-        }
+    return endpoint_object(
+        status=status, info=info, wanted=wanted, replicas=replicas, price_per_hour=0.1
     )
 
 

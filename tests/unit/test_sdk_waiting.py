@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from moorage.api.schemas import Endpoint
 from moorage.sdk.waiting import describe, progress
+from tests.support.endpoint_objects import endpoint_object
 
 
 def endpoint(
@@ -13,95 +12,41 @@ def endpoint(
     info: str | None = None,
     wanted: int = 2,
     revision: int = 1,
-    replicas: list[tuple[str, int]] = (),  # type: ignore[assignment]
+    replicas: tuple[tuple[str, int], ...] = (),
     deleted: bool = False,
 ) -> Endpoint:
-    def replica(n: int, state: str, of: int) -> dict[str, Any]:
-        return {
-            "replica_id": f"r{n}",
-            "state": state,
-            "address": None,
-            "revision": of,
-            "since": None,
-            "last_failure": None,
-        }
-
-    return Endpoint.model_validate(
-        {
-            "service_id": "s1",
-            "name": "web",
-            "description": "",
-            "user_id": "u1",
-            "status": status,
-            "status_info": info,
-            "resource_metadata": {
-                "resource_display_name": None,
-                "scale_type": "manual",
-                "flavor_id": "cpu",
-                "target_instance_number": wanted,
-                "scale_policy": None,
-                "VRAM": None,
-                "image_size": None,
-            },
-            "billing_metadata": {
-                "payment_type": "usd",
-                "price_per_instance_hour": 0,
-                "instance_number": wanted,
-                "price_per_hour": 0,
-                "cost_so_far": 0,
-                "cost_this_month": 0,
-            },
-            "endpoint_metadata": {
-                "endpoint_url": "http://x",
-                "ready_replicas": sum(1 for s, _ in replicas if s == "ready"),
-                "replicas": [replica(n, s, of) for n, (s, of) in enumerate(replicas)],
-            },
-            "deploy_metadata": {
-                "image_url": "python:3.10-slim",
-                "command": None,
-                "port": 8080,
-                "gpu_num": 0,
-                "env": {},
-                "readiness_probe": {},
-                "resources": {},
-                "args": [],
-                "volumes": [],
-                "shm_size_mb": None,
-                "revision": revision,
-            },
-            "gateway_metadata": {},
-            "service_type": "custom",
-            "created_at": None,
-            "updated_at": None,
-            "deleted_at": None,
-            "is_deleted": deleted,
-            "payment_type": "usd",
-        }
+    return endpoint_object(
+        status=status,
+        info=info,
+        wanted=wanted,
+        revision=revision,
+        replicas=[(state, of, None) for state, of in replicas],
+        deleted=deleted,
     )
 
 
 def test_done_when_available_with_every_wanted_replica_of_the_revision_ready() -> None:
-    seen = progress(endpoint("available", replicas=[("ready", 1), ("ready", 1)]))
+    seen = progress(endpoint("available", replicas=(("ready", 1), ("ready", 1))))
     assert seen.done
     assert seen.failure is None
     assert (seen.ready, seen.wanted) == (2, 2)
 
 
 def test_not_done_while_replicas_still_start() -> None:
-    seen = progress(endpoint("available", "1 of 2 ready", replicas=[("ready", 1), ("starting", 1)]))
+    seen = progress(endpoint("available", "1 of 2 ready", replicas=(("ready", 1), ("starting", 1))))
     assert not seen.done
     assert seen.failure is None
     assert describe(seen) == "available, 1/2 ready: 1 of 2 ready"
 
 
 def test_a_rollout_is_not_done_while_only_the_old_revision_serves() -> None:
-    old_serving = endpoint("available", revision=2, replicas=[("ready", 1), ("ready", 1)])
+    old_serving = endpoint("available", revision=2, replicas=(("ready", 1), ("ready", 1)))
     assert not progress(old_serving, revision=2).done
 
 
 def test_a_rolled_back_revision_fails_the_wait_with_the_servers_reason() -> None:
     note = "revision 3 could not run and was rolled back to revision 2"
-    back = endpoint("available", note, revision=2, replicas=[("ready", 2), ("ready", 2)])
+    back = endpoint("available", note, revision=2, replicas=(("ready", 2), ("ready", 2)))
     seen = progress(back, revision=3)
     assert seen.failure is not None
     assert "revision 3 was rolled back" in seen.failure
