@@ -258,6 +258,8 @@ def test_the_admins_accounts_tokens_and_routes(server: MoorageServer, admin: Api
         issued = root.create_token(user_id=user.user_id, name="ci")
         assert issued.token
         assert issued.token_id in {t.token_id for t in root.list_tokens()}
+        raw = admin.call("POST", "/v1/tokens", json={"user_id": user.user_id})
+        assert raw.headers["Cache-Control"] == "no-store"  # the token is in it
         revoked = root.revoke_token(issued.token_id)
         assert revoked.token_id == issued.token_id
         with Client(server.url, token=issued.token) as dave, pytest.raises(ApiError) as gone:

@@ -97,6 +97,10 @@ CONTROL: list[tuple[str, dict[str, Any], str]] = [
     ("NUL in name", {"name": "svc\x00"}, "name"),
     ("newline in name", {"name": "svc\nX-Injected: 1"}, "name"),
     ("C1 control in name", {"name": "s\x85vc"}, "name"),
+    ("right-to-left override in name", {"name": "cost\u202e0001"}, "name"),
+    ("line separator in name", {"name": "svc\u2028X"}, "name"),
+    ("bidi isolate in description", {"description": "a\u2067b"}, "description"),
+    ("bidi override in command", {"deploy_metadata": {"command": "echo \u202eok"}}, "command"),
     ("NUL in description", {"description": "a\x00b"}, "description"),
     ("NUL in image", {"deploy_metadata": {"image_url": "python:3.10\x00"}}, "image_url"),
     ("NUL in flavor id", {"resource_metadata": {"flavor_id": "abc\x00"}}, "flavor_id"),
@@ -115,7 +119,9 @@ def test_control_characters_are_refused_on_create(
     before = _count(alice)
     response = alice.call("POST", "/v1/inference-service", json=_with(alice.flavor_id(), changes))
     _refused(response, field)
-    assert "control characters" in response.json()["message"] or field.endswith("env")
+    assert "control or text-direction characters" in response.json()["message"] or field.endswith(
+        "env"
+    )
     assert _count(alice) == before
 
 

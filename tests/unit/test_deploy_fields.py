@@ -49,7 +49,7 @@ def test_the_defaults_are_no_args_no_volumes_and_the_runtimes_shm() -> None:
     [
         ({"args": ["x"] * (MAX_ARGS + 1)}, "deploy_metadata.args"),
         ({"args": ["x" * (MAX_COMMAND_BYTES // 2 + 1)] * 2}, "deploy_metadata.args"),
-        ({"args": ["a\x00b"]}, "control characters"),
+        ({"args": ["a\x00b"]}, "control or text-direction characters"),
         ({"shm_size_mb": 0}, "deploy_metadata.shm_size_mb"),
         ({"shm_size_mb": 2 * 1024 * 1024}, "deploy_metadata.shm_size_mb"),
         ({"shm_size_mb": True}, "deploy_metadata.shm_size_mb"),

@@ -81,3 +81,67 @@ def test_no_token_anywhere_says_how_to_give_one() -> None:
         resolve_target()
     assert missing.value.code == "no_token"
     assert "moorage login" in missing.value.message
+
+
+def test_a_link_planted_at_the_path_is_replaced_never_written_through(clean_env: Path) -> None:
+    clean_env.parent.mkdir(mode=0o700)
+    loot = clean_env.parent.parent / "loot"
+    loot.write_text("")
+    clean_env.symlink_to(loot)
+    write_config("http://moorage.example:8080", "secret-token")
+    assert loot.read_text() == ""
+    assert not clean_env.is_symlink()
+    assert read_config()["token"] == "secret-token"
+    assert [p.name for p in clean_env.parent.iterdir()] == ["config.toml"]  # no leftovers
+
+
+def test_a_folder_others_can_write_to_is_refused(clean_env: Path) -> None:
+    clean_env.parent.mkdir()
+    clean_env.parent.chmod(0o777)
+    with pytest.raises(MoorageError, match="can be written by others"):
+        write_config("http://moorage.example:8080", "secret-token")
+    assert not clean_env.exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_a_config_file_of_another_user_is_not_read(clean_env: Path) -> None:
+    write_config("http://evil.example", "their-token")
+    os.chown(clean_env, 65534, 65534)
+    with pytest.raises(MoorageError, match="belongs to another user"):
+        read_config()
+
+
+def test_the_kept_token_goes_only_to_the_url_it_was_kept_for(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    write_config("http://moorage.example:8080", "kept-token")
+    assert resolve_target().token == "kept-token"
+    assert resolve_target("http://moorage.example:8080/").token == "kept-token"
+    with pytest.raises(ApiError) as elsewhere:
+        resolve_target("http://evil.example:8080")
+    assert elsewhere.value.code == "no_token"
+    assert "kept is for http://moorage.example:8080" in elsewhere.value.message
+    monkeypatch.setenv("MOORAGE_URL", "http://evil.example:8080")
+    with pytest.raises(ApiError):
+        resolve_target()
+    assert resolve_target(token="named-for-it").token == "named-for-it"
+
+
+def test_the_admins_token_goes_only_to_the_servers_own_address(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "admin-token").write_text("admin-secret\n")
+    monkeypatch.setenv("MOORAGE_HOME", str(home))
+    assert resolve_target().token == "admin-secret"  # the default address, beside it
+    monkeypatch.setenv("MOORAGE_PORT", "9999")
+    assert resolve_target().url == "http://127.0.0.1:9999"
+    assert resolve_target().token == "admin-secret"
+    with pytest.raises(ApiError) as elsewhere:
+        resolve_target("http://127.0.0.1:19089")
+    assert "sent only to its own address" in elsewhere.value.message
+    monkeypatch.setenv("MOORAGE_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("MOORAGE_URL", "http://evil.example")
+    with pytest.raises(ApiError):
+        resolve_target()

@@ -91,11 +91,15 @@ RESERVED_MOUNT_PATHS: tuple[str, ...] = (
     "/boot",
 )
 
-# C0 controls, DEL and C1 controls; the command's variant keeps tab and newline.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_IN_COMMAND = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
-COMMAND_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+# C0 controls, DEL and C1 controls, and the characters that reorder or break text as
+# it is shown (bidirectional marks, embeddings, overrides and isolates; line and
+# paragraph separators): a name shown in another user's table or the admin's usage
+# report must read as it is. The command's variant keeps tab and newline.
+_SHOWN_AS_IS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_SHOWN_AS_IS}]")
+_CONTROL_IN_COMMAND = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_SHOWN_AS_IS}]")
+NO_CONTROL_PATTERN = f"^[^\\x00-\\x1f\\x7f-\\x9f{_SHOWN_AS_IS}]*$"
+COMMAND_PATTERN = f"^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_SHOWN_AS_IS}]*$"
 
 
 def _refuse(pattern: re.Pattern[str], allowed: str) -> Any:
@@ -103,7 +107,7 @@ def _refuse(pattern: re.Pattern[str], allowed: str) -> Any:
         found = pattern.search(value)
         if found is not None:
             raise ValueError(
-                f"must not contain control characters{allowed} "
+                f"must not contain control or text-direction characters{allowed} "
                 f"(found U+{ord(found.group()):04X} at position {found.start()}); "
                 "remove it or encode the value"
             )

@@ -18,7 +18,17 @@ from moorage.api import account_schemas as accounts
 from moorage.api import schemas
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.sdk import calls
-from moorage.sdk.answers import NOT_AN_ID, headers, more_pages, named, read, timed_out, unreachable
+from moorage.sdk.answers import (
+    NOT_AN_ID,
+    Bounds,
+    Lines,
+    headers,
+    more_pages,
+    named,
+    read,
+    timed_out,
+    unreachable,
+)
 from moorage.sdk.errors import ApiError, WaitFailed, WaitTimeout
 from moorage.sdk.target import Target, resolve_target
 from moorage.sdk.waiting import describe, progress
@@ -41,9 +51,12 @@ class AsyncClient:
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        answer_within_s: float = 120.0,
         trust_env: bool = False,
     ) -> None:
         self.target: Target = resolve_target(url, token)
+        # A whole answer must arrive within this (``timeout`` bounds each wait for data).
+        self.answer_within_s = answer_within_s
         self._http = httpx.AsyncClient(
             base_url=self.target.url, timeout=timeout, trust_env=trust_env
         )
@@ -72,17 +85,20 @@ class AsyncClient:
 
     async def run(self, call: calls.Call[T]) -> T:
         """Makes one call; what every method does."""
+        bounds = Bounds(self.target, self.answer_within_s)
         try:
-            response = await self._http.request(
+            async with self._http.stream(
                 call.method,
                 call.path,
                 params=call.params,
                 json=call.json,
                 headers=headers(self.target, call),
-            )
+            ) as response:
+                async for chunk in response.aiter_bytes():
+                    bounds.add(chunk)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise unreachable(self.target, exc) from exc
-        return read(call, response)
+        return read(call, response.status_code, bytes(bounds.body), self.target)
 
     # -- server ---------------------------------------------------------------------------
 
@@ -185,9 +201,15 @@ class AsyncClient:
                 timeout=None if follow else self._http.timeout,
             ) as response:
                 if response.status_code >= 400:
-                    await response.aread()
-                    read(call, response)
-                async for line in response.aiter_lines():
+                    refused = Bounds(self.target, self.answer_within_s)
+                    async for chunk in response.aiter_bytes():
+                        refused.add(chunk)
+                    read(call, response.status_code, bytes(refused.body), self.target)
+                lines = Lines()
+                async for text in response.aiter_text():
+                    for line in lines.feed(text):
+                        yield line
+                for line in lines.end():
                     yield line
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise unreachable(self.target, exc) from exc

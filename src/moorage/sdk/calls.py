@@ -38,6 +38,10 @@ class Call(Generic[T]):
 
 
 def _segment(value: str) -> str:
+    """One path segment, whatever ``value`` holds: ``/``, ``?`` and ``#`` escaped, and
+    ``.`` or ``..`` (which a URL resolves away) written ``%2E``."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 

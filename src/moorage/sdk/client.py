@@ -19,7 +19,17 @@ from moorage.api import account_schemas as accounts
 from moorage.api import schemas
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
 from moorage.sdk import calls
-from moorage.sdk.answers import NOT_AN_ID, headers, more_pages, named, read, timed_out, unreachable
+from moorage.sdk.answers import (
+    NOT_AN_ID,
+    Bounds,
+    Lines,
+    headers,
+    more_pages,
+    named,
+    read,
+    timed_out,
+    unreachable,
+)
 from moorage.sdk.errors import ApiError, WaitFailed, WaitTimeout
 from moorage.sdk.target import Target, resolve_target
 from moorage.sdk.waiting import describe, progress
@@ -42,9 +52,12 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        answer_within_s: float = 120.0,
         trust_env: bool = False,
     ) -> None:
         self.target: Target = resolve_target(url, token)
+        # A whole answer must arrive within this (``timeout`` bounds each wait for data).
+        self.answer_within_s = answer_within_s
         self._http = httpx.Client(base_url=self.target.url, timeout=timeout, trust_env=trust_env)
 
     @property
@@ -71,17 +84,20 @@ class Client:
 
     def run(self, call: calls.Call[T]) -> T:
         """Makes one call; what every method does."""
+        bounds = Bounds(self.target, self.answer_within_s)
         try:
-            response = self._http.request(
+            with self._http.stream(
                 call.method,
                 call.path,
                 params=call.params,
                 json=call.json,
                 headers=headers(self.target, call),
-            )
+            ) as response:
+                for chunk in response.iter_bytes():
+                    bounds.add(chunk)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise unreachable(self.target, exc) from exc
-        return read(call, response)
+        return read(call, response.status_code, bytes(bounds.body), self.target)
 
     # -- server ---------------------------------------------------------------------------
 
@@ -178,9 +194,14 @@ class Client:
                 timeout=None if follow else self._http.timeout,
             ) as response:
                 if response.status_code >= 400:
-                    response.read()
-                    read(call, response)
-                yield from response.iter_lines()
+                    refused = Bounds(self.target, self.answer_within_s)
+                    for chunk in response.iter_bytes():
+                        refused.add(chunk)
+                    read(call, response.status_code, bytes(refused.body), self.target)
+                lines = Lines()
+                for text in response.iter_text():
+                    yield from lines.feed(text)
+                yield from lines.end()
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise unreachable(self.target, exc) from exc
 

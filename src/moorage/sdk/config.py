@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import tomllib
 from pathlib import Path
 
@@ -30,11 +32,18 @@ def read_config(path: Path | None = None) -> dict[str, str]:
     file that is not TOML is an error naming it, never silently ignored."""
     where = path or config_path()
     try:
+        seen = where.stat()
         text = where.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise MoorageError(f"cannot read the config file {where}: {exc}") from exc
+    if seen.st_uid != os.getuid() or seen.st_mode & 0o022:
+        # Someone else could have put a server of theirs in it, to receive a token.
+        raise MoorageError(
+            f"the config file {where} belongs to another user or can be written by others; "
+            "delete it and run `moorage login` again"
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -46,18 +55,45 @@ def read_config(path: Path | None = None) -> dict[str, str]:
 
 
 def write_config(url: str, token: str, path: Path | None = None) -> Path:
-    """Writes both keys, creating the folder; the file is created 0600 before the
-    token is in it, so it is never readable by others, even for a moment."""
+    """Writes both keys, readable by their owner only. The folder must be the user's
+    own and closed to others (one made here is 0700), and the file is written anew
+    (a temporary file created exclusively, then renamed over the old), so a file or
+    link someone else planted at the path is replaced, never written through."""
     where = path or config_path()
-    where.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = where.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_private(folder)
     text = "".join(
         f"{key} = {_toml_string(value)}\n" for key, value in (("url", url), ("token", token))
     )
-    descriptor = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
+    temporary = folder / f".{where.name}.{secrets.token_hex(8)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(temporary, flags, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, where)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return where
+
+
+def _check_private(folder: Path) -> None:
+    """The config's folder must be the user's and writable by no one else: in a folder
+    others may write to, they could swap the file or read a token through a link."""
+    seen = folder.stat()
+    if seen.st_uid != os.getuid():
+        raise MoorageError(
+            f"the config folder {folder} belongs to another user (uid {seen.st_uid}); "
+            "set MOORAGE_CLIENT_CONFIG to a file in a folder of your own"
+        )
+    if seen.st_mode & 0o022:
+        raise MoorageError(
+            f"the config folder {folder} can be written by others (mode "
+            f"{stat.S_IMODE(seen.st_mode):o}); run `chmod go-w {folder}` or set "
+            "MOORAGE_CLIENT_CONFIG to a file in a private folder"
+        )
 
 
 def _toml_string(value: str) -> str:

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 # Codes of errors that never reached a server (``status`` 0).
 UNREACHABLE = "unreachable"
 NO_TOKEN = "no_token"
+ANSWER_TOO_LARGE = "answer_too_large"
+ANSWER_TOO_SLOW = "answer_too_slow"
+# An answer that is not what the API's document says (another program on that port).
+BAD_ANSWER = "bad_answer"
 
 
 class MoorageError(Exception):

@@ -62,32 +62,58 @@ def resolve_url(url: str | None, config: dict[str, str] | None = None) -> tuple[
     return f"http://{address}:{port or DEFAULT_PORT}", named
 
 
-def resolve_token(token: str | None, config: dict[str, str] | None = None) -> tuple[str, str]:
+# Where a URL came from when it is the server's own address, set beside it: only
+# then may the admin's token, kept beside the server, be sent without being named.
+_LOCAL = ("the default", "MOORAGE_HOST", "MOORAGE_PORT")
+
+
+def resolve_token(
+    token: str | None, url: str, url_from: str, config: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A token named for this call (``--token``, ``MOORAGE_TOKEN``) goes anywhere.
+    One kept elsewhere goes only where it belongs: the config file's to the URL it was
+    kept with, the admin's (``MOORAGE_ADMIN_TOKEN``, the admin-token file) to the
+    server's own address, so that a ``--url`` or ``MOORAGE_URL`` pointing elsewhere (a
+    typo, a copied command, a planted ``.env``) never hands either to another server."""
     if token:
         return token, "--token"
     if os.environ.get("MOORAGE_TOKEN"):
         return os.environ["MOORAGE_TOKEN"], "MOORAGE_TOKEN"
-    saved = (read_config() if config is None else config).get("token")
-    if saved:
-        return saved, f"the config file {config_path()}"
-    if os.environ.get("MOORAGE_ADMIN_TOKEN"):
+    saved = read_config() if config is None else config
+    if saved.get("token") and saved.get("url", "").rstrip("/") == url:
+        return saved["token"], f"the config file {config_path()}"
+    local = url_from.startswith(_LOCAL)
+    if local and os.environ.get("MOORAGE_ADMIN_TOKEN"):
         return os.environ["MOORAGE_ADMIN_TOKEN"], "MOORAGE_ADMIN_TOKEN"
     token_file = Path(os.environ.get("MOORAGE_HOME", ".moorage")) / "admin-token"
-    if token_file.exists():
+    if local and token_file.exists():
         return token_file.read_text().strip(), f"the admin-token file {token_file}"
-    raise ApiError(
-        0,
-        NO_TOKEN,
-        "no token: no --token, MOORAGE_TOKEN, config file "
-        f"({config_path()}), MOORAGE_ADMIN_TOKEN or admin-token file at "
-        f"{token_file.absolute()}; run `moorage login`, pass --token, or set MOORAGE_TOKEN",
+    raise ApiError(0, NO_TOKEN, _no_token(url, url_from, saved, local, token_file))
+
+
+def _no_token(url: str, url_from: str, saved: dict[str, str], local: bool, token_file: Path) -> str:
+    tried = ["no --token or MOORAGE_TOKEN"]
+    if saved.get("token"):
+        tried.append(
+            f"the token `moorage login` kept is for {saved.get('url')}, not {url} (from "
+            f"{url_from}), and is sent only there"
+        )
+    else:
+        tried.append(f"no config file at {config_path()}")
+    if local:
+        tried.append(f"no MOORAGE_ADMIN_TOKEN or admin-token file at {token_file.absolute()}")
+    else:
+        tried.append("the admin's token, kept beside the server, is sent only to its own address")
+    return (
+        f"no token for {url}: {'; '.join(tried)}. Pass --token, set MOORAGE_TOKEN, or run "
+        f"`moorage login --url {url}`"
     )
 
 
 def resolve_target(url: str | None = None, token: str | None = None) -> Target:
     config = read_config()
     where, where_from = resolve_url(url, config)
-    secret, secret_from = resolve_token(token, config)
+    secret, secret_from = resolve_token(token, where, where_from, config)
     return Target(where, where_from, secret, secret_from)
 
 

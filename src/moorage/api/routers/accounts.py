@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from moorage.api import render, schemas
 from moorage.api.deps import AdminUser, ServicesDep
@@ -38,8 +38,10 @@ def list_users(services: ServicesDep, _admin: AdminUser) -> schemas.UserList:
     responses=errors(ADMIN, BODY, 404),
 )
 def create_token(
-    services: ServicesDep, _admin: AdminUser, body: CreateTokenRequest
+    services: ServicesDep, _admin: AdminUser, body: CreateTokenRequest, response: Response
 ) -> schemas.IssuedToken:
+    # The token's text is in this answer only: no cache on the way may keep it.
+    response.headers["Cache-Control"] = "no-store"
     issued = services.accounts.create_token(
         user_id=body.user_id, user_name=body.user_name, name=body.name
     )
