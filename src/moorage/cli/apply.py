@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from moorage.cli import diff
 from moorage.cli.common import TokenOption, UrlOption, connect, err, fail, find, interactive
 from moorage.cli.endpoints import with_flavor_id
 from moorage.cli.files import read_body
 from moorage.cli.output import plain
+from moorage.cli.shown import line
 from moorage.cli.waiting import DEFAULT_TIMEOUT_S, NoWaitOption, TimeoutOption, settle
 from moorage.sdk import ApiError
 
@@ -56,25 +56,25 @@ def apply(
             if exc.status != NOT_FOUND:
                 raise
             created = client.create_endpoint(desired)
-            err.print(f"created {escape(created.name)} ({created.service_id})")
+            err.print(line(f"created {created.name} ({created.service_id})"))
             print(created.service_id, flush=True)
             settle(client, created, wait=not no_wait, timeout=timeout)
             return
         found = diff.changes(desired, plain(current))
         if not found:
-            err.print(f"{escape(name)} ({current.service_id}): no changes")
+            err.print(line(f"{name} ({current.service_id}): no changes"))
             print(current.service_id, flush=True)
             return
-        err.print(f"{escape(name)} ({current.service_id}) changes:")
+        err.print(line(f"{name} ({current.service_id}) changes:"))
         for change in found:
-            err.print(f"  [yellow]~[/yellow] {escape(change.describe())}")
+            err.print(line("  ", ("~", "yellow"), " ", change.describe()))
         if not yes:
             if not interactive():
                 fail("changes to an existing endpoint need --yes when no terminal can confirm", 2)
             if not typer.confirm("Apply these changes?", default=False, err=True):
                 fail("nothing changed", 1)
         updated = client.update_endpoint(current.service_id, diff.patch(desired, found))
-        err.print(f"updated {escape(updated.name)} ({updated.service_id})")
+        err.print(line(f"updated {updated.name} ({updated.service_id})"))
         print(updated.service_id, flush=True)
         settle(
             client,

@@ -1,27 +1,31 @@
 """What every client command shares: ``--url`` and ``--token``, the SDK client built
 from them, and one way to fail: the server's message and code on one line of stderr
-and exit 1; 2 for a usage error or no server to call; never a traceback.
+and exit 1; 2 for a usage error or no server to call; never a traceback. An answer
+that is not what the API sends (not JSON, the wrong shape, an empty redirect) is one
+line too, naming the server.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 
 from moorage.api.schemas import Endpoint
+from moorage.cli.shown import line
 from moorage.sdk import ApiError, Client
 from moorage.sdk.errors import NO_TOKEN, UNREACHABLE, MoorageError
 from moorage.sdk.target import Target, unknown_token_hint
 
 NOT_FOUND = 404
 # soft_wrap: a message is one line, never cut at 80 columns in the middle of a URL.
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 UrlOption = Annotated[
     str | None,
@@ -44,8 +48,20 @@ TokenOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")
+    err.print(line(("error:", "red"), f" {message}"))
     raise typer.Exit(code)
+
+
+def unreadable(exc: ValidationError | json.JSONDecodeError) -> str:
+    """What was wrong with an answer, in a few words (never the answer itself: it
+    may be long, or hostile)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg}"
+    problems = exc.errors(include_url=False, include_input=False)
+    first = problems[0] if problems else {"loc": (), "msg": str(exc.title)}
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def report_api_error(exc: ApiError, target: Target | None) -> NoReturn:
@@ -53,9 +69,9 @@ def report_api_error(exc: ApiError, target: Target | None) -> NoReturn:
     server and which token were tried. No server, or no token: exit 2."""
     if exc.status == 0:
         fail(exc.message, 2 if exc.code in (UNREACHABLE, NO_TOKEN) else 1)
-    err.print(f"[red]error ({exc.status}) {escape(exc.code)}:[/red] {escape(exc.message)}")
+    err.print(line((f"error ({exc.status}) {exc.code}:", "red"), f" {exc.message}"))
     if exc.status == 401 and target is not None:
-        err.print(escape(unknown_token_hint(target)))
+        err.print(line(unknown_token_hint(target)))
     raise typer.Exit(1)
 
 
@@ -73,6 +89,9 @@ def connect(url: str | None, token: str | None, *, timeout: float = 30.0) -> Ite
         report_api_error(exc, client.target if client is not None else None)
     except MoorageError as exc:  # a config file that is not TOML, and such
         fail(exc.message, 2)
+    except (ValidationError, json.JSONDecodeError) as exc:
+        where = client.url if client is not None else "that URL"
+        fail(f"the server at {where} answered something moorage cannot read ({unreadable(exc)})")
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from moorage.api.schemas import Endpoint, EndpointPage, EventPage
 from moorage.cli.bodies import create_body, update_body
@@ -19,6 +19,7 @@ from moorage.cli.common import TokenOption, UrlOption, connect, err, fail, find
 from moorage.cli.files import read_body
 from moorage.cli.output import Format, OutputOption, cell, new_table, show
 from moorage.cli.progress import ready_text
+from moorage.cli.shown import line, plain
 from moorage.cli.waiting import DEFAULT_TIMEOUT_S, NoWaitOption, TimeoutOption, settle
 from moorage.sdk import Client
 
@@ -65,11 +66,12 @@ def endpoints_table(page: EndpointPage) -> Table:
 def endpoint_table(e: Endpoint) -> Table:
     table = new_table("FIELD", "VALUE")
     flavor_name = e.resource_metadata.resource_display_name or e.resource_metadata.flavor_id
-    rows: list[tuple[str, str]] = [
+    # A replica's last output may span lines; those breaks are kept, nothing else.
+    rows: list[tuple[str, str | Text]] = [
         ("name", e.name),
         ("service_id", e.service_id),
         ("status", e.status),
-        ("status_info", cell(e.status_info)),
+        ("status_info", plain(cell(e.status_info), line_breaks=True)),
         ("replicas", ready_text(e)),
         ("scale_type", e.resource_metadata.scale_type),
         ("flavor", cell(flavor_name)),
@@ -91,7 +93,7 @@ def endpoint_table(e: Endpoint) -> Table:
         state = f"{replica.state} (revision {replica.revision})"
         if replica.last_failure:
             state += f": {replica.last_failure}"
-        rows.append((f"replica {replica.replica_id[:8]}", state))
+        rows.append((f"replica {replica.replica_id[:8]}", plain(state, line_breaks=True)))
     for field, value in rows:
         table.add_row(field, value)
     return table
@@ -198,7 +200,7 @@ def create(
             except ValueError as exc:
                 fail(str(exc), 2)
         endpoint = client.create_endpoint(body)
-        err.print(f"created {escape(endpoint.name)} ({endpoint.service_id})")
+        err.print(line(f"created {endpoint.name} ({endpoint.service_id})"))
         print(endpoint.service_id, flush=True)
         settle(client, endpoint, wait=not no_wait, timeout=timeout)
 
@@ -275,7 +277,7 @@ def update(
         if not changes:
             fail("nothing to change: give -f FILE or a flag such as --replicas or --image", 2)
         updated = client.update_endpoint(found.service_id, changes)
-        err.print(f"updated {escape(updated.name)} ({updated.service_id})")
+        err.print(line(f"updated {updated.name} ({updated.service_id})"))
         settle(
             client,
             updated,
@@ -298,7 +300,7 @@ def scale(
     with connect(url, token) as client:
         found = find(client, endpoint)
         scaled = client.scale_endpoint(found.service_id, replicas)
-        err.print(f"scaling {escape(scaled.name)} to {replicas}")
+        err.print(line(f"scaling {scaled.name} to {replicas}"))
         settle(client, scaled, wait=not no_wait, timeout=timeout)
 
 
@@ -307,7 +309,7 @@ def stop(endpoint: EndpointArg, url: UrlOption = None, token: TokenOption = None
     """Stop every replica; the endpoint and its settings stay (start brings it back)."""
     with connect(url, token) as client:
         stopped = client.stop_endpoint(find(client, endpoint).service_id)
-        err.print(f"{escape(stopped.name)} ({stopped.service_id}): {stopped.status}")
+        err.print(line(f"{stopped.name} ({stopped.service_id}): {stopped.status}"))
 
 
 @app.command()
@@ -321,7 +323,7 @@ def start(
     """Start a stopped endpoint, and wait until it serves."""
     with connect(url, token) as client:
         started = client.start_endpoint(find(client, endpoint).service_id)
-        err.print(f"starting {escape(started.name)} ({started.service_id})")
+        err.print(line(f"starting {started.name} ({started.service_id})"))
         settle(client, started, wait=not no_wait, timeout=timeout)
 
 
@@ -330,7 +332,7 @@ def delete(endpoint: EndpointArg, url: UrlOption = None, token: TokenOption = No
     """Delete an endpoint: its replicas stop and it is gone (its usage stays billed)."""
     with connect(url, token) as client:
         deleted = client.delete_endpoint(find(client, endpoint).service_id)
-        err.print(f"deleted {escape(deleted.name)} ({deleted.service_id})")
+        err.print(line(f"deleted {deleted.name} ({deleted.service_id})"))
 
 
 @app.command()

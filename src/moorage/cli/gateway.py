@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from moorage.cli.shown import line
 from moorage.errors import MoorageError
 from moorage.gateway import standalone
 from moorage.gateway.http1.limits import WireLimits
@@ -110,8 +110,11 @@ def gateway(
         raise typer.Exit(2)
     source = f"route file {routes}" if routes else f"control plane {control_plane}"
     err.print(
-        f"[bold]moorage gateway[/bold] on http://{host}:{port}  ({workers} worker"
-        f"{'s' if workers > 1 else ''}, routes from {source})"
+        line(
+            ("moorage gateway", "bold"),
+            f" on http://{host}:{port}  ({workers} worker"
+            f"{'s' if workers > 1 else ''}, routes from {source})",
+        )
     )
     limits = WireLimits(
         max_url_bytes=max_url_bytes,
@@ -137,11 +140,13 @@ def gateway(
     try:
         standalone.run(config)
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {escape(exc.message)}")  # it quotes the file
+        err.print(line(("error:", "red"), f" {exc.message}"))  # it quotes the file
         raise typer.Exit(2) from exc
     except OSError as exc:
         err.print(
-            f"[red]error:[/red] cannot listen on {host}:{port} ({exc.strerror}); "
-            "pick another with --port"
+            line(
+                ("error:", "red"),
+                f" cannot listen on {host}:{port} ({exc.strerror}); pick another with --port",
+            )
         )
         raise typer.Exit(2) from exc

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from moorage.cli.common import UrlOption, connect, err, fail
+from moorage.cli.shown import line
 from moorage.sdk.config import config_path, remove_config, write_config
 from moorage.sdk.target import resolve_url
 
@@ -37,16 +37,13 @@ def login(
     with connect(where, token) as client:
         who = client.quota()
         path = write_config(client.url, token)
-    err.print(
-        f"logged in to {escape(where)} as user {escape(who.user_id)}; "
-        f"kept in {escape(str(path))} (mode 0600)"
-    )
+    err.print(line(f"logged in to {where} as user {who.user_id}; kept in {path} (mode 0600)"))
 
 
 def logout() -> None:
     """Forget the URL and token ``moorage login`` kept."""
     removed = remove_config()
     if removed is None:
-        err.print(f"not logged in (no {escape(str(config_path()))})")
+        err.print(line(f"not logged in (no {config_path()})"))
     else:
-        err.print(f"removed {escape(str(removed))}")
+        err.print(line(f"removed {removed}"))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from moorage.cli.common import TokenOption, UrlOption, connect, find
+from moorage.cli.shown import visible
 
 
 def logs(
@@ -25,9 +26,12 @@ def logs(
     """Print the replicas' stdout and stderr."""
     with connect(url, token) as client:
         service_id = find(client, endpoint).service_id
+        # A terminal is shown a replica's control sequences, not driven by them (no
+        # title, clipboard or screen changes); a pipe or a file gets the bytes as they are.
+        shown = visible if sys.stdout.isatty() else str
         try:
             for line in client.logs(service_id, replica=replica, tail=tail, follow=follow):
-                sys.stdout.write(line + "\n")
+                sys.stdout.write(shown(line) + "\n")
                 sys.stdout.flush()
         except KeyboardInterrupt:  # how a follower is stopped: not an error
             return

@@ -16,11 +16,21 @@ from typing import Annotated, Any
 import typer
 import yaml
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.style import StyleType
 from rich.table import Table
 
-# Piped (to grep, a file), a table is as wide as its rows: ids are never folded.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
+from moorage.cli.shown import plain as plain_text
+from moorage.cli.shown import visible
+
+# Piped (to grep, a file), a table is as wide as its rows: ids are never folded. What
+# it prints is the server's data: never markup, never an emoji code.
+out = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 10_000,
+    markup=False,
+    emoji=False,
+)
 
 
 class Format(StrEnum):
@@ -45,11 +55,15 @@ def plain(data: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) ->
 
 
 def as_json(data: Any) -> str:
-    return json.dumps(plain(data), indent=2, ensure_ascii=False)
+    """The JSON, its control and bidi characters written as ``\\uXXXX`` escapes: the
+    same JSON to a parser, nothing a terminal acts on (JSON's own line breaks stay)."""
+    return visible(json.dumps(plain(data), indent=2, ensure_ascii=False), line_breaks=True)
 
 
-def as_yaml(data: Any) -> str:
-    return yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True)
+def as_yaml(data: Any, *, terminal: bool = False) -> str:
+    """The YAML; for a terminal, every character past ASCII escaped (the same data
+    to a parser), since YAML writes bidi controls and U+0085 as they are."""
+    return yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=not terminal)
 
 
 def show(data: Any, fmt: Format, table: Callable[[], Table | str]) -> None:
@@ -57,7 +71,7 @@ def show(data: Any, fmt: Format, table: Callable[[], Table | str]) -> None:
     if fmt is Format.json:
         print(as_json(data))
     elif fmt is Format.yaml:
-        print(as_yaml(data), end="")
+        print(as_yaml(data, terminal=sys.stdout.isatty()), end="")
     else:
         out.print(table())
 
@@ -69,8 +83,22 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+class PlainTable(Table):
+    """A table whose string cells are plain text with their controls made visible:
+    what the server sent is shown, never read as markup."""
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: StyleType | None = None,
+        end_section: bool = False,
+    ) -> None:
+        cells = [plain_text(r) if isinstance(r, str) else r for r in renderables]
+        super().add_row(*cells, style=style, end_section=end_section)
+
+
 def new_table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = PlainTable(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     return table

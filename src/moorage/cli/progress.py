@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from moorage.api.schemas import Endpoint
+from moorage.cli.shown import plain, visible
 from moorage.sdk.waiting import progress
 
 
@@ -79,15 +80,15 @@ class Reporter:
         self.started = clock()
         self.last_phase: tuple[str, int, int] | None = None
         self.text = ""
-        self._update: Callable[[str], None] | None = None
+        self._update: Callable[[Text], None] | None = None
 
     def __call__(self, endpoint: Endpoint) -> None:
         self.text = status_line(endpoint, self.clock() - self.started)
         if self.live:
             if self._update is not None:
-                self._update(escape(self.text))  # the server's words are never markup
+                self._update(plain(self.text))  # the server's words are never markup
         elif phase(endpoint) != self.last_phase:
-            print(self.text, file=self.stream, flush=True)
+            print(visible(self.text), file=self.stream, flush=True)
         self.last_phase = phase(endpoint)
 
     @contextmanager
@@ -96,7 +97,7 @@ class Reporter:
         if not self.live:
             yield
             return
-        with console.status(escape(self.text) or "waiting for the endpoint") as status:
+        with console.status(plain(self.text or "waiting for the endpoint")) as status:
             self._update = status.update
             try:
                 yield

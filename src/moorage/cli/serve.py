@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from moorage import logformat
+from moorage.cli.shown import line
 from moorage.errors import MoorageError
 from moorage.settings import Settings
 
@@ -62,12 +63,14 @@ def _announce(settings: Settings, runtime: str, generated: str | None) -> None:
         elif settings.admin_token is None:
             log.info("admin token: in %s", token_file)
     else:
-        err.print(f"[bold]moorage[/bold] on {base}  (API /v1, gateway /inference-api, docs /docs)")
-        err.print(f"  data: {home}  store: {store}  runtime: {runtime}{engine}")
+        err.print(
+            line(("moorage", "bold"), f" on {base}  (API /v1, gateway /inference-api, docs /docs)")
+        )
+        err.print(line(f"  data: {home}  store: {store}  runtime: {runtime}{engine}"))
         if generated:
-            err.print(f"  admin token (shown once; also kept in {token_file}, mode 0600):")
+            err.print(line(f"  admin token (shown once; also kept in {token_file}, mode 0600):"))
         elif settings.admin_token is None:
-            err.print(f"  admin token: in {token_file}")
+            err.print(line(f"  admin token: in {token_file}"))
     if generated:
         print(generated, flush=True)
 
@@ -77,7 +80,7 @@ def _fail(settings: Settings, message: str) -> None:
     if settings.log_format == "json":
         log.error("%s", message)
     else:
-        err.print(f"[red]error:[/red] {message}")
+        err.print(line(("error:", "red"), f" {message}"))
 
 
 def serve(
@@ -101,13 +104,17 @@ def serve(
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err.print(f"[red]error:[/red] {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        first = exc.errors()[0]
+        err.print(line(("error:", "red"), f" {first['loc'][0]}: {first['msg']}"))
         raise typer.Exit(2) from exc
     taken = _port_taken(settings.host, settings.port)
     if taken is not None:
         err.print(
-            f"[red]error:[/red] cannot listen on {settings.host}:{settings.port}: {taken}. "
-            "Stop what uses it, or pick another port with --port or MOORAGE_PORT."
+            line(
+                ("error:", "red"),
+                f" cannot listen on {settings.host}:{settings.port}: {taken}. "
+                "Stop what uses it, or pick another port with --port or MOORAGE_PORT.",
+            )
         )
         raise typer.Exit(2)
     logformat.configure(settings.log_format)

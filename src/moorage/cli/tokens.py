@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from moorage.api.schemas import TokenList
 from moorage.cli.common import TokenOption, UrlOption, connect
 from moorage.cli.output import Format, OutputOption, cell, new_table, show
+from moorage.cli.shown import line
 from moorage.errors import MoorageError
 
 app = typer.Typer(
@@ -50,9 +50,11 @@ def create(
     if store_file is not None and not store_file.exists():
         # A new, empty store would issue a token that no running server knows.
         err.print(
-            f"[red]error:[/red] no moorage store at {escape(str(store_file.resolve()))}; run "
-            "this with the MOORAGE_HOME (or MOORAGE_DATABASE_URL) that `moorage serve` uses, "
-            f"or {SERVE_FIRST}"
+            line(
+                ("error:", "red"),
+                f" no moorage store at {store_file.resolve()}; run this with the MOORAGE_HOME "
+                f"(or MOORAGE_DATABASE_URL) that `moorage serve` uses, or {SERVE_FIRST}",
+            )
         )
         raise typer.Exit(2)
     shown = url.render_as_string(hide_password=True)
@@ -65,15 +67,20 @@ def create(
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             err.print(
-                f"[red]error:[/red] cannot open the moorage store {escape(shown)}: "
-                f"{escape(reason)}; check MOORAGE_DATABASE_URL, or {SERVE_FIRST}"
+                line(
+                    ("error:", "red"),
+                    f" cannot open the moorage store {shown}: {reason}; check "
+                    f"MOORAGE_DATABASE_URL, or {SERVE_FIRST}",
+                )
             )
             raise typer.Exit(2) from None
         if not has_schema:
             # Migrating here would make a store no running server uses.
             err.print(
-                f"[red]error:[/red] the database {escape(shown)} holds no moorage store yet; "
-                f"{SERVE_FIRST}"
+                line(
+                    ("error:", "red"),
+                    f" the database {shown} holds no moorage store yet; {SERVE_FIRST}",
+                )
             )
             raise typer.Exit(2)
         db.migrate()
@@ -81,11 +88,11 @@ def create(
             user_name=user, name=name, create_user=True
         )
     except MoorageError as exc:
-        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        err.print(line(("error:", "red"), f" {exc.message}"))
         raise typer.Exit(2) from exc
     finally:
         db.dispose()
-    err.print(f"token for user {issued.user.name} ({issued.user.user_id}):")
+    err.print(line(f"token for user {issued.user.name} ({issued.user.user_id}):"))
     print(issued.token, flush=True)
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from moorage.api.account_schemas import UsageOut
 from moorage.cli.common import TokenOption, UrlOption, connect
 from moorage.cli.output import Format, OutputOption, cell, new_table, show
+from moorage.cli.shown import plain, visible
 
 
 class GroupBy(StrEnum):
@@ -46,7 +47,7 @@ def usage_table(report: UsageOut) -> Table:
         totals.cost.cny,
         totals.cost.nmt,
     )
-    table.caption = f"from {report.start} to {report.end} (UTC), by {report.group_by}"
+    table.caption = plain(f"from {report.start} to {report.end} (UTC), by {report.group_by}")
     return table
 
 
@@ -73,7 +74,8 @@ def usage(
     with connect(url, token) as client:
         if csv:
             text = client.usage_csv(from_=from_, to=to, group_by=group_by.value, user_id=user)
-            sys.stdout.write(text)
+            # Raw into a pipe or a file; on a terminal, its controls shown, not acted on.
+            sys.stdout.write(visible(text, line_breaks=True) if sys.stdout.isatty() else text)
             sys.stdout.flush()
             return
         report = client.usage(from_=from_, to=to, group_by=group_by.value, user_id=user)

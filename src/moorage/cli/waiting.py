@@ -8,11 +8,11 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from moorage.api.schemas import Endpoint
 from moorage.cli.common import err
 from moorage.cli.progress import Reporter, elapsed_text, failure_text, ready_text, status_line
+from moorage.cli.shown import line
 from moorage.sdk import Client, WaitFailed, WaitTimeout
 
 NoWaitOption = Annotated[
@@ -40,9 +40,11 @@ def settle(
     the reason if it fails or the time runs out."""
     if not wait:
         err.print(
-            f"{escape(endpoint.name)} ({endpoint.service_id}): {endpoint.status}, "
-            f"{ready_text(endpoint)}; not waiting (`moorage endpoints get "
-            f"{endpoint.service_id}` shows how it goes)"
+            line(
+                f"{endpoint.name} ({endpoint.service_id}): {endpoint.status}, "
+                f"{ready_text(endpoint)}; not waiting (`moorage endpoints get "
+                f"{endpoint.service_id}` shows how it goes)"
+            )
         )
         return endpoint
     reporter = Reporter(live=err.is_terminal and sys.stderr.isatty())
@@ -53,17 +55,21 @@ def settle(
                 endpoint.service_id, timeout=timeout, revision=revision, on_progress=reporter
             )
     except WaitFailed as exc:
-        err.print(f"[red]error:[/red] {escape(failure_text(exc.endpoint, exc.message))}")
+        err.print(line(("error:", "red"), " ", failure_text(exc.endpoint, exc.message)))
         raise typer.Exit(1) from None
     except WaitTimeout as exc:
         err.print(
-            f"[red]error:[/red] not available after {elapsed_text(timeout)}: "
-            f"{escape(status_line(exc.endpoint, timeout))}; it goes on starting: "
-            f"`moorage endpoints get {exc.endpoint.service_id}` shows how it goes"
+            line(
+                ("error:", "red"),
+                f" not available after {elapsed_text(timeout)}: "
+                f"{status_line(exc.endpoint, timeout)}; it goes on starting: "
+                f"`moorage endpoints get {exc.endpoint.service_id}` shows how it goes",
+            )
         )
         raise typer.Exit(1) from None
     err.print(
-        f"{escape(done.name)} is available ({ready_text(done)}): "
-        f"{escape(done.endpoint_metadata.endpoint_url)}"
+        line(
+            f"{done.name} is available ({ready_text(done)}): {done.endpoint_metadata.endpoint_url}"
+        )
     )
     return done
