@@ -45,7 +45,7 @@ def endpoint_not_found(service_id: str) -> NotFound:
     """Also for another user's endpoint: a caller never learns which ids exist. The id
     is quoted up to 64 characters: a message never grows with the input."""
     shown = service_id if len(service_id) <= 64 else service_id[:64] + "..."
-    return NotFound(f"no endpoint {shown!r}; GET /v1/inference-service lists yours")
+    return NotFound(f"no endpoint {shown!r}; GET /v1/inference-service (`moorage ls`) lists yours")
 
 
 # -- the request itself ---------------------------------------------------------------

@@ -455,9 +455,13 @@ def test_login_keeps_a_0600_config_that_later_commands_use(
     as_bob = run(server, config, "ls", "-o", "json", MOORAGE_TOKEN=bob.token)
     assert as_bob.returncode == 0, as_bob.stderr
     assert json.loads(as_bob.stdout)["service_list"] == []
-    # MOORAGE_URL overrides the file's URL.
+    # MOORAGE_URL overrides the file's URL; the file's token is not sent there.
     elsewhere = f"http://127.0.0.1:{free_port()}"
-    unreachable = run(server, config, "ls", MOORAGE_URL=elsewhere)
+    no_token = run(server, config, "ls", MOORAGE_URL=elsewhere)
+    assert no_token.returncode == 2
+    assert f"no token for {elsewhere}" in no_token.stderr
+    assert f"kept is for {server.url}" in no_token.stderr
+    unreachable = run(server, config, "ls", MOORAGE_URL=elsewhere, MOORAGE_TOKEN=alice.token)
     assert unreachable.returncode == 2
     assert f"cannot reach moorage at {elsewhere} (from MOORAGE_URL)" in unreachable.stderr
     assert "--url" in unreachable.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from moorage.models.endpoints import DesiredState
 from moorage.models.events import changes, describe
-from moorage.models.replicas import FailureReason, ReplicaEvent, ReplicaEventKind
+from moorage.models.replicas import FailureReason, ReplicaEvent, ReplicaEventKind, shown_address
 from moorage.models.states import EndpointEventKind
 from tests.unit.builders import T0, make_endpoint
 
@@ -127,3 +127,11 @@ def test_stop_start_and_delete_are_said_alone() -> None:
     assert [c.kind for c in changes(stopped, running, T0)] == [EndpointEventKind.STARTED]
     assert [c.kind for c in changes(stopped, deleted, T0)] == [EndpointEventKind.DELETED]
     assert changes(running, running, T0) == []
+
+
+def test_a_sandboxed_replicas_socket_is_named_without_the_hosts_folders() -> None:
+    assert shown_address("unix:/srv/moorage/.moorage/replicas/r1/replica.sock") == (
+        "unix:replica.sock"
+    )
+    assert shown_address("127.0.0.1:9001") == "127.0.0.1:9001"
+    assert shown_address(None) is None

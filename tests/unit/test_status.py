@@ -272,7 +272,9 @@ def test_an_app_that_never_answered_is_sent_to_its_logs_not_to_its_command() -> 
     info = derive_status(endpoint, [replica], POLICY).status_info or ""
 
     assert info.count("startup_timeout_s") == 1, info
-    assert "The replica logs (GET /v1/inference-service/{id}/logs) show" in info, info
+    assert "The replica logs (GET /v1/inference-service/{id}/logs; `moorage logs`) show" in info, (
+        info
+    )
     assert "Check deploy_metadata (command, port)" not in info
 
 

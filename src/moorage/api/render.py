@@ -11,6 +11,7 @@ from moorage.models.autoscaling import ScalePolicy
 from moorage.models.billing import COST_QUANTUM
 from moorage.models.budgets import BudgetState
 from moorage.models.flavors import Flavor
+from moorage.models.replicas import shown_address
 from moorage.models.states import DesiredState, ReplicaState
 from moorage.services.endpoint_billing import EndpointBilling, instance_price_per_hour
 from moorage.services.endpoints import EndpointPage, EndpointView
@@ -138,7 +139,7 @@ def endpoint(
                 schemas.ReplicaInfo(
                     replica_id=r.replica_id,
                     state=r.state,
-                    address=r.address,
+                    address=shown_address(r.address),
                     revision=r.revision,
                     since=format_timestamp(r.state_since),
                     last_failure=r.last_failure,

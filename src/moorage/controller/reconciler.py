@@ -420,7 +420,7 @@ class Reconciler:
             note = (
                 f"revision {current.revision} could not run and was rolled back to revision "
                 f"{action.to_revision}, which keeps serving: {action.reason}. Fix "
-                "deploy_metadata and PUT it again."
+                "deploy_metadata and PUT it again (`moorage endpoints update`)."
             )
             now = self.clock.now()
             repository.save(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from moorage.models.endpoints import DesiredState, Endpoint
-from moorage.models.replicas import ReplicaEvent, ReplicaEventKind
+from moorage.models.replicas import ReplicaEvent, ReplicaEventKind, shown_address
 from moorage.models.states import EndpointEventKind
 from moorage.models.words import count
 
@@ -60,7 +60,7 @@ def describe(event: ReplicaEvent, revision: int) -> str:
             return f"{who} was requested"
         case ReplicaEventKind.STARTED:
             how = "was adopted after a restart" if detail == "adopted" else "started"
-            return f"{who} {how}" + (f" at {event.address}" if event.address else "")
+            return f"{who} {how}" + (f" at {shown_address(event.address)}" if event.address else "")
         case ReplicaEventKind.READY:
             return f"{who} is ready: it passed its readiness probe and takes requests"
         case ReplicaEventKind.UNREADY:

@@ -156,3 +156,12 @@ def derive_replica(
         # What was seen of an earlier life says nothing of this one.
         startup=startup if startup is not None and state is ReplicaState.STARTING else _NONE_SEEN,
     )
+
+
+def shown_address(address: str | None) -> str | None:
+    """A replica's address as its owner sees it: a TCP address as it is; a sandboxed
+    replica's socket by its file name only, since its full path names the host's
+    folders (``MOORAGE_HOME``), which are the operator's, not the tenant's."""
+    if address is None or not address.startswith("unix:"):
+        return address
+    return "unix:" + address.rsplit("/", 1)[-1]

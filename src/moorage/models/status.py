@@ -116,8 +116,11 @@ def advice(replica: Replica) -> str:
     logs = f"the replica logs ({LOGS})"
     if reason is FailureReason.NOT_READY:
         return f"{logs[0].upper()}{logs[1:]} show what the app did meanwhile; {_RETRYING}"
-    return f"Check deploy_metadata (command, port) and {logs}, then PUT a fixed one; {_RETRYING}"
+    return (
+        f"Check deploy_metadata (command, port) and {logs}, then PUT a fixed one "
+        f"(`moorage endpoints update`); {_RETRYING}"
+    )
 
 
-LOGS = "GET /v1/inference-service/{id}/logs"
+LOGS = "GET /v1/inference-service/{id}/logs; `moorage logs`"
 _RETRYING = "moorage keeps retrying with backoff meanwhile."

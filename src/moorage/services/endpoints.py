@@ -180,7 +180,11 @@ class EndpointService:
             done: list[EndpointChange] = []
             if updated != current:
                 repository = EndpointRepository(session)
-                updated = dataclasses.replace(updated, updated_at=self.clock.now())
+                # A change of the user's own ends the tale of an earlier rollback: its
+                # note leaves status_info (the events keep it).
+                updated = dataclasses.replace(
+                    updated, updated_at=self.clock.now(), rollout_note=None
+                )
                 new_revision = (
                     updated.deploy != current.deploy or updated.flavor_id != current.flavor_id
                 )
@@ -188,7 +192,6 @@ class EndpointService:
                     updated = dataclasses.replace(
                         updated,
                         revision=repository.latest_revision(service_id) + 1,
-                        rollout_note=None,
                     )
                 _check_deploy(updated.deploy)
                 _check_currency_change(current, updated)
@@ -217,7 +220,9 @@ class EndpointService:
             done: list[EndpointChange] = []
             if current.desired_state is not wanted:
                 now = self.clock.now()
-                updated = dataclasses.replace(current, desired_state=wanted, updated_at=now)
+                updated = dataclasses.replace(
+                    current, desired_state=wanted, updated_at=now, rollout_note=None
+                )
                 if running:  # the user's own start: whatever stopped it no longer says why
                     updated = dataclasses.replace(updated, stop_reason=None)
                     self._check_fits(session, updated)
@@ -288,7 +293,7 @@ class EndpointService:
                 + (
                     "an automatic endpoint reserves its max_instances"
                     if endpoint.autoscaled
-                    else "use POST .../stop to run no replica"
+                    else "stop it to run no replica (POST .../stop; `moorage endpoints stop`)"
                 ),
             )
         held = EndpointRepository(session).held_instances(
