@@ -17,8 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from moorage import ApiError, AsyncClient, Client, CreateEndpointRequest, WaitFailed, WaitTimeout
+from moorage.fakellm.command import fake_llm_command
 from moorage.sdk.config import write_config
 from tests.support.server import FLASK_COMMAND, ApiClient, MoorageServer, endpoint_body
 
@@ -310,3 +312,42 @@ def test_the_async_client_does_the_same(server: MoorageServer, carol: Client) ->
     assert gone == 404
     assert "sdk-async" in names
     assert any(MARKER in line for line in lines)
+
+
+def test_the_openai_package_through_the_gateway_as_the_docs_show(carol: Client) -> None:
+    """docs/sdk.md's example: the fake LLM server as the command, the model from
+    /v1/models, a streamed chat completion through the gateway with the user's token."""
+    flavor = carol.list_flavors()[0]
+    created = carol.create_endpoint(
+        {
+            "name": "sdk-llm",
+            "payment_type": "usd",
+            "resource_metadata": {
+                "flavor_id": flavor.flavor_id,
+                "scale_type": "manual",
+                "target_instance_number": 1,
+            },
+            "deploy_metadata": {
+                "image_url": "python:3.10-slim",
+                "port": 8080,
+                "gpu_num": 0,
+                "command": fake_llm_command(),
+            },
+        }
+    )
+    try:
+        endpoint = carol.wait_until_available(created.service_id, timeout=120, poll_s=0.3)
+        llm = OpenAI(
+            base_url=f"{endpoint.endpoint_metadata.endpoint_url}/v1",
+            api_key=carol.token,
+            max_retries=0,
+        )
+        model = llm.models.list().data[0].id
+        assert model == "fake-llm"
+        chunks = llm.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hello"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+        assert text
+    finally:
+        carol.delete_endpoint(created.service_id)

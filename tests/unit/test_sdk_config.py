@@ -145,3 +145,10 @@ def test_the_admins_token_goes_only_to_the_servers_own_address(
     monkeypatch.setenv("MOORAGE_URL", "http://evil.example")
     with pytest.raises(ApiError):
         resolve_target()
+
+
+def test_a_target_never_shows_its_token() -> None:
+    target = resolve_target("http://moorage.example:8080", "secret-token")
+    assert "secret-token" not in repr(target)
+    assert "secret-token" not in str(target)
+    assert target.token == "secret-token"

@@ -90,3 +90,8 @@ def test_the_sdk_imports_only_the_servers_models() -> None:
     assert seen, "the check found no imports"
     wrong = sorted(m for m in seen if not m.startswith(SDK_MAY_IMPORT))
     assert wrong == []
+
+
+def test_the_package_says_it_is_typed() -> None:
+    """Without py.typed a user's type checker ignores the SDK's annotations."""
+    assert (Path(moorage.__file__).parent / "py.typed").is_file()

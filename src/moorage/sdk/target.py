@@ -11,7 +11,7 @@ what was tried and how to change it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage.sdk.config import config_path, read_config
@@ -35,8 +35,9 @@ class Target:
 
     url: str
     url_from: str
-    token: str
-    token_from: str
+    # Never in a repr: a logged client or target must not carry the secret.
+    token: str = field(repr=False)
+    token_from: str = ""
 
 
 def resolve_url(url: str | None, config: dict[str, str] | None = None) -> tuple[str, str]:
