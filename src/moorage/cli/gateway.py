@@ -10,7 +10,6 @@ from rich.console import Console
 
 from moorage.cli.shown import line
 from moorage.errors import MoorageError
-from moorage.gateway import standalone
 from moorage.gateway.http1.limits import WireLimits
 from moorage.logformat import LogFormat
 
@@ -127,6 +126,9 @@ def gateway(
         max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
     )
+    # Loaded here, not at import: every other command starts without the gateway.
+    from moorage.gateway import standalone
+
     config = standalone.GatewayConfig(
         host,
         port,
