@@ -32,6 +32,33 @@ STORES = ["sqlite"]
 WAIT_MS = 90_000
 HOSTILE = '<img src=x onerror="window.__owned=1">'
 DOCS_IMAGE = ROOT / "docs" / "images" / "dashboard.png"
+MONEY = re.compile(r"^-?[0-9]+\.(?:[0-9]{2}|[0-9]{3,6}(?<!0)) USD$")
+# What a user would see cut off or pushed off the screen in the current view: a
+# control past the window's edge, a select whose chosen option is wider than its box
+# (less its arrow), a button whose label overflows, a page that scrolls sideways.
+CUT_OFF = """() => {
+    const cut = [];
+    const width = document.documentElement.clientWidth;
+    const measure = document.createElement("canvas").getContext("2d");
+    const controls = "#view input, #view select, #view textarea, #view button";
+    for (const el of document.querySelectorAll(controls)) {
+        if (!el.offsetParent) continue;
+        const name = el.id || el.textContent;
+        const box = el.getBoundingClientRect();
+        if (box.left < -0.5 || box.right > width + 0.5) cut.push(`${name} sticks out`);
+        if (el.tagName === "BUTTON" && el.scrollWidth > el.clientWidth) cut.push(`${name} is cut`);
+        if (el.tagName === "SELECT" && el.selectedIndex >= 0) {
+            const style = getComputedStyle(el);
+            measure.font = style.font;
+            const text = el.options[el.selectedIndex].text;
+            const room = el.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight) - 20;
+            if (measure.measureText(text).width > room) cut.push(`${name} cuts "${text}"`);
+        }
+    }
+    if (document.documentElement.scrollWidth > width) cut.push("the page scrolls sideways");
+    return cut;
+}"""
 
 
 @dataclass
@@ -57,6 +84,13 @@ class Tab:
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
         assert token not in self.page.url
+
+    def nothing_cut(self, *widths: int) -> None:
+        """At each window width, no control is cut off or off the screen."""
+        for width in widths:
+            self.page.set_viewport_size({"width": width, "height": 800})
+            assert self.page.evaluate(CUT_OFF) == [], width
+        self.page.set_viewport_size({"width": 1280, "height": 800})
 
     def row(self, name: str) -> Locator:
         return self.page.locator("#endpoints tbody tr").filter(
@@ -170,6 +204,8 @@ def test_without_a_token_only_the_sign_in_form_shows(tab: Tab, alice: ApiClient)
     page.keyboard.type(alice.token)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
+    # Focus follows: on the page's heading, not lost on <body> with the gone form.
+    expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_focused()
     # Signing out forgets the token.
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()
@@ -186,9 +222,17 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
     name = f"web-{secrets.token_hex(3)}"
     try:
         tab.sign_in(alice.token)
+        expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_focused()
         page.get_by_label("Name", exact=True).fill(name)
-        page.get_by_label("Command").fill(f"echo {marker} && {FLASK_COMMAND}")
-        expect(page.get_by_label("Flavor")).to_contain_text("per hour")
+        command = page.get_by_label("Command")
+        expect(command).to_have_attribute("placeholder", re.compile(r"\$PORT"))
+        expect(page.locator("#create-command-hint")).to_have_text(
+            "Runs as sh -c. The app must listen on $PORT; on the process runtime bind 127.0.0.1."
+        )
+        expect(command).to_have_attribute("aria-describedby", "create-command-hint")
+        command.fill(f"echo {marker} && {FLASK_COMMAND}")
+        expect(page.get_by_label("Flavor")).to_contain_text(re.compile(r" · [0-9.]+ USD/h"))
+        tab.nothing_cut(1280, 375)
         # A refusal shows the server's message next to the form.
         page.get_by_label("Replicas", exact=True).fill("100000")
         page.get_by_role("button", name="Create endpoint").click()
@@ -202,12 +246,14 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
         row = tab.row(name)
         expect(row).to_contain_text("available", timeout=WAIT_MS)
         expect(row).to_contain_text("1/1")
-        expect(row).to_contain_text("USD")
+        # Price and cost with one rule: 2 to 6 decimals, trailing zeros trimmed.
+        expect(row.locator('td[data-label="Price per hour"]')).to_have_text(MONEY)
+        expect(row.locator('td[data-label="Cost so far"]')).to_have_text(MONEY)
         tab.shot("available")
         # A phone's width: the table reflows, nothing is wider than the screen.
-        page.set_viewport_size({"width": 390, "height": 844})
+        page.set_viewport_size({"width": 375, "height": 812})
         expect(page.locator("#endpoints thead")).not_to_be_in_viewport()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
         tab.shot("phone")
         page.set_viewport_size({"width": 1280, "height": 800})
         if os.environ.get("MOORAGE_UPDATE_DOCS_IMAGES") == "1":
@@ -216,11 +262,21 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
             page.screenshot(path=str(DOCS_IMAGE))
 
         page.get_by_role("link", name=name, exact=True).click()
-        expect(page.get_by_role("heading", name=name, level=2)).to_be_visible()
+        expect(page.get_by_role("heading", name=name, level=2)).to_be_focused()
         assert re.search(r"#/endpoint/[0-9a-f]{32}$", page.url), page.url
+        # Only the action that applies is enabled: Stop while it runs, never Start.
+        expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+        expect(page.get_by_role("button", name="Start")).to_be_disabled()
+        expect(page.get_by_role("button", name="Delete")).to_be_enabled()
+        tab.nothing_cut(1280, 375)
         page.get_by_label("Replicas wanted").fill("2")
         page.get_by_role("button", name="Scale").click()
+        # The PUT only asks: the status line says so, then follows the replicas.
+        expect(page.locator("#status")).to_have_text(
+            re.compile(r"^Scaling to 2: (asked; [01]/2|done; 2/2) ready$")
+        )
         expect(page.locator("#summary-replicas")).to_have_text("2/2", timeout=WAIT_MS)
+        expect(page.locator("#status")).to_have_text("Scaling to 2: done; 2/2 ready")
         expect(page.locator("#replicas tbody tr")).to_have_count(2)
         expect(page.locator("#logs")).to_contain_text(marker, timeout=WAIT_MS)
         expect(page.locator("#events")).to_contain_text("scaled from 1 to 2 replicas")
@@ -244,18 +300,78 @@ def test_create_scale_logs_events_and_delete(tab: Tab, alice: ApiClient) -> None
 
         page.get_by_role("button", name="Stop").click()
         expect(page.locator("#summary-status")).to_contain_text("stopped", timeout=WAIT_MS)
-        expect(page.locator("#summary-replicas")).to_have_text("0/0", timeout=WAIT_MS)
+        # As `moorage ls` and target_instance_number: none ready of the 2 it keeps.
+        expect(page.locator("#summary-replicas")).to_have_text("0/2 (stopped)", timeout=WAIT_MS)
+        expect(page.locator("#status")).to_have_text("Stopping: done; stopped")
+        expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+        expect(page.get_by_role("button", name="Start")).to_be_enabled()
         page.get_by_role("button", name="Start").click()
         expect(page.locator("#summary-status")).to_contain_text("available", timeout=WAIT_MS)
         expect(page.locator("#summary-replicas")).to_have_text("2/2")
+        expect(page.locator("#status")).to_have_text("Starting: done; 2/2 ready")
         expect(page.locator("#events")).to_contain_text("stopped")
 
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Delete").click()
-        expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_visible()
+        expect(page.get_by_role("heading", name="Endpoints", level=2)).to_be_focused()
         expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
         tab.shot("deleted")
         assert alice.call("GET", "/v1/inference-service").json()["total"] == 0
+        assert not tab.errors, tab.errors
+    finally:
+        _delete_all(alice)
+
+
+def test_edit_sends_what_changed_and_follows_the_new_revision(tab: Tab, alice: ApiClient) -> None:
+    """The Edit form shows the endpoint's deploy_metadata and flavor; Save sends only
+    the changed fields in a PUT, shows a refusal's message, and follows the new revision
+    until it serves."""
+    from playwright.sync_api import expect
+
+    page = tab.page
+    created = alice.create(
+        name=f"edit-{secrets.token_hex(3)}", deploy_metadata={"env": {"GREETING": "hello"}}
+    )
+    service_id = created["service_id"]
+    revision = created["deploy_metadata"]["revision"]
+    try:
+        tab.sign_in(alice.token)
+        page.goto(f"{tab.base}/ui#/endpoint/{service_id}")
+        expect(page.locator("#summary-status")).to_contain_text("available", timeout=WAIT_MS)
+        form = page.locator("#edit-form")
+        expect(form.get_by_label("Image")).to_have_value("python:3.10-slim")
+        expect(form.get_by_label("Command")).to_have_value(FLASK_COMMAND)
+        expect(form.get_by_label("Port")).to_have_value("8080")
+        expect(form.get_by_label("Environment")).to_have_value("GREETING=hello")
+        expect(form.get_by_label("Flavor")).to_have_value(created["resource_metadata"]["flavor_id"])
+        expect(form.get_by_label("Flavor")).to_contain_text("USD/h")
+        expect(page.locator("#edit-command-hint")).to_contain_text("$PORT")
+        tab.nothing_cut(1280, 375)
+        form.get_by_role("button", name="Save changes").click()
+        expect(page.locator("#edit-state")).to_have_text("Nothing changed.")
+        # A refusal shows the server's message, naming the field.
+        form.get_by_label("Port").fill("70000")
+        form.get_by_role("button", name="Save changes").click()
+        expect(page.locator("#edit-error")).to_contain_text("deploy_metadata.port")
+        tab.shot("edit-refused")
+        form.get_by_label("Port").fill("8080")
+        form.get_by_label("Environment").fill("GREETING=hello\nMODE=edited")
+        with page.expect_request(lambda r: r.method == "PUT") as sent:
+            form.get_by_role("button", name="Save changes").click()
+        assert sent.value.post_data_json == {
+            "deploy_metadata": {"env": {"GREETING": "hello", "MODE": "edited"}}
+        }
+        expect(page.locator("#edit-error")).to_be_empty()
+        expect(page.locator("#status")).to_have_text(f"Saved: revision {revision + 1}.")
+        expect(page.locator("#summary-revision")).to_have_text(str(revision + 1))
+        expect(page.locator("#edit-state")).to_have_text(
+            f"Revision {revision + 1} is serving: 1/1 ready.", timeout=WAIT_MS
+        )
+        tab.shot("edited")
+        now = alice.get(service_id)
+        assert now["deploy_metadata"]["env"] == {"GREETING": "hello", "MODE": "edited"}
+        assert now["deploy_metadata"]["revision"] == revision + 1
+        assert now["deploy_metadata"]["image_url"] == "python:3.10-slim"
         assert not tab.errors, tab.errors
     finally:
         _delete_all(alice)
@@ -329,3 +445,40 @@ def test_traffic_rates_skip_a_counter_reset(tab: Tab, alice: ApiClient) -> None:
         {"t": 6, "rate": 2, "latency": 0.1},
         {"t": 8, "rate": 0, "latency": None},
     ]
+
+
+def test_money_and_the_edit_body_rules(tab: Tab, alice: ApiClient) -> None:
+    """Run in the browser from the served modules: one money rule for prices and costs
+    (up to 6 decimals, trailing zeros trimmed, at least 2), and an edit's PUT body holds
+    only what changed (an emptied command is null, the environment whole)."""
+    tab.sign_in(alice.token)
+    shown = tab.page.evaluate(
+        """async () => {
+            const { money } = await import("/ui/dom.js");
+            const { changes } = await import("/ui/edit.js");
+            const before = { image: "img:1", command: "run $PORT", port: "8080",
+                             env: "A=1", flavor: "cpu" };
+            return {
+                money: [0.01, 0.000403, 0, 12.5, "0.1234567", 3].map((v) => money(v, "usd")),
+                same: changes(before, { ...before, command: "run $PORT  " }),
+                command: changes(before, { ...before, command: " " }),
+                env: changes(before, { ...before, env: "A=1\\nB=x=y" }),
+                flavor: changes(before, { ...before, flavor: "gpu", port: "9000" }),
+            };
+        }"""
+    )
+    assert shown["money"] == [
+        "0.01 USD",
+        "0.000403 USD",
+        "0.00 USD",
+        "12.50 USD",
+        "0.123457 USD",
+        "3.00 USD",
+    ]
+    assert shown["same"] is None
+    assert shown["command"] == {"deploy_metadata": {"command": None}}
+    assert shown["env"] == {"deploy_metadata": {"env": {"A": "1", "B": "x=y"}}}
+    assert shown["flavor"] == {
+        "deploy_metadata": {"port": 9000},
+        "resource_metadata": {"flavor_id": "gpu"},
+    }

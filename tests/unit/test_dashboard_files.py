@@ -34,7 +34,7 @@ def _get(path: str, method: str = "GET") -> httpx.Response:
 
 
 def test_the_package_holds_the_page_its_scripts_and_styles() -> None:
-    assert {"index.html", "app.js", "app.css", "api.js", "traffic.js"} <= set(FILES)
+    assert {"index.html", "app.js", "app.css", "api.js", "traffic.js", "edit.js"} <= set(FILES)
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -59,8 +59,10 @@ function route() {
   const match = /^#\/endpoint\/([0-9a-f]{1,64})$/.exec(location.hash);
   current = match ? endpointView(ui, match[1]) : listView(ui);
   $("view").append(current.element);
+  // Each page change (and signing in, whose form just went away) puts keyboard focus
+  // on the page's heading, so a screen reader says where one is and Tab starts there.
   const heading = current.element.querySelector("h2");
-  if (heading && document.activeElement !== $("token")) heading.focus({ preventScroll: true });
+  if (heading) heading.focus({ preventScroll: true });
 }
 
 async function submitToken(event) {

@@ -48,10 +48,14 @@ export function setText(node, text) {
   if (node.textContent !== value) node.textContent = value;
 }
 
-/** An amount of money as the API gives it (a number or a decimal string). */
+/**
+ * An amount of money as the API gives it (a number or a decimal string), one rule for
+ * prices and costs alike: up to 6 decimals (the API rounds to 6), trailing zeros
+ * trimmed but at least 2 kept, so `0.01` and `0.000403` sit side by side.
+ */
 export function money(amount, currency) {
   const value = Number(amount);
   if (!Number.isFinite(value)) return "–";
-  const digits = Math.abs(value) > 0 && Math.abs(value) < 0.01 ? 6 : 2;
-  return `${value.toFixed(digits)} ${String(currency || "").toUpperCase()}`.trim();
+  const digits = value.toFixed(6).replace(/(\.\d\d\d*?)0+$/, "$1");
+  return `${digits} ${String(currency || "").toUpperCase()}`.trim();
 }

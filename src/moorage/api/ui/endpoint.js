@@ -1,8 +1,9 @@
 // One endpoint: its state and replicas, the actions on it (scale, stop, start,
-// delete), live logs, events, usage and traffic charts.
+// delete, edit), live logs, events, usage and traffic charts.
 
 import { ApiError, call, get, paths, stream } from "./api.js";
 import { h, money, replace, setText } from "./dom.js";
+import { editForm } from "./edit.js";
 import { replicaCount, statusCell } from "./list.js";
 import { Poller } from "./poll.js";
 import { drawChart, sampleTime, Series } from "./traffic.js";
@@ -43,6 +44,7 @@ function summary() {
     budget: "Budget",
     url: "Endpoint URL",
     image: "Image",
+    revision: "Revision",
   };
   const values = {};
   const list = h("dl", { class: "summary", id: "summary" });
@@ -109,15 +111,42 @@ function trafficPanel(id, poller) {
   return h("section", { "aria-labelledby": "traffic-title" }, h("h3", { id: "traffic-title" }, "Traffic"), note, rate, latency);
 }
 
+// Which of Stop and Start applies in each status (Delete always does).
+const STOPPABLE = new Set(["running", "initializing", "available", "unavailable"]);
+
+/**
+ * What a finished call has only asked for (replicas start and stop afterwards): the
+ * status line says so, then follows the endpoint's refreshes until it is done.
+ */
+function progress(label, endpoint, how) {
+  const where = how(endpoint);
+  return { text: `${label}: ${where.done ? "done" : "asked"}; ${where.text}`, done: where.done };
+}
+
+const readiness = (e) => {
+  const ready = e.endpoint_metadata.ready_replicas;
+  const wanted = e.resource_metadata.target_instance_number;
+  return { done: e.status === "available" && ready === wanted, text: `${ready}/${wanted} ready` };
+};
+const stopping = (e) => ({ done: e.status === "stopped", text: e.status === "stopped" ? "stopped" : `${e.endpoint_metadata.replicas.length} replicas left` });
+
 function actions(id, ui, poller, current) {
   const error = h("p", { class: "error", id: "action-error", role: "alert" });
   const replicas = h("input", { type: "number", id: "scale-replicas", min: 1, max: 1000, required: true });
-  const act = async (what, run) => {
+  let watching = null; // { label, how }: an action asked for and not yet done
+  const follow = (label, how, endpoint) => {
+    const said = progress(label, endpoint, how);
+    ui.say(said.text);
+    watching = said.done ? null : { label, how };
+  };
+  const act = async (what, run, how) => {
     error.textContent = "";
+    watching = null;
     ui.say(`${what}…`);
     try {
-      await run();
-      ui.say(`${what}: done.`);
+      const endpoint = await run();
+      if (how) follow(what, how, endpoint);
+      else ui.say(`${what}: done.`);
       return true;
     } catch (e) {
       if (e.name !== "AbortError" && !ui.refused(e)) {
@@ -137,17 +166,19 @@ function actions(id, ui, poller, current) {
   scale.addEventListener("submit", (event) => {
     event.preventDefault();
     const wanted = Number(replicas.value);
-    act(`Scaling to ${wanted}`, () =>
-      call("PUT", paths.service(id), { resource_metadata: { target_instance_number: wanted } }, poller.signal),
+    act(
+      `Scaling to ${wanted}`,
+      () => call("PUT", paths.service(id), { resource_metadata: { target_instance_number: wanted } }, poller.signal),
+      readiness,
     ).then(() => poller.refresh());
   });
   const button = (label, run) => {
-    const b = h("button", { type: "button" }, label);
+    const b = h("button", { type: "button", disabled: true }, label);
     b.addEventListener("click", run);
     return b;
   };
-  const stop = button("Stop", () => act("Stopping", () => call("POST", paths.action(id, "stop"), undefined, poller.signal)).then(() => poller.refresh()));
-  const start = button("Start", () => act("Starting", () => call("POST", paths.action(id, "start"), undefined, poller.signal)).then(() => poller.refresh()));
+  const stop = button("Stop", () => act("Stopping", () => call("POST", paths.action(id, "stop"), undefined, poller.signal), stopping).then(() => poller.refresh()));
+  const start = button("Start", () => act("Starting", () => call("POST", paths.action(id, "start"), undefined, poller.signal), readiness).then(() => poller.refresh()));
   const remove = button("Delete", async () => {
     const name = current().name;
     if (!window.confirm(`Delete the endpoint ${name}? Its replicas stop and it cannot be undone.`)) return;
@@ -155,11 +186,15 @@ function actions(id, ui, poller, current) {
       ui.go("#/");
     }
   });
+  remove.disabled = false;
   remove.classList.add("danger");
   return {
     element: h("section", { "aria-labelledby": "actions-title" }, h("h3", { id: "actions-title" }, "Actions"), scale, h("div", { class: "actions" }, stop, start, remove), error),
     update(endpoint) {
       if (replicas.value === "") replicas.value = String(endpoint.resource_metadata.target_instance_number);
+      stop.disabled = !STOPPABLE.has(endpoint.status);
+      start.disabled = endpoint.status !== "stopped";
+      if (watching) follow(watching.label, watching.how, endpoint);
     },
   };
 }
@@ -174,6 +209,7 @@ export function endpointView(ui, id) {
   const events = table("events", "Events, newest first", ["Time", "Kind", "What happened"]);
   const usage = table("usage", "Your usage by day (all your endpoints)", ["Day (UTC)", "Instance seconds", "GPU seconds", "Cost"]);
   const controls = actions(id, ui, poller, () => endpoint);
+  const edit = editForm(id, ui, poller, (saved) => show(saved));
 
   const show = (e) => {
     endpoint = e;
@@ -189,10 +225,12 @@ export function endpointView(ui, id) {
     setText(info.values.budget, billing.budget_message ? `${billing.budget_state}: ${billing.budget_message}` : billing.budget_state);
     setText(info.values.url, e.endpoint_metadata.endpoint_url);
     setText(info.values.image, e.deploy_metadata.image_url);
+    setText(info.values.revision, e.deploy_metadata.revision);
     replicas.fill(
       e.endpoint_metadata.replicas.map((r) => [r.replica_id, h("span", { class: `badge replica-${r.state}` }, r.state), r.since || "–", r.last_failure || "–"]),
     );
     controls.update(e);
+    edit.update(e);
   };
   const refresh = async (signal) => {
     try {
@@ -216,6 +254,7 @@ export function endpointView(ui, id) {
     problem,
     info.element,
     controls.element,
+    edit.element,
     h("section", { "aria-labelledby": "replicas-title" }, h("h3", { id: "replicas-title" }, "Replicas"), replicas.element),
     trafficPanel(id, poller),
     logsPanel(id, ui, poller),

@@ -15,11 +15,26 @@ export function statusCell(endpoint) {
   ];
 }
 
+/**
+ * Ready replicas over target_instance_number, as `moorage ls` shows them. A stopped
+ * endpoint keeps its target (Start brings that many back), so it reads `0/2 (stopped)`.
+ */
 export function replicaCount(endpoint) {
   const ready = endpoint.endpoint_metadata?.ready_replicas ?? 0;
-  const wanted = endpoint.status === "stopped" ? 0 : endpoint.resource_metadata?.target_instance_number ?? 0;
-  return `${ready}/${wanted}`;
+  const wanted = endpoint.resource_metadata?.target_instance_number ?? 0;
+  return `${ready}/${wanted}${endpoint.status === "stopped" ? " (stopped)" : ""}`;
 }
+
+/** A flavor as one short option: `CPU · 0.05 USD/h · 3 free` (fits a phone's width). */
+export function flavorLabel(flavor, currency) {
+  const price = money(flavor.billing?.[`${currency}_price_unit`], currency);
+  const unit = flavor.node_max_gpu > 0 ? "/h per GPU" : "/h";
+  return `${flavor.display_name} · ${price}${unit} · ${flavor.available_num} free`;
+}
+
+/** The command's hint, shared by the create and edit forms. */
+export const COMMAND_HINT = "Runs as sh -c. The app must listen on $PORT; on the process runtime bind 127.0.0.1.";
+export const COMMAND_PLACEHOLDER = "python3 -m http.server --bind 127.0.0.1 $PORT";
 
 /** A table whose rows are kept by endpoint id and updated in place (focus survives). */
 class EndpointTable {
@@ -86,7 +101,7 @@ class EndpointTable {
   }
 }
 
-function parseEnv(text) {
+export function parseEnv(text) {
   const env = {};
   text.split("\n").forEach((line, index) => {
     const trimmed = line.trim();
@@ -98,10 +113,11 @@ function parseEnv(text) {
   return env;
 }
 
-function field(id, label, input, hint) {
+/** A labelled input in a form grid; `wide` spans two columns where there are two. */
+export function field(id, label, input, hint, wide) {
   input.id = id;
   input.name = id;
-  return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("small", { id: `${id}-hint` }, hint) : null);
+  return h("div", { class: wide ? "field wide" : "field" }, h("label", { for: id }, label), input, hint ? h("small", { id: `${id}-hint` }, hint) : null);
 }
 
 /** The create form; `created` is told the new endpoint. */
@@ -118,9 +134,7 @@ function createForm(ui, poller, created) {
         h(
           "option",
           { value: f.flavor_id, selected: f.flavor_id === chosen },
-          `${f.display_name} — ${money(f.billing?.[`${currency.value}_price_unit`], currency.value)} per hour` +
-            (f.node_max_gpu > 0 ? " per GPU" : "") +
-            `, ${f.available_num} free`,
+          flavorLabel(f, currency.value),
         ),
       ),
     );
@@ -138,7 +152,7 @@ function createForm(ui, poller, created) {
   const inputs = {
     name: h("input", { type: "text", required: true, maxlength: 128, autocomplete: "off" }),
     image: h("input", { type: "text", required: true, value: "python:3.11-slim", maxlength: 512 }),
-    command: h("textarea", { rows: 2, maxlength: 8192 }),
+    command: h("textarea", { rows: 2, maxlength: 8192, placeholder: COMMAND_PLACEHOLDER, "aria-describedby": "create-command-hint" }),
     port: h("input", { type: "number", min: 1, max: 65535, value: 8080, required: true }),
     gpus: h("input", { type: "number", min: 0, max: 64, value: 0, required: true }),
     replicas: h("input", { type: "number", min: 1, max: 1000, value: 1, required: true }),
@@ -150,10 +164,10 @@ function createForm(ui, poller, created) {
     { class: "form grid", id: "create-form", novalidate: true, "aria-describedby": "create-error" },
     field("create-name", "Name", inputs.name),
     field("create-image", "Image", inputs.image),
-    field("create-command", "Command", inputs.command),
+    field("create-command", "Command", inputs.command, COMMAND_HINT),
     field("create-port", "Port", inputs.port),
     field("create-payment", "Payment currency", currency),
-    field("create-flavor", "Flavor", flavor),
+    field("create-flavor", "Flavor", flavor, null, true),
     field("create-gpus", "GPUs per replica", inputs.gpus),
     field("create-replicas", "Replicas", inputs.replicas),
     field("create-env", "Environment (optional)", inputs.env, "One NAME=value per line."),
@@ -221,7 +235,7 @@ export function listView(ui) {
   const element = h(
     "div",
     {},
-    h("h2", { tabindex: -1 }, "Endpoints"),
+    h("h2", { tabindex: -1, id: "list-title" }, "Endpoints"),
     problem,
     table.element,
     createForm(ui, poller, () => refresh(poller.signal)),
