@@ -24,6 +24,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from moorage.cli import endpoints
 from moorage.cli.main import app
 from tests.support.server import MOORAGE, ApiClient, MoorageServer, free_port, wait_for
 
@@ -189,6 +190,55 @@ def test_scale_waits_for_every_replica(
     as_alice("endpoints", "scale", service_id, "1")
 
 
+def test_scale_to_0_stops_a_manual_endpoint_and_a_stopped_one_keeps_its_new_count(
+    as_alice: Cli, alice: ApiClient
+) -> None:
+    created = as_alice(
+        *("endpoints", "create", "--name", "idle", "--image", "python:3.10-slim"),
+        *("--command", APP, "--no-wait"),
+    )
+    service_id = created.stdout.strip()
+    try:
+        zero = as_alice("endpoints", "scale", "idle", "0")
+        assert "a manual endpoint runs no replica when stopped: stopping idle" in zero.stderr
+        assert alice.get(service_id)["status"] == "stopped"
+
+        # Stopped: the count changes, nothing is waited for, it stays stopped.
+        scaled = as_alice("endpoints", "scale", "idle", "2")
+        assert "stays stopped until `moorage endpoints start idle`" in scaled.stderr
+        assert "error" not in scaled.stderr
+        after = alice.get(service_id)
+        assert after["status"] == "stopped"
+        assert after["resource_metadata"]["target_instance_number"] == 2
+    finally:
+        alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
+def test_delete_on_a_terminal_asks_first(
+    as_alice: Cli, alice: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = as_alice(
+        *("endpoints", "create", "--name", "asked", "--image", "python:3.10-slim"),
+        *("--command", APP, "--no-wait"),
+    )
+    service_id = created.stdout.strip()
+    monkeypatch.setattr(endpoints, "interactive", lambda: True)
+    try:
+        kept = CliRunner().invoke(
+            app, ["endpoints", "delete", "asked"], env=as_alice.env, input="n\n"
+        )
+        assert kept.exit_code == 1
+        assert f"delete asked ({service_id})? [y/N]" in kept.stderr
+        assert alice.get(service_id)["status"] != "deleted"
+        gone = CliRunner().invoke(
+            app, ["endpoints", "delete", "asked"], env=as_alice.env, input="y\n"
+        )
+        assert gone.exit_code == 0, gone.stderr
+        assert f"deleted asked ({service_id})" in gone.stderr
+    finally:
+        alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
 def test_a_replica_that_crashes_fails_the_create_with_the_reason(
     server: MoorageServer, config: Path, alice: ApiClient
 ) -> None:
@@ -205,6 +255,12 @@ def test_a_replica_that_crashes_fails_the_create_with_the_reason(
         assert result.returncode == 1, result.stderr
         assert "error: endpoint crashing" in result.stderr
         assert "exited with code 3" in result.stderr
+        # What the failure left behind, and the two ways out of it.
+        assert (
+            "crashing is still there, retrying with backoff: fix it with "
+            "moorage endpoints update crashing ..., or remove it with "
+            "moorage endpoints delete crashing"
+        ) in result.stderr
         assert "Traceback" not in result.stderr
     finally:
         if service_id:
@@ -303,7 +359,13 @@ def test_stop_start_events_and_delete(as_alice: Cli, alice: ApiClient) -> None:
         assert "stopped" in table
         assert "started" in table
 
-        assert f"deleted cycle ({service_id})" in as_alice("endpoints", "delete", "cycle").stderr
+        # No terminal to ask on: --yes is required, and nothing is deleted without it.
+        unasked = as_alice("endpoints", "delete", "cycle", ok=False)
+        assert unasked.exit_code == 2
+        assert "--yes" in unasked.stderr
+        assert alice.get(service_id)["status"] != "deleted"
+        deleted = as_alice("endpoints", "delete", "cycle", "--yes")
+        assert f"deleted cycle ({service_id})" in deleted.stderr
         gone = as_alice("endpoints", "get", "cycle", ok=False)
         assert gone.exit_code == 1
         assert "'cycle'" in gone.stderr
@@ -399,10 +461,12 @@ def test_usage_as_table_json_and_csv(
     assert csv.splitlines()[0] == api_csv.splitlines()[0]
     assert service_id in csv
 
+    # A date the server cannot read is the user's to fix: a usage error, before any call.
     bad = as_alice("usage", "--from", "not-a-date", ok=False)
-    assert bad.exit_code == 1
-    assert "error (422)" in bad.stderr
-    assert "from" in bad.stderr
+    assert bad.exit_code == 2
+    assert "--from 'not-a-date': must be an ISO 8601 date" in bad.stderr
+    # What it passes, the server reads.
+    assert as_alice.json("usage", "--from", "2026-01-31", "--to", "2026-02-01T00:00:00Z")
 
 
 # -- tokens ----------------------------------------------------------------------------
@@ -508,7 +572,8 @@ def test_an_unknown_name_and_another_users_endpoint_are_not_found(
     assert "named 'no-such-endpoint'" in unknown.stderr
     for ref in (service_id, "web"):
         for command in (("endpoints", "get"), ("endpoints", "delete"), ("logs",)):
-            theirs = as_bob(*command, ref, ok=False)
+            yes = ("--yes",) if command == ("endpoints", "delete") else ()
+            theirs = as_bob(*command, ref, *yes, ok=False)
             assert theirs.exit_code == 1, theirs.stdout
             assert "error (404)" in theirs.stderr
     assert as_alice.json("endpoints", "get", "web")["status"] != "deleted"

@@ -90,7 +90,7 @@ def test_on_a_terminal_one_live_line_is_redrawn_not_printed_per_change() -> None
         reporter(endpoint("available", ready=1))
         reporter(endpoint("initializing", "[bold]pulling[/bold]"))
     assert stream.getvalue() == ""
-    assert reporter.text == "web: initializing, 0/2 ready, [bold]pulling[/bold] (0s)"
+    assert reporter.text == "web 0s: initializing, 0/2 ready: [bold]pulling[/bold]"
     assert "[bold]pulling[/bold]" in screen.getvalue()  # the server's text, not markup
 
 

@@ -58,7 +58,7 @@ def apply(
             created = client.create_endpoint(desired)
             err.print(line(f"created {created.name} ({created.service_id})"))
             print(created.service_id, flush=True)
-            settle(client, created, wait=not no_wait, timeout=timeout)
+            settle(client, created, wait=not no_wait, timeout=timeout, changed=True)
             return
         found = diff.changes(desired, plain(current))
         if not found:
@@ -82,4 +82,5 @@ def apply(
             wait=not no_wait,
             timeout=timeout,
             revision=updated.deploy_metadata.revision,
+            changed=True,
         )

@@ -8,6 +8,7 @@ line too, naming the server.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,11 +76,24 @@ def report_api_error(exc: ApiError, target: Target | None) -> NoReturn:
     raise typer.Exit(1)
 
 
+def check_scheme(url: str | None) -> None:
+    """Exit 2 when the URL named on the command line (``--url``) or in MOORAGE_URL has
+    no ``http://`` or ``https://``: ``127.0.0.1:8080`` is a typo the CLI can name,
+    before any call fails on it."""
+    given, source = (url, "--url") if url else (os.environ.get("MOORAGE_URL"), "MOORAGE_URL")
+    if not given or given.lower().startswith(("http://", "https://")):
+        return
+    if "://" in given:
+        fail(f"{source} {given}: moorage is reached over http:// or https://", 2)
+    fail(f"{source} {given}: add http:// (http://{given})", 2)
+
+
 @contextmanager
 def connect(url: str | None, token: str | None, *, timeout: float = 30.0) -> Iterator[Client]:
     """An SDK client for the target the options, the environment and the config file
     name (``None``: not given, look further); any ``ApiError`` inside becomes one line
     on stderr and an exit code."""
+    check_scheme(url)
     client: Client | None = None
     try:
         client = Client(url=url, token=token, timeout=timeout)

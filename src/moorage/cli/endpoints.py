@@ -15,12 +15,21 @@ from rich.text import Text
 
 from moorage.api.schemas import Endpoint, EndpointPage, EventPage
 from moorage.cli.bodies import create_body, update_body
-from moorage.cli.common import TokenOption, UrlOption, connect, err, fail, find
+from moorage.cli.common import (
+    TokenOption,
+    UrlOption,
+    connect,
+    err,
+    fail,
+    find,
+    interactive,
+)
 from moorage.cli.files import read_body
-from moorage.cli.output import Format, OutputOption, cell, new_table, show
+from moorage.cli.output import Format, OutputOption, cell, new_table, shortened, show
 from moorage.cli.progress import ready_text
-from moorage.cli.shown import line, plain
+from moorage.cli.shown import line, plain, visible
 from moorage.cli.waiting import DEFAULT_TIMEOUT_S, NoWaitOption, TimeoutOption, settle
+from moorage.models.states import EndpointStatus
 from moorage.sdk import Client
 
 app = typer.Typer(help="Create, list, change and delete endpoints.", no_args_is_help=True)
@@ -40,6 +49,8 @@ EnvOption = Annotated[
 ]
 PageOption = Annotated[int, typer.Option("--page", min=1, help="Which page.")]
 PageSizeOption = Annotated[int, typer.Option("--page-size", min=1, max=100, help="Per page.")]
+# resource_metadata.scale_type of an endpoint the autoscaler sizes.
+AUTO = "auto"
 
 
 # -- tables -------------------------------------------------------------------------
@@ -75,8 +86,8 @@ def endpoint_table(e: Endpoint) -> Table:
         ("replicas", ready_text(e)),
         ("scale_type", e.resource_metadata.scale_type),
         ("flavor", cell(flavor_name)),
-        ("image", e.deploy_metadata.image_url),
-        ("command", cell(e.deploy_metadata.command)),
+        ("image", shortened(e.deploy_metadata.image_url)),
+        ("command", shortened(cell(e.deploy_metadata.command))),
         ("port", str(e.deploy_metadata.port)),
         ("gpus", str(e.deploy_metadata.gpu_num)),
         ("revision", str(e.deploy_metadata.revision)),
@@ -87,6 +98,8 @@ def endpoint_table(e: Endpoint) -> Table:
         ("created_at", cell(e.created_at)),
         ("updated_at", cell(e.updated_at)),
     ]
+    if e.deploy_metadata.args:
+        rows.append(("args", shortened(" ".join(e.deploy_metadata.args))))
     if e.deploy_metadata.env:
         rows.append(("env", ", ".join(sorted(e.deploy_metadata.env))))
     for replica in e.endpoint_metadata.replicas:
@@ -202,7 +215,7 @@ def create(
         endpoint = client.create_endpoint(body)
         err.print(line(f"created {endpoint.name} ({endpoint.service_id})"))
         print(endpoint.service_id, flush=True)
-        settle(client, endpoint, wait=not no_wait, timeout=timeout)
+        settle(client, endpoint, wait=not no_wait, timeout=timeout, changed=True)
 
 
 @app.command("list")
@@ -284,22 +297,45 @@ def update(
             wait=not no_wait,
             timeout=timeout,
             revision=updated.deploy_metadata.revision,
+            changed=True,
         )
 
 
 @app.command()
 def scale(
     endpoint: EndpointArg,
-    replicas: Annotated[int, typer.Argument(min=0, help="How many replicas to run.")],
+    replicas: Annotated[
+        int, typer.Argument(min=0, help="How many replicas to run (0: stop the endpoint).")
+    ],
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Run REPLICAS replicas, and wait until they serve."""
+    """Run REPLICAS replicas, and wait until they serve. 0 stops a manual endpoint (it
+    runs no replica when stopped); a stopped endpoint keeps the new count and stays
+    stopped until `moorage endpoints start`."""
     with connect(url, token) as client:
         found = find(client, endpoint)
+        if replicas == 0 and found.resource_metadata.scale_type != AUTO:
+            err.print(
+                line(f"a manual endpoint runs no replica when stopped: stopping {found.name}")
+            )
+            if found.status is EndpointStatus.STOPPED:
+                err.print(line(f"{found.name} ({found.service_id}): already stopped"))
+                return
+            stopped = client.stop_endpoint(found.service_id)
+            err.print(line(f"{stopped.name} ({stopped.service_id}): {stopped.status}"))
+            return
         scaled = client.scale_endpoint(found.service_id, replicas)
+        if scaled.status is EndpointStatus.STOPPED:
+            err.print(
+                line(
+                    f"{scaled.name} will run {replicas} when started; it stays stopped until "
+                    f"`moorage endpoints start {scaled.name}`"
+                )
+            )
+            return
         err.print(line(f"scaling {scaled.name} to {replicas}"))
         settle(client, scaled, wait=not no_wait, timeout=timeout)
 
@@ -328,10 +364,23 @@ def start(
 
 
 @app.command()
-def delete(endpoint: EndpointArg, url: UrlOption = None, token: TokenOption = None) -> None:
-    """Delete an endpoint: its replicas stop and it is gone (its usage stays billed)."""
+def delete(
+    endpoint: EndpointArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete an endpoint: its replicas stop and it is gone (its usage stays billed).
+    Asks first on a terminal; without one, --yes is required."""
+    if not yes and not interactive():
+        fail(f"deleting {endpoint} needs --yes when no terminal can confirm", 2)
     with connect(url, token) as client:
-        deleted = client.delete_endpoint(find(client, endpoint).service_id)
+        found = find(client, endpoint)
+        if not yes and not typer.confirm(
+            visible(f"delete {found.name} ({found.service_id})?"), default=False, err=True
+        ):
+            fail("nothing deleted", 1)
+        deleted = client.delete_endpoint(found.service_id)
         err.print(line(f"deleted {deleted.name} ({deleted.service_id})"))
 
 

@@ -10,7 +10,9 @@ from moorage.cli.output import Format, OutputOption, cell, new_table, show
 
 
 def flavors_table(found: FlavorList) -> Table:
-    table = new_table("FLAVOR ID", "NAME", "GPUS", "AVAILABLE", "USD/H", "CNY/H", "DETAILS")
+    table = new_table(
+        "FLAVOR ID", "NAME", "GPUS", "AVAILABLE", "USD/H", "CNY/H", "NMT/H", "DETAILS"
+    )
     for f in found.flavor_list:
         details = ", ".join(f"{k}={v}" for k, v in sorted(f.meta_info.items()))
         table.add_row(
@@ -20,6 +22,7 @@ def flavors_table(found: FlavorList) -> Table:
             str(f.available_num),
             str(f.billing.usd_price_unit),
             str(f.billing.cny_price_unit),
+            str(f.billing.nmt_price_unit),
             cell(details),
         )
     return table

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from moorage.cli.common import UrlOption, connect, err, fail
+from moorage.cli.common import UrlOption, check_scheme, connect, err, fail
 from moorage.cli.shown import line
 from moorage.sdk.config import config_path, remove_config, write_config
 from moorage.sdk.target import resolve_url
@@ -29,6 +29,7 @@ def login(
     ] = None,
 ) -> None:
     """Check a token against a server and keep both in the config file."""
+    check_scheme(url)
     where, _ = resolve_url(url)
     if token is None:
         token = typer.prompt(f"API token for {where}", hide_input=True, err=True).strip()
@@ -41,7 +42,7 @@ def login(
 
 
 def logout() -> None:
-    """Forget the URL and token ``moorage login`` kept."""
+    """Forget the URL and token `moorage login` kept."""
     removed = remove_config()
     if removed is None:
         err.print(line(f"not logged in (no {config_path()})"))

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from moorage.cli import apply, endpoints, flavors, gateway, login, logs, serve, tokens, usage
+from moorage.cli import (  # helptext: --help reads ENDPOINT, TEXT, INTEGER
+    apply,
+    endpoints,
+    flavors,
+    gateway,
+    helptext,  # noqa: F401
+    login,
+    logs,
+    serve,
+    tokens,
+    usage,
+)
 from moorage.cli.common import err
 from moorage.cli.shown import line
 

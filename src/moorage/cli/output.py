@@ -83,6 +83,19 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+# A value longer than this (a 10 KB command) is cut in a table: one long cell would
+# pad every row of the table to its width.
+SHOWN_CHARS = 200
+
+
+def shortened(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``value``, or its first ``limit`` characters and how many more ``-o json``
+    shows."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value) - limit} more characters; -o json shows all)"
+
+
 class PlainTable(Table):
     """A table whose string cells are plain text with their controls made visible:
     what the server sent is shown, never read as markup."""

@@ -8,6 +8,7 @@ person sees is checked without a server or a terminal.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from moorage.api.schemas import Endpoint
 from moorage.cli.shown import plain, visible
+from moorage.models.states import EndpointStatus
 from moorage.sdk.waiting import progress
 
 
@@ -47,11 +49,32 @@ def status_line(endpoint: Endpoint, seconds: float) -> str:
     return f"{endpoint.name}: {', '.join(parts)} ({elapsed_text(seconds)})"
 
 
-def phase(endpoint: Endpoint) -> tuple[str, int, int]:
-    """What a change of is worth a line when no one watches a live one: the status
-    and the replicas ready of those wanted."""
+def live_line(endpoint: Endpoint, seconds: float) -> str:
+    """``web 12s: initializing, 0/2 ready: the app listens on 18123, not on $PORT``:
+    the time first, so that a line longer than the screen loses none of it."""
+    parts = f"{endpoint.status}, {ready_text(endpoint)}"
+    if endpoint.status_info:
+        parts += f": {endpoint.status_info}"
+    return f"{endpoint.name} {elapsed_text(seconds)}: {parts}"
+
+
+# A duration in parentheses, ``(12 s)`` or ``(1m05s)``, and a percentage: what changes
+# as time passes, not what is happening.
+_TICKING = re.compile(r"\(\s*(?:\d+(?:\.\d+)?\s*(?:h|min|ms|m|s)\s*)+\)|\d+(?:\.\d+)?\s*%")
+
+
+def steady(info: str | None) -> str:
+    """``status_info`` without its elapsed times and percentages: a change of what is
+    left is worth a line (``the app listens on 18123, not on $PORT``); a clock
+    ticking in it is not."""
+    return _TICKING.sub("", info or "")
+
+
+def phase(endpoint: Endpoint) -> tuple[str, int, int, str]:
+    """What a change of is worth a line when no one watches a live one: the status,
+    the replicas ready of those wanted, and what the server says (less its clock)."""
     seen = progress(endpoint)
-    return (seen.status, seen.ready, seen.wanted)
+    return (seen.status, seen.ready, seen.wanted, steady(seen.info))
 
 
 def failure_text(endpoint: Endpoint, message: str) -> str:
@@ -62,6 +85,22 @@ def failure_text(endpoint: Endpoint, message: str) -> str:
         if failure and failure not in message:
             return f"{message}; replica {replica.replica_id[:8]}: {failure}"
     return message
+
+
+def still_retrying(endpoint: Endpoint) -> bool:
+    """Whether a failed endpoint is still there and wants replicas: the server goes on
+    retrying it with backoff (and billing it) until it is fixed or removed."""
+    return not endpoint.is_deleted and endpoint.status is not EndpointStatus.STOPPED
+
+
+def left_behind_text(endpoint: Endpoint) -> str:
+    """What a failed create or update leaves, and the two ways out of it."""
+    name = endpoint.name
+    return (
+        f"{name} is still there, retrying with backoff: fix it with "
+        f"moorage endpoints update {name} ..., or remove it with "
+        f"moorage endpoints delete {name}"
+    )
 
 
 class Reporter:
@@ -78,13 +117,15 @@ class Reporter:
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
         self.started = clock()
-        self.last_phase: tuple[str, int, int] | None = None
+        self.last_phase: tuple[str, int, int, str] | None = None
         self.text = ""
         self._update: Callable[[Text], None] | None = None
 
     def __call__(self, endpoint: Endpoint) -> None:
-        self.text = status_line(endpoint, self.clock() - self.started)
+        seconds = self.clock() - self.started
+        self.text = status_line(endpoint, seconds)
         if self.live:
+            self.text = live_line(endpoint, seconds)
             if self._update is not None:
                 self._update(plain(self.text))  # the server's words are never markup
         elif phase(endpoint) != self.last_phase:
@@ -93,11 +134,20 @@ class Reporter:
 
     @contextmanager
     def showing(self, console: Console) -> Iterator[None]:
-        """While inside, a live status line (only on a terminal)."""
+        """While inside, a live status line (only on a terminal). It wraps at the
+        screen's edge (``console`` may be one that never wraps a message): what the
+        server advises is read in full."""
         if not self.live:
             yield
             return
-        with console.status(plain(self.text or "waiting for the endpoint")) as status:
+        screen = Console(
+            file=console.file,
+            force_terminal=console.is_terminal,
+            width=console.width,
+            highlight=False,
+            emoji=False,
+        )
+        with screen.status(plain(self.text or "waiting for the endpoint")) as status:
             self._update = status.update
             try:
                 yield

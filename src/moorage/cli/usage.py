@@ -4,6 +4,7 @@ or user, as a table, the API's JSON or YAML, or the server's CSV (``--csv``)."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -11,9 +12,22 @@ import typer
 from rich.table import Table
 
 from moorage.api.account_schemas import UsageOut
-from moorage.cli.common import TokenOption, UrlOption, connect
+from moorage.cli.common import TokenOption, UrlOption, connect, fail
 from moorage.cli.output import Format, OutputOption, cell, new_table, show
 from moorage.cli.shown import plain, visible
+
+WHEN = "an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)"
+
+
+def check_when(option: str, value: str | None) -> None:
+    """Exit 2 naming ``option`` unless ``value`` is what the server reads: a typo
+    (``yesterday``) is the user's to fix, found before any call."""
+    if value is None:
+        return
+    try:
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{option} {value!r}: must be {WHEN}", 2)
 
 
 class GroupBy(StrEnum):
@@ -24,7 +38,7 @@ class GroupBy(StrEnum):
 
 
 def usage_table(report: UsageOut) -> Table:
-    table = new_table("KEY", "NAME", "INSTANCE S", "GPU S", "USD", "CNY", "NMT")
+    table = new_table("KEY", "NAME", "INSTANCE-SECONDS", "GPU-SECONDS", "USD", "CNY", "NMT")
     for row in report.rows:
         name = cell(row.name) + (" (deleted)" if row.is_deleted else "")
         table.add_row(
@@ -71,6 +85,8 @@ def usage(
     token: TokenOption = None,
 ) -> None:
     """Billed seconds and costs over [--from, --to)."""
+    check_when("--from", from_)
+    check_when("--to", to)
     with connect(url, token) as client:
         if csv:
             text = client.usage_csv(from_=from_, to=to, group_by=group_by.value, user_id=user)

@@ -11,7 +11,15 @@ import typer
 
 from moorage.api.schemas import Endpoint
 from moorage.cli.common import err
-from moorage.cli.progress import Reporter, elapsed_text, failure_text, ready_text, status_line
+from moorage.cli.progress import (
+    Reporter,
+    elapsed_text,
+    failure_text,
+    left_behind_text,
+    ready_text,
+    status_line,
+    still_retrying,
+)
 from moorage.cli.shown import line
 from moorage.sdk import Client, WaitFailed, WaitTimeout
 
@@ -34,10 +42,13 @@ def settle(
     wait: bool,
     timeout: float,
     revision: int | None = None,
+    changed: bool = False,
 ) -> Endpoint:
     """Waits (unless ``wait`` is false) until ``endpoint`` is available, with replicas
     of ``revision`` (a PUT's) when given, showing its progress on stderr; exits 1 with
-    the reason if it fails or the time runs out."""
+    the reason if it fails or the time runs out. ``changed``: the wait follows a create
+    or an update, so a failure says that the endpoint stays (billed, retried) and how
+    to fix or remove it."""
     if not wait:
         err.print(
             line(
@@ -56,6 +67,8 @@ def settle(
             )
     except WaitFailed as exc:
         err.print(line(("error:", "red"), " ", failure_text(exc.endpoint, exc.message)))
+        if changed and still_retrying(exc.endpoint):
+            err.print(line(left_behind_text(exc.endpoint)))
         raise typer.Exit(1) from None
     except WaitTimeout as exc:
         err.print(
