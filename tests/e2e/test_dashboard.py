@@ -372,6 +372,15 @@ def test_edit_sends_what_changed_and_follows_the_new_revision(tab: Tab, alice: A
         assert now["deploy_metadata"]["env"] == {"GREETING": "hello", "MODE": "edited"}
         assert now["deploy_metadata"]["revision"] == revision + 1
         assert now["deploy_metadata"]["image_url"] == "python:3.10-slim"
+        # Changed elsewhere while the form is not being edited: it shows what runs now.
+        page.locator("#endpoint-title").focus()
+        changed = alice.call(
+            "PUT",
+            f"/v1/inference-service/{service_id}",
+            json={"deploy_metadata": {"env": {"GREETING": "elsewhere"}}},
+        )
+        assert changed.status_code == 200, changed.text
+        expect(form.get_by_label("Environment")).to_have_value("GREETING=elsewhere")
         assert not tab.errors, tab.errors
     finally:
         _delete_all(alice)

@@ -105,6 +105,9 @@ export function editForm(id, ui, poller, saved) {
     showFlavors(endpoint);
     for (const [key, input] of Object.entries(inputs)) input.value = before[key];
   };
+  const current = () => Object.fromEntries(Object.entries(inputs).map(([k, input]) => [k, input.value]));
+  const same = (a, b) => Object.keys(inputs).every((k) => a[k] === b[k]);
+  const untouched = () => document.activeElement?.closest("form") !== form && same(before, current());
   const loadFlavors = (endpoint) => {
     get(paths.flavors, poller.signal)
       .then((body) => {
@@ -124,7 +127,7 @@ export function editForm(id, ui, poller, saved) {
     error.textContent = "";
     let body;
     try {
-      body = changes(before, Object.fromEntries(Object.entries(inputs).map(([k, input]) => [k, input.value])));
+      body = changes(before, current());
     } catch (e) {
       error.textContent = e.message;
       return;
@@ -159,6 +162,10 @@ export function editForm(id, ui, poller, saved) {
       if (!before) {
         fill(endpoint);
         loadFlavors(endpoint);
+      } else if (untouched() && !same(before, valuesOf(endpoint))) {
+        // Changed elsewhere (the CLI, another tab) while this form was not being
+        // edited: show what runs now, so a save compares against it.
+        fill(endpoint);
       }
       if (watching !== null) {
         const where = rollout(endpoint, watching);
