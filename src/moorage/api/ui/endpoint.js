@@ -126,6 +126,8 @@ function progress(label, endpoint, how) {
 const readiness = (e) => {
   const ready = e.endpoint_metadata.ready_replicas;
   const wanted = e.resource_metadata.target_instance_number;
+  // A stopped endpoint keeps the new target; none run until it is started.
+  if (e.status === "stopped") return { done: true, text: `${ready}/${wanted} ready (stopped: Start runs them)` };
   return { done: e.status === "available" && ready === wanted, text: `${ready}/${wanted} ready` };
 };
 const stopping = (e) => ({ done: e.status === "stopped", text: e.status === "stopped" ? "stopped" : `${e.endpoint_metadata.replicas.length} replicas left` });
