@@ -214,6 +214,28 @@ def test_scale_to_0_stops_a_manual_endpoint_and_a_stopped_one_keeps_its_new_coun
         alice.call("DELETE", f"/v1/inference-service/{service_id}")
 
 
+def test_scale_to_0_of_an_automatic_endpoint_is_the_servers_to_answer(
+    as_alice: Cli, alice: ApiClient
+) -> None:
+    service_id = alice.create(name="autoscaled")["service_id"]
+    try:
+        to_auto = {
+            "resource_metadata": {
+                "scale_type": "auto",
+                "scale_policy": {"min_instances": 1, "max_instances": 2, "target": 3},
+            }
+        }
+        response = alice.call("PUT", f"/v1/inference-service/{service_id}", json=to_auto)
+        assert response.status_code == 200, response.text
+        result = as_alice("endpoints", "scale", "autoscaled", "0", "--no-wait", ok=False)
+        assert "stopping" not in result.stderr
+        assert alice.get(service_id)["status"] != "stopped"
+        assert result.exit_code == 1, result.stderr
+        assert "error (400)" in result.stderr
+    finally:
+        alice.call("DELETE", f"/v1/inference-service/{service_id}")
+
+
 def test_delete_on_a_terminal_asks_first(
     as_alice: Cli, alice: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
