@@ -35,7 +35,10 @@ from moorage.sdk import Client
 app = typer.Typer(help="Create, list, change and delete endpoints.", no_args_is_help=True)
 
 EndpointArg = Annotated[
-    str, typer.Argument(help="The endpoint's service_id, or the exact name of one of yours.")
+    str,
+    typer.Argument(
+        metavar="ENDPOINT", help="The endpoint's service_id, or the exact name of one of yours."
+    ),
 ]
 FileOption = Annotated[
     str | None,
@@ -305,7 +308,10 @@ def update(
 def scale(
     endpoint: EndpointArg,
     replicas: Annotated[
-        int, typer.Argument(min=0, help="How many replicas to run (0: stop the endpoint).")
+        int,
+        typer.Argument(
+            min=0, metavar="REPLICAS", help="How many replicas to run (0: stop the endpoint)."
+        ),
     ],
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,

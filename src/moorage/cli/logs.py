@@ -13,7 +13,11 @@ from moorage.cli.shown import visible
 
 def logs(
     endpoint: Annotated[
-        str, typer.Argument(help="The endpoint's service_id, or the exact name of one of yours.")
+        str,
+        typer.Argument(
+            metavar="ENDPOINT",
+            help="The endpoint's service_id, or the exact name of one of yours.",
+        ),
     ],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new output.")

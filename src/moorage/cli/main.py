@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from moorage.cli import (  # helptext: --help reads ENDPOINT, TEXT, INTEGER
+from moorage.cli import (
     apply,
     endpoints,
     flavors,
     gateway,
-    helptext,  # noqa: F401
     login,
     logs,
     serve,
