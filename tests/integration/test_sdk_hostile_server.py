@@ -8,6 +8,7 @@ listener on loopback plays the server.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from moorage.sdk import ApiError, Client
+from moorage.sdk import ApiError, AsyncClient, Client
 
 SEEN: list[tuple[str, str]] = []
 
@@ -29,6 +30,10 @@ class Hostile(BaseHTTPRequestHandler):
         if self.path.startswith("/v1/inference-service/flavor"):
             self._endless()
         elif self.path.startswith("/v1/quota"):
+            self._trickle()
+        elif self.path.startswith("/v1/secrets"):
+            self._slow_headers()
+        elif "/logs" in self.path:
             self._trickle()
         elif self.path.startswith("/v1/budgets"):
             self._send(200, b'{"not": "a budget list"}')
@@ -59,6 +64,16 @@ class Hostile(BaseHTTPRequestHandler):
         try:
             while True:
                 self.wfile.write(chunk)
+        except OSError:
+            return
+
+    def _slow_headers(self) -> None:
+        self.send_response_only(200)
+        try:
+            for n in range(600):
+                self.wfile.write(f"X-Slow-{n}: y\r\n".encode())
+                self.wfile.flush()
+                time.sleep(0.1)
         except OSError:
             return
 
@@ -140,3 +155,48 @@ def test_the_servers_refusal_keeps_its_code_and_message(hostile: str) -> None:
         "not_found",
         "nothing here",
     )
+
+
+def test_headers_a_byte_at_a_time_are_given_up_at_the_deadline(hostile: str) -> None:
+    """The deadline counts from the request, not from the answer's headers."""
+    started = time.monotonic()
+    with (
+        Client(hostile, token="t", answer_within_s=1.5) as client,
+        pytest.raises(ApiError) as error,
+    ):
+        client.list_secrets()
+    assert error.value.code == "answer_too_slow"
+    assert time.monotonic() - started < 10
+
+    async def slow() -> ApiError:
+        async with AsyncClient(hostile, token="t", answer_within_s=1.5) as client:
+            try:
+                await client.list_secrets()
+            except ApiError as error:
+                return error
+        raise AssertionError("no error")
+
+    started = time.monotonic()
+    assert asyncio.run(slow()).code == "answer_too_slow"
+    assert time.monotonic() - started < 10
+
+
+def test_a_log_read_without_follow_is_bounded_as_any_answer(hostile: str) -> None:
+    started = time.monotonic()
+    with (
+        Client(hostile, token="t", answer_within_s=1.5) as client,
+        pytest.raises(ApiError) as error,
+    ):
+        list(client.logs("abc"))
+    assert error.value.code == "answer_too_slow"
+    assert time.monotonic() - started < 10
+
+
+def test_an_empty_id_is_refused_before_anything_is_sent(hostile: str) -> None:
+    SEEN.clear()
+    with Client(hostile, token="t") as client:
+        for call in (client.get_endpoint, client.delete_endpoint, client.delete_secret):
+            with pytest.raises(ApiError) as error:
+                call("")
+            assert error.value.code == "invalid_argument"
+    assert SEEN == []

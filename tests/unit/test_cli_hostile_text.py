@@ -289,3 +289,8 @@ def test_a_file_over_1_mib_is_refused_naming_its_size(tmp_path: Path) -> None:
     result = CliRunner().invoke(main.app, ["apply", "-f", str(path)])
     assert result.exit_code == 2
     assert "is 1048586 bytes; an endpoint file is at most 1 MiB" in result.output
+
+
+def test_a_file_nested_too_deeply_is_a_usage_error_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="nests too deeply"):
+        parse_body("name: " + "[" * 100_000 + "]" * 100_000, "deep.yaml")

@@ -152,3 +152,34 @@ def test_a_target_never_shows_its_token() -> None:
     assert "secret-token" not in repr(target)
     assert "secret-token" not in str(target)
     assert target.token == "secret-token"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_a_planted_admin_token_file_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Run in a shared folder, moorage must not act as whoever planted .moorage there."""
+    home = tmp_path / "shared" / ".moorage"
+    home.mkdir(parents=True)
+    (home / "admin-token").write_text("their-token\n")
+    monkeypatch.setenv("MOORAGE_HOME", str(home))
+    os.chown(home / "admin-token", 65534, 65534)
+    with pytest.raises(ApiError) as planted:
+        resolve_target()
+    assert "belongs to another user" in planted.value.message
+    os.chown(home / "admin-token", os.getuid(), os.getgid())
+    home.chmod(0o777)
+    with pytest.raises(ApiError):
+        resolve_target()
+    home.chmod(0o700)
+    assert resolve_target().token == "their-token"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_logout_leaves_another_users_file(clean_env: Path) -> None:
+    clean_env.parent.mkdir(mode=0o700)
+    clean_env.write_text("theirs")
+    os.chown(clean_env, 65534, 65534)
+    with pytest.raises(MoorageError, match="belongs to another user"):
+        remove_config()
+    assert clean_env.read_text() == "theirs"

@@ -42,6 +42,8 @@ def parse_body(text: str, where: str) -> dict[str, Any]:
         raise ValueError(f"{where} is neither YAML nor JSON: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"{where} is neither YAML nor JSON: {exc}") from exc
+    except RecursionError:
+        raise ValueError(f"{where} nests too deeply to be an endpoint file") from None
     if not isinstance(data, dict):
         raise ValueError(
             f"{where} must hold one mapping (the API's create body: name, resource_metadata, "

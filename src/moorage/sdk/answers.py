@@ -80,10 +80,16 @@ class Bounds:
         self.deadline = time.monotonic() + seconds
         self.max_bytes = max_bytes
         self.body = bytearray()
+        self.counted = 0
 
     def add(self, chunk: bytes) -> None:
         self.body += chunk
-        if len(self.body) > self.max_bytes:
+        self.count(0)
+
+    def count(self, size: int) -> None:
+        """Counts ``size`` more bytes (or characters) read and not kept here."""
+        self.counted += size
+        if len(self.body) + self.counted > self.max_bytes:
             raise ApiError(
                 0,
                 ANSWER_TOO_LARGE,
@@ -94,12 +100,15 @@ class Bounds:
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
-            raise ApiError(
-                0,
-                ANSWER_TOO_SLOW,
-                f"the server at {self.target.url} did not finish its answer within "
-                f"{self.seconds:g} s; the call was given up",
-            )
+            raise self.too_slow()
+
+    def too_slow(self) -> ApiError:
+        return ApiError(
+            0,
+            ANSWER_TOO_SLOW,
+            f"the server at {self.target.url} did not finish its answer within "
+            f"{self.seconds:g} s; the call was given up",
+        )
 
 
 class Lines:

@@ -84,18 +84,24 @@ class AsyncClient:
         await self._http.aclose()
 
     async def run(self, call: calls.Call[T]) -> T:
-        """Makes one call; what every method does."""
+        """Makes one call; what every method does. The whole exchange, from sending
+        the request to the answer's last byte, must end within ``answer_within_s``."""
         bounds = Bounds(self.target, self.answer_within_s)
         try:
-            async with self._http.stream(
-                call.method,
-                call.path,
-                params=call.params,
-                json=call.json,
-                headers=headers(self.target, call),
-            ) as response:
+            async with (
+                asyncio.timeout(self.answer_within_s),
+                self._http.stream(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=headers(self.target, call),
+                ) as response,
+            ):
                 async for chunk in response.aiter_bytes():
                     bounds.add(chunk)
+        except TimeoutError:
+            raise bounds.too_slow() from None
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise unreachable(self.target, exc) from exc
         return read(call, response.status_code, bytes(bounds.body), self.target)
@@ -206,7 +212,11 @@ class AsyncClient:
                         refused.add(chunk)
                     read(call, response.status_code, bytes(refused.body), self.target)
                 lines = Lines()
+                # Without follow, the log is one answer, bounded as every other is.
+                bounded = None if follow else Bounds(self.target, self.answer_within_s)
                 async for text in response.aiter_text():
+                    if bounded is not None:
+                        bounded.count(len(text))
                     for line in lines.feed(text):
                         yield line
                 for line in lines.end():

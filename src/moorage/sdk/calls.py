@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from moorage.api import account_schemas as accounts
 from moorage.api import schemas
 from moorage.models.requests import CreateEndpointRequest, UpdateEndpointRequest
+from moorage.sdk.errors import INVALID_ARGUMENT, ApiError
 
 T = TypeVar("T")
 
@@ -38,8 +39,11 @@ class Call(Generic[T]):
 
 
 def _segment(value: str) -> str:
-    """One path segment, whatever ``value`` holds: ``/``, ``?`` and ``#`` escaped, and
-    ``.`` or ``..`` (which a URL resolves away) written ``%2E``."""
+    """One path segment, whatever ``value`` holds: ``/``, ``?`` and ``#`` escaped,
+    ``.`` or ``..`` (which a URL resolves away) written ``%2E``, and never empty."""
+    if not value:
+        # An empty one would make the call one on the collection (``.../``).
+        raise ApiError(0, INVALID_ARGUMENT, "an empty id or name names nothing; give one")
     if value in (".", ".."):
         return value.replace(".", "%2E")
     return quote(value, safe="")

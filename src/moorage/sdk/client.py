@@ -8,6 +8,8 @@ with a deadline and fails early, with the server's reason, when waiting cannot h
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -83,21 +85,40 @@ class Client:
         self._http.close()
 
     def run(self, call: calls.Call[T]) -> T:
-        """Makes one call; what every method does."""
+        """Makes one call; what every method does. The whole exchange, from sending
+        the request to the answer's last byte, must end within ``answer_within_s``: a
+        server that trickles its headers or body cannot hold the caller. It runs in a
+        daemon thread the caller stops waiting for at the deadline (the thread ends
+        with the connection, or with the process)."""
         bounds = Bounds(self.target, self.answer_within_s)
+        outcome: queue.Queue[tuple[int, bytes] | BaseException] = queue.Queue(maxsize=1)
+
+        def exchange() -> None:
+            try:
+                with self._http.stream(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=headers(self.target, call),
+                ) as response:
+                    for chunk in response.iter_bytes():
+                        bounds.add(chunk)
+                    outcome.put((response.status_code, bytes(bounds.body)))
+            except (httpx.TransportError, httpx.InvalidURL) as exc:
+                outcome.put(unreachable(self.target, exc))
+            except BaseException as exc:
+                outcome.put(exc)
+
+        threading.Thread(target=exchange, name="moorage-sdk-call", daemon=True).start()
         try:
-            with self._http.stream(
-                call.method,
-                call.path,
-                params=call.params,
-                json=call.json,
-                headers=headers(self.target, call),
-            ) as response:
-                for chunk in response.iter_bytes():
-                    bounds.add(chunk)
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            raise unreachable(self.target, exc) from exc
-        return read(call, response.status_code, bytes(bounds.body), self.target)
+            got = outcome.get(timeout=self.answer_within_s)
+        except queue.Empty:
+            raise bounds.too_slow() from None
+        if isinstance(got, BaseException):
+            raise got
+        status, body = got
+        return read(call, status, body, self.target)
 
     # -- server ---------------------------------------------------------------------------
 
@@ -199,7 +220,11 @@ class Client:
                         refused.add(chunk)
                     read(call, response.status_code, bytes(refused.body), self.target)
                 lines = Lines()
+                # Without follow, the log is one answer, bounded as every other is.
+                bounded = None if follow else Bounds(self.target, self.answer_within_s)
                 for text in response.iter_text():
+                    if bounded is not None:
+                        bounded.count(len(text))
                     yield from lines.feed(text)
                 yield from lines.end()
         except (httpx.TransportError, httpx.InvalidURL) as exc:

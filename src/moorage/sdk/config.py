@@ -38,7 +38,7 @@ def read_config(path: Path | None = None) -> dict[str, str]:
         return {}
     except OSError as exc:
         raise MoorageError(f"cannot read the config file {where}: {exc}") from exc
-    if seen.st_uid != os.getuid() or seen.st_mode & 0o022:
+    if not owned_privately(seen):
         # Someone else could have put a server of theirs in it, to receive a token.
         raise MoorageError(
             f"the config file {where} belongs to another user or can be written by others; "
@@ -79,6 +79,12 @@ def write_config(url: str, token: str, path: Path | None = None) -> Path:
     return where
 
 
+def owned_privately(seen: os.stat_result) -> bool:
+    """The caller's own, and writable by no one else: a file someone else could have
+    written (a token of theirs, a server of theirs) is not trusted."""
+    return seen.st_uid == os.getuid() and not seen.st_mode & 0o022
+
+
 def _check_private(folder: Path) -> None:
     """The config's folder must be the user's and writable by no one else: in a folder
     others may write to, they could swap the file or read a token through a link."""
@@ -106,7 +112,13 @@ def remove_config(path: Path | None = None) -> Path | None:
     """Deletes the file (``moorage logout``); the path it removed, or None."""
     where = path or config_path()
     try:
-        where.unlink()
+        seen = where.lstat()
     except FileNotFoundError:
         return None
+    if seen.st_uid != os.getuid():
+        raise MoorageError(
+            f"{where} belongs to another user (uid {seen.st_uid}): it is not your config "
+            "file and is left as it is; check MOORAGE_CLIENT_CONFIG"
+        )
+    where.unlink()
     return where

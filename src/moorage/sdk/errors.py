@@ -19,6 +19,8 @@ ANSWER_TOO_LARGE = "answer_too_large"
 ANSWER_TOO_SLOW = "answer_too_slow"
 # An answer that is not what the API's document says (another program on that port).
 BAD_ANSWER = "bad_answer"
+# A call the client refuses to send (an empty id).
+INVALID_ARGUMENT = "invalid_argument"
 
 
 class MoorageError(Exception):

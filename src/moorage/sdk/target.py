@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moorage.sdk.config import config_path, read_config
+from moorage.sdk.config import config_path, owned_privately, read_config
 from moorage.sdk.errors import NO_TOKEN, ApiError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -88,6 +88,15 @@ def resolve_token(
         return os.environ["MOORAGE_ADMIN_TOKEN"], "MOORAGE_ADMIN_TOKEN"
     token_file = Path(os.environ.get("MOORAGE_HOME", ".moorage")) / "admin-token"
     if local and token_file.exists():
+        if not (owned_privately(token_file.stat()) and owned_privately(token_file.parent.stat())):
+            # Planted in a shared folder, it would make the caller act as its planter.
+            raise ApiError(
+                0,
+                NO_TOKEN,
+                f"the admin-token file {token_file.absolute()} (or its folder) belongs to "
+                "another user or can be written by others, so it is not used; pass --token "
+                "or set MOORAGE_TOKEN",
+            )
         return token_file.read_text().strip(), f"the admin-token file {token_file}"
     raise ApiError(0, NO_TOKEN, _no_token(url, url_from, saved, local, token_file))
 
