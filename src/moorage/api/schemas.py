@@ -241,7 +241,9 @@ class EndpointTraffic(_Closed):
     and latency charts."""
 
     service_id: str
-    time: Timestamp = Field(description="When these counters were read.")
+    time: Timestamp = Field(
+        description="When these counters were read: UTC, as YYYY-MM-DD HH:MM:SS."
+    )
     in_flight: Count = Field(description="Requests at the endpoint's replicas now.")
     waiting: Count = Field(
         description="Requests waiting now: queued for a replica with room, or held "
