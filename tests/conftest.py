@@ -1,16 +1,38 @@
-"""Fixtures shared by every test: stores (SQLite and PostgreSQL) and a fake clock."""
+"""Fixtures shared by every test: stores (SQLite and PostgreSQL) and a fake clock; how
+many worker processes a run gets (tests/support/parallel.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from moorage.clock import FakeClock
-from tests.support import postgres
+from tests.support import parallel, postgres
 from tests.support.components import need
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default in pyproject.toml): see tests/support/parallel.py."""
+    try:
+        return parallel.workers(config.args, config.invocation_params.dir, os.environ)
+    except parallel.WorkerCountError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With workers, one throwaway PostgreSQL cluster serves them all: it is started here,
+    in the process that starts them, and they inherit its URL (stopped at exit)."""
+    distributing = bool(getattr(config.option, "numprocesses", 0)) and not hasattr(
+        config, "workerinput"
+    )
+    if distributing and not os.environ.get(postgres.ENV_URL):
+        with contextlib.suppress(postgres.PostgresUnavailable):
+            # Without a cluster each worker tries again and says why it cannot.
+            os.environ[postgres.ENV_URL] = postgres.admin_url()
 
 
 @pytest.fixture
