@@ -1,4 +1,7 @@
-"""The composition root: every part of ``moorage serve`` built from the settings, once.
+"""The composition root: every part of ``moorage serve`` built from the settings, once;
+and the parts of ``moorage api`` (the same, without the controller's loops) and of
+``moorage controller`` (the loops, led by one of several controllers), which run as
+separate processes over one PostgreSQL (docs/deploy.md).
 
 The reference serves the control API and the data plane from one host, so
 moorage does too: the gateway's front door takes every request and passes what
@@ -10,10 +13,15 @@ controller runs, when the API shuts down.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Literal
 
 import anyio.to_thread
 from docker.errors import DockerException
@@ -25,6 +33,7 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.autoscaler import Autoscaler
 from moorage.controller.budgets import BudgetEnforcer
+from moorage.controller.leader import Election
 from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
@@ -38,6 +47,7 @@ from moorage.inventory.nvml import Nvml
 from moorage.models.accounts import User
 from moorage.models.demand import Demand
 from moorage.models.endpoints import DeploySpec
+from moorage.models.leases import LeaseTerms
 from moorage.models.sandbox_uids import UidRange, clash_message
 from moorage.models.status import StatusPolicy
 from moorage.routing.holder import RouteTableHolder
@@ -66,6 +76,7 @@ from moorage.services.usage import UsageService
 from moorage.services.usage_metrics import UsageCollector, UsageMetricsView
 from moorage.settings import Settings
 from moorage.store.db import Database
+from moorage.store.leases import Deposed, FencedDatabase
 from moorage.store.sandbox_uids import owner_uid
 
 log = logging.getLogger(__name__)
@@ -161,9 +172,38 @@ def gateway_demand(dispatcher: Dispatcher) -> Callable[[], Demand]:
     return lambda: dispatcher.snapshot().demand()
 
 
-def api_address(settings: Settings) -> str:
-    """Where the front door reaches the API: its private Unix socket (``runner``)."""
-    return f"unix:{settings.api_socket.resolve()}"
+# ``serve`` runs API, controller and gateway; ``api`` the API alone, behind its own
+# front door (the same limits on what a client sends), with no controller loop.
+Role = Literal["serve", "api"]
+
+
+def api_socket(settings: Settings, role: Role) -> Path:
+    """The API's private socket; several ``moorage api`` may share one MOORAGE_HOME (the
+    replicas' logs are read there), so each has its own."""
+    if role == "serve":
+        return settings.api_socket
+    return settings.api_socket.with_name(f"api-{os.getpid()}.sock")
+
+
+def load_secret_box(settings: Settings) -> secretbox.SecretBox:
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    try:
+        return secretbox.load(key, settings.home)
+    except secretbox.SecretKeyError as exc:
+        raise MoorageError(str(exc), code=ErrorCode.INVALID_FIELD) from exc
+
+
+def make_housekeeper(settings: Settings) -> logfiles.Housekeeper:
+    """Rotates and removes the process runtime's replica logs: run by the process that
+    runs the controller, once per host."""
+    return logfiles.Housekeeper(
+        settings.replicas_dir,
+        max_bytes=settings.log_max_bytes,
+        retention_s=settings.log_retention_s,
+        interval_s=settings.log_check_interval_s,
+        record=process_runtime.RECORD_FILE,
+        output=process_runtime.OUTPUT_FILE,
+    )
 
 
 def private_home(settings: Settings) -> None:
@@ -180,23 +220,26 @@ def private_home(settings: Settings) -> None:
 
 
 class MoorageServer:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, *, role: Role = "serve"
+    ) -> None:
         self.settings = settings
+        self.role = role
         self.clock = clock or SystemClock()
         private_home(settings)
         self.db = Database(settings.resolved_database_url)
+        self.api_socket = api_socket(settings, role)
         self.gateway = build_gateway(
-            RouteTableHolder(), wire_limits(settings), api_address=api_address(settings)
+            RouteTableHolder(),
+            wire_limits(settings),
+            api_address=f"unix:{self.api_socket.resolve()}",
         )
         uids = UidRange.from_settings(settings)
+        # Built by ``api`` too: it reads replicas' logs (files of this host, or the engine).
         self.runtime = make_runtime(
             settings, lambda user_id: owner_uid(self.db, user_id, uids, self.clock.now)
         )
-        key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
-        try:
-            self.secret_box = secretbox.load(key, settings.home)
-        except secretbox.SecretKeyError as exc:
-            raise MoorageError(str(exc), code=ErrorCode.INVALID_FIELD) from exc
+        self.secret_box = load_secret_box(settings)
         # One set of defaults: what the API refuses past and what rollouts keep within.
         default_quotas = Quotas.defaults(settings)
         self.reconciler = Reconciler(
@@ -257,14 +300,7 @@ class MoorageServer:
             self.runtime,
             follower_limit=lambda user_id: self.quotas.limits(user_id).log_followers,
             response_max_bytes=settings.log_response_max_bytes,
-            housekeeper=logfiles.Housekeeper(
-                settings.replicas_dir,
-                max_bytes=settings.log_max_bytes,
-                retention_s=settings.log_retention_s,
-                interval_s=settings.log_check_interval_s,
-                record=process_runtime.RECORD_FILE,
-                output=process_runtime.OUTPUT_FILE,
-            ),
+            housekeeper=make_housekeeper(settings) if role == "serve" else None,
         )
         self.api = create_api(
             Services(
@@ -276,7 +312,8 @@ class MoorageServer:
                 RouteFeed(
                     self.db,
                     max_age_s=settings.reconcile_interval_s,
-                    local=self.gateway.routes,
+                    # ``api``'s own table stays empty: the store's is the truth there.
+                    local=self.gateway.routes if role == "serve" else None,
                     crash_loop_threshold=settings.crash_loop_threshold,
                 ),
                 settings.resolved_public_url,
@@ -295,9 +332,10 @@ class MoorageServer:
     def prepare(self) -> str | None:
         """Migrates the store, syncs flavors, ensures the admin token. Returns the admin
         token when it was generated just now."""
-        self.db.migrate()
-        self.flavors.sync(configured_flavors(self.settings))
-        return self.accounts.ensure_admin(self.settings)
+        with self.db.startup_lock():
+            self.db.migrate()
+            self.flavors.sync(configured_flavors(self.settings))
+            return self.accounts.ensure_admin(self.settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _api: FastAPI) -> AsyncIterator[None]:
@@ -305,6 +343,11 @@ class MoorageServer:
         door with the API, and stops them in reverse: the front door first, so no new
         request arrives while replicas stop. What started before a failure is stopped
         too."""
+        if self.role == "api":
+            async with self._api_only():
+                yield
+            log.info("moorage api stopped")
+            return
         async with contextlib.AsyncExitStack() as started:
             started.callback(self.db.dispose)
             # Started before the controller so that it stops after it: the last
@@ -329,3 +372,131 @@ class MoorageServer:
             freeze_startup_heap()
             yield
         log.info("moorage stopped; its replicas are stopped too")
+
+    @contextlib.asynccontextmanager
+    async def _api_only(self) -> AsyncIterator[None]:
+        """``moorage api``: the front door and the API; the controller runs elsewhere
+        and notices changes by its own polling."""
+        async with contextlib.AsyncExitStack() as started:
+            started.callback(self.db.dispose)
+            started.push_async_callback(self.runtime.close)
+            started.push_async_callback(self.logs.close)
+            await self.gateway.proxy.listen(self.settings.host, self.settings.port)
+            started.push_async_callback(self.gateway.proxy.close)
+            anyio.to_thread.current_default_thread_limiter().total_tokens = API_WORKER_THREADS
+            freeze_startup_heap()
+            yield
+
+
+def controller_name(settings: Settings) -> str:
+    return settings.controller_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ControllerTerm:
+    """What a leading controller runs, on the store fenced at its epoch: the reconciler,
+    usage checkpoints, spending limits and the autoscaler (whose demand is what the
+    standalone gateways report to the store)."""
+
+    def __init__(self, process: ControllerProcess, db: FencedDatabase) -> None:
+        settings = process.settings
+        clock = process.clock
+        self.reconciler = Reconciler(
+            db,
+            process.runtime,
+            clock,
+            PlanPolicy(
+                ready_timeout_s=settings.ready_timeout_s,
+                crash_loop_threshold=settings.crash_loop_threshold,
+            ),
+            lambda _routes: None,  # gateways read the store's table through the API
+            interval_s=settings.reconcile_interval_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            secret_box=process.secret_box,
+            quotas=Quotas.defaults(settings),
+        )
+        self.metering = Metering(db, clock, settings.metering_interval_s)
+        self.autoscaler = Autoscaler(
+            db,
+            clock,
+            Demand,  # nothing in this process: every gateway reports to the store
+            interval_s=settings.autoscale_interval_s,
+            on_change=self.reconciler.wake,
+        )
+        self.budgets = BudgetEnforcer(
+            db, clock, settings.budget_interval_s, on_stop=self.reconciler.wake
+        )
+
+    async def start(self) -> None:
+        self.metering.start()
+        self.reconciler.lead()
+        self.budgets.start()
+        self.autoscaler.start()
+
+    async def abandon(self) -> None:
+        for ending in (self.autoscaler.shutdown(), self.budgets.shutdown()):
+            with contextlib.suppress(Deposed):
+                await ending
+        await self.reconciler.abandon()
+        task = self.metering._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Deposed):
+                await task
+
+    async def finish(self) -> None:
+        """As abandon, and a last usage checkpoint while still the leader."""
+        await self.abandon()
+        with contextlib.suppress(Deposed):
+            await self.metering.checkpoint()
+
+
+class ControllerProcess:
+    """``moorage controller``: stands by, or leads (``controller/leader.py``); no HTTP.
+    Stopping it (SIGTERM, SIGINT) releases the lease and leaves every replica running."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.name = controller_name(settings)
+        private_home(settings)
+        self.db = Database(settings.resolved_database_url)
+        # The leader's fenced store while it leads: owners' uids are given through it.
+        self.store: Database = self.db
+        uids = UidRange.from_settings(settings)
+        self.runtime = make_runtime(
+            settings, lambda user_id: owner_uid(self.store, user_id, uids, self.clock.now)
+        )
+        self.secret_box = load_secret_box(settings)
+        self.flavors = FlavorService(self.db, self.clock)
+        self.terms = LeaseTerms(settings.leader_lease_s, settings.leader_renew_s)
+        self.election = Election(self.db, self.name, self.terms, self._term)
+        self.gpu_readings = GpuReadings(Nvml(), settings.gpu_metrics_interval_s)
+        self.housekeeper = make_housekeeper(settings)
+
+    def prepare(self) -> None:
+        """Migrates the store and syncs flavors, taking turns with other processes."""
+        with self.db.startup_lock():
+            self.db.migrate()
+            self.flavors.sync(configured_flavors(self.settings))
+
+    def _term(self, db: FencedDatabase) -> ControllerTerm:
+        self.store = db
+        return ControllerTerm(self, db)
+
+    async def run(self) -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        housekeeping = asyncio.create_task(self.housekeeper.run())
+        self.gpu_readings.start()
+        try:
+            await self.election.run(stopping)
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            self.gpu_readings.stop()
+            await self.runtime.close()
+            self.db.dispose()
+        log.info("controller %s stopped", self.name)

@@ -56,7 +56,7 @@ def private_socket(path: Path) -> socket.socket:
 
 
 async def serve(server: MoorageServer) -> None:
-    api_socket = private_socket(server.settings.api_socket)
+    api_socket = private_socket(server.api_socket)
     api = uvicorn.Server(
         uvicorn.Config(
             server.api,

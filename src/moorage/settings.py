@@ -93,6 +93,27 @@ class Settings(BaseSettings):
         description="How often automatic endpoints' demand is sampled and their count "
         "decided (a request held at zero replicas asks at once).",
     )
+    leader_lease_s: float = Field(
+        default=3.0,
+        ge=1,
+        le=60,
+        description="How long a leading `moorage controller`'s lease lasts without a "
+        "renewal: a standby takes over this long after the leader dies.",
+    )
+    leader_renew_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="How often the leader renews its lease and standbys look at it (at "
+        "most half the lease).",
+    )
+    controller_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="This controller's name in the lease and its log lines (default: HOST-PID).",
+    )
     ready_timeout_s: float = Field(default=900.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     drain_timeout_s: float = Field(
@@ -200,6 +221,17 @@ class Settings(BaseSettings):
                 f"runs past the largest uid, {MAX_UID}; lower either"
             )
         return count
+
+    @field_validator("leader_renew_s")
+    @classmethod
+    def _renewed_twice(cls, renew_s: float, info: ValidationInfo) -> float:
+        lease_s = info.data.get("leader_lease_s")
+        if lease_s is not None and renew_s > lease_s / 2:
+            raise ValueError(
+                f"MOORAGE_LEADER_RENEW_S {renew_s:g} is more than half of "
+                f"MOORAGE_LEADER_LEASE_S {lease_s:g}: a leader needs two tries per lease"
+            )
+        return renew_s
 
     @field_validator("home", "model_cache", "flavors")
     @classmethod

@@ -28,7 +28,9 @@ async def test_a_start_that_fails_is_an_error_and_leaves_no_socket(tmp_path: Pat
 
     socket_path = tmp_path / "run" / "api.sock"
     server = SimpleNamespace(
-        settings=SimpleNamespace(api_socket=socket_path), api=FastAPI(lifespan=failing)
+        settings=SimpleNamespace(api_socket=socket_path),
+        api_socket=socket_path,
+        api=FastAPI(lifespan=failing),
     )
 
     with pytest.raises(MoorageError, match="failed to start"):

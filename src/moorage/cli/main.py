@@ -9,7 +9,9 @@ from __future__ import annotations
 import typer
 
 from moorage.cli import (
+    api,
     apply,
+    controller,
     endpoints,
     flavors,
     gateway,
@@ -31,6 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(name="serve")(serve.serve)
+app.command(name="api")(api.api)
+app.command(name="controller")(controller.controller)
 app.command(name="gateway")(gateway.gateway)
 app.command(name="login")(login.login)
 app.command(name="logout")(login.logout)

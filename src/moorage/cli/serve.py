@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -44,7 +44,14 @@ def _port_taken(host: str, port: int) -> str | None:
     return None
 
 
-def _announce(settings: Settings, runtime: str, generated: str | None) -> None:
+def announce(
+    settings: Settings,
+    runtime: str,
+    generated: str | None,
+    *,
+    what: str = "moorage",
+    role: str = "API /v1, gateway /inference-api",
+) -> None:
     """Says where moorage listens and keeps its data: a banner for a person, or with
     ``MOORAGE_LOG_FORMAT=json`` one record like every other line of the log, so a log
     shipper parses each line. A generated admin token goes to stdout alone either way."""
@@ -55,7 +62,7 @@ def _announce(settings: Settings, runtime: str, generated: str | None) -> None:
     token_file = settings.admin_token_file.resolve()
     if settings.log_format == "json":
         fields = {"url": base, "home": str(home), "store": store, "runtime": runtime + engine}
-        log.info("moorage on %s (API /v1, gateway /inference-api, docs /docs)", base, extra=fields)
+        log.info("%s on %s (%s, docs /docs)", what, base, role, extra=fields)
         if generated:
             log.info(
                 "admin token generated: shown once on stdout, kept in %s (mode 0600)", token_file
@@ -63,9 +70,7 @@ def _announce(settings: Settings, runtime: str, generated: str | None) -> None:
         elif settings.admin_token is None:
             log.info("admin token: in %s", token_file)
     else:
-        err.print(
-            line(("moorage", "bold"), f" on {base}  (API /v1, gateway /inference-api, docs /docs)")
-        )
+        err.print(line((what, "bold"), f" on {base}  ({role}, docs /docs)"))
         err.print(line(f"  data: {home}  store: {store}  runtime: {runtime}{engine}"))
         if generated:
             err.print(line(f"  admin token (shown once; also kept in {token_file}, mode 0600):"))
@@ -81,6 +86,37 @@ def _fail(settings: Settings, message: str) -> None:
         log.error("%s", message)
     else:
         err.print(line(("error:", "red"), f" {message}"))
+
+
+def load_settings(given: dict[str, object]) -> Settings:
+    """The settings, with the options given on the command line; a bad one is a usage
+    error naming it."""
+    overrides = {k: v for k, v in given.items() if v is not None}
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = first["loc"][0] if first["loc"] else "settings"
+        err.print(line(("error:", "red"), f" {where}: {first['msg']}"))
+        raise typer.Exit(2) from exc
+
+
+def port_taken_or_exit(settings: Settings) -> None:
+    taken = _port_taken(settings.host, settings.port)
+    if taken is not None:
+        err.print(
+            line(
+                ("error:", "red"),
+                f" cannot listen on {settings.host}:{settings.port}: {taken}. "
+                "Stop what uses it, or pick another port with --port or MOORAGE_PORT.",
+            )
+        )
+        raise typer.Exit(2)
+
+
+def start_failed(settings: Settings, exc: MoorageError) -> NoReturn:
+    _fail(settings, exc.message)
+    raise typer.Exit(2) from exc
 
 
 def serve(
@@ -99,24 +135,8 @@ def serve(
     from moorage import runner
     from moorage.composition import MoorageServer
 
-    given = {"host": host, "port": port, "runtime": runtime}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        err.print(line(("error:", "red"), f" {first['loc'][0]}: {first['msg']}"))
-        raise typer.Exit(2) from exc
-    taken = _port_taken(settings.host, settings.port)
-    if taken is not None:
-        err.print(
-            line(
-                ("error:", "red"),
-                f" cannot listen on {settings.host}:{settings.port}: {taken}. "
-                "Stop what uses it, or pick another port with --port or MOORAGE_PORT.",
-            )
-        )
-        raise typer.Exit(2)
+    settings = load_settings({"host": host, "port": port, "runtime": runtime})
+    port_taken_or_exit(settings)
     logformat.configure(settings.log_format)
     try:
         server = MoorageServer(settings)
@@ -124,7 +144,7 @@ def serve(
     except MoorageError as exc:
         _fail(settings, exc.message)
         raise typer.Exit(2) from exc
-    _announce(settings, server.runtime.name, generated)
+    announce(settings, server.runtime.name, generated)
     try:
         runner.run(server)
     except MoorageError as exc:

@@ -64,6 +64,7 @@ from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.events import EventRepository
 from moorage.store.heartbeats import CONTROLLER, beat, last_heartbeat
+from moorage.store.leases import Deposed
 from moorage.store.rates import billed_until
 from moorage.store.replicas import ReplicaRepository
 from moorage.wire import new_id
@@ -138,6 +139,28 @@ class Reconciler:
         self._loop = asyncio.get_running_loop()
         await self.reconcile_once()
         self._task = asyncio.create_task(self._run(), name="moorage-reconciler")
+
+    def lead(self) -> None:
+        """Starts the loop, its first pass at once, for a controller that just became
+        the leader (``controller/leader.py``); a failed first pass is retried as any."""
+        self._loop = asyncio.get_running_loop()
+        self._wake.set()
+        self._task = asyncio.create_task(self._run(), name="moorage-reconciler")
+
+    async def abandon(self) -> None:
+        """Ends the loop and what it started (probes, start-up watches, drains) at once,
+        stopping no replica and recording nothing: the controller is no longer the
+        leader, and the next one adopts the replicas as they are."""
+        tasks = [*([self._task] if self._task is not None else []), *self._stopping.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Deposed):
+                await task
+        self._task = None
+        self._stopping.clear()
+        await self.probes.close()
+        await self.startup.close()
 
     async def _run(self) -> None:
         while True:

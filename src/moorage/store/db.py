@@ -6,6 +6,8 @@ runs a separate step and every process sees the schema its code expects.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,6 +25,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # a connection, and run its PRAGMAs, per request.
 SQLITE_POOL_SIZE = 16
 SQLITE_POOL_OVERFLOW = 48
+# The PostgreSQL advisory lock that processes starting at once take turns on (any
+# constant; "moorage" in ASCII).
+STARTUP_LOCK_KEY = 0x6D6F6F72616765
 
 
 def _normalise_url(url: str) -> str:
@@ -75,6 +80,28 @@ class Database:
         migrate(self.engine)
 
     @contextmanager
+    def startup_lock(self) -> Iterator[None]:
+        """Held while a process migrates the store and ensures the admin token: of several
+        processes started at once against one store, one migrates and generates a token
+        while the others wait, then find both done. PostgreSQL: an advisory lock (released
+        with the connection, should the process die); SQLite: a lock on a file beside the
+        database (released with the process)."""
+        if self.engine.dialect.name == "sqlite":
+            with _file_lock(self.engine.url.database):
+                yield
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY}
+                )
+                connection.commit()
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back on error."""
         with self._sessions.begin() as session:
@@ -96,3 +123,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    if not database or database == ":memory:":
+        yield
+        return
+    descriptor = os.open(f"{database}.startup-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock

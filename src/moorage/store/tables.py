@@ -390,3 +390,15 @@ class GatewayDemandRow(Base):
     errors: Mapped[int] = mapped_column(BigInteger, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, server_default="0")
     reported_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ControllerLeaseRow(Base):
+    """The controllers' lease (``store/leases.py``): who leads, at which epoch, until
+    when by the database's clock (seconds since the Unix epoch)."""
+
+    __tablename__ = "controller_leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    expires_at: Mapped[float] = mapped_column(Float, server_default="0")
