@@ -57,6 +57,8 @@ from moorage.runtimes import process as process_runtime
 from moorage.runtimes.base import Runtime
 from moorage.runtimes.fake import Behavior, FakeRuntime, always
 from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.ray import RayRuntime, RayUnavailable
+from moorage.runtimes.ray_host import HostOptions
 from moorage.runtimes.sandbox import Sandbox
 from moorage.services.accounts import AccountService
 from moorage.services.budget_metrics import BudgetCollector, BudgetMetricsView
@@ -93,6 +95,8 @@ def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = N
     if settings.runtime == "fake":
         delay = settings.fake_start_delay_s
         return FakeRuntime(script=always(Behavior(delay_s=delay)), serve="shared")
+    if settings.resolved_runtime == "ray":
+        return ray_runtime(settings, owner_uids)
     if settings.runtime in ("auto", "docker"):
         try:
             client = docker_runtime.connect(settings.docker_host, timeout_s=60)
@@ -131,6 +135,43 @@ def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = N
     )
 
 
+def ray_runtime(settings: Settings, owner_uids: Callable[[str], int] | None) -> Runtime:
+    """Replicas on the Ray cluster at ``MOORAGE_RAY_ADDRESS``, sandboxed on their nodes
+    as the process runtime sandboxes them here (Ray is imported only when asked for)."""
+    if not settings.ray_address:
+        raise MoorageError(
+            "MOORAGE_RUNTIME=ray needs MOORAGE_RAY_ADDRESS, the Ray head's HOST:PORT "
+            "(docs/deploy.md)",
+            code=ErrorCode.RUNTIME_UNAVAILABLE,
+        )
+    settings.replicas_dir.mkdir(parents=True, exist_ok=True)
+    if settings.sandbox == "on" and os.geteuid() == 0:
+        check_owner_uids(settings)
+    sandbox = Sandbox.from_settings(settings)
+    (log.warning if sandbox.refusal or not sandbox.enabled else log.info)("%s", sandbox.describe())
+    options = HostOptions(
+        replicas_dir=str(settings.ray_replicas_root),
+        sandbox=sandbox,
+        stop_grace_s=settings.stop_grace_s,
+        file_max_bytes=settings.replica_file_max_bytes,
+        log_read_max_bytes=settings.log_response_max_bytes,
+        model_cache_dir=str(settings.model_cache_dir.resolve()),
+    )
+    namespace = settings.ray_namespace or (
+        "moorage-" + docker_runtime.installation_id(settings.resolved_database_url)
+    )
+    try:
+        return RayRuntime(
+            settings.ray_address,
+            namespace,
+            options,
+            owner_uids=owner_uids,
+            node_ip=settings.ray_node_ip,
+        )
+    except RayUnavailable as exc:
+        raise MoorageError(str(exc), code=ErrorCode.RUNTIME_UNAVAILABLE) from exc
+
+
 def check_owner_uids(settings: Settings) -> None:
     """Refuses to start when the owners' uid range holds a host user or group: a replica
     running as one would share that account's files and processes. Warns when the
@@ -152,7 +193,7 @@ def launch_guard(runtime: Runtime) -> Callable[[User, DeploySpec], None]:
     """Refuses, at the API, an endpoint this runtime cannot run: a normal user's that
     could only run unsandboxed (503), or a spec the process runtime cannot run, such as
     one without a command (400 naming the field)."""
-    process = runtime if isinstance(runtime, ProcessRuntime) else None
+    process = runtime if isinstance(runtime, ProcessRuntime | RayRuntime) else None
     refusal = process.sandbox.refusal if process is not None else None
 
     def guard(user: User, deploy: DeploySpec) -> None:

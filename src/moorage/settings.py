@@ -22,7 +22,7 @@ from pydantic_settings import (
 
 from moorage.logformat import LogFormat
 
-RuntimeName = Literal["auto", "process", "docker", "fake"]
+RuntimeName = Literal["auto", "process", "docker", "ray", "fake"]
 # The largest uid a process can have: (uid_t)-1 means "no change" to setresuid(2).
 MAX_UID = 2**32 - 2
 
@@ -59,8 +59,34 @@ class Settings(BaseSettings):
     )
     runtime: RuntimeName = Field(
         default="auto",
-        description="auto: docker where an engine answers, else process. fake: replicas "
-        "in memory, all answered by one tiny app (benchmarks of the control plane).",
+        description="auto: docker where an engine answers, else process. ray: replicas on "
+        "the Ray cluster at ray_address. fake: replicas in memory, all answered by one tiny "
+        "app (benchmarks of the control plane).",
+    )
+    # The ``ray`` runtime (docs/deploy.md, "Replicas on a Ray cluster").
+    ray_address: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The Ray cluster's GCS address, HOST:PORT; setting it selects the ray "
+        "runtime unless MOORAGE_RUNTIME names another.",
+    )
+    ray_node_ip: str | None = Field(
+        default=None,
+        max_length=64,
+        description="This host's address in the Ray cluster, when Ray cannot tell it (a "
+        "node started with --node-ip-address): moorage connects through that node.",
+    )
+    ray_namespace: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The Ray namespace of this installation's replica actors; derived from "
+        "the database URL when unset, so installations sharing a cluster never meet.",
+    )
+    ray_replicas_dir: Path | None = Field(
+        default=None,
+        description="Where each Ray node keeps its replicas' folders and logs (absolute, "
+        "created 0700 on every node); $MOORAGE_HOME/ray-replicas when unset.",
     )
     fake_start_delay_s: float = Field(
         default=0.0, ge=0, description="The fake runtime: how long each start takes."
@@ -291,3 +317,15 @@ class Settings(BaseSettings):
     @property
     def replicas_dir(self) -> Path:
         return self.home / "replicas"
+
+    @property
+    def resolved_runtime(self) -> RuntimeName:
+        """The runtime asked for: ``ray`` when a Ray address is set and none is named."""
+        if self.runtime == "auto" and self.ray_address:
+            return "ray"
+        return self.runtime
+
+    @property
+    def ray_replicas_root(self) -> Path:
+        chosen = self.ray_replicas_dir or self.home / "ray-replicas"
+        return chosen.resolve()

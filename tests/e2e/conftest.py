@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import database
-from tests.support import engine
+from tests.support import engine, ray_cluster
 from tests.support.backends import Replica
 from tests.support.components import need
 from tests.support.gateway import StandaloneGateway, endpoint
@@ -22,7 +22,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every e2e module runs on both stores with the process runtime, but a module that
     sets ``STORES = ["sqlite"]`` (what it checks happens before or beside the store:
     the gateway's framing, logs, sandboxes) runs on SQLite only; a module that sets
-    ``RUNTIMES = ["process", "docker"]`` also runs on the docker runtime (SQLite)."""
+    ``RUNTIMES = ["process", "docker"]`` also runs on the docker runtime (SQLite), and
+    one that names "ray" also on a real Ray cluster (on PostgreSQL where the module
+    runs on it, as a deployment across machines would)."""
     if "server" not in metafunc.fixturenames:
         return
     stores = getattr(metafunc.module, "STORES", ("sqlite", "postgresql"))
@@ -37,7 +39,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         combos.append(
             pytest.param(("sqlite", "docker"), id="sqlite-docker", marks=pytest.mark.docker)
         )
+    if "ray" in getattr(metafunc.module, "RUNTIMES", ()):
+        store = "postgresql" if "postgresql" in stores else "sqlite"
+        marks = [pytest.mark.ray] + ([pytest.mark.postgres] if store == "postgresql" else [])
+        combos.append(pytest.param((store, "ray"), id=f"{store}-ray", marks=marks))
     metafunc.parametrize("server", combos, indirect=True, scope="module")
+
+
+def ray_env() -> dict[str, str]:
+    """What points ``moorage serve`` at the shared test cluster."""
+    try:
+        address = ray_cluster.address()
+    except ray_cluster.RayUnavailable as exc:
+        need("ray", str(exc))
+        raise
+    return {
+        "MOORAGE_RAY_ADDRESS": address,
+        "MOORAGE_RAY_NODE_IP": ray_cluster.NODE_IP,
+        **ray_cluster.LOOPBACK_ENV,
+    }
 
 
 def docker_host() -> str:
@@ -56,6 +76,8 @@ def server(
     host = docker_host() if runtime == "docker" else None
     home = tmp_path_factory.mktemp("moorage-home")
     extra_env = getattr(request.module, "SERVER_ENV", {})
+    if runtime == "ray":
+        extra_env = {**extra_env, **ray_env()}
     with database(store, home) as url:
         running = MoorageServer(
             home=home, database_url=url, extra_env=extra_env, runtime=runtime, docker_host=host

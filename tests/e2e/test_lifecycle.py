@@ -11,7 +11,7 @@ import requests
 from tests.support.server import ApiClient, processes_with_env, wait_for
 
 ENDPOINT_ENV = "MOORAGE_ENDPOINT_ID"
-RUNTIMES = ["process", "docker"]
+RUNTIMES = ["process", "docker", "ray"]
 
 
 def _replicas_answering(client: ApiClient, service_id: str, calls: int) -> set[str]:

@@ -63,6 +63,7 @@ from moorage.store.accounts import AccountRepository
 from moorage.store.db import Database
 from moorage.store.endpoints import EndpointRepository
 from moorage.store.events import EventRepository
+from moorage.store.flavors import FlavorRepository
 from moorage.store.heartbeats import CONTROLLER, beat, last_heartbeat
 from moorage.store.leases import Deposed
 from moorage.store.rates import billed_until
@@ -512,6 +513,12 @@ class Reconciler:
             owner = AccountRepository(session).user_by_id(user_id)
         return owner is not None and owner.is_admin
 
+    def _flavor_key(self, flavor_id: str) -> str:
+        """The flavor's key, which the ``ray`` runtime places replicas by."""
+        with self.db.session() as session:
+            stored = FlavorRepository(session).get(flavor_id)
+        return stored.flavor.cluster_flavor_id if stored is not None else ""
+
     async def _launch(self, endpoint: Endpoint, replica_id: str) -> None:
         gpus = await asyncio.to_thread(gpus_for, self.db, endpoint, replica_id, self.clock.now())
         if gpus is None:
@@ -533,6 +540,7 @@ class Reconciler:
             gpus=gpus,
             secrets=secrets,
             registry_auth=auth,
+            flavor_key=await asyncio.to_thread(self._flavor_key, endpoint.flavor_id),
         )
         try:
             address = await self.runtime.start(launch)

@@ -36,6 +36,9 @@ class Launch:
     # The owner's credentials for the image's registry (``username``, ``password``,
     # ``serveraddress``), when they stored some: the docker runtime pulls with them.
     registry_auth: Mapping[str, str] | None = field(default=None, repr=False)
+    # The flavor's key (its ``cluster_flavor_id``): the ``ray`` runtime asks Ray for a
+    # node offering the flavor's resource; the local runtimes have one host and ignore it.
+    flavor_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,40 @@ def _check_gpus(launch: Launch) -> None:
         )
 
 
+def refusal(sandbox: Sandbox, deploy: DeploySpec, *, trusted: bool) -> tuple[str, str] | None:
+    """Why a replica of ``deploy`` cannot run as a host process under ``sandbox`` (the
+    process runtime's, and each Ray node's), as (field, what to do instead); None
+    where it can."""
+    if deploy.command is None:
+        return (
+            "deploy_metadata.command",
+            "is required on this server: the process runtime runs a command on the "
+            "host, not an image's entrypoint; give the command that starts the app on "
+            "$PORT, or run moorage with a container runtime (MOORAGE_RUNTIME=docker)",
+        )
+    if not deploy.volumes:
+        return None
+    if trusted or not sandbox.enabled:
+        return (
+            "deploy_metadata.volumes",
+            "cannot be mounted here: this endpoint's replicas run unsandboxed on the "
+            "process runtime (the admin's endpoints, or MOORAGE_SANDBOX=off), where "
+            "nothing is mounted; let the command use a host folder, or use the docker "
+            "runtime",
+        )
+    config = sandbox.config
+    for volume in deploy.volumes:
+        if config is not None and not sandboxes.mountable(config, volume.mount_path):
+            return (
+                "deploy_metadata.volumes",
+                f"mount_path {volume.mount_path[:64]!r} cannot be made in the sandbox, "
+                "whose root is this host's, read-only, and which keeps the replica's "
+                "work folder under MOORAGE_HOME: use a folder this host has, or one "
+                "under /mnt or /srv (such as /mnt/weights)",
+            )
+    return None
+
+
 class ProcessRuntime:
     name = "process"
 
@@ -269,34 +303,7 @@ class ProcessRuntime:
         """Why this runtime cannot run ``deploy``, as (field, what to do instead); None
         where it can. The API asks at create, PUT and start, so the user hears it at
         once; ``start`` asks again for what an older moorage stored."""
-        if deploy.command is None:
-            return (
-                "deploy_metadata.command",
-                "is required on this server: the process runtime runs a command on the "
-                "host, not an image's entrypoint; give the command that starts the app on "
-                "$PORT, or run moorage with a container runtime (MOORAGE_RUNTIME=docker)",
-            )
-        if not deploy.volumes:
-            return None
-        if trusted or not self.sandbox.enabled:
-            return (
-                "deploy_metadata.volumes",
-                "cannot be mounted here: this endpoint's replicas run unsandboxed on the "
-                "process runtime (the admin's endpoints, or MOORAGE_SANDBOX=off), where "
-                "nothing is mounted; let the command use a host folder, or use the docker "
-                "runtime",
-            )
-        config = self.sandbox.config
-        for volume in deploy.volumes:
-            if config is not None and not sandboxes.mountable(config, volume.mount_path):
-                return (
-                    "deploy_metadata.volumes",
-                    f"mount_path {volume.mount_path[:64]!r} cannot be made in the sandbox, "
-                    "whose root is this host's, read-only, and which keeps the replica's "
-                    "work folder under MOORAGE_HOME: use a folder this host has, or one "
-                    "under /mnt or /srv (such as /mnt/weights)",
-                )
-        return None
+        return refusal(self.sandbox, deploy, trusted=trusted)
 
     def _sandbox_for(self, launch: Launch) -> SandboxConfig | None:
         """The sandbox the replica runs in; None to run it as moorage's user (the
@@ -462,6 +469,14 @@ class ProcessRuntime:
                 else _tail(record_path.parent / OUTPUT_FILE, since=record.output_offset),
             )
         return observed
+
+    def session_leader(self, replica_id: str) -> int | None:
+        """The pid of the replica's session leader, which is also its process group: what
+        a watcher kills to stop everything the replica spawned; None once it is gone."""
+        record = self._read_record(replica_id)
+        if record is None or record.pid is None or not self._is_running(record):
+            return None
+        return record.pid
 
     async def listening(self, replica_id: str) -> Listening | None:
         """The TCP ports the replica's process group listens on, beside its $PORT."""
