@@ -223,3 +223,27 @@ def own_cluster() -> Iterator[Cluster]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.support.ray_cluster DIR``: starts the three-node cluster in DIR,
+    prints ``address HOST:PORT`` once it is up, and stops it on SIGTERM or SIGINT
+    (``.ci/run`` runs it so every test worker shares one cluster)."""
+    if len(argv) != 2:
+        print("usage: python -m tests.support.ray_cluster DIR", file=sys.stderr)
+        return 2
+    cluster = three_nodes(Path(argv[1]))
+    print(f"address {cluster.address}", flush=True)
+
+    def stop(*_: object) -> None:
+        cluster.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
