@@ -113,6 +113,11 @@ def _replicas_on(node: ray_cluster.Node, service_id: str) -> dict[str, set[int]]
     return found
 
 
+def _available(client: ApiClient) -> int:
+    flavors = client.call("GET", "/v1/inference-service/flavor").json()["flavor_list"]
+    return int(flavors[0]["available_num"])
+
+
 def _utc(shown: str) -> datetime:
     return datetime.strptime(shown, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
@@ -177,6 +182,8 @@ def test_a_lost_nodes_replicas_are_replaced_and_no_request_fails(
         timeout=30,
     )
     ((lost_replica, lost_pids),) = _replicas_on(node_a, service_id).items()
+    # Two nodes of 4 slots each, 2 of them held: what the flavor list says.
+    wait_for(lambda: _available(alice) == 6, what="6 free slots of the cluster's 8", timeout=30)
 
     load = Load(alice, service_id).start()
     try:
@@ -198,6 +205,7 @@ def test_a_lost_nodes_replicas_are_replaced_and_no_request_fails(
             timeout=REPLACE_TIMEOUT_S,
         )
         replaced_s = time.monotonic() - started
+        wait_for(lambda: _available(alice) == 2, what="the lost node's slots gone", timeout=30)
         answered_before = load.answered
         wait_for(lambda: load.answered >= answered_before + 20, what="load after", timeout=30)
     finally:

@@ -165,3 +165,20 @@ def test_sync_in_a_failed_session_block_changes_nothing(db: Database) -> None:
     assert set(live) == {SMALL.flavor_id, LARGE.flavor_id}
     assert live[SMALL.flavor_id].flavor == SMALL
     assert live[SMALL.flavor_id].updated_at == T0
+
+
+def test_a_clusters_capacity_is_written_to_the_flavors_it_names(db: Database) -> None:
+    _sync(db, [SMALL, LARGE], T0)
+
+    with db.session() as session:
+        changed = FlavorRepository(session).set_capacities({"rtx4090-1": 9, "h100-8": 1}, T1)
+
+    assert [f.cluster_flavor_id for f in changed] == ["rtx4090-1"]  # h100-8 was 1 already
+    live = _live(db)
+    assert live[SMALL.flavor_id].flavor.capacity == 9
+    assert live[SMALL.flavor_id].updated_at == T1
+    assert live[LARGE.flavor_id].flavor.capacity == 1
+    assert live[LARGE.flavor_id].updated_at == T0
+    with db.session() as session:
+        again = FlavorRepository(session).set_capacities({"rtx4090-1": 9}, T2)
+    assert again == []

@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from moorage import lifecycle
 from moorage.clock import Clock
+from moorage.controller.cluster_capacity import CapacitySync
 from moorage.controller.gpu_placement import free_gpus, gpus_for, release_finished
 from moorage.controller.idle_routes import IdleRoutes
 from moorage.controller.launch_secrets import registry_auth_for, secrets_for
@@ -110,6 +111,7 @@ class Reconciler:
         self.interval_s = interval_s
         self.probes = ProbeScheduler(HttpProbe(), clock)
         self.startup = StartupWatcher(runtime)
+        self.capacity = CapacitySync(db, runtime, clock)
         self.idle_routes = IdleRoutes()
         # The last failure logged per replica: a start that fails the same way on every
         # retry is said once, not once per backoff.
@@ -179,6 +181,7 @@ class Reconciler:
         finally:
             self._down_since = None  # the first pass's failures alone died while down
         await self._beat(seen_at)
+        await self.capacity.maybe()
 
     async def _pass(self) -> datetime:
         """One pass; answers when it saw the runtime: every replica the store calls

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from moorage.models.endpoints import DeploySpec
 
@@ -91,3 +91,13 @@ class Runtime(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsCapacity(Protocol):
+    """A runtime over a cluster whose nodes, not moorage's flavors file, say how many
+    replicas of each flavor fit (the ``ray`` runtime)."""
+
+    async def capacity(self) -> Mapping[str, int]:
+        """Units of each flavor (by key) on the cluster's live nodes."""
+        ...

@@ -221,6 +221,16 @@ class RayRuntime:
             + " free"
         )
 
+    async def capacity(self) -> Mapping[str, int]:
+        """Units of each flavor on the cluster's live nodes (their ``--resources``)."""
+        resources = cast("Callable[[], dict[str, float]]", self._ray.cluster_resources)
+        total = await asyncio.to_thread(resources)
+        return {
+            name.removeprefix(FLAVOR_RESOURCE_PREFIX): int(amount)
+            for name, amount in total.items()
+            if name.startswith(FLAVOR_RESOURCE_PREFIX)
+        }
+
     # -- stopping -------------------------------------------------------------------
 
     async def stop(self, replica_id: str) -> None:

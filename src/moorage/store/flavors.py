@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -75,6 +75,25 @@ class FlavorRepository:
                     **_fields(flavor),
                 )
             )
+
+    def set_capacities(self, capacity: Mapping[str, int], now: datetime) -> list[Flavor]:
+        """Sets the capacity of every live flavor of replica slots whose key
+        (``cluster_flavor_id``) is in ``capacity``; answers the flavors it changed. GPU
+        flavors count their own GPUs and are left as they are."""
+        changed: list[Flavor] = []
+        rows = self.session.scalars(
+            select(FlavorRow).where(
+                FlavorRow.deleted_at.is_(None), FlavorRow.cluster_flavor_id.in_(list(capacity))
+            )
+        )
+        for row in rows:
+            wanted = capacity[row.cluster_flavor_id]
+            if row.gpus or row.capacity == wanted:
+                continue
+            row.capacity = wanted
+            row.updated_at = now
+            changed.append(_stored(row).flavor)
+        return changed
 
     def get(self, flavor_id: str, *, for_update: bool = False) -> StoredFlavor | None:
         query = select(FlavorRow).where(FlavorRow.flavor_id == flavor_id)
