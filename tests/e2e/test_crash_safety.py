@@ -29,7 +29,8 @@ from docker.errors import DockerException
 
 from moorage.runtimes.docker import LABEL, installation_id
 from tests.conftest import database
-from tests.support import engine
+from tests.e2e.conftest import ray_env
+from tests.support import engine, ray_cluster
 from tests.support.components import need
 from tests.support.server import (
     ApiClient,
@@ -84,6 +85,7 @@ class Installation:
     engine: docker.DockerClient | None
     port: int = field(default_factory=free_port)
     server: MoorageServer | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     endpoints: list[str] = field(default_factory=list)
 
     # -- the server ------------------------------------------------------------
@@ -95,6 +97,7 @@ class Installation:
             runtime=self.runtime,
             docker_host=self.docker_host,
             port=self.port,  # the same port each life: no replica may hold it
+            extra_env=self.extra_env,
         ).start()
         return self.server
 
@@ -191,6 +194,11 @@ class Installation:
         for pid in strays:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.runtime == "ray":  # the replicas' actors outlive a killed moorage
+            ray_cluster.kill_actors(
+                self.extra_env["MOORAGE_RAY_ADDRESS"],
+                "moorage-" + installation_id(self.database_url),
+            )
         if self.engine is not None:
             mine = f"{LABEL}.installation={installation_id(self.database_url)}"
             with contextlib.suppress(DockerException):
@@ -213,6 +221,7 @@ def _processes_under(directory: Path) -> set[int]:
 
 SQLITE_PROCESS = pytest.param(("sqlite", "process"), id="process")
 SQLITE_DOCKER = pytest.param(("sqlite", "docker"), id="docker", marks=pytest.mark.docker)
+SQLITE_RAY = pytest.param(("sqlite", "ray"), id="ray", marks=pytest.mark.ray)
 POSTGRES_PROCESS = pytest.param(
     ("postgresql", "process"), id="postgresql-process", marks=pytest.mark.postgres
 )
@@ -232,6 +241,7 @@ def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ins
             need("docker", str(exc))
             raise
         client = docker.DockerClient(base_url=host, timeout=30)
+    extra_env = ray_env() if runtime == "ray" else {}
     try:
         with database(store, tmp_path) as url:
             setup = Installation(
@@ -240,6 +250,7 @@ def installation(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ins
                 runtime=runtime,
                 docker_host=host,
                 engine=client,
+                extra_env=extra_env,
             )
             try:
                 setup.start()
@@ -595,6 +606,7 @@ def test_killed_mid_delete_and_stop_leaves_only_the_live_endpoint(
     stop_and_check_nothing_is_left(installation)
 
 
+@pytest.mark.parametrize("installation", [SQLITE_PROCESS, SQLITE_DOCKER, SQLITE_RAY], indirect=True)
 def test_killed_while_available_adopts_the_same_replicas(installation: Installation) -> None:
     service_id = installation.create("adopted", replicas=2)
     first = converge(installation, service_id, replicas=2)
