@@ -33,7 +33,7 @@ from moorage.api.deps import Services
 from moorage.clock import Clock, SystemClock
 from moorage.controller.autoscaler import Autoscaler
 from moorage.controller.budgets import BudgetEnforcer
-from moorage.controller.leader import Election
+from moorage.controller.leader import Election, ServeLease
 from moorage.controller.metering import Metering
 from moorage.controller.plan import PlanPolicy
 from moorage.controller.reconciler import Reconciler
@@ -391,6 +391,14 @@ class MoorageServer:
             return
         async with contextlib.AsyncExitStack() as started:
             started.callback(self.db.dispose)
+            # No `moorage controller` leads this store while serve's controller runs.
+            lease = ServeLease(
+                self.db,
+                f"serve:{socket.gethostname()}:{self.settings.home}"[:200],
+                LeaseTerms(self.settings.leader_lease_s, self.settings.leader_renew_s),
+            )
+            await lease.take()
+            started.push_async_callback(lease.release)
             # Started before the controller so that it stops after it: the last
             # checkpoint bills the replicas up to the stops the controller records.
             self.metering.start()

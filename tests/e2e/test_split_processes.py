@@ -16,14 +16,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from moorage.store.db import Database
 from tests.conftest import database
-from tests.support.server import ApiClient, wait_for
-from tests.support.split import REPLICA_COMMAND, Part, Split, running_per_endpoint, running_replicas
+from tests.support.server import ApiClient, MoorageServer, wait_for
+from tests.support.split import (
+    ADMIN_TOKEN,
+    REPLICA_COMMAND,
+    Part,
+    Split,
+    running_per_endpoint,
+    running_replicas,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -93,6 +101,12 @@ def test_two_apis_a_controller_and_a_gateway_serve_one_endpoint(split: Split) ->
         timeout=30,
         what="the gateway to serve the endpoint",
     )
+
+    # No API runs a gateway: the traffic both answer is what the gateway reported.
+    def reported() -> bool:
+        return all(_traffic(api, service_id)["responses_total"] >= 1 for api in (one, other))
+
+    wait_for(reported, timeout=30, what="the gateway's report in both APIs' traffic")
 
 
 class _Watch:
@@ -215,3 +229,33 @@ def _lease(store: Database) -> tuple[str, int]:
     with store.session() as session:
         row = session.execute(text("SELECT holder, epoch FROM controller_leases")).one()
     return str(row[0]), int(row[1])
+
+
+def test_serve_and_a_controller_never_both_lead_one_store(split: Split) -> None:
+    """``moorage serve`` runs a controller too: it refuses a store another controller
+    leads, and a controller started beside a running serve stands by."""
+    controller = split.controller("c1")
+    split.leader(controller)
+    refused = MoorageServer(
+        home=split.home / "serve", database_url=split.database_url, admin_token=ADMIN_TOKEN
+    )
+    with pytest.raises(AssertionError, match="controller c1 leads this store"):
+        refused.start()
+    controller.stop()
+    serving = MoorageServer(
+        home=split.home / "serve", database_url=split.database_url, admin_token=ADMIN_TOKEN
+    ).start()
+    try:
+        standby = split.controller("c2")
+        wait_for(lambda: "standing by: serve:" in standby.log(), timeout=30, what="a standby")
+        assert "is the leader" not in standby.log()
+    finally:
+        serving.stop()
+    split.leader(standby, timeout=15)  # serve released the lease as it stopped
+
+
+def _traffic(api: ApiClient, service_id: str) -> dict[str, Any]:
+    answer = api.call("GET", f"/v1/inference-service/{service_id}/traffic")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body

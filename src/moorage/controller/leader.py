@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from moorage.errors import ErrorCode, MoorageError
 from moorage.models.leases import (
     LeaseTerms,
     Lost,
@@ -211,3 +212,54 @@ async def _quietly(ending: object) -> None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+class ServeLease:
+    """The lease as ``moorage serve`` holds it: serve runs its controller beside its API,
+    so no ``moorage controller`` may lead the same store meanwhile. Taken at the start
+    (a store another controller leads is refused), renewed while serve runs, released
+    when it stops. Its holder names the host and MOORAGE_HOME, so a serve restarted
+    after a crash takes its own lease again at once."""
+
+    def __init__(self, db: Database, me: str, terms: LeaseTerms) -> None:
+        self.db = db
+        self.me = me
+        self.terms = terms
+        self.epoch: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def take(self) -> None:
+        decision = await asyncio.to_thread(leases.try_take, self.db, self.me, self.terms)
+        if isinstance(decision, Wait):
+            raise MoorageError(
+                f"controller {decision.holder or 'another'} leads this store; stop it, or run "
+                "`moorage api` and `moorage gateway` beside it instead of `moorage serve` "
+                "(docs/deploy.md)",
+                code=ErrorCode.INVALID_FIELD,
+            )
+        self.epoch = decision.epoch
+        self._task = asyncio.create_task(self._renew(), name="moorage-serve-lease")
+
+    async def _renew(self) -> None:
+        assert self.epoch is not None
+        said = False
+        while True:
+            await asyncio.sleep(self.terms.renew_s)
+            try:
+                result = await asyncio.to_thread(
+                    leases.renew, self.db, self.me, self.epoch, self.terms
+                )
+            except Exception:  # the store is away: the next try says it again
+                continue
+            if isinstance(result, Lost) and not said:
+                said = True
+                log.error("moorage serve lost the controller lease: %s", result.reason)
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.epoch is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(leases.release, self.db, self.me, self.epoch)
