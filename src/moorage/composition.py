@@ -274,6 +274,7 @@ class MoorageServer:
             RouteTableHolder(),
             wire_limits(settings),
             api_address=f"unix:{self.api_socket.resolve()}",
+            serves_inference=role == "serve",
         )
         uids = UidRange.from_settings(settings)
         # Built by ``api`` too: it reads replicas' logs (files of this host, or the engine).

@@ -243,6 +243,13 @@ def api_unreachable(reason: str) -> BadGateway:
     )
 
 
+def inference_elsewhere() -> NotFound:
+    return NotFound(
+        "this is moorage api: it serves the control API only; inference requests go to a "
+        "moorage gateway (/inference-api/... at the address the operator gives)"
+    )
+
+
 def api_elsewhere() -> NotFound:
     return NotFound(
         "this gateway serves /inference-api/v1/inference_service/{service_id}/...; "

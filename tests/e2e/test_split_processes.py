@@ -103,6 +103,11 @@ def test_two_apis_a_controller_and_a_gateway_serve_one_endpoint(split: Split) ->
     )
 
     # No API runs a gateway: the traffic both answer is what the gateway reported.
+    # The API's own port answers the control API only, and says where inference goes.
+    elsewhere = one.gateway(service_id)
+    assert elsewhere.status_code == 404
+    assert "moorage gateway" in elsewhere.json()["message"]
+
     def reported() -> bool:
         return all(_traffic(api, service_id)["responses_total"] >= 1 for api in (one, other))
 

@@ -36,6 +36,7 @@ def build_gateway(
     *,
     api_address: str | None = None,
     local: Callable[[GatewayMetrics], Mapping[bytes, LocalHandler]] | None = None,
+    serves_inference: bool = True,
 ) -> Gateway:
     """A gateway serving ``routes``; nothing listens until ``proxy.listen``."""
     dispatcher = Dispatcher.following(routes)
@@ -46,6 +47,7 @@ def build_gateway(
         metrics,
         api_address=api_address,
         local=dict(local(metrics)) if local is not None else None,
+        serves_inference=serves_inference,
     )
     return Gateway(routes, dispatcher, metrics, ProxyServer(router, limits=limits), router)
 

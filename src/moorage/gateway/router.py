@@ -66,8 +66,11 @@ class GatewayRouter:
         *,
         api_address: str | None = None,
         local: dict[bytes, LocalHandler] | None = None,
+        serves_inference: bool = True,
     ) -> None:
         self.routes = routes
+        # False in front of `moorage api` alone: inference is the standalone gateways'.
+        self.serves_inference = serves_inference
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.api_address = api_address
@@ -82,6 +85,9 @@ class GatewayRouter:
         request = exchange.request
         target = request.target
         if target.startswith(PREFIX):
+            if not self.serves_inference:
+                exchange.refuse(refusals.inference_elsewhere())
+                return
             if request.content_length > exchange.body_limit:
                 exchange.refuse(refusals.body_too_large(exchange.body_limit, BODY_SETTING))
                 return
