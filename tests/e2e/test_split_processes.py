@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from moorage.store.db import Database
 from tests.conftest import database
-from tests.support.server import ApiClient, MoorageServer, wait_for
+from tests.support.server import ApiClient, MoorageServer, free_port, wait_for
 from tests.support.split import (
     ADMIN_TOKEN,
     REPLICA_COMMAND,
@@ -264,3 +264,37 @@ def _traffic(api: ApiClient, service_id: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def test_processes_started_at_once_on_a_fresh_store_make_one_admin_token(split: Split) -> None:
+    """Two APIs and a controller start together against an empty PostgreSQL, without a
+    configured token: one migrates and makes the token while the others wait, and all
+    of them then serve with it."""
+    parts = [
+        Part(name, args, split.env(), split.home / f"{name}.log", port)
+        for name, args, port in (
+            ("api1", ["api"], free_port()),
+            ("api2", ["api"], free_port()),
+            ("c1", ["controller"], None),
+        )
+    ]
+    for part in parts:
+        part.env.pop("MOORAGE_ADMIN_TOKEN")
+        if part.port is not None:
+            part.env["MOORAGE_PORT"] = str(part.port)
+        split.parts.append(part)
+    for part in parts:
+        part.start()
+    api1, api2, controller = parts
+    split.wait_answering(api1)
+    split.wait_answering(api2)
+    split.leader(controller)
+    token = (split.home / "admin-token").read_text().strip()
+    printed = [p.name for p in parts if token in p.log()]
+    assert len(printed) == 1, printed  # made, and shown, once
+    for api in (api1, api2):
+        flavors = ApiClient(f"http://127.0.0.1:{api.port}", token).call(
+            "GET", "/v1/inference-service/flavor"
+        )
+        assert flavors.status_code == 200, flavors.text
+    assert "Traceback" not in api1.log() + api2.log() + controller.log()
