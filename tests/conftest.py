@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from moorage.clock import FakeClock
-from tests.support import parallel, postgres
+from tests.support import basetemp, parallel, postgres
 from tests.support.components import need
 
 
@@ -23,16 +23,33 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         raise pytest.UsageError(str(exc)) from exc
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """With workers, one throwaway PostgreSQL cluster serves them all: it is started here,
+    """A short folder for the run's temporary files (see tests/support/basetemp.py),
+    unless ``--basetemp`` names one; workers get theirs inside it.
+
+    With workers, one throwaway PostgreSQL cluster serves them all: it is started here,
     in the process that starts them, and they inherit its URL (stopped at exit)."""
-    distributing = bool(getattr(config.option, "numprocesses", 0)) and not hasattr(
-        config, "workerinput"
-    )
-    if distributing and not os.environ.get(postgres.ENV_URL):
+    if hasattr(config, "workerinput"):
+        return
+    if config.option.basetemp is None:
+        config.option.basetemp = str(basetemp.new_basetemp())
+    if getattr(config.option, "numprocesses", 0) and not os.environ.get(postgres.ENV_URL):
         with contextlib.suppress(postgres.PostgresUnavailable):
             # Without a cluster each worker tries again and says why it cannot.
             os.environ[postgres.ENV_URL] = postgres.admin_url()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first (tests/support/parallel.py); a file's tests keep their
+    order. Every worker collects the same order, as pytest-xdist requires."""
+    root = config.rootpath
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
+        return parallel.file_rank(path.as_posix())
+
+    items.sort(key=rank)
 
 
 @pytest.fixture

@@ -48,3 +48,29 @@ def workers(args: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> int:
         return int(wanted)
     files = _files_named(args, cwd) if args else _MANY
     return 0 if files <= 1 else min(files, DEFAULT_WORKERS)
+
+
+# The longest files (minutes under load): started first, so that none is left to run
+# alone at the end. Then the rest of e2e and security (real servers), integration,
+# and the many short unit files, which fill the gaps.
+SLOWEST = (
+    "tests/security/test_openapi_contract.py",
+    "tests/e2e/test_dashboard.py",
+    "tests/e2e/test_crash_safety.py",
+    "tests/e2e/test_readme_containers.py",
+    "tests/security/test_admin_token.py",
+    "tests/e2e/test_serve.py",
+    "tests/e2e/test_billing_crash.py",
+    "tests/e2e/test_autoscaling.py",
+)
+_FOLDERS = ("tests/e2e/", "tests/security/", "tests/integration/")
+
+
+def file_rank(path: str) -> int:
+    """Where a test file (relative to the repository, with ``/``) comes in a run."""
+    if path in SLOWEST:
+        return SLOWEST.index(path)
+    for rank, folder in enumerate(_FOLDERS):
+        if path.startswith(folder):
+            return len(SLOWEST) + rank
+    return len(SLOWEST) + len(_FOLDERS)
