@@ -58,7 +58,9 @@ def announce(
     base = f"http://{settings.host}:{settings.port}"
     home = settings.home.resolve()
     store = _describe_store(settings.resolved_database_url)
-    engine = f" ({settings.docker_host})" if runtime == "docker" else ""
+    engine = {"docker": f" ({settings.docker_host})", "ray": f" ({settings.ray_address})"}.get(
+        runtime, ""
+    )
     token_file = settings.admin_token_file.resolve()
     if settings.log_format == "json":
         fields = {"url": base, "home": str(home), "store": store, "runtime": runtime + engine}
