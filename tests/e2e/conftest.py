@@ -24,22 +24,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     the gateway's framing, logs, sandboxes) runs on SQLite only; a module that sets
     ``RUNTIMES = ["process", "docker"]`` also runs on the docker runtime (SQLite), and
     one that names "ray" also on a real Ray cluster (on PostgreSQL where the module
-    runs on it, as a deployment across machines would)."""
+    runs on it, as a deployment across machines would); one whose RUNTIMES leaves out
+    "process" runs on the runtimes it names only."""
     if "server" not in metafunc.fixturenames:
         return
     stores = getattr(metafunc.module, "STORES", ("sqlite", "postgresql"))
-    combos = [pytest.param(("sqlite", "process"), id="sqlite-process")]
-    if "postgresql" in stores:
+    runtimes = getattr(metafunc.module, "RUNTIMES", ("process",))
+    combos = []
+    if "process" in runtimes:
+        combos.append(pytest.param(("sqlite", "process"), id="sqlite-process"))
+    if "postgresql" in stores and "process" in runtimes:
         combos.append(
             pytest.param(
                 ("postgresql", "process"), id="postgresql-process", marks=pytest.mark.postgres
             )
         )
-    if "docker" in getattr(metafunc.module, "RUNTIMES", ()):
+    if "docker" in runtimes:
         combos.append(
             pytest.param(("sqlite", "docker"), id="sqlite-docker", marks=pytest.mark.docker)
         )
-    if "ray" in getattr(metafunc.module, "RUNTIMES", ()):
+    if "ray" in runtimes:
         store = "postgresql" if "postgresql" in stores else "sqlite"
         marks = [pytest.mark.ray] + ([pytest.mark.postgres] if store == "postgresql" else [])
         combos.append(pytest.param((store, "ray"), id=f"{store}-ray", marks=marks))

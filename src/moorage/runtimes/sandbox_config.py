@@ -129,6 +129,9 @@ def build_config(settings: Settings) -> SandboxConfig:
     if config_file and Path(config_file).is_file():
         hidden_files.add(Path(config_file).resolve())
     hidden.update(_private_dirs())
+    if settings.ray_address:
+        # On a Ray node: every replica's folder there (a replica sees its own, bound in).
+        hidden.add(settings.ray_replicas_root)
     exposed: list[Path] = []
     wanted = [Path(p) for p in settings.sandbox_expose.split(":") if p]
     # The bridge runs on moorage's own interpreter: show its installation read-only.
