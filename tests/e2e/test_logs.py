@@ -23,7 +23,7 @@ from tests.support.server import MOORAGE, ApiClient, MoorageServer, wait_for
 
 # What this module checks is the replicas' log files, the same over either store.
 STORES = ["sqlite"]
-RUNTIMES = ["process", "docker"]
+RUNTIMES = ["process", "docker", "ray"]
 LOGS = "/v1/inference-service/{}/logs"
 WAIT_S = 30.0
 
