@@ -31,7 +31,7 @@ One command, from the repository root:
 
 Beside them, the tables give Kubernetes' and Ray Serve's published defaults, which are
 not measured here. Rounds: 3 each (1 with ``--quick``, about 4 minutes); the full run
-takes about 8 minutes. Every figure is up to one poll late. Timings move with the CPU: the
+takes about 7 minutes. Every figure is up to one poll late. Timings move with the CPU: the
 cluster, moorage and the load share this machine; compare the rows of one run.
 Everything started is stopped when the run ends, however it ends (Ctrl-C included).
 """
@@ -311,6 +311,7 @@ class NodeRound:
     requests: int
     ray_actor_s: float | None
     killed: str
+    failures: list[str]
 
 
 def _marker(name: str) -> str:
@@ -382,6 +383,7 @@ def node_loss_round(
             requests=load.answered + len(load.failures),
             ray_actor_s=None if answered is None else answered - killed_at,
             killed=victim.name,
+            failures=load.failures[:3],
         )
         say(
             f"round {number}/{rounds}: node {victim.name} killed: out of rotation "
@@ -389,6 +391,8 @@ def node_loss_round(
             f"{result.failed} of {result.requests} requests failed; Ray actor answered "
             f"from another node {_s(result.ray_actor_s)}"
         )
+        for failure in result.failures:
+            say(f"  failed request: {failure}")
         return result
     finally:
         if load is not None:
@@ -483,6 +487,8 @@ def node_loss_table(results: list[NodeRound]) -> list[str]:
             f"| {number} | {r.killed} | {_s(r.out_of_rotation_s)} | {r.replaced_s:.2f} s "
             f"| {r.failed} of {r.requests} | {_s(r.ray_actor_s)} |"
         )
+    for number, r in enumerate(results, 1):
+        lines.extend(f"\nround {number}, failed request: `{f}`" for f in r.failures)
     return lines
 
 
