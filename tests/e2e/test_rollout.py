@@ -16,7 +16,7 @@ import requests
 
 from tests.support.server import ApiClient, wait_for
 
-RUNTIMES = ["process", "docker"]
+RUNTIMES = ["process", "docker", "ray"]
 
 
 class LoadDuringRollout:
