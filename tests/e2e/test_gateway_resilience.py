@@ -42,6 +42,7 @@ STORES = ["sqlite"]
 TOKEN = "gateway-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RETRY_ON_RESET = {"X-Moorage-Retry-On": "reset"}
+NO_RETRY = {"X-Moorage-Retry-On": "none"}
 
 
 @pytest.fixture
@@ -142,13 +143,19 @@ def test_a_request_that_reached_a_replica_is_never_sent_twice(tmp_path: Path) ->
             assert first.count() + second.count() == 2
 
 
-def test_an_idempotent_request_is_retried_after_a_reset_only_when_the_client_opts_in(
+def test_a_safe_request_is_retried_after_a_reset_and_others_only_when_the_client_opts_in(
     tmp_path: Path, good: Backend
 ) -> None:
     with Backend("hangs-up", hang_up=True) as hangs_up:
         routes = [endpoint("flaky", [hangs_up.address, good.address], policy="round_robin")]
         with StandaloneGateway(tmp_path, routes) as gateway:
-            answers = [call("GET", gateway.url("flaky", "plain")) for _ in range(6)]
+            # A PUT (idempotent, not safe) and a GET that says none are not sent again.
+            answers = [
+                call("PUT", gateway.url("flaky", "plain"), data=b"same")
+                if index % 2
+                else call("GET", gateway.url("flaky", "plain"), headers=NO_RETRY)
+                for index in range(6)
+            ]
             failed = [a for a in answers if a.status_code != 200]
             assert failed, "round robin must have sent some requests to the replica that hangs up"
             for answer in failed:
@@ -156,19 +163,19 @@ def test_an_idempotent_request_is_retried_after_a_reset_only_when_the_client_opt
             assert hangs_up.count() == len(failed)  # each reached it once, and only it
             assert good.count() == 6 - len(failed)
 
+            # A GET as it comes, and a PUT that opted in, are sent again after the reset.
             for index in range(6):
-                method, body = ("GET", b"") if index % 2 else ("PUT", b"same again")
-                opted = call(
-                    method,
-                    gateway.url("flaky", f"opted-{index}"),
-                    data=body,
-                    headers=RETRY_ON_RESET,
+                method, body, headers = (
+                    ("GET", b"", {}) if index % 2 else ("PUT", b"same again", RETRY_ON_RESET)
                 )
-                assert opted.status_code == 200, opted.text
-                assert opted.json()["backend"] == "good"
-                assert opted.json()["body"] == body.decode()  # the body went out again
-            assert hangs_up.count() > len(failed), "no opted-in request met the flaky replica"
-            assert "PUT" in {r.method for r in hangs_up.requests()}
+                retried = call(
+                    method, gateway.url("flaky", f"retried-{index}"), data=body, headers=headers
+                )
+                assert retried.status_code == 200, retried.text
+                assert retried.json()["backend"] == "good"
+                assert retried.json()["body"] == body.decode()  # the body went out again
+            assert hangs_up.count() > len(failed), "no retried request met the flaky replica"
+            assert {"PUT", "GET"} <= {r.method for r in hangs_up.requests()}
             assert good.count() == 12 - len(failed)
             text = requests.get(gateway.base + "/metrics", timeout=10).text
     assert metric(text, "moorage_gateway_retries_total", endpoint="flaky") == (

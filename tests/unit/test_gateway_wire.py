@@ -92,18 +92,23 @@ def test_an_upgrade_keeps_its_upgrade_headers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "opted_in", "replayable"),
+    ("method", "retry_on", "replayable"),
     [
-        (b"GET", True, True),
-        (b"PUT", True, True),
-        (b"GET", False, False),
-        (b"POST", True, False),
+        (b"GET", b"reset", True),
+        (b"PUT", b"reset", True),
+        (b"GET", None, True),
+        (b"HEAD", None, True),
+        (b"GET", b"none", False),
+        (b"PUT", None, False),
+        (b"DELETE", None, False),
+        (b"POST", b"reset", False),
+        (b"POST", None, False),
     ],
 )
-def test_only_idempotent_requests_that_opted_in_may_be_replayed(
-    method: bytes, opted_in: bool, replayable: bool
+def test_safe_requests_and_idempotent_ones_that_opted_in_may_be_replayed(
+    method: bytes, retry_on: bytes | None, replayable: bool
 ) -> None:
-    headers = [(b"X-Moorage-Retry-On", b"reset")] if opted_in else []
+    headers = [(b"X-Moorage-Retry-On", retry_on)] if retry_on is not None else []
     assert request(*headers, method=method).replayable is replayable
 
 

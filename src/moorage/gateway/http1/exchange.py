@@ -100,9 +100,7 @@ class Exchange:
         # A copy of the body for a replay, within the retry buffer (past it: no replay).
         self._replay: list[bytes] | None = (
             []
-            if request.retry_on_reset
-            and request.replayable
-            and request.content_length <= limits.retry_buffer_bytes
+            if request.replayable and request.content_length <= limits.retry_buffer_bytes
             else None
         )
         self._replay_size = 0

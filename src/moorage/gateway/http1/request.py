@@ -9,6 +9,9 @@ from moorage.gateway.http1 import wire
 # Past this much request body held while no replica is attached, stop reading the client.
 BUFFER_LIMIT = 1 << 20
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+# Safe methods change nothing on the server: sent again after a reset by default, as
+# nginx's proxy_next_upstream does (a replica's node dying mid-request loses none).
+_SAFE = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # Headers that say where one message ends and the next begins. ``Connection`` may not
 # name them: a proxy that dropped one but forwarded the body would let the body be read
 # as the next request on a pooled connection (request smuggling).
@@ -53,6 +56,7 @@ class Request:
         "keep_alive",
         "method",
         "problem",
+        "retry_never",
         "retry_on_reset",
         "target",
         "upgrade",
@@ -76,6 +80,7 @@ class Request:
         self.host_given = False
         self.connection_tokens: frozenset[bytes] = frozenset()
         self.retry_on_reset = False
+        self.retry_never = False
         # X-Moorage-Cold-Start-Timeout: how long it may be held while a replica starts.
         self.cold_start_timeout_s: float | None = None
         # Why the request must be refused with 400 (checked once its head is complete).
@@ -124,6 +129,7 @@ class Request:
             self.upgrade_to = value
         elif name == b"x-moorage-retry-on":
             self.retry_on_reset = b"reset" in value.lower()
+            self.retry_never = value.strip().lower() == b"none"
         elif name == COLD_START_HEADER:
             given_twice = self.cold_start_timeout_s is not None
             self.cold_start_timeout_s = _seconds(value)
@@ -142,10 +148,14 @@ class Request:
 
     @property
     def replayable(self) -> bool:
-        """May be sent again after it reached a replica: an idempotent method, and the
-        client opted in (``X-Moorage-Retry-On: reset``). The exchange also drops the
-        copy of a body past the retry buffer (``WireLimits.retry_buffer_bytes``)."""
-        return self.retry_on_reset and self.method in _IDEMPOTENT and not self.upgrade
+        """May be sent again after it reached a replica: a safe method (GET, HEAD,
+        OPTIONS) unless the client said ``X-Moorage-Retry-On: none``, or another
+        idempotent one (PUT, DELETE) when it opted in with ``X-Moorage-Retry-On:
+        reset``. The exchange also drops the copy of a body past the retry buffer
+        (``WireLimits.retry_buffer_bytes``)."""
+        if self.upgrade or self.retry_never:
+            return False
+        return self.method in _SAFE or (self.retry_on_reset and self.method in _IDEMPOTENT)
 
     def upstream_head(
         self, target: bytes, host: bytes, dropped: frozenset[bytes], peer: bytes
