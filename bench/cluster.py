@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -66,10 +66,10 @@ from tests.support.server import (  # noqa: E402
     MoorageServer,
     endpoint_body,
     new_user_token,
-    processes_with_env,
     wait_for,
 )
-from tests.support.split import LEADER, REPLICA_COMMAND, Part, Split, running_replicas  # noqa: E402
+from tests.support.split import LEADER, REPLICA_COMMAND, Part, Split  # noqa: E402
+from tests.support.watching import DuplicateWatch, GetLoad, replicas_under  # noqa: E402
 
 BASE = "/v1/inference-service"
 POLL_S = 0.1
@@ -115,77 +115,11 @@ def median_max(values: list[float]) -> str:
 # --- part 1: node loss ----------------------------------------------------------------
 
 
-@dataclass
-class Load:
-    """Idempotent GETs through the gateway, one after another, from a thread."""
-
-    client: ApiClient
-    service_id: str
-    answered: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Load:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        url = f"{self.client.base}/inference-api/v1/inference_service/{self.service_id}/"
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    response = session.get(url, headers=self.client.headers, timeout=30)
-                except requests.RequestException as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                if response.status_code == 200:
-                    self.answered += 1
-                else:
-                    self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-
-def _ancestors(pid: int) -> set[int]:
-    seen: set[int] = set()
-    while pid > 1 and pid not in seen:
-        seen.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return seen
-
-
-def _replica_of(pid: int) -> str | None:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for entry in environ:
-        if entry.startswith(b"MOORAGE_REPLICA_ID="):
-            return entry.split(b"=", 1)[1].decode()
-    return None
-
-
 def replicas_by_node(nodes: list[ray_cluster.Node], service_id: str) -> dict[str, set[str]]:
     """Node name -> the endpoint's replica ids whose processes run under that node's."""
     found: dict[str, set[str]] = {node.name: set() for node in nodes}
-    for pid in processes_with_env(ENDPOINT_ENV, service_id):
-        replica = _replica_of(pid)
-        if replica is None:
-            continue
-        ancestry = _ancestors(pid)
-        for node in nodes:
-            if node.process.pid in ancestry:
-                found[node.name].add(replica)
+    for node in nodes:
+        found[node.name] = set(replicas_under(node.process.pid, service_id))
     return found
 
 
@@ -333,7 +267,7 @@ def node_loss_round(
         ]
     )
     probe: RayProbe | None = None
-    load: Load | None = None
+    load: GetLoad | None = None
     try:
         wait_for(
             lambda: user.get(service_id)["endpoint_metadata"]["ready_replicas"] == 2,
@@ -351,7 +285,7 @@ def node_loss_round(
         lost = next(iter(placed[victim.name]))
         probe = RayProbe(cluster, _marker(victim.name), f"probe-{number}")
         wait_for(probe.ready, timeout=180, what="the Ray probe's actor on the victim node")
-        load = Load(user, service_id).start()
+        load = GetLoad(user, service_id).start()
         wait_for(lambda: load is not None and load.answered >= 20, timeout=60, what="load")
         say(f"round {number}/{rounds}: killing node {victim.name} (replica {lost[:8]}) ...")
         probe.go()
@@ -541,31 +475,6 @@ class Creates:
         self._thread.join(timeout=60)
 
 
-class Duplicates:
-    """Looks every 50 ms for a replica id run by two processes."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.found: dict[str, list[int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for replica_id, pids in running_replicas(self.home).items():
-                if len(pids) > 1:
-                    self.found[replica_id] = pids
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> Duplicates:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 @dataclass
 class FailoverRound:
     takeover_s: float
@@ -584,12 +493,12 @@ def _stands_by(part: Part) -> None:
 
 
 def failover_round(
-    client: ApiClient, leader: Part, standby: Part, duplicates: Duplicates, label: str
+    client: ApiClient, leader: Part, standby: Part, duplicates: DuplicateWatch, label: str
 ) -> FailoverRound:
     """Kills ``leader``'s process group; times ``standby``'s takeover and an endpoint
     created right after the kill."""
     before = _epoch(leader)
-    found_before = len(duplicates.found)
+    found_before = len(duplicates.duplicates)
     say(f"{label}: killing leader {leader.name} (epoch {before}) ...")
     killed_at = time.monotonic()
     leader.send(signal.SIGKILL)
@@ -617,7 +526,7 @@ def failover_round(
         float(takeover) - killed_at,
         available_s,
         _epoch(standby),
-        len(duplicates.found) - found_before,
+        len(duplicates.duplicates) - found_before,
     )
     say(
         f"{label}: {standby.name} leads (epoch {result.epoch}) after {result.takeover_s:.2f} s; "
@@ -644,7 +553,7 @@ def run_failover(rounds: int, label: str, extra: dict[str, str]) -> tuple[list[F
         standby = split.controller(next(names), **extra)
         _stands_by(standby)
         creates = stack.enter_context(Creates(client))
-        duplicates = stack.enter_context(Duplicates(home))
+        duplicates = stack.enter_context(DuplicateWatch(home))
         for number in range(1, rounds + 1):
             creates.wait_for_more(4)
             tag = f"{label}: round {number}/{rounds}"

@@ -11,28 +11,20 @@ run in sessions of their own, are ended by the reaper its actor started.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from moorage.store.db import Database
 from moorage.store.tables import UsageRecordRow
 from tests.support import ray_cluster
 from tests.support.components import need
-from tests.support.server import (
-    ApiClient,
-    MoorageServer,
-    new_user_token,
-    processes_with_env,
-    wait_for,
-)
+from tests.support.server import ApiClient, MoorageServer, new_user_token, wait_for
+from tests.support.watching import GetLoad, replicas_under
 
 pytestmark = pytest.mark.ray
 
@@ -40,77 +32,13 @@ ENDPOINT_ENV = "MOORAGE_ENDPOINT_ID"
 REPLACE_TIMEOUT_S = 90.0
 
 
-@dataclass
-class Load:
-    """Idempotent GETs through the gateway, one after another, from a thread."""
-
-    client: ApiClient
-    service_id: str
-    answered: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Load:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    response = session.get(
-                        f"{self.client.base}/inference-api/v1/inference_service/{self.service_id}/",
-                        headers=self.client.headers,
-                        timeout=30,
-                    )
-                except requests.RequestException as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                if response.status_code == 200:
-                    self.answered += 1
-                else:
-                    self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-
-def _ancestors(pid: int) -> set[int]:
-    seen: set[int] = set()
-    while pid > 1 and pid not in seen:
-        seen.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return seen
-
-
-def _replica_of(pid: int) -> str | None:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for entry in environ:
-        if entry.startswith(b"MOORAGE_REPLICA_ID="):
-            return entry.split(b"=", 1)[1].decode()
-    return None
-
-
 def _replicas_on(node: ray_cluster.Node, service_id: str) -> dict[str, set[int]]:
     """The endpoint's replicas whose processes run under ``node``'s, with their pids."""
-    found: dict[str, set[int]] = {}
-    for pid in processes_with_env(ENDPOINT_ENV, service_id):
-        replica = _replica_of(pid)
-        if replica is not None and node.process.pid in _ancestors(pid):
-            found.setdefault(replica, set()).add(pid)
-    return found
+    return replicas_under(node.process.pid, service_id)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
 def _available(client: ApiClient) -> int:
@@ -120,10 +48,6 @@ def _available(client: ApiClient) -> int:
 
 def _utc(shown: str) -> datetime:
     return datetime.strptime(shown, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-
-
-def _alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
 @pytest.fixture
@@ -185,7 +109,7 @@ def test_a_lost_nodes_replicas_are_replaced_and_no_request_fails(
     # Two nodes of 4 slots each, 2 of them held: what the flavor list says.
     wait_for(lambda: _available(alice) == 6, what="6 free slots of the cluster's 8", timeout=30)
 
-    load = Load(alice, service_id).start()
+    load = GetLoad(alice, service_id).start()
     try:
         wait_for(lambda: load.answered >= 20, what="load to flow", timeout=30)
         killed_at = datetime.now(UTC)

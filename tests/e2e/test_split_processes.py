@@ -32,6 +32,7 @@ from tests.support.split import (
     running_per_endpoint,
     running_replicas,
 )
+from tests.support.watching import DuplicateWatch
 
 pytestmark = pytest.mark.postgres
 
@@ -114,32 +115,6 @@ def test_two_apis_a_controller_and_a_gateway_serve_one_endpoint(split: Split) ->
     wait_for(reported, timeout=30, what="the gateway's report in both APIs' traffic")
 
 
-class _Watch:
-    """Looks at the runtime every 50 ms: a replica id run by two processes is a
-    duplicate, whenever it happens."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.duplicates: dict[str, list[int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for replica_id, pids in running_replicas(self.home).items():
-                if len(pids) > 1:
-                    self.duplicates[replica_id] = pids
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> _Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def test_a_standby_takes_over_a_killed_leader_under_creates_and_scales(split: Split) -> None:
     (api,), controllers = _start(split)
     client = split.client(api)
@@ -170,7 +145,7 @@ def test_a_standby_takes_over_a_killed_leader_under_creates_and_scales(split: Sp
         except BaseException as exc:
             errors.append(exc)
 
-    with _Watch(split.home) as watch:
+    with DuplicateWatch(split.home) as watch:
         worker = threading.Thread(target=stream, daemon=True)
         worker.start()
         try:
