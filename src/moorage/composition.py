@@ -97,6 +97,13 @@ def make_runtime(settings: Settings, owner_uids: Callable[[str], int] | None = N
         return FakeRuntime(script=always(Behavior(delay_s=delay)), serve="shared")
     if settings.resolved_runtime == "ray":
         return ray_runtime(settings, owner_uids)
+    if settings.ray_address:
+        raise MoorageError(
+            f"MOORAGE_RAY_ADDRESS is set but MOORAGE_RUNTIME={settings.runtime} runs replicas "
+            "elsewhere: set MOORAGE_RUNTIME=ray (or unset it) to run them on the Ray cluster, "
+            "or unset MOORAGE_RAY_ADDRESS",
+            code=ErrorCode.INVALID_FIELD,
+        )
     if settings.runtime in ("auto", "docker"):
         try:
             client = docker_runtime.connect(settings.docker_host, timeout_s=60)
@@ -148,7 +155,9 @@ def ray_runtime(settings: Settings, owner_uids: Callable[[str], int] | None) -> 
     if settings.sandbox == "on" and os.geteuid() == 0:
         check_owner_uids(settings)
     sandbox = Sandbox.from_settings(settings)
-    (log.warning if sandbox.refusal or not sandbox.enabled else log.info)("%s", sandbox.describe())
+    (log.warning if sandbox.refusal or not sandbox.enabled else log.info)(
+        "%s", sandbox.describe("ray")
+    )
     options = HostOptions(
         replicas_dir=str(settings.ray_replicas_root),
         sandbox=sandbox,

@@ -40,7 +40,7 @@ def ray_section() -> list[str]:
 def script(commands: list[str], folder: Path, port: int) -> str:
     """The block's commands in one shell: each ``ray start`` in the background, started
     again whenever it exits (its pid kept in ``pids``), the exports as they are, then
-    the MOORAGE_RAY_* they set."""
+    the MOORAGE_RUNTIME and MOORAGE_RAY_* they set."""
     lines = [
         "set -euo pipefail",
         f"export HEAD_IP={ray_cluster.NODE_IP} NODE_IP={ray_cluster.NODE_IP} "
@@ -58,7 +58,7 @@ def script(commands: list[str], folder: Path, port: int) -> str:
         else:
             assert command.startswith("export "), command
             lines.append(command)
-    lines.append(f"env | grep '^MOORAGE_RAY_' > {folder}/env")
+    lines.append(f"env | grep -E '^MOORAGE_(RAY_|RUNTIME=)' > {folder}/env")
     return "\n".join(lines) + "\n"
 
 
@@ -105,11 +105,12 @@ def test_the_ray_section_runs_as_written(folder: Path) -> None:
     exported = dict(line.split("=", 1) for line in (folder / "env").read_text().splitlines())
     assert exported["MOORAGE_RAY_ADDRESS"] == address
     assert exported["MOORAGE_RAY_REPLICAS_DIR"] == f"{folder}/replicas"
+    assert exported["MOORAGE_RUNTIME"] == "ray"
 
     server = MoorageServer(
         home=folder / "home",
         database_url=f"sqlite:///{folder / 'moorage.db'}",
-        runtime="auto",  # the Ray address alone selects the ray runtime
+        runtime="process",  # as "Every host of the control plane" says; the page's wins
         extra_env={**exported, **ray_cluster.LOOPBACK_ENV},
     ).start()
     try:

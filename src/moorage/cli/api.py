@@ -15,7 +15,11 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port to listen on [MOORAGE_PORT].")] = None,
 ) -> None:
     """Run the control API alone (/v1, /docs, /metrics, /ui); `moorage controller` runs
-    the endpoints and `moorage gateway` serves their traffic."""
+    the endpoints and `moorage gateway` serves their traffic.
+
+    Configured by the environment, as every part is (docs/deploy.md): MOORAGE_DATABASE_URL,
+    MOORAGE_ADMIN_TOKEN, MOORAGE_SECRETS_KEY, MOORAGE_PUBLIC_URL, and the runtime it reads
+    replicas' logs through (MOORAGE_RUNTIME, MOORAGE_DOCKER_HOST, MOORAGE_RAY_*)."""
     from moorage import logformat, runner
     from moorage.cli.serve import announce
     from moorage.composition import MoorageServer

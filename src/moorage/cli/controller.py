@@ -16,7 +16,11 @@ log = logging.getLogger("moorage.controller")
 def controller() -> None:
     """Run the controller alone: replicas, usage, spending limits, autoscaling. Of the
     controllers of one store, one leads and the others stand by to take over; stopping
-    one leaves its replicas running."""
+    one leaves its replicas running.
+
+    Configured by the environment, as every part is (docs/deploy.md): MOORAGE_DATABASE_URL,
+    MOORAGE_SECRETS_KEY, MOORAGE_CONTROLLER_ID, MOORAGE_LEADER_LEASE_S and _RENEW_S, the
+    runtime (MOORAGE_RUNTIME, MOORAGE_DOCKER_HOST, MOORAGE_RAY_ADDRESS and MOORAGE_RAY_*)."""
     from moorage import logformat
     from moorage.composition import ControllerProcess
 

@@ -387,21 +387,22 @@ class Sandbox:
             "moorage, or use containers (MOORAGE_RUNTIME=docker with MOORAGE_DOCKER_HOST)"
         )
 
-    def describe(self) -> str:
-        """One line for ``moorage serve``'s start-up output."""
+    def describe(self, runtime: str = "process") -> str:
+        """One line for the start-up output of ``runtime`` (process, or ray: the same
+        sandbox on every node)."""
         if not self.enabled:
             return (
-                "process runtime: sandbox OFF (MOORAGE_SANDBOX=off): every user's replica "
+                f"{runtime} runtime: sandbox OFF (MOORAGE_SANDBOX=off): every user's replica "
                 "runs as moorage's own user and can read its files; single-tenant use only"
             )
         if self.config is None:
-            return f"process runtime: normal users' endpoints are refused: {self.refusal}"
+            return f"{runtime} runtime: normal users' endpoints are refused: {self.refusal}"
         who = (
             "each owner's replicas as a uid of their own"
             if self.config.as_root
             else "moorage's uid, user namespace"
         )
         return (
-            "process runtime: normal users' replicas run in a bubblewrap sandbox "
+            f"{runtime} runtime: normal users' replicas run in a bubblewrap sandbox "
             f"({who}, no network, Unix-socket ingress); the admin's run unsandboxed"
         )
