@@ -152,6 +152,8 @@ def ray_runtime(settings: Settings, owner_uids: Callable[[str], int] | None) -> 
             code=ErrorCode.RUNTIME_UNAVAILABLE,
         )
     settings.replicas_dir.mkdir(parents=True, exist_ok=True)
+    # Made here too, so the sandbox (set up on this host) can hide it on the nodes.
+    settings.ray_replicas_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if settings.sandbox == "on" and os.geteuid() == 0:
         check_owner_uids(settings)
     sandbox = Sandbox.from_settings(settings)
@@ -165,6 +167,9 @@ def ray_runtime(settings: Settings, owner_uids: Callable[[str], int] | None) -> 
         file_max_bytes=settings.replica_file_max_bytes,
         log_read_max_bytes=settings.log_response_max_bytes,
         model_cache_dir=str(settings.model_cache_dir.resolve()),
+        log_max_bytes=settings.log_max_bytes,
+        log_retention_s=settings.log_retention_s,
+        log_check_interval_s=settings.log_check_interval_s,
     )
     namespace = settings.ray_namespace or (
         "moorage-" + docker_runtime.installation_id(settings.resolved_database_url)
@@ -275,6 +280,7 @@ class MoorageServer:
     ) -> None:
         self.settings = settings
         self.role = role
+        self._lost = False  # serve lost the controller lease (``_lost_lease``)
         self.clock = clock or SystemClock()
         private_home(settings)
         self.db = Database(settings.resolved_database_url)
@@ -406,6 +412,7 @@ class MoorageServer:
                 self.db,
                 f"serve:{socket.gethostname()}:{self.settings.home}"[:200],
                 LeaseTerms(self.settings.leader_lease_s, self.settings.leader_renew_s),
+                on_lost=self._lost_lease,
             )
             await lease.take()
             started.push_async_callback(lease.release)
@@ -414,7 +421,7 @@ class MoorageServer:
             self.metering.start()
             started.push_async_callback(self.metering.shutdown)
             await self.reconciler.start()
-            started.push_async_callback(self.reconciler.shutdown)
+            started.push_async_callback(self._stop_controller)
             # Stops endpoints past a spending limit; stopped before the controller.
             self.budgets.start()
             started.push_async_callback(self.budgets.shutdown)
@@ -430,7 +437,28 @@ class MoorageServer:
             anyio.to_thread.current_default_thread_limiter().total_tokens = API_WORKER_THREADS
             freeze_startup_heap()
             yield
-        log.info("moorage stopped; its replicas are stopped too")
+        if self._lost:
+            log.info("moorage stopped; its replicas keep running for the controller that leads")
+        else:
+            log.info("moorage stopped; its replicas are stopped too")
+
+    async def _stop_controller(self) -> None:
+        """Stops every replica with serve, unless serve lost the lease: they are the
+        leading controller's now."""
+        if not self._lost:
+            await self.reconciler.shutdown()
+
+    async def _lost_lease(self, reason: str) -> None:
+        """Another controller leads this store (serve was paused past its lease): serve
+        stops acting as a controller at once, stopping no replica, and exits."""
+        self._lost = True
+        await self.reconciler.abandon()
+        log.error(
+            "moorage serve stops: %s; its replicas keep running for that controller. Run "
+            "one controller per store: serve alone, or moorage api, controller and gateway",
+            reason,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
 
     @contextlib.asynccontextmanager
     async def _api_only(self) -> AsyncIterator[None]:

@@ -234,6 +234,46 @@ def test_serve_and_a_controller_never_both_lead_one_store(split: Split) -> None:
     split.leader(standby, timeout=15)  # serve released the lease as it stopped
 
 
+def test_a_serve_paused_past_its_lease_stops_acting_and_leaves_its_replicas(split: Split) -> None:
+    """A serve frozen (SIGSTOP) past its lease while a controller stands by: the
+    controller takes over, and serve, once awake, stops acting as a controller and
+    exits without stopping the replicas, which the new leader keeps."""
+    serving = MoorageServer(
+        home=split.home,
+        database_url=split.database_url,
+        admin_token=ADMIN_TOKEN,
+        extra_env={"MOORAGE_SANDBOX": "off", "MOORAGE_STOP_GRACE_S": "3"},
+    ).start()
+    try:
+        client = ApiClient(serving.url, ADMIN_TOKEN)
+        service_id = client.create(name="kept", deploy_metadata={"command": REPLICA_COMMAND})[
+            "service_id"
+        ]
+        client.wait_status(service_id, "available", timeout=60)
+        before = running_replicas(split.home)
+        assert len(before) == 1
+        standby = split.controller("c2")
+        wait_for(lambda: "standing by: serve:" in standby.log(), timeout=30, what="a standby")
+        assert serving.process is not None
+        serving.process.send_signal(signal.SIGSTOP)
+        try:
+            split.leader(standby, timeout=30)
+        finally:
+            serving.process.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: serving.process is not None and serving.process.poll() is not None,
+            timeout=30,
+            what="serve to exit once deposed",
+        )
+        log = serving.log()
+        assert "moorage serve stops:" in log
+        assert "its replicas keep running for the controller that leads" in log
+        wait_for(lambda: "adopted" in standby.log(), timeout=30, what="c2 to adopt the replica")
+        assert running_replicas(split.home) == before, "serve stopped or restarted a replica"
+    finally:
+        serving.stop()
+
+
 def _traffic(api: ApiClient, service_id: str) -> dict[str, Any]:
     answer = api.call("GET", f"/v1/inference-service/{service_id}/traffic")
     assert answer.status_code == 200, answer.text

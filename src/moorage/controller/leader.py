@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from moorage.errors import ErrorCode, MoorageError
@@ -221,10 +221,19 @@ class ServeLease:
     when it stops. Its holder names the host and MOORAGE_HOME, so a serve restarted
     after a crash takes its own lease again at once."""
 
-    def __init__(self, db: Database, me: str, terms: LeaseTerms) -> None:
+    def __init__(
+        self,
+        db: Database,
+        me: str,
+        terms: LeaseTerms,
+        on_lost: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.db = db
         self.me = me
         self.terms = terms
+        # Called once when another controller took the lease (serve was paused past
+        # it): serve must stop acting as a controller at once.
+        self.on_lost = on_lost
         self.epoch: int | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -254,6 +263,9 @@ class ServeLease:
             if isinstance(result, Lost) and not said:
                 said = True
                 log.error("moorage serve lost the controller lease: %s", result.reason)
+                if self.on_lost is not None:
+                    await self.on_lost(result.reason)
+                return
 
     async def release(self) -> None:
         if self._task is not None:

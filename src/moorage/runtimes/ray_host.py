@@ -14,18 +14,22 @@ their replicas.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
+from moorage.runtimes import logfiles
 from moorage.runtimes.base import Launch, Observed, StartError
 from moorage.runtimes.forwarder import Forwarder
-from moorage.runtimes.process import ProcessRuntime
+from moorage.runtimes.process import OUTPUT_FILE, RECORD_FILE, ProcessRuntime
 from moorage.runtimes.sandbox import Sandbox
 
 
@@ -39,6 +43,11 @@ class HostOptions:
     file_max_bytes: int = 0
     log_read_max_bytes: int = 16 * 1024 * 1024
     model_cache_dir: str | None = None
+    # Each replica's log is rotated past this, and folders of replicas gone longer than
+    # the retention are removed, on the node (the process runtime's housekeeper's job).
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_retention_s: float = 86_400.0
+    log_check_interval_s: float = 1.0
 
 
 def node_address() -> str:
@@ -63,16 +72,54 @@ class ReplicaHost:
     """The actor's class (``ray.remote`` is applied by the runtime)."""
 
     def __init__(self, options: HostOptions) -> None:
+        # Whatever the replica's folder and log are made with is the node user's alone,
+        # as on moorage's own host (``composition.private_home``).
+        os.umask(0o077)
         self.options = options
         self.replica_id: str | None = None
         self.address: str | None = None
         self._runtime: ProcessRuntime | None = None
         self._forwarder: Forwarder | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    def _private_root(self) -> Path:
+        """The node's replicas folder, made or tightened to 0700; refused when another
+        user owns it (whoever owns it could read every tenant's logs)."""
+        root = Path(self.options.replicas_dir)
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            owner = root.stat().st_uid
+            if owner != os.geteuid():
+                raise StartError(
+                    f"{root} (MOORAGE_RAY_REPLICAS_DIR) on this Ray node belongs to uid "
+                    f"{owner}, not to the user Ray runs as ({os.geteuid()}); give it to that "
+                    "user or choose another folder"
+                )
+            root.chmod(0o700)
+        except OSError as exc:
+            raise StartError(f"cannot prepare {root} on this Ray node: {exc}") from exc
+        return root
+
+    def _check_privilege(self, launch: Launch) -> None:
+        """The sandbox was set up on moorage's host; this node must run Ray as the same
+        kind of user, or a replica meant to drop to its owner's uid could run as root."""
+        config = self.options.sandbox.config
+        if not launch.sandboxed or config is None:
+            return
+        as_root = os.geteuid() == 0
+        if config.as_root != as_root:
+            raise StartError(
+                "this Ray node runs Ray as "
+                + ("root" if as_root else "a normal user")
+                + ", moorage's host as "
+                + ("root" if config.as_root else "a normal user")
+                + ": the sandbox would not drop to the replica owner's uid; run Ray on every "
+                "node as the same kind of user as moorage"
+            )
 
     def _process_runtime(self, owner_uid: int | None, gpus: tuple[str, ...]) -> ProcessRuntime:
-        root = Path(self.options.replicas_dir)
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root = self._private_root()
         cache = self.options.model_cache_dir
         return ProcessRuntime(
             root,
@@ -90,6 +137,7 @@ class ReplicaHost:
         import ray
 
         gpus = tuple(str(gpu) for gpu in ray.get_gpu_ids())
+        self._check_privilege(launch)
         await self._stop_replica()
         self.replica_id = launch.replica_id
         self._runtime = self._process_runtime(owner_uid, gpus)
@@ -98,8 +146,24 @@ class ReplicaHost:
         self._forwarder = Forwarder(target)
         port = await self._forwarder.listen(host)
         self._watch(launch.replica_id)
+        self._housekeeping = asyncio.create_task(self._keep_house(launch.replica_id))
         self.address = f"{host}:{port}"
         return self.address
+
+    async def _keep_house(self, replica_id: str) -> None:
+        """Rotates this replica's log past its cap, and now and then removes the folders
+        of replicas on this node that stopped longer ago than the retention."""
+        root = Path(self.options.replicas_dir)
+        log = root / replica_id / OUTPUT_FILE
+        next_sweep = 0.0
+        while True:
+            await asyncio.to_thread(logfiles.rotate_if_over, log, self.options.log_max_bytes)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + min(self.options.log_retention_s / 2, 60.0)
+                await asyncio.to_thread(
+                    logfiles.remove_stale, root, self.options.log_retention_s, record=RECORD_FILE
+                )
+            await asyncio.sleep(self.options.log_check_interval_s)
 
     def _watch(self, replica_id: str) -> None:
         """Starts the reaper beside the replica's process group (see module docs)."""
@@ -134,6 +198,11 @@ class ReplicaHost:
         await self._stop_replica()
 
     async def _stop_replica(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         if self._reaper is not None:
             if self._reaper.poll() is None:
                 self._reaper.send_signal(signal.SIGTERM)
