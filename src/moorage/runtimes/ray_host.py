@@ -72,9 +72,6 @@ class ReplicaHost:
     """The actor's class (``ray.remote`` is applied by the runtime)."""
 
     def __init__(self, options: HostOptions) -> None:
-        # Whatever the replica's folder and log are made with is the node user's alone,
-        # as on moorage's own host (``composition.private_home``).
-        os.umask(0o077)
         self.options = options
         self.replica_id: str | None = None
         self.address: str | None = None
@@ -87,6 +84,10 @@ class ReplicaHost:
         """The node's replicas folder, made or tightened to 0700; refused when another
         user owns it (whoever owns it could read every tenant's logs)."""
         root = Path(self.options.replicas_dir)
+        # Whatever the replica's folder and log are made with is the node user's alone,
+        # as on moorage's own host (``composition.private_home``); the actor's worker
+        # process is its own.
+        os.umask(0o077)
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             owner = root.stat().st_uid
