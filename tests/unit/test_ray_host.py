@@ -37,7 +37,9 @@ def _host(root: Path, *, setpriv: str | None) -> ReplicaHost:
 
 
 def _launch(*, sandboxed: bool) -> Launch:
-    return Launch("r1", "e1", 1, DeploySpec(image_url="x", command="true", port=8080), sandboxed=sandboxed)
+    return Launch(
+        "r1", "e1", 1, DeploySpec(image_url="x", command="true", port=8080), sandboxed=sandboxed
+    )
 
 
 def test_a_node_of_another_kind_of_user_than_moorages_host_refuses_sandboxed_replicas(
