@@ -74,11 +74,10 @@ async def test_one_leads_and_a_clean_stop_hands_over_at_once(db: Database) -> No
         other = second if leader is first else first
         stopped_at = asyncio.get_running_loop().time()
         stop.set()
-        await _until(lambda: other.leading)
+        await _until(lambda: other.leading and f"{other.me} start 2" in said)
         # Released, not expired: the standby's next look (renew_s) takes it.
         assert asyncio.get_running_loop().time() - stopped_at < TERMS.lease_s
         assert f"{leader.me} finish" in said
-        assert f"{other.me} start 2" in said
 
     await _running([first, second], body)
 

@@ -33,6 +33,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -297,10 +298,29 @@ def spawn(
         )
 
 
+# bwrap binds the host's mounts one by one: a mount that vanishes meanwhile (a
+# container engine removing a container's overlay) fails that one attempt.
+VANISHED_MOUNT = "Unable to apply mount flags"
+PROBE_ATTEMPTS = 3
+
+
 def probe(config: SandboxConfig, scratch: Path) -> None:
     """Runs a trivial replica in the sandbox, bridge included: raises SandboxUnavailable
     with bwrap's own words when it does not work here (no user namespaces, a kernel
-    or AppArmor policy that refuses them, an interpreter the sandbox cannot see)."""
+    or AppArmor policy that refuses them, an interpreter the sandbox cannot see). An
+    attempt that met a host mount vanishing is tried again: that says nothing of the
+    sandbox."""
+    for attempt in range(1, PROBE_ATTEMPTS + 1):
+        try:
+            _probe_once(config, scratch)
+            return
+        except SandboxUnavailable as exc:
+            if VANISHED_MOUNT not in str(exc) or attempt == PROBE_ATTEMPTS:
+                raise
+            time.sleep(0.2)
+
+
+def _probe_once(config: SandboxConfig, scratch: Path) -> None:
     # As long a name as a replica id's, so a MOORAGE_HOME too long for replicas' socket
     # paths is found here, at start.
     replica_dir = scratch / f".sandbox-probe-{uuid.uuid4().hex[:17]}"
